@@ -1,0 +1,16 @@
+//! xtdb: a thread-per-core time-series store for industrial tag data.
+//!
+//! Layout:
+//! - [`point`]: the data model, `(tag, timestamp µs, value, quality)`.
+//! - [`storage`]: everything one shard owns (WAL, tag buffers, blocks, chunk
+//!   files, recovery). Runs inside one glommio executor; never shared.
+//! - [`error`]: the crate's error type; errors name the file, offset or input
+//!   they are about.
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod point;
+pub mod storage;
+
+pub use error::{Error, Result};
+pub use point::Point;

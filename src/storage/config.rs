@@ -1,0 +1,74 @@
+//! Shard configuration: paths, sync policy, sizes and budgets.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// When a write is acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Acknowledge only after the WAL bytes holding the write are
+    /// `fdatasync`ed (group commit). The default.
+    Always,
+    /// Acknowledge once the WAL bytes are handed to the kernel, before any
+    /// sync. A power loss loses the unsynced tail; a process crash does not.
+    None,
+}
+
+impl std::str::FromStr for SyncMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "always" => Ok(SyncMode::Always),
+            "none" => Ok(SyncMode::None),
+            o => Err(format!(
+                "unknown sync mode '{o}' (expected 'always' or 'none')"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for SyncMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SyncMode::Always => "always",
+            SyncMode::None => "none",
+        })
+    }
+}
+
+/// Everything a shard needs to open.
+#[derive(Clone, Debug)]
+pub struct ShardConfig {
+    /// The shard's own directory (created if missing).
+    pub dir: PathBuf,
+    /// Acknowledgement policy.
+    pub sync: SyncMode,
+    /// Soft budget for buffered points in memory, in bytes. Above it the
+    /// flusher writes the largest buffers out; above twice it writers wait.
+    pub memory_budget: usize,
+    /// Size of one preallocated WAL segment, in bytes (multiple of 4 KiB).
+    pub wal_segment_size: u64,
+    /// WAL bytes kept before the oldest buffered tags are flushed so their
+    /// segments can be recycled.
+    pub wal_budget: u64,
+    /// Number of 16 KiB blocks in one chunk file.
+    pub blocks_per_chunk: u32,
+    /// A tag's buffered points are flushed at the latest this long after the
+    /// first of them arrived.
+    pub flush_age: Duration,
+}
+
+impl ShardConfig {
+    /// Defaults for a production shard rooted at `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        ShardConfig {
+            dir: dir.into(),
+            sync: SyncMode::Always,
+            memory_budget: 1 << 30,
+            wal_segment_size: 64 << 20,
+            wal_budget: 1 << 30,
+            blocks_per_chunk: 4064,
+            flush_age: Duration::from_secs(600),
+        }
+    }
+}

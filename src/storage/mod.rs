@@ -1,0 +1,12 @@
+//! Everything one shard owns: its WAL segments, per-tag buffers, chunk files
+//! of 16 KiB blocks with their directories, and recovery. A shard lives inside
+//! one glommio executor; it is never shared across threads and never blocks
+//! the executor.
+
+mod config;
+mod shard;
+mod stats;
+
+pub use config::{ShardConfig, SyncMode};
+pub use shard::{RecoveryReport, Shard};
+pub use stats::ShardStats;
