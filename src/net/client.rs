@@ -152,3 +152,77 @@ fn to_io(e: glommio::GlommioError<()>) -> std::io::Error {
         other => std::io::Error::other(other.to_string()),
     }
 }
+
+/// Connects to `addr`, fetches the server's counters and disconnects, on a
+/// throw-away glommio executor on the calling thread. For command-line use.
+pub fn fetch_stats_blocking(addr: &str) -> Result<Vec<(String, u64)>> {
+    let addr = addr.to_string();
+    let ex = glommio::LocalExecutorBuilder::default()
+        .io_memory(1 << 20)
+        .make()
+        .map_err(|e| Error::io("start executor", None, std::io::Error::other(e.to_string())))?;
+    ex.run(async move { Client::connect(&addr).await?.stats().await })
+}
+
+/// Lays out `scope.metric` counters as a table: one row per metric, one
+/// column per scope (`total`, `shard0`, `shard1`, ...). Names without a
+/// scope are listed first.
+pub fn stats_table(stats: &[(String, u64)]) -> String {
+    let mut scopes: Vec<&str> = vec!["total"];
+    let mut metrics: Vec<&str> = Vec::new();
+    let mut plain = Vec::new();
+    for (name, v) in stats {
+        match name.split_once('.') {
+            Some((scope, metric)) => {
+                if !scopes.contains(&scope) {
+                    scopes.push(scope);
+                }
+                if !metrics.contains(&metric) {
+                    metrics.push(metric);
+                }
+            }
+            None => plain.push((name.as_str(), *v)),
+        }
+    }
+    let get = |scope: &str, metric: &str| {
+        stats
+            .iter()
+            .find(|(n, _)| n.split_once('.') == Some((scope, metric)))
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut out = String::new();
+    for (n, v) in plain {
+        out.push_str(&format!("{n}: {v}\n"));
+    }
+    let w0 = metrics.iter().map(|m| m.len()).max().unwrap_or(6).max(6);
+    let cells: Vec<Vec<String>> = metrics
+        .iter()
+        .map(|m| scopes.iter().map(|s| get(s, m)).collect())
+        .collect();
+    let widths: Vec<usize> = scopes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            cells
+                .iter()
+                .map(|r| r[i].len())
+                .max()
+                .unwrap_or(0)
+                .max(s.len())
+        })
+        .collect();
+    out.push_str(&format!("{:<w0$}", "metric"));
+    for (s, w) in scopes.iter().zip(&widths) {
+        out.push_str(&format!("  {s:>w$}"));
+    }
+    out.push('\n');
+    for (m, row) in metrics.iter().zip(&cells) {
+        out.push_str(&format!("{m:<w0$}"));
+        for (c, w) in row.iter().zip(&widths) {
+            out.push_str(&format!("  {c:>w$}"));
+        }
+        out.push('\n');
+    }
+    out
+}

@@ -327,6 +327,7 @@ async fn stats(router: &Rc<Router>) -> Response {
     }
     let uptime = reports.iter().map(|r| r.uptime).max().unwrap_or_default();
     named(&mut out, "total", &total, &hist, uptime);
+    out.push(("total.uptime_ms".to_string(), uptime.as_millis() as u64));
     // The total rate is the sum of the shards' rates.
     if let Some(e) = out.iter_mut().find(|(n, _)| n == "total.points_per_sec") {
         e.1 = total_rate;
