@@ -129,18 +129,12 @@ pub async fn serve(mut stream: TcpStream, router: Rc<Router>, closing: Closing) 
         let raw = match next {
             Next::Frame(raw) => raw,
             Next::Eof | Next::Closing => return,
-            Next::Failed(e) => {
-                let _ = answer_error(&mut stream, &mut out, &e).await;
-                return;
-            }
+            Next::Failed(e) => return answer_and_close(&mut stream, &mut out, &e).await,
         };
         let started = Instant::now();
         let h = match protocol::decode_header(&raw) {
             Ok(h) => h,
-            Err(e) => {
-                let _ = answer_error(&mut stream, &mut out, &e).await;
-                return;
-            }
+            Err(e) => return answer_and_close(&mut stream, &mut out, &e).await,
         };
         payload.clear();
         payload.resize(h.len as usize, 0);
@@ -148,8 +142,7 @@ pub async fn serve(mut stream: TcpStream, router: Rc<Router>, closing: Closing) 
             let mut e = truncated(0, h.len as usize, "payload");
             e.message = format!("connection closed inside a {}-byte payload", h.len);
             e.id = h.id;
-            let _ = answer_error(&mut stream, &mut out, &e).await;
-            return;
+            return answer_and_close(&mut stream, &mut out, &e).await;
         }
         let resp = match protocol::decode_request(&raw, &h, &payload) {
             Ok(req) => {
@@ -166,8 +159,10 @@ pub async fn serve(mut stream: TcpStream, router: Rc<Router>, closing: Closing) 
                 resp
             }
             Err(e) => {
-                let keep = e.recoverable();
-                if answer_error(&mut stream, &mut out, &e).await.is_err() || !keep {
+                if !e.recoverable() {
+                    return answer_and_close(&mut stream, &mut out, &e).await;
+                }
+                if answer_error(&mut stream, &mut out, &e).await.is_err() {
                     return;
                 }
                 continue;
@@ -177,6 +172,25 @@ pub async fn serve(mut stream: TcpStream, router: Rc<Router>, closing: Closing) 
         protocol::encode_response(&mut out, h.id, &resp);
         if stream.write_all(&out).await.is_err() {
             return;
+        }
+    }
+}
+
+/// Answers with an error frame, then closes gracefully: FIN first, then a
+/// short, bounded drain of what the peer already sent, so the close is not a
+/// reset that would destroy the error frame before the peer reads it.
+async fn answer_and_close(stream: &mut TcpStream, out: &mut Vec<u8>, e: &FrameError) {
+    if answer_error(stream, out, e).await.is_err() {
+        return;
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write).await;
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_millis(100)));
+    let mut sink = [0u8; 4096];
+    let mut drained = 0usize;
+    while drained < (1 << 20) {
+        match stream.read(&mut sink).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
         }
     }
 }
