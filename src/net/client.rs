@@ -142,7 +142,14 @@ impl Client {
 }
 
 fn unexpected(what: &str, r: &Response) -> Error {
-    Error::Protocol(format!("{what}: unexpected answer {r:?}"))
+    let kind = match r {
+        Response::Ack(_) => "ack",
+        Response::Points(_) => "points",
+        Response::Latest(_) => "latest result",
+        Response::Stats(_) => "stats result",
+        Response::Error { .. } => "error",
+    };
+    Error::Protocol(format!("{what}: unexpected {kind} answer"))
 }
 
 fn to_io(e: glommio::GlommioError<()>) -> std::io::Error {
