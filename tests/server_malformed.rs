@@ -2,7 +2,8 @@
 //! longer be framed) while a well-behaved client on another connection
 //! keeps working and nothing acknowledged changes.
 
-mod common;
+mod net_common;
+use net_common as common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};

@@ -1,7 +1,8 @@
 //! Acknowledged points survive a clean stop and restart on the same data
 //! directory, and a restart with a different shard count is refused.
 
-mod common;
+mod net_common;
+use net_common as common;
 
 use xtdb::net::Client;
 use xtdb::Point;

@@ -2,7 +2,8 @@
 //! the server drains, closes its shards and returns, and every writer ends
 //! with an error instead of hanging.
 
-mod common;
+mod net_common;
+use net_common as common;
 
 use std::time::Duration;
 
