@@ -56,6 +56,18 @@
 //! | 101 | server is shutting down | closed |
 //! | 102 | internal error (routing between shards failed) | kept |
 //!
+//! ### Stats names
+//!
+//! `shards` (count), then for each scope `shardN` and `total`: every
+//! [`crate::storage::ShardStats`] field (`points_written`, `wal_syncs`,
+//! `wal_synced_records`, `wal_max_group`, `flushes`, `flush_micros`,
+//! `points_buffered`, ...), plus `wal_group_avg` (records per sync),
+//! `points_per_sec` (average since start), `ack_count` and
+//! `ack_p50_us` / `ack_p99_us` / `ack_p999_us` / `ack_max_us`: the write-ack
+//! latency of client batches *read* by that shard, from the moment their
+//! header was read to the moment every sub-batch was durable. `shardN.cpu`
+//! and `shardN.uptime_ms` / `total.uptime_ms` complete the set.
+//!
 //! A write is acknowledged only after every point of it is durable in the WAL
 //! of the shard that owns its tag. An error answer to a write means the
 //! write as a whole was not acknowledged: some of its sub-batches may have
