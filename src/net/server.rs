@@ -176,7 +176,20 @@ pub async fn serve(mut stream: TcpStream, router: Rc<Router>, closing: Closing) 
         };
         payload.clear();
         payload.resize(h.len as usize, 0);
-        if stream.read_exact(&mut payload).await.is_err() {
+        // A request whose payload has not fully arrived is not in flight
+        // yet: shutdown does not wait for a client that stalls inside one.
+        let got = futures_lite::future::or(
+            async { Some(stream.read_exact(&mut payload).await.is_ok()) },
+            async {
+                closing.wait().await;
+                None
+            },
+        )
+        .await;
+        if got.is_none() {
+            return;
+        }
+        if got == Some(false) {
             let mut e = truncated(0, h.len as usize, "payload");
             e.message = format!("connection closed inside a {}-byte payload", h.len);
             e.id = h.id;
