@@ -123,6 +123,9 @@ pub async fn accept_loop(listener: TcpListener, router: Rc<Router>, closing: Clo
     let _ = gate.close().await;
 }
 
+/// How long an answer may still take to write once shutdown has begun.
+pub const WRITE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 enum Next {
     Frame([u8; HEADER_LEN]),
     Eof,
@@ -221,7 +224,16 @@ pub async fn serve(mut stream: TcpStream, router: Rc<Router>, closing: Closing) 
         };
         out.clear();
         protocol::encode_response(&mut out, h.id, &resp);
-        if stream.write_all(&out).await.is_err() {
+        // A client that stops reading cannot hold up shutdown for more than
+        // WRITE_GRACE once it has begun.
+        let written =
+            futures_lite::future::or(async { stream.write_all(&out).await.is_ok() }, async {
+                closing.wait().await;
+                glommio::timer::sleep(WRITE_GRACE).await;
+                false
+            })
+            .await;
+        if !written {
             return;
         }
     }
