@@ -1,1 +1,97 @@
-fn main() {}
+//! `xtdb`: the server (`xtdb serve`) and its operator commands
+//! (`xtdb stats`). Thin: parsing and printing only; the logic is in the
+//! library (`xtdb::server`, `xtdb::net`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use xtdb::server::{ServerConfig, Shutdown};
+use xtdb::storage::SyncMode;
+
+#[derive(Parser)]
+#[command(
+    name = "xtdb",
+    version,
+    about = "Thread-per-core time-series store for industrial tag data"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server: one shard per listed CPU, native protocol on --listen.
+    Serve(ServeArgs),
+    /// Print a running server's counters (total and per shard) as a table.
+    Stats {
+        /// Server address.
+        #[arg(long, env = "XTDB_ADDR", default_value = "127.0.0.1:7070")]
+        addr: String,
+        /// Sample twice, this many seconds apart, and add current rates
+        /// (`*_per_sec_now`) to the averages since start.
+        #[arg(long)]
+        interval: Option<f64>,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Data directory (shard N lives in DATA/shard-N).
+    #[arg(long, env = "XTDB_DATA_DIR")]
+    data_dir: PathBuf,
+    /// CPUs to run shards on, one shard each, e.g. `1`, `0,1`, `0-3`
+    /// [default: all online CPUs]. The shard count is fixed by the first start.
+    #[arg(long, env = "XTDB_CPUS")]
+    cpus: Option<String>,
+    /// Address to listen on (port 0 picks a free port; the bound address is printed).
+    #[arg(long, env = "XTDB_LISTEN", default_value = "127.0.0.1:7070")]
+    listen: String,
+    /// When writes are acknowledged: `always` (after WAL fdatasync) or `none`.
+    #[arg(long, env = "XTDB_SYNC", default_value = "always")]
+    sync: SyncMode,
+    /// Memory budget for buffered points, bytes in total (split across shards).
+    #[arg(long, env = "XTDB_MEMORY_BUDGET", default_value_t = 1 << 30)]
+    memory_budget: usize,
+    /// glommio registered-buffer memory per shard, bytes.
+    #[arg(long, env = "XTDB_IO_MEMORY", default_value_t = 4 << 20)]
+    io_memory: usize,
+}
+
+fn serve(a: ServeArgs) -> xtdb::Result<()> {
+    let mut config = ServerConfig::new(a.data_dir)?;
+    if let Some(c) = a.cpus {
+        config.cpus = xtdb::runtime::placement::parse_cpus(&c)?;
+    }
+    config.listen = a.listen;
+    config.sync = a.sync;
+    config.memory_budget = a.memory_budget;
+    config.io_memory = a.io_memory;
+    xtdb::server::run(config, Shutdown::on_signals()?)
+}
+
+fn stats(addr: &str, interval: Option<f64>) -> xtdb::Result<()> {
+    use xtdb::net::client::{fetch_stats_blocking, stats_table, with_rates};
+    let mut s = fetch_stats_blocking(addr)?;
+    if let Some(secs) = interval.filter(|s| s.is_finite() && *s > 0.0) {
+        std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+        s = with_rates(&s, &fetch_stats_blocking(addr)?, secs);
+    }
+    print!("{}", stats_table(&s));
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().cmd {
+        Cmd::Serve(a) => serve(a),
+        Cmd::Stats { addr, interval } => stats(&addr, interval),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtdb: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
