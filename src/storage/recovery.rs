@@ -101,10 +101,13 @@ pub(crate) async fn open(cfg: ShardConfig) -> Result<Shard> {
     // flushing between segments if they outgrow the memory budget.
     let mut rec = WalRecovery::open(&wal_dir, cfg.wal_segment_size, checkpoint).await?;
     let now = Instant::now();
+    let mut decoded = Vec::new();
     while let Some(seg) = rec.next_segment().await? {
         for (seq, payload) in seg.iter() {
-            report.wal_points_replayed += (payload.len() / format::POINT_BYTES) as u64;
-            inner.buffer_points(format::points(payload), seq, now);
+            decoded.clear();
+            decoded.extend(format::points(payload));
+            report.wal_points_replayed += decoded.len() as u64;
+            inner.buffer_points(&decoded, seq, now);
         }
         if inner.bufs.borrow().bytes() > cfg.memory_budget {
             let _permit = inner.flush_lock.acquire_permit(1).await;
