@@ -10,7 +10,7 @@
 //! verified when read, so a damaged one fails the query that reads it.
 
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use glommio::{Latency, Shares};
 
@@ -127,7 +127,11 @@ pub(crate) async fn open(cfg: ShardConfig) -> Result<Shard> {
 
     // Tasks: the WAL writer at high priority, the flusher below ingest.
     let ex = glommio::executor();
-    let wal_q = ex.create_task_queue(Shares::Static(1000), Latency::NotImportant, "xtdb-wal");
+    let wal_q = ex.create_task_queue(
+        Shares::Static(1000),
+        Latency::Matters(Duration::from_millis(1)),
+        "xtdb-wal",
+    );
     let flush_q = ex.create_task_queue(Shares::Static(100), Latency::NotImportant, "xtdb-flush");
     let spawn_err = |e: glommio::GlommioError<()>| {
         Error::io(
