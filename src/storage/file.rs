@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions, ReadResult};
 
+use crate::storage::fault::FaultPlan;
 use crate::{Error, Result};
 
 /// Alignment of every O_DIRECT write offset and length.
@@ -21,6 +22,8 @@ pub fn page_up(n: usize) -> usize {
 pub struct DataFile {
     file: DmaFile,
     path: PathBuf,
+    /// Fault injection (tests only; `None` in production).
+    faults: Option<FaultPlan>,
 }
 
 impl DataFile {
@@ -36,6 +39,7 @@ impl DataFile {
         Ok(DataFile {
             file,
             path: path.to_path_buf(),
+            faults: FaultPlan::current(),
         })
     }
 
@@ -55,6 +59,15 @@ impl DataFile {
     /// Writes all of `buf` at `pos` (both page aligned). A short write is an error.
     pub async fn write_at(&self, buf: DmaBuffer, pos: u64) -> Result<()> {
         let len = buf.len();
+        if let Some(f) = &self.faults {
+            let io = |e| Error::io(format!("write at offset {pos}"), Some(self.path.clone()), e);
+            if f.before_write(&self.path, pos, len).map_err(io)? {
+                let old = self.read_at(pos, len).await?;
+                let mut old = old.to_vec();
+                old.resize(len, 0);
+                f.record_undo(&self.path, pos, old);
+            }
+        }
         let n = self
             .file
             .write_at(buf, pos)
@@ -80,15 +93,27 @@ impl DataFile {
 
     /// `fdatasync`.
     pub async fn sync(&self) -> Result<()> {
+        if let Some(f) = &self.faults {
+            f.before_sync(&self.path)
+                .map_err(|e| Error::io("fdatasync", Some(self.path.clone()), e))?;
+        }
         self.file
             .fdatasync()
             .await
-            .map_err(|e| wrap("fdatasync", &self.path, e))
+            .map_err(|e| wrap("fdatasync", &self.path, e))?;
+        if let Some(f) = &self.faults {
+            f.after_sync(&self.path);
+        }
+        Ok(())
     }
 
     /// Reserves `size` bytes on disk (fallocate) so later syncs don't update
     /// the file size.
     pub async fn preallocate(&self, size: u64) -> Result<()> {
+        if let Some(f) = &self.faults {
+            f.before_preallocate(&self.path)
+                .map_err(|e| Error::io("fallocate", Some(self.path.clone()), e))?;
+        }
         self.file
             .pre_allocate(size, false)
             .await

@@ -276,15 +276,22 @@ fn pick(inner: &Inner) -> Vec<u32> {
 }
 
 /// The flusher task: waits for work (or a periodic tick for age-based
-/// flushes) and runs rounds until the shard closes or is fenced.
+/// flushes) and runs rounds until the shard closes or is fenced. On exit it
+/// wakes every writer waiting for memory, so they see the fence or the close
+/// instead of waiting for a flush that will never come.
 pub(crate) async fn run_flusher(inner: Rc<Inner>) {
+    flusher_loop(&inner).await;
+    inner.flushed.notify(usize::MAX);
+}
+
+async fn flusher_loop(inner: &Rc<Inner>) {
     let tick = (inner.cfg.flush_age / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
     loop {
-        if inner.closing.get() || inner.fenced.borrow().is_some() {
+        if inner.check_fenced().is_err() {
             return;
         }
         let listener = inner.flush_wanted.listen();
-        let tags = pick(&inner);
+        let tags = pick(inner);
         if tags.is_empty() {
             futures_lite::future::or(listener, glommio::timer::sleep(tick)).await;
             continue;
@@ -296,7 +303,7 @@ pub(crate) async fn run_flusher(inner: Rc<Inner>) {
         let Ok(next) = inner.wal().map(|w| w.next_seq()) else {
             return;
         };
-        if flush_round(&inner, tags, next).await.is_err() {
+        if flush_round(inner, tags, next).await.is_err() {
             return;
         }
     }

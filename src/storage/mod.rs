@@ -7,6 +7,7 @@ pub mod block;
 pub mod buffer;
 pub mod chunk;
 mod config;
+pub mod fault;
 pub mod file;
 mod flush;
 pub mod index;

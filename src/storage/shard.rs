@@ -131,9 +131,14 @@ impl Inner {
         full.len() > before || bufs.bytes() > self.cfg.memory_budget
     }
 
+    /// `Err` if a failed WAL write or sync, or a failed flush, fenced the
+    /// shard (one fence for the whole shard), or if it is closing.
     pub(crate) fn check_fenced(&self) -> Result<()> {
         if let Some(why) = self.fenced.borrow().as_ref() {
             return Err(Error::Fenced(why.clone()));
+        }
+        if let Some(why) = self.wal.get().and_then(|w| w.fenced()) {
+            return Err(Error::Fenced(why));
         }
         if self.closing.get() {
             return Err(Error::Closed);
@@ -169,10 +174,13 @@ impl Shard {
         while inner.bufs.borrow().bytes() > 2 * inner.cfg.memory_budget {
             inner.stats.borrow_mut().backpressure_waits += 1;
             let listener = inner.flushed.listen();
+            // Checked after listening: a flusher that exits (fence, close)
+            // fires `flushed` after setting the reason, so no wake-up is lost.
+            inner.check_fenced()?;
             inner.flush_wanted.notify(1);
             listener.await;
-            inner.check_fenced()?;
         }
+        inner.check_fenced()?;
         let wal = inner.wal()?;
         let (first, last) = wal.append(points)?;
         if inner.buffer_points(points, first, Instant::now()) {

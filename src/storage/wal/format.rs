@@ -73,11 +73,14 @@ impl SegmentHeader {
     /// Decodes a header page. `Ok(None)` for an all-zero (never written)
     /// header; `Err(reason)` for a damaged one.
     pub fn decode(page: &[u8]) -> Result<Option<SegmentHeader>, String> {
+        // A file cut short or never written (created, then the power failed
+        // before it was preallocated) reads as zeros: never initialised.
+        let head = &page[..page.len().min(36)];
+        if head.iter().all(|&b| b == 0) {
+            return Ok(None);
+        }
         if page.len() < 36 {
             return Err(format!("segment header truncated to {} bytes", page.len()));
-        }
-        if page[0..36].iter().all(|&b| b == 0) {
-            return Ok(None);
         }
         if &page[0..8] != SEGMENT_MAGIC {
             return Err("bad segment magic".into());
@@ -284,6 +287,8 @@ mod tests {
     fn segment_header_round_trip_and_damage() {
         let mut page = vec![0u8; SEGMENT_HEADER];
         assert_eq!(SegmentHeader::decode(&page), Ok(None));
+        assert_eq!(SegmentHeader::decode(&[]), Ok(None));
+        assert!(SegmentHeader::decode(&[1, 2, 3]).is_err());
         let h = SegmentHeader {
             id: 5,
             first_seq: 1234,
