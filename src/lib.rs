@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod load;
 pub mod point;
 pub mod storage;
 

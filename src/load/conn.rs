@@ -1,0 +1,101 @@
+//! The one seam between the load generator and the network: the calls of
+//! `xtdb::net::Client` that xtdb-load uses, as a trait, so every command is
+//! written once against them. The only implementation is the real client
+//! (cargo feature `net-client`, on once branch `net` is merged); there is no
+//! fake server.
+//!
+//! Futures here are `!Send`: connections live inside one glommio executor.
+
+use crate::{Point, Result};
+
+/// A connection to an xtdb server, one request outstanding at a time.
+#[allow(async_fn_in_trait)]
+pub trait Conn: Sized + 'static {
+    /// Connects to `addr` (`host:port`).
+    async fn connect(addr: &str) -> Result<Self>;
+    /// Writes `points`; returns how many the server acknowledged as durable.
+    async fn write(&mut self, points: &[Point]) -> Result<u64>;
+    /// Points of `tag` with `start <= ts < end`, sorted by timestamp.
+    async fn range(&mut self, tag: u32, start: i64, end: i64) -> Result<Vec<Point>>;
+    /// The latest point of each tag.
+    async fn latest(&mut self, tags: &[u32]) -> Result<Vec<Option<Point>>>;
+    /// The server's counters, e.g. `("total.points_written", n)`.
+    async fn stats(&mut self) -> Result<Vec<(String, u64)>>;
+}
+
+#[cfg(feature = "net-client")]
+impl Conn for crate::net::Client {
+    async fn connect(addr: &str) -> Result<Self> {
+        crate::net::Client::connect(addr).await
+    }
+    async fn write(&mut self, points: &[Point]) -> Result<u64> {
+        crate::net::Client::write(self, points).await
+    }
+    async fn range(&mut self, tag: u32, start: i64, end: i64) -> Result<Vec<Point>> {
+        crate::net::Client::range(self, tag, start, end).await
+    }
+    async fn latest(&mut self, tags: &[u32]) -> Result<Vec<Option<Point>>> {
+        crate::net::Client::latest(self, tags).await
+    }
+    async fn stats(&mut self) -> Result<Vec<(String, u64)>> {
+        crate::net::Client::stats(self).await
+    }
+}
+
+/// The connection type the commands use.
+#[cfg(feature = "net-client")]
+pub type NetConn = crate::net::Client;
+
+/// A short name for the kind of an error, for "errors by kind" tables.
+pub fn error_kind(e: &crate::Error) -> String {
+    use crate::Error;
+    match e {
+        Error::Io { source, .. } => format!("io:{:?}", source.kind()),
+        Error::Corrupt { .. } => "corrupt".into(),
+        Error::InvalidInput(_) => "invalid_input".into(),
+        Error::Fenced(_) => "fenced".into(),
+        Error::Closed => "closed".into(),
+        Error::Protocol(_) => "protocol".into(),
+        Error::Remote { code, .. } => format!("remote:{code}"),
+        #[allow(unreachable_patterns)]
+        _ => "other".into(),
+    }
+}
+
+/// Whether the connection must be dropped and re-opened after `e`.
+pub fn is_connection_error(e: &crate::Error) -> bool {
+    !matches!(
+        e,
+        crate::Error::Remote { .. } | crate::Error::InvalidInput(_)
+    )
+}
+
+/// Stand-in used when xtdb-load is built without the `net-client` feature:
+/// every connection attempt fails with a clear message. It never pretends to
+/// be a server.
+#[derive(Debug)]
+pub struct Unavailable;
+
+impl Conn for Unavailable {
+    async fn connect(_addr: &str) -> Result<Self> {
+        Err(crate::Error::InvalidInput(
+            "xtdb-load was built without the network client (cargo feature `net-client`)".into(),
+        ))
+    }
+    async fn write(&mut self, _: &[Point]) -> Result<u64> {
+        Err(crate::Error::Closed)
+    }
+    async fn range(&mut self, _: u32, _: i64, _: i64) -> Result<Vec<Point>> {
+        Err(crate::Error::Closed)
+    }
+    async fn latest(&mut self, _: &[u32]) -> Result<Vec<Option<Point>>> {
+        Err(crate::Error::Closed)
+    }
+    async fn stats(&mut self) -> Result<Vec<(String, u64)>> {
+        Err(crate::Error::Closed)
+    }
+}
+
+/// The connection type the commands use.
+#[cfg(not(feature = "net-client"))]
+pub type NetConn = Unavailable;

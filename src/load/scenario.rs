@@ -1,0 +1,471 @@
+//! `scenario NAME`: the original design's measured scenarios, each a
+//! self-contained run against a server (`recovery` starts its own):
+//!
+//! - `tags-100k`: 100,000 tags at 1 point/s each (100K points/s), sustained;
+//!   rate kept?, ack p99, server RSS.
+//! - `max-write`: highest acknowledged points/s (rate 0, 4 connections,
+//!   batches of 10,000, 100,000 tags).
+//! - `query-blocks`: range-query latency at 10/50/100/500 blocks.
+//! - `flush-storm`: N tags × P points written as fast as possible, so every
+//!   tag crosses the flush threshold at about the same time, while a probe
+//!   writer keeps 1,000 tags at 1 Hz: probe p99 before vs during the storm.
+//! - `recovery`: start a server, write at full speed, `kill -9` it mid-write,
+//!   restart, time to `ready`, verify every acknowledged point.
+//!
+//! Every scenario returns a JSON object and a text report; figures come only
+//! from what was measured in the run.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use glommio::{LocalExecutorBuilder, Placement};
+use serde_json::{json, Value};
+
+use crate::load::conn::Conn;
+use crate::load::gen;
+use crate::load::query::{self, QueryConfig};
+use crate::load::report::{self, fmt_count, fmt_us};
+use crate::load::server::{self, ServerProcess, ServerSpec};
+use crate::load::verify::{self, VerifyConfig};
+use crate::load::write::{self, Live, WriteConfig};
+use crate::{Error, Result};
+
+/// Names accepted by `scenario`.
+pub const NAMES: &[&str] = &[
+    "tags-100k",
+    "max-write",
+    "query-blocks",
+    "flush-storm",
+    "recovery",
+];
+
+/// Settings shared by the scenarios (each uses what applies to it).
+#[derive(Clone, Debug)]
+pub struct ScenarioConfig {
+    /// Server address (for `recovery`: where the started server listens).
+    pub addr: String,
+    /// Override of the scenario's duration.
+    pub duration: Option<Duration>,
+    /// Override of the number of tags (tags-100k, max-write, flush-storm).
+    pub tags: Option<u32>,
+    /// flush-storm: points per tag written by the fill.
+    pub points_per_tag: u32,
+    /// CPUs for the generator.
+    pub cpus: Vec<usize>,
+    /// Server process id, for RSS.
+    pub server_pid: Option<u32>,
+    /// query-blocks: skip writing the query data.
+    pub no_prepare: bool,
+    /// query-blocks: range sizes.
+    pub blocks: Vec<u32>,
+    /// query-blocks: number of query tags.
+    pub query_tags: u32,
+    /// recovery: the `xtdb` binary (default: next to this executable).
+    pub server_bin: Option<PathBuf>,
+    /// recovery: data directory (default: a fresh temporary one, removed after).
+    pub data_dir: Option<PathBuf>,
+    /// recovery: pin the server to this CPU.
+    pub server_cpu: Option<usize>,
+    /// Seed of generated values.
+    pub seed: u64,
+    /// Print progress.
+    pub progress: bool,
+    /// Progress to stderr (stdout carries JSON).
+    pub json: bool,
+}
+
+impl ScenarioConfig {
+    /// Defaults for everything but the address.
+    pub fn new(addr: &str) -> Self {
+        ScenarioConfig {
+            addr: addr.into(),
+            duration: None,
+            tags: None,
+            points_per_tag: 1000,
+            cpus: vec![0],
+            server_pid: None,
+            no_prepare: false,
+            blocks: vec![10, 50, 100, 500],
+            query_tags: 2,
+            server_bin: None,
+            data_dir: None,
+            server_cpu: None,
+            seed: 1,
+            progress: true,
+            json: false,
+        }
+    }
+
+    fn write_cfg(&self) -> WriteConfig {
+        let mut w = WriteConfig::new(&self.addr);
+        w.cpus = self.cpus.clone();
+        w.seed = self.seed;
+        w.progress = self.progress;
+        w.json = self.json;
+        w
+    }
+}
+
+/// A scenario's result.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// Scenario name.
+    pub name: String,
+    /// The `--json` object.
+    pub json: Value,
+    /// The text report.
+    pub text: String,
+    /// False when the scenario's check failed (rate not kept, data lost, errors).
+    pub ok: bool,
+}
+
+/// Runs scenario `name`.
+pub fn run<C: Conn>(name: &str, cfg: &ScenarioConfig) -> Result<Outcome> {
+    match name {
+        "tags-100k" => tags_100k::<C>(cfg),
+        "max-write" => max_write::<C>(cfg),
+        "query-blocks" => query_blocks::<C>(cfg),
+        "flush-storm" => flush_storm::<C>(cfg),
+        "recovery" => recovery::<C>(cfg),
+        other => Err(Error::InvalidInput(format!(
+            "unknown scenario {other:?}; known: {}",
+            NAMES.join(", ")
+        ))),
+    }
+}
+
+/// The server's counters, fetched on a short-lived executor.
+pub fn fetch_stats<C: Conn>(addr: &str, cpu: usize) -> Result<Vec<(String, u64)>> {
+    let addr = addr.to_string();
+    LocalExecutorBuilder::new(Placement::Fixed(cpu))
+        .io_memory(1 << 20)
+        .spawn(move || async move { C::connect(&addr).await?.stats().await })
+        .map_err(Error::from)?
+        .join()
+        .map_err(Error::from)?
+}
+
+/// Server RSS in bytes: `/proc/PID/status` when the pid is known, else a
+/// stats counter whose name mentions rss.
+fn server_rss<C: Conn>(cfg: &ScenarioConfig) -> (Option<u64>, &'static str) {
+    if let Some(pid) = cfg.server_pid {
+        if let Some(b) = report::rss_bytes(pid) {
+            return (Some(b), "/proc/PID/status VmRSS");
+        }
+    }
+    if let Ok(stats) = fetch_stats::<C>(&cfg.addr, cfg.cpus[0]) {
+        if let Some((_, v)) = stats
+            .iter()
+            .find(|(k, _)| k.to_ascii_lowercase().contains("rss"))
+        {
+            return (Some(*v), "server stats counter");
+        }
+    }
+    (None, "n/a")
+}
+
+fn fmt_rss(r: Option<u64>) -> String {
+    r.map_or("n/a".into(), |b| {
+        format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
+    })
+}
+
+fn tags_100k<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
+    let mut w = cfg.write_cfg();
+    w.tags = cfg.tags.unwrap_or(100_000);
+    w.rate = u64::from(w.tags); // 1 point per tag per second
+    w.batch = 5_000;
+    w.conns = 4.min(w.tags);
+    w.duration = cfg.duration.unwrap_or(Duration::from_secs(60));
+    let r = write::run::<C>(&w)?;
+    let (rss, rss_src) = server_rss::<C>(cfg);
+    let ok = r.rate_kept == Some(true) && r.error_count() == 0;
+    let text = format!(
+        "scenario tags-100k: {} tags at 1 point/s each for {:.0} s\n{}  server RSS           {} ({rss_src})\n  verdict              {}\n",
+        fmt_count(u64::from(w.tags)),
+        w.duration.as_secs_f64(),
+        r.text(),
+        fmt_rss(rss),
+        if ok { "PASS: rate kept, no errors" } else { "FAIL: rate not kept or errors" }
+    );
+    let mut j = r.json();
+    j["scenario"] = json!("tags-100k");
+    j["tags"] = json!(w.tags);
+    j["server_rss_bytes"] = json!(rss);
+    j["server_rss_source"] = json!(rss_src);
+    j["ok"] = json!(ok);
+    Ok(Outcome {
+        name: "tags-100k".into(),
+        json: j,
+        text,
+        ok,
+    })
+}
+
+fn max_write<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
+    let mut w = cfg.write_cfg();
+    w.tags = cfg.tags.unwrap_or(100_000);
+    w.rate = 0;
+    w.batch = 10_000;
+    w.conns = 4.min(w.tags);
+    w.duration = cfg.duration.unwrap_or(Duration::from_secs(15));
+    let r = write::run::<C>(&w)?;
+    let (rss, rss_src) = server_rss::<C>(cfg);
+    let ok = r.error_count() == 0 && r.points_acked > 0;
+    let text = format!(
+        "scenario max-write: {} tags, {} connections, batches of {}, as fast as acknowledged\n{}  server RSS           {} ({rss_src})\n",
+        fmt_count(u64::from(w.tags)),
+        w.conns,
+        fmt_count(u64::from(w.batch)),
+        r.text(),
+        fmt_rss(rss)
+    );
+    let mut j = r.json();
+    j["scenario"] = json!("max-write");
+    j["tags"] = json!(w.tags);
+    j["conns"] = json!(w.conns);
+    j["batch"] = json!(w.batch);
+    j["server_rss_bytes"] = json!(rss);
+    j["ok"] = json!(ok);
+    Ok(Outcome {
+        name: "max-write".into(),
+        json: j,
+        text,
+        ok,
+    })
+}
+
+fn query_blocks<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
+    let mut q = QueryConfig::new(&cfg.addr);
+    q.blocks = cfg.blocks.clone();
+    q.tags = cfg.query_tags;
+    q.prepare = !cfg.no_prepare;
+    q.cpu = cfg.cpus[0];
+    q.progress = cfg.progress;
+    q.json = cfg.json;
+    let r = query::run::<C>(&q)?;
+    let ok = r
+        .sizes
+        .iter()
+        .all(|s| s.errors == 0 && s.min_points >= s.expected_points);
+    let text = format!(
+        "scenario query-blocks: range queries over {} tag(s), {} blocks of {} points (original design: 100 blocks in 13 ms on 8 threads)\n{}",
+        q.tags,
+        q.blocks.iter().map(|b| b.to_string()).collect::<Vec<_>>().join("/"),
+        q.points_per_block,
+        r.text()
+    );
+    let mut j = r.json();
+    j["scenario"] = json!("query-blocks");
+    j["ok"] = json!(ok);
+    Ok(Outcome {
+        name: "query-blocks".into(),
+        json: j,
+        text,
+        ok,
+    })
+}
+
+fn flush_storm<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
+    let tags = cfg.tags.unwrap_or(100_000);
+    let ppt = cfg.points_per_tag.max(1);
+    let total = u64::from(tags) * u64::from(ppt);
+    // The probe: 1,000 tags at 1 Hz on its own tags, phases 0 = steady,
+    // 1 = storm (fill past 90 %, until 10 s after it ends).
+    let mut probe = cfg.write_cfg();
+    probe.tags = 1_000;
+    probe.tag_base = 3_000_000;
+    probe.rate = 1_000;
+    probe.batch = 100;
+    probe.conns = 1;
+    probe.duration = Duration::from_secs(24 * 3600);
+    probe.progress = false;
+    let probe_live = Live::new(2);
+    let probe_thread = {
+        let (p, l) = (probe.clone(), probe_live.clone());
+        std::thread::spawn(move || write::run_with::<C>(&p, l))
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    let mut fill = cfg.write_cfg();
+    fill.tags = tags;
+    fill.tag_base = 2_000_000;
+    fill.rate = 0;
+    fill.batch = 10_000;
+    fill.conns = 4.min(tags);
+    fill.max_ticks = Some(u64::from(ppt));
+    fill.duration = cfg.duration.unwrap_or(Duration::from_secs(3600));
+    fill.period_us = Some(1_000_000);
+    fill.t0 = Some(gen::now_us_rounded(1_000_000) - i64::from(ppt) * 1_000_000);
+    let fill_live = Live::new(1);
+    let monitor = {
+        let (fl, pl) = (fill_live.clone(), probe_live.clone());
+        std::thread::spawn(move || {
+            while !fl.stop.load(Ordering::Relaxed) {
+                if fl.acked.load(Ordering::Relaxed) * 10 >= total * 9 {
+                    pl.phase.store(1, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let t = Instant::now();
+    let fill_res = write::run_with::<C>(&fill, fill_live.clone());
+    let fill_s = t.elapsed().as_secs_f64();
+    probe_live.phase.store(1, Ordering::Relaxed);
+    fill_live.stop.store(true, Ordering::Relaxed);
+    let _ = monitor.join();
+    std::thread::sleep(Duration::from_secs(10));
+    probe_live.stop.store(true, Ordering::Relaxed);
+    let probe_res = probe_thread
+        .join()
+        .map_err(|_| Error::InvalidInput("probe writer thread panicked".into()))?;
+    let fill_r = fill_res?;
+    let probe_r = probe_res?;
+    let phases = probe_live.phase_latencies();
+    let steady = phases.first().copied().unwrap_or_default();
+    let storm = phases.get(1).copied().unwrap_or_default();
+    let worst_fill_second = fill_r.timeline.iter().map(|s| s.p99).max().unwrap_or(0);
+    let ok = fill_r.error_count() == 0 && probe_r.error_count() == 0;
+    let text = format!(
+        "scenario flush-storm: fill {} tags × {} points ({} points) as fast as acknowledged, probe 1,000 tags at 1 Hz\n  fill                 {} points in {:.1} s = {} points/s, ack {}\n  fill worst 1-s p99   {}\n  probe steady         {}\n  probe during storm   {}\n  probe errors         {}  fill errors {}\n  (original design: writes stall for seconds during a flush storm)\n",
+        fmt_count(u64::from(tags)),
+        fmt_count(u64::from(ppt)),
+        fmt_count(total),
+        fmt_count(fill_r.points_acked),
+        fill_s,
+        fmt_count(fill_r.points_per_sec.round() as u64),
+        fill_r.latency.line(),
+        fmt_us(worst_fill_second),
+        steady.line(),
+        storm.line(),
+        probe_r.error_count(),
+        fill_r.error_count()
+    );
+    let j = json!({
+        "scenario": "flush-storm",
+        "tags": tags,
+        "points_per_tag": ppt,
+        "fill": fill_r.json(),
+        "fill_worst_second_p99_us": worst_fill_second,
+        "probe": probe_r.json(),
+        "probe_steady_latency_us": steady.json(),
+        "probe_storm_latency_us": storm.json(),
+        "ok": ok,
+    });
+    Ok(Outcome {
+        name: "flush-storm".into(),
+        json: j,
+        text,
+        ok,
+    })
+}
+
+fn recovery<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
+    let bin = match &cfg.server_bin {
+        Some(b) => b.clone(),
+        None => server::ensure_server_binary()?,
+    };
+    let tmp = server::temp_dir("xtdb-recovery")?;
+    let data_dir = cfg.data_dir.clone().unwrap_or_else(|| tmp.join("data"));
+    let ack_log = tmp.join("acks.log");
+    let spec = ServerSpec {
+        bin,
+        data_dir,
+        listen: cfg.addr.clone(),
+        sync: "always".into(),
+        pin_cpu: cfg.server_cpu,
+        log: tmp.join("server.log"),
+    };
+    let res = recovery_inner::<C>(cfg, &spec, &ack_log);
+    if res.as_ref().is_ok_and(|o| o.ok) && cfg.data_dir.is_none() {
+        server::remove_dir(&tmp);
+    } else {
+        eprintln!("recovery: keeping {} for inspection", tmp.display());
+    }
+    res
+}
+
+fn recovery_inner<C: Conn>(
+    cfg: &ScenarioConfig,
+    spec: &ServerSpec,
+    ack_log: &std::path::Path,
+) -> Result<Outcome> {
+    let first = ServerProcess::start(spec, Duration::from_secs(60))?;
+    let write_s = cfg.duration.unwrap_or(Duration::from_secs(20));
+    let mut w = cfg.write_cfg();
+    w.tags = cfg.tags.unwrap_or(100_000);
+    w.rate = 0;
+    w.batch = 10_000;
+    w.conns = 4.min(w.tags);
+    w.duration = write_s + Duration::from_secs(2);
+    w.ack_log = Some(ack_log.to_path_buf());
+    let live = Live::new(1);
+    let writer = {
+        let (w, l) = (w.clone(), live.clone());
+        std::thread::spawn(move || write::run_with::<C>(&w, l))
+    };
+    std::thread::sleep(write_s);
+    let acked_at_kill = live.acked.load(Ordering::Relaxed);
+    first.kill9();
+    let writer_res = writer
+        .join()
+        .map_err(|_| Error::InvalidInput("writer thread panicked".into()))?;
+    let wr = writer_res?;
+    let wal_bytes = dir_size(&spec.data_dir);
+    let second = ServerProcess::start(spec, Duration::from_secs(600))?;
+    let ready = second.ready_after;
+    let vr = verify::run::<C>(&VerifyConfig {
+        addr: cfg.addr.clone(),
+        ack_log: ack_log.to_path_buf(),
+        conns: 4,
+        chunk: 50_000,
+        cpu: cfg.cpus[0],
+    });
+    let (clean, stop_t) = second.stop(Duration::from_secs(30));
+    let vr = vr?;
+    let ok = vr.ok() && vr.points_checked > 0;
+    let text = format!(
+        "scenario recovery: write {} tags at full speed, kill -9 after {:.0} s, restart, verify\n  acknowledged         {} points ({} when killed), {} points/s\n  data dir after kill  {}\n  restart to ready     {}\n{}  clean shutdown       {} ({})\n",
+        fmt_count(u64::from(w.tags)),
+        write_s.as_secs_f64(),
+        fmt_count(wr.points_acked),
+        fmt_count(acked_at_kill),
+        fmt_count(wr.points_per_sec.round() as u64),
+        wal_bytes.map_or("n/a".into(), |b| format!("{:.1} MiB", b as f64 / (1 << 20) as f64)),
+        fmt_us(ready.as_micros() as u64),
+        vr.text(),
+        if clean { "yes" } else { "NO (SIGKILL after 30 s)" },
+        fmt_us(stop_t.as_micros() as u64)
+    );
+    let j = json!({
+        "scenario": "recovery",
+        "write": wr.json(),
+        "points_acked_at_kill": acked_at_kill,
+        "data_dir_bytes": wal_bytes,
+        "restart_ready_ms": ready.as_secs_f64() * 1e3,
+        "verify": vr.json(),
+        "clean_shutdown": clean,
+        "ok": ok,
+    });
+    Ok(Outcome {
+        name: "recovery".into(),
+        json: j,
+        text,
+        ok,
+    })
+}
+
+fn dir_size(p: &std::path::Path) -> Option<u64> {
+    let mut total = 0;
+    for e in std::fs::read_dir(p).ok()? {
+        let e = e.ok()?;
+        let m = e.metadata().ok()?;
+        total += if m.is_dir() {
+            dir_size(&e.path()).unwrap_or(0)
+        } else {
+            m.len()
+        };
+    }
+    Some(total)
+}
