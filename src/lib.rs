@@ -4,13 +4,21 @@
 //! - [`point`]: the data model, `(tag, timestamp µs, value, quality)`.
 //! - [`storage`]: everything one shard owns (WAL, tag buffers, blocks, chunk
 //!   files, recovery). Runs inside one glommio executor; never shared.
+//! - [`runtime`]: one pinned executor per CPU, tag ownership and routing
+//!   between shards over glommio's channel mesh.
+//! - [`net`]: the native wire protocol, the per-shard connection handler and
+//!   the [`net::Client`].
+//! - [`server`]: the entry point `xtdb serve` and the tests share.
 //! - [`error`]: the crate's error type; errors name the file, offset or input
 //!   they are about.
 #![deny(missing_docs)]
 
 pub mod error;
 pub mod load;
+pub mod net;
 pub mod point;
+pub mod runtime;
+pub mod server;
 pub mod storage;
 
 pub use error::{Error, Result};

@@ -1,8 +1,6 @@
 //! `verify` against a real server (`xtdb serve`, started as a process from
 //! the binary cargo built for this test): a clean write verifies, and a
 //! deliberately missing and a deliberately changed point are both caught.
-//! Needs the network client and server from branch `net` (cargo feature
-//! `net-client`); ignored without it.
 
 use std::path::Path;
 use std::time::Duration;
@@ -41,7 +39,6 @@ fn verify_log(addr: &str, log: &Path) -> verify::VerifyReport {
 }
 
 #[test]
-#[cfg_attr(not(feature = "net-client"), ignore = "needs server from branch net")]
 fn verify_detects_missing_and_changed_points() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (srv, addr) = start(dir.path());

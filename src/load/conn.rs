@@ -1,8 +1,7 @@
 //! The one seam between the load generator and the network: the calls of
 //! `xtdb::net::Client` that xtdb-load uses, as a trait, so every command is
-//! written once against them. The only implementation is the real client
-//! (cargo feature `net-client`, on once branch `net` is merged); there is no
-//! fake server.
+//! written once against them. The only implementation is the real client;
+//! there is no fake server.
 //!
 //! Futures here are `!Send`: connections live inside one glommio executor.
 
@@ -23,7 +22,6 @@ pub trait Conn: Sized + 'static {
     async fn stats(&mut self) -> Result<Vec<(String, u64)>>;
 }
 
-#[cfg(feature = "net-client")]
 impl Conn for crate::net::Client {
     async fn connect(addr: &str) -> Result<Self> {
         crate::net::Client::connect(addr).await
@@ -43,7 +41,6 @@ impl Conn for crate::net::Client {
 }
 
 /// The connection type the commands use.
-#[cfg(feature = "net-client")]
 pub type NetConn = crate::net::Client;
 
 /// A short name for the kind of an error, for "errors by kind" tables.
@@ -69,33 +66,3 @@ pub fn is_connection_error(e: &crate::Error) -> bool {
         crate::Error::Remote { .. } | crate::Error::InvalidInput(_)
     )
 }
-
-/// Stand-in used when xtdb-load is built without the `net-client` feature:
-/// every connection attempt fails with a clear message. It never pretends to
-/// be a server.
-#[derive(Debug)]
-pub struct Unavailable;
-
-impl Conn for Unavailable {
-    async fn connect(_addr: &str) -> Result<Self> {
-        Err(crate::Error::InvalidInput(
-            "xtdb-load was built without the network client (cargo feature `net-client`)".into(),
-        ))
-    }
-    async fn write(&mut self, _: &[Point]) -> Result<u64> {
-        Err(crate::Error::Closed)
-    }
-    async fn range(&mut self, _: u32, _: i64, _: i64) -> Result<Vec<Point>> {
-        Err(crate::Error::Closed)
-    }
-    async fn latest(&mut self, _: &[u32]) -> Result<Vec<Option<Point>>> {
-        Err(crate::Error::Closed)
-    }
-    async fn stats(&mut self) -> Result<Vec<(String, u64)>> {
-        Err(crate::Error::Closed)
-    }
-}
-
-/// The connection type the commands use.
-#[cfg(not(feature = "net-client"))]
-pub type NetConn = Unavailable;

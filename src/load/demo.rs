@@ -1,7 +1,7 @@
 //! `demo`: the one-command tour. Starts `xtdb serve` itself (the binary next
 //! to this executable, rebuilt first when run under `cargo run`) on a fresh
-//! temporary data dir, pinned to CPU 1 with `--cpus 1` while the generator is
-//! pinned to CPU 0 (on a one-CPU machine both share CPU 0), waits for
+//! temporary data dir, one shard pinned to CPU 1 (`--cpus 1`) while the
+//! generator is pinned to CPU 0 (on a one-CPU machine both share CPU 0), waits for
 //! `ready`, runs a short `tags-100k` and `query-blocks`, prints the reports
 //! and stops the server with SIGTERM. The data dir is removed afterwards.
 
@@ -74,8 +74,9 @@ pub fn run<C: Conn>(cfg: &DemoConfig) -> Result<DemoReport> {
         }
     };
     say(&format!(
-        "starting {} serve --cpus 1 --listen {addr} --sync always (data in {}){}",
+        "starting {} serve --cpus {} --listen {addr} --sync always (data in {}){}",
         spec.bin.display(),
+        server_cpu.unwrap_or(0),
         spec.data_dir.display(),
         server_cpu.map_or(String::new(), |c| format!(
             ", pinned to CPU {c}; generator on CPU {gen_cpu}"

@@ -24,7 +24,9 @@ pub struct ServerSpec {
     pub listen: String,
     /// `--sync always|none`.
     pub sync: String,
-    /// Pin the process to this CPU (sched_setaffinity before exec).
+    /// Pin the process to this CPU: passed as `--cpus N` (one shard, on
+    /// CPU N) and set with sched_setaffinity before exec; `None` = `--cpus 0`
+    /// without an affinity mask.
     pub pin_cpu: Option<usize>,
     /// Where its stdout/stderr are copied.
     pub log: PathBuf,

@@ -1,0 +1,228 @@
+//! The native-protocol client used by `xtdb-load`, `xtdb stats` and the
+//! tests. One connection, one request outstanding at a time. Must run inside
+//! a glommio executor (it uses glommio's `TcpStream`).
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+
+use crate::net::protocol::{self, Header, Response, HEADER_LEN};
+use crate::{Error, Point, Result};
+
+/// A connection to an xtdb server.
+pub struct Client {
+    stream: TcpStream,
+    next_id: u64,
+    buf: Vec<u8>,
+    addr: String,
+}
+
+impl Client {
+    /// Connects to `addr` (`host:port`) and sets `TCP_NODELAY`.
+    pub async fn connect(addr: &str) -> Result<Client> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| Error::io(format!("connect to {addr}"), None, to_io(e)))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| Error::io("set TCP_NODELAY", None, to_io(e)))?;
+        Ok(Client {
+            stream,
+            next_id: 1,
+            buf: Vec::new(),
+            addr: addr.to_string(),
+        })
+    }
+
+    /// Writes a batch; returns the number of points acknowledged (durable in
+    /// their owners' WALs). `Err(Error::Remote{..})` on an error frame.
+    pub async fn write(&mut self, points: &[Point]) -> Result<u64> {
+        let id = self.id();
+        self.buf.clear();
+        protocol::encode_write(&mut self.buf, id, points);
+        match self.call(id).await? {
+            Response::Ack(n) => Ok(n),
+            other => Err(unexpected("write", &other)),
+        }
+    }
+
+    /// Points of `tag` with `start <= ts < end`, sorted by timestamp.
+    pub async fn range(&mut self, tag: u32, start: i64, end: i64) -> Result<Vec<Point>> {
+        let id = self.id();
+        self.buf.clear();
+        protocol::encode_range(&mut self.buf, id, tag, start, end);
+        match self.call(id).await? {
+            Response::Points(p) => Ok(p),
+            other => Err(unexpected("range", &other)),
+        }
+    }
+
+    /// Latest point of each tag, in the order of `tags`.
+    pub async fn latest(&mut self, tags: &[u32]) -> Result<Vec<Option<Point>>> {
+        let id = self.id();
+        self.buf.clear();
+        protocol::encode_latest(&mut self.buf, id, tags);
+        match self.call(id).await? {
+            Response::Latest(v) if v.len() == tags.len() => Ok(v),
+            Response::Latest(v) => Err(Error::Protocol(format!(
+                "latest: asked for {} tags, server answered {}",
+                tags.len(),
+                v.len()
+            ))),
+            other => Err(unexpected("latest", &other)),
+        }
+    }
+
+    /// Server counters, total and per shard (`total.points_written`,
+    /// `shard0.wal_syncs`, `total.ack_p99_us`, ...).
+    pub async fn stats(&mut self) -> Result<Vec<(String, u64)>> {
+        let id = self.id();
+        self.buf.clear();
+        protocol::encode_stats(&mut self.buf, id);
+        match self.call(id).await? {
+            Response::Stats(v) => Ok(v),
+            other => Err(unexpected("stats", &other)),
+        }
+    }
+
+    /// Sends raw bytes and reads one answer frame. For protocol tests that
+    /// need to send malformed frames.
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(u64, Response)> {
+        self.buf.clear();
+        self.buf.extend_from_slice(bytes);
+        self.send_buf().await?;
+        self.read_response().await
+    }
+
+    fn id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    async fn send_buf(&mut self) -> Result<()> {
+        let addr = &self.addr;
+        self.stream
+            .write_all(&self.buf)
+            .await
+            .map_err(|e| Error::io(format!("send to {addr}"), None, e))
+    }
+
+    async fn call(&mut self, id: u64) -> Result<Response> {
+        self.send_buf().await?;
+        let (got, resp) = self.read_response().await?;
+        if let Response::Error { code, message } = resp {
+            return Err(Error::Remote { code, message });
+        }
+        if got != id {
+            return Err(Error::Protocol(format!(
+                "answer for request {got} while waiting for {id}"
+            )));
+        }
+        Ok(resp)
+    }
+
+    async fn read_response(&mut self) -> Result<(u64, Response)> {
+        let mut raw = [0u8; HEADER_LEN];
+        let addr = &self.addr;
+        self.stream
+            .read_exact(&mut raw)
+            .await
+            .map_err(|e| Error::io(format!("read answer header from {addr}"), None, e))?;
+        let h: Header = protocol::decode_header(&raw).map_err(|e| Error::Protocol(e.message))?;
+        self.buf.clear();
+        self.buf.resize(h.len as usize, 0);
+        self.stream
+            .read_exact(&mut self.buf)
+            .await
+            .map_err(|e| Error::io(format!("read answer payload from {addr}"), None, e))?;
+        let resp = protocol::decode_response(&raw, &h, &self.buf)
+            .map_err(|e| Error::Protocol(e.message))?;
+        Ok((h.id, resp))
+    }
+}
+
+fn unexpected(what: &str, r: &Response) -> Error {
+    Error::Protocol(format!("{what}: unexpected answer {r:?}"))
+}
+
+fn to_io(e: glommio::GlommioError<()>) -> std::io::Error {
+    match e {
+        glommio::GlommioError::IoError(e) => e,
+        glommio::GlommioError::EnhancedIoError { source, .. } => source,
+        other => std::io::Error::other(other.to_string()),
+    }
+}
+
+/// Connects to `addr`, fetches the server's counters and disconnects, on a
+/// throw-away glommio executor on the calling thread. For command-line use.
+pub fn fetch_stats_blocking(addr: &str) -> Result<Vec<(String, u64)>> {
+    let addr = addr.to_string();
+    let ex = glommio::LocalExecutorBuilder::default()
+        .io_memory(1 << 20)
+        .make()
+        .map_err(|e| Error::io("start executor", None, std::io::Error::other(e.to_string())))?;
+    ex.run(async move { Client::connect(&addr).await?.stats().await })
+}
+
+/// Lays out `scope.metric` counters as a table: one row per metric, one
+/// column per scope (`total`, `shard0`, `shard1`, ...). Names without a
+/// scope are listed first.
+pub fn stats_table(stats: &[(String, u64)]) -> String {
+    let mut scopes: Vec<&str> = vec!["total"];
+    let mut metrics: Vec<&str> = Vec::new();
+    let mut plain = Vec::new();
+    for (name, v) in stats {
+        match name.split_once('.') {
+            Some((scope, metric)) => {
+                if !scopes.contains(&scope) {
+                    scopes.push(scope);
+                }
+                if !metrics.contains(&metric) {
+                    metrics.push(metric);
+                }
+            }
+            None => plain.push((name.as_str(), *v)),
+        }
+    }
+    let get = |scope: &str, metric: &str| {
+        stats
+            .iter()
+            .find(|(n, _)| n.split_once('.') == Some((scope, metric)))
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut out = String::new();
+    for (n, v) in plain {
+        out.push_str(&format!("{n}: {v}\n"));
+    }
+    let w0 = metrics.iter().map(|m| m.len()).max().unwrap_or(6).max(6);
+    let cells: Vec<Vec<String>> = metrics
+        .iter()
+        .map(|m| scopes.iter().map(|s| get(s, m)).collect())
+        .collect();
+    let widths: Vec<usize> = scopes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            cells
+                .iter()
+                .map(|r| r[i].len())
+                .max()
+                .unwrap_or(0)
+                .max(s.len())
+        })
+        .collect();
+    out.push_str(&format!("{:<w0$}", "metric"));
+    for (s, w) in scopes.iter().zip(&widths) {
+        out.push_str(&format!("  {s:>w$}"));
+    }
+    out.push('\n');
+    for (m, row) in metrics.iter().zip(&cells) {
+        out.push_str(&format!("{m:<w0$}"));
+        for (c, w) in row.iter().zip(&widths) {
+            out.push_str(&format!("  {c:>w$}"));
+        }
+        out.push('\n');
+    }
+    out
+}

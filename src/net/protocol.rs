@@ -1,0 +1,742 @@
+//! The native wire protocol: framing, encoding and decoding of every message.
+//!
+//! Owns the byte layout and its validation. It never panics on input: every
+//! length is checked before it is used, and every failure is a
+//! [`FrameError`] that names what was wrong and whether the stream can still
+//! be framed.
+//!
+//! ## Wire protocol
+//!
+//! A connection carries frames in both directions. The client sends one
+//! request and waits for its answer (the server answers requests of one
+//! connection in order). All integers are little-endian.
+//!
+//! ### Frame header (24 bytes)
+//!
+//! | offset | size | field | value |
+//! | --- | --- | --- | --- |
+//! | 0 | 4 | magic | `b"XTDB"` |
+//! | 4 | 1 | version | `1` |
+//! | 5 | 1 | type | see below |
+//! | 6 | 2 | flags | `0` (reserved; must be zero) |
+//! | 8 | 8 | request id | chosen by the client, echoed in the answer |
+//! | 16 | 4 | payload length | bytes after the header, at most [`MAX_PAYLOAD`] (16 MiB) |
+//! | 20 | 4 | CRC32 | `crc32fast` (CRC-32/ISO-HDLC) of the payload |
+//!
+//! ### Frame types and payloads
+//!
+//! A point is 21 bytes: tag `u32`, timestamp µs `i64`, value `f64` (IEEE bits
+//! as `u64`), quality `u8`.
+//!
+//! | type | name | direction | payload |
+//! | --- | --- | --- | --- |
+//! | `0x01` | write | request | `u32` n, then n points (n ≤ [`MAX_POINTS`]) |
+//! | `0x02` | range | request | tag `u32`, start `i64`, end `i64` (start ≤ ts < end) |
+//! | `0x03` | latest | request | `u32` n, then n tags `u32` (n ≤ [`MAX_TAGS`]) |
+//! | `0x04` | stats | request | empty |
+//! | `0x81` | ack | answer to write | `u64` points acknowledged (durable in their owner's WAL) |
+//! | `0x82` | points | answer to range | `u32` n, then n points, sorted by timestamp |
+//! | `0x83` | latest result | answer to latest | `u32` n, then per requested tag in order: `u8` 0 (absent) or 1 followed by a point |
+//! | `0x84` | stats result | answer to stats | `u32` n, then n × (`u16` name length, UTF-8 name, `u64` value) |
+//! | `0xFF` | error | answer to anything | `u16` code, then a UTF-8 message (rest of the payload) |
+//!
+//! ### Error codes
+//!
+//! | code | meaning | connection after it |
+//! | --- | --- | --- |
+//! | 1 | bad magic | closed (the stream cannot be framed) |
+//! | 2 | unsupported version | closed |
+//! | 3 | payload length over the 16 MiB limit | closed |
+//! | 4 | truncated frame (EOF inside a frame) | closed |
+//! | 5 | CRC mismatch | kept |
+//! | 6 | unknown frame type or non-zero flags | kept |
+//! | 7 | malformed payload (lengths inconsistent) | kept |
+//! | 8 | too many points / tags in one request | kept |
+//! | 100 | storage refused or failed the request; nothing of it was acknowledged | kept |
+//! | 101 | server is shutting down | closed |
+//! | 102 | internal error (routing between shards failed) | kept |
+//!
+//! A write is acknowledged only after every point of it is durable in the WAL
+//! of the shard that owns its tag. An error answer to a write means the
+//! write as a whole was not acknowledged: some of its sub-batches may have
+//! reached their owners (retrying is safe: a later write of the same
+//! `(tag, ts)` replaces the earlier one).
+
+use crate::Point;
+
+/// Frame magic, `b"XTDB"`.
+pub const MAGIC: [u8; 4] = *b"XTDB";
+/// Protocol version spoken by this build.
+pub const VERSION: u8 = 1;
+/// Header size in bytes.
+pub const HEADER_LEN: usize = 24;
+/// Largest payload accepted (16 MiB).
+pub const MAX_PAYLOAD: usize = 16 << 20;
+/// Most points accepted in one write request.
+pub const MAX_POINTS: usize = 1_000_000;
+/// Most tags accepted in one latest request.
+pub const MAX_TAGS: usize = 1_000_000;
+/// Encoded size of one point.
+pub const POINT_LEN: usize = 21;
+
+/// Frame type codes.
+pub mod kind {
+    /// Write batch request.
+    pub const WRITE: u8 = 0x01;
+    /// Range query request.
+    pub const RANGE: u8 = 0x02;
+    /// Latest query request.
+    pub const LATEST: u8 = 0x03;
+    /// Stats request.
+    pub const STATS: u8 = 0x04;
+    /// Write acknowledgement.
+    pub const ACK: u8 = 0x81;
+    /// Range answer.
+    pub const POINTS: u8 = 0x82;
+    /// Latest answer.
+    pub const LATEST_RESULT: u8 = 0x83;
+    /// Stats answer.
+    pub const STATS_RESULT: u8 = 0x84;
+    /// Error answer.
+    pub const ERROR: u8 = 0xFF;
+}
+
+/// Error codes carried by error frames.
+pub mod code {
+    /// Bad magic.
+    pub const BAD_MAGIC: u16 = 1;
+    /// Unsupported version.
+    pub const BAD_VERSION: u16 = 2;
+    /// Payload length over the limit.
+    pub const TOO_LARGE: u16 = 3;
+    /// EOF inside a frame.
+    pub const TRUNCATED: u16 = 4;
+    /// CRC mismatch.
+    pub const BAD_CRC: u16 = 5;
+    /// Unknown frame type or flags.
+    pub const UNKNOWN_TYPE: u16 = 6;
+    /// Payload lengths inconsistent.
+    pub const MALFORMED: u16 = 7;
+    /// Too many points or tags.
+    pub const TOO_MANY: u16 = 8;
+    /// Storage refused or failed.
+    pub const STORAGE: u16 = 100;
+    /// Server shutting down.
+    pub const SHUTTING_DOWN: u16 = 101;
+    /// Internal routing failure.
+    pub const INTERNAL: u16 = 102;
+}
+
+/// A decoded frame header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Frame type.
+    pub kind: u8,
+    /// Request id.
+    pub id: u64,
+    /// Payload length.
+    pub len: u32,
+    /// CRC32 of the payload.
+    pub crc: u32,
+}
+
+/// Why a frame was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameError {
+    /// Error code for the error frame.
+    pub code: u16,
+    /// Human-readable reason.
+    pub message: String,
+    /// Request id, when the header could be read.
+    pub id: u64,
+}
+
+impl FrameError {
+    fn new(code: u16, id: u64, message: impl Into<String>) -> Self {
+        FrameError {
+            code,
+            message: message.into(),
+            id,
+        }
+    }
+
+    /// Whether the stream can still be framed after this error (the
+    /// connection may go on); otherwise the server answers and closes.
+    pub fn recoverable(&self) -> bool {
+        !matches!(
+            self.code,
+            code::BAD_MAGIC | code::BAD_VERSION | code::TOO_LARGE | code::TRUNCATED
+        )
+    }
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "frame error {}: {}", self.code, self.message)
+    }
+}
+
+/// A request from a client.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Request {
+    /// Write these points.
+    Write(Vec<Point>),
+    /// Points of `tag` with `start <= ts < end`.
+    Range {
+        /// Tag.
+        tag: u32,
+        /// Inclusive start, µs.
+        start: i64,
+        /// Exclusive end, µs.
+        end: i64,
+    },
+    /// Latest point of each tag.
+    Latest(Vec<u32>),
+    /// Server counters.
+    Stats,
+}
+
+/// An answer from the server.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Response {
+    /// Points acknowledged.
+    Ack(u64),
+    /// Range result.
+    Points(Vec<Point>),
+    /// Latest result, one entry per requested tag.
+    Latest(Vec<Option<Point>>),
+    /// Named counters.
+    Stats(Vec<(String, u64)>),
+    /// Error frame.
+    Error {
+        /// Code.
+        code: u16,
+        /// Message.
+        message: String,
+    },
+}
+
+/// Parses a frame header. Checks magic, version, flags and the length limit;
+/// not the type (so an unknown type can be skipped after reading its payload).
+pub fn decode_header(b: &[u8; HEADER_LEN]) -> Result<Header, FrameError> {
+    let id = u64::from_le_bytes(arr(&b[8..16]));
+    if b[0..4] != MAGIC {
+        return Err(FrameError::new(
+            code::BAD_MAGIC,
+            0,
+            format!("bad magic {:02x?} (expected \"XTDB\")", &b[0..4]),
+        ));
+    }
+    if b[4] != VERSION {
+        return Err(FrameError::new(
+            code::BAD_VERSION,
+            id,
+            format!(
+                "unsupported protocol version {} (this server speaks {VERSION})",
+                b[4]
+            ),
+        ));
+    }
+    let len = u32::from_le_bytes(arr(&b[16..20]));
+    if len as usize > MAX_PAYLOAD {
+        return Err(FrameError::new(
+            code::TOO_LARGE,
+            id,
+            format!("payload length {len} exceeds the frame limit of {MAX_PAYLOAD} bytes"),
+        ));
+    }
+    Ok(Header {
+        kind: b[5],
+        id,
+        len,
+        crc: u32::from_le_bytes(arr(&b[20..24])),
+    })
+}
+
+fn arr<const N: usize>(s: &[u8]) -> [u8; N] {
+    let mut a = [0u8; N];
+    a.copy_from_slice(&s[..N]);
+    a
+}
+
+/// Checks flags, type and CRC of a frame whose payload has been read.
+fn check_body(h: &Header, flags: u16, payload: &[u8]) -> Result<(), FrameError> {
+    let crc = crc32fast::hash(payload);
+    if crc != h.crc {
+        return Err(FrameError::new(
+            code::BAD_CRC,
+            h.id,
+            format!(
+                "payload CRC mismatch: header says {:08x}, payload has {crc:08x}",
+                h.crc
+            ),
+        ));
+    }
+    if flags != 0 {
+        return Err(FrameError::new(
+            code::UNKNOWN_TYPE,
+            h.id,
+            format!("unknown flags {flags:#06x}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A bounds-checked little-endian reader over an untrusted payload.
+struct Reader<'a> {
+    b: &'a [u8],
+    id: u64,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], FrameError> {
+        if self.b.len() < n {
+            return Err(FrameError::new(
+                code::MALFORMED,
+                self.id,
+                format!("payload too short for {what}"),
+            ));
+        }
+        let (a, rest) = self.b.split_at(n);
+        self.b = rest;
+        Ok(a)
+    }
+    fn u8(&mut self, what: &str) -> Result<u8, FrameError> {
+        Ok(self.take(1, what)?[0])
+    }
+    fn u16(&mut self, what: &str) -> Result<u16, FrameError> {
+        Ok(u16::from_le_bytes(arr(self.take(2, what)?)))
+    }
+    fn u32(&mut self, what: &str) -> Result<u32, FrameError> {
+        Ok(u32::from_le_bytes(arr(self.take(4, what)?)))
+    }
+    fn u64(&mut self, what: &str) -> Result<u64, FrameError> {
+        Ok(u64::from_le_bytes(arr(self.take(8, what)?)))
+    }
+    fn point(&mut self) -> Result<Point, FrameError> {
+        let b = self.take(POINT_LEN, "point")?;
+        Ok(Point {
+            tag: u32::from_le_bytes(arr(&b[0..4])),
+            ts: i64::from_le_bytes(arr(&b[4..12])),
+            value: f64::from_bits(u64::from_le_bytes(arr(&b[12..20]))),
+            quality: b[20],
+        })
+    }
+    /// A count followed by `count * item` bytes: checks the limit and that
+    /// the payload holds exactly that many items.
+    fn count(&mut self, item: usize, limit: usize, what: &str) -> Result<usize, FrameError> {
+        let n = self.u32("count")? as usize;
+        if n > limit {
+            return Err(FrameError::new(
+                code::TOO_MANY,
+                self.id,
+                format!("{n} {what} in one request exceeds the limit of {limit}"),
+            ));
+        }
+        if n.checked_mul(item) != Some(self.b.len()) {
+            return Err(FrameError::new(
+                code::MALFORMED,
+                self.id,
+                format!(
+                    "count says {n} {what} ({item} bytes each) but {} bytes follow",
+                    self.b.len()
+                ),
+            ));
+        }
+        Ok(n)
+    }
+    fn end(&self) -> Result<(), FrameError> {
+        if self.b.is_empty() {
+            Ok(())
+        } else {
+            Err(FrameError::new(
+                code::MALFORMED,
+                self.id,
+                format!("{} unexpected trailing bytes", self.b.len()),
+            ))
+        }
+    }
+}
+
+/// Decodes a request payload after its header (flags are in the header
+/// bytes: pass the raw header).
+pub fn decode_request(
+    raw: &[u8; HEADER_LEN],
+    h: &Header,
+    payload: &[u8],
+) -> Result<Request, FrameError> {
+    check_body(h, u16::from_le_bytes([raw[6], raw[7]]), payload)?;
+    let mut r = Reader {
+        b: payload,
+        id: h.id,
+    };
+    let req = match h.kind {
+        kind::WRITE => {
+            let n = r.count(POINT_LEN, MAX_POINTS, "points")?;
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                v.push(r.point()?);
+            }
+            Request::Write(v)
+        }
+        kind::RANGE => {
+            let tag = r.u32("tag")?;
+            let start = r.u64("start")? as i64;
+            let end = r.u64("end")? as i64;
+            Request::Range { tag, start, end }
+        }
+        kind::LATEST => {
+            let n = r.count(4, MAX_TAGS, "tags")?;
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                v.push(r.u32("tag")?);
+            }
+            Request::Latest(v)
+        }
+        kind::STATS => Request::Stats,
+        k => {
+            return Err(FrameError::new(
+                code::UNKNOWN_TYPE,
+                h.id,
+                format!("unknown request type {k:#04x}"),
+            ))
+        }
+    };
+    r.end()?;
+    Ok(req)
+}
+
+/// Decodes a response payload after its header.
+pub fn decode_response(
+    raw: &[u8; HEADER_LEN],
+    h: &Header,
+    payload: &[u8],
+) -> Result<Response, FrameError> {
+    check_body(h, u16::from_le_bytes([raw[6], raw[7]]), payload)?;
+    let mut r = Reader {
+        b: payload,
+        id: h.id,
+    };
+    let resp = match h.kind {
+        kind::ACK => Response::Ack(r.u64("count")?),
+        kind::POINTS => {
+            let n = r.count(POINT_LEN, usize::MAX, "points")?;
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                v.push(r.point()?);
+            }
+            Response::Points(v)
+        }
+        kind::LATEST_RESULT => {
+            let n = r.u32("count")? as usize;
+            let mut v = Vec::with_capacity(n.min(r.b.len()));
+            for _ in 0..n {
+                v.push(match r.u8("presence")? {
+                    0 => None,
+                    1 => Some(r.point()?),
+                    x => {
+                        return Err(FrameError::new(
+                            code::MALFORMED,
+                            h.id,
+                            format!("presence byte {x} (expected 0 or 1)"),
+                        ))
+                    }
+                });
+            }
+            Response::Latest(v)
+        }
+        kind::STATS_RESULT => {
+            let n = r.u32("count")? as usize;
+            let mut v = Vec::with_capacity(n.min(r.b.len()));
+            for _ in 0..n {
+                let len = r.u16("name length")? as usize;
+                let name = String::from_utf8_lossy(r.take(len, "name")?).into_owned();
+                v.push((name, r.u64("value")?));
+            }
+            Response::Stats(v)
+        }
+        kind::ERROR => {
+            let code = r.u16("code")?;
+            let message = String::from_utf8_lossy(r.b).into_owned();
+            r.b = &[];
+            Response::Error { code, message }
+        }
+        k => {
+            return Err(FrameError::new(
+                code::UNKNOWN_TYPE,
+                h.id,
+                format!("unknown response type {k:#04x}"),
+            ))
+        }
+    };
+    r.end()?;
+    Ok(resp)
+}
+
+/// Decodes one whole request frame from the front of `buf`. `Ok(None)` when
+/// `buf` holds less than a whole frame. Returns the request id, the request
+/// and the frame's length. Used by tests and fuzzing; the server reads the
+/// header and the payload separately with the same functions.
+pub fn decode_request_frame(buf: &[u8]) -> Result<Option<(u64, Request, usize)>, FrameError> {
+    let Some(head) = buf.get(..HEADER_LEN) else {
+        return Ok(None);
+    };
+    let raw: [u8; HEADER_LEN] = arr(head);
+    let h = decode_header(&raw)?;
+    let total = HEADER_LEN + h.len as usize;
+    let Some(payload) = buf.get(HEADER_LEN..total) else {
+        return Ok(None);
+    };
+    Ok(Some((h.id, decode_request(&raw, &h, payload)?, total)))
+}
+
+/// Appends a frame with `kind`, `id` and a payload written by `body`.
+fn frame(out: &mut Vec<u8>, kind: u8, id: u64, body: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(kind);
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&[0u8; 8]);
+    let p = out.len();
+    body(out);
+    let len = (out.len() - p) as u32;
+    let crc = crc32fast::hash(&out[p..]);
+    out[start + 16..start + 20].copy_from_slice(&len.to_le_bytes());
+    out[start + 20..start + 24].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn put_point(out: &mut Vec<u8>, p: &Point) {
+    out.extend_from_slice(&p.tag.to_le_bytes());
+    out.extend_from_slice(&p.ts.to_le_bytes());
+    out.extend_from_slice(&p.value.to_bits().to_le_bytes());
+    out.push(p.quality);
+}
+
+fn put_points(out: &mut Vec<u8>, pts: &[Point]) {
+    out.reserve(4 + pts.len() * POINT_LEN);
+    out.extend_from_slice(&(pts.len() as u32).to_le_bytes());
+    for p in pts {
+        put_point(out, p);
+    }
+}
+
+/// Appends a write request frame.
+pub fn encode_write(out: &mut Vec<u8>, id: u64, points: &[Point]) {
+    frame(out, kind::WRITE, id, |o| put_points(o, points));
+}
+
+/// Appends a range request frame.
+pub fn encode_range(out: &mut Vec<u8>, id: u64, tag: u32, start: i64, end: i64) {
+    frame(out, kind::RANGE, id, |o| {
+        o.extend_from_slice(&tag.to_le_bytes());
+        o.extend_from_slice(&start.to_le_bytes());
+        o.extend_from_slice(&end.to_le_bytes());
+    });
+}
+
+/// Appends a latest request frame.
+pub fn encode_latest(out: &mut Vec<u8>, id: u64, tags: &[u32]) {
+    frame(out, kind::LATEST, id, |o| {
+        o.extend_from_slice(&(tags.len() as u32).to_le_bytes());
+        for t in tags {
+            o.extend_from_slice(&t.to_le_bytes());
+        }
+    });
+}
+
+/// Appends a stats request frame.
+pub fn encode_stats(out: &mut Vec<u8>, id: u64) {
+    frame(out, kind::STATS, id, |_| {});
+}
+
+/// Appends a request frame.
+pub fn encode_request(out: &mut Vec<u8>, id: u64, req: &Request) {
+    match req {
+        Request::Write(p) => encode_write(out, id, p),
+        Request::Range { tag, start, end } => encode_range(out, id, *tag, *start, *end),
+        Request::Latest(t) => encode_latest(out, id, t),
+        Request::Stats => encode_stats(out, id),
+    }
+}
+
+/// Appends a response frame.
+pub fn encode_response(out: &mut Vec<u8>, id: u64, resp: &Response) {
+    match resp {
+        Response::Ack(n) => frame(out, kind::ACK, id, |o| {
+            o.extend_from_slice(&n.to_le_bytes())
+        }),
+        Response::Points(p) => frame(out, kind::POINTS, id, |o| put_points(o, p)),
+        Response::Latest(v) => frame(out, kind::LATEST_RESULT, id, |o| {
+            o.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            for p in v {
+                match p {
+                    None => o.push(0),
+                    Some(p) => {
+                        o.push(1);
+                        put_point(o, p);
+                    }
+                }
+            }
+        }),
+        Response::Stats(v) => frame(out, kind::STATS_RESULT, id, |o| {
+            o.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            for (name, val) in v {
+                let name = &name.as_bytes()[..name.len().min(u16::MAX as usize)];
+                o.extend_from_slice(&(name.len() as u16).to_le_bytes());
+                o.extend_from_slice(name);
+                o.extend_from_slice(&val.to_le_bytes());
+            }
+        }),
+        Response::Error { code, message } => frame(out, kind::ERROR, id, |o| {
+            o.extend_from_slice(&code.to_le_bytes());
+            o.extend_from_slice(message.as_bytes());
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pts() -> Vec<Point> {
+        vec![
+            Point::new(1, -5, 1.5, 192),
+            Point::new(u32::MAX, i64::MAX, f64::NAN, 0),
+        ]
+    }
+
+    #[test]
+    fn requests_roundtrip() {
+        for req in [
+            Request::Write(pts()),
+            Request::Write(vec![]),
+            Request::Range {
+                tag: 7,
+                start: i64::MIN,
+                end: 3,
+            },
+            Request::Latest(vec![1, 2, 3]),
+            Request::Stats,
+        ] {
+            let mut b = Vec::new();
+            encode_request(&mut b, 42, &req);
+            let (id, got, n) = decode_request_frame(&b).unwrap().unwrap();
+            assert_eq!((id, n), (42, b.len()));
+            assert_eq!(got, req);
+            // Any prefix is "incomplete", never an error or a panic.
+            for cut in 0..b.len() {
+                assert_eq!(decode_request_frame(&b[..cut]), Ok(None));
+            }
+        }
+    }
+
+    #[test]
+    fn responses_roundtrip() {
+        for resp in [
+            Response::Ack(9),
+            Response::Points(pts()),
+            Response::Latest(vec![None, Some(pts()[0])]),
+            Response::Stats(vec![("total.x".into(), 5)]),
+            Response::Error {
+                code: 7,
+                message: "nope".into(),
+            },
+        ] {
+            let mut b = Vec::new();
+            encode_response(&mut b, 1, &resp);
+            let raw: [u8; HEADER_LEN] = b[..HEADER_LEN].try_into().unwrap();
+            let h = decode_header(&raw).unwrap();
+            let got = decode_response(&raw, &h, &b[HEADER_LEN..]).unwrap();
+            match (&got, &resp) {
+                (Response::Points(a), Response::Points(b)) => assert_eq!(a, b),
+                _ => assert_eq!(got, resp),
+            }
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_problem() {
+        let mut b = Vec::new();
+        encode_write(&mut b, 3, &pts());
+        let mut bad = b.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        let e = decode_request_frame(&bad).unwrap_err();
+        assert_eq!(e.code, code::BAD_CRC);
+        assert!(e.recoverable());
+
+        let mut bad = b.clone();
+        bad[5] = 0x55;
+        assert_eq!(
+            decode_request_frame(&bad).unwrap_err().code,
+            code::UNKNOWN_TYPE
+        );
+
+        let mut bad = b.clone();
+        bad[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+        let e = decode_request_frame(&bad).unwrap_err();
+        assert_eq!(e.code, code::TOO_LARGE);
+        assert!(e.message.contains("16777216"));
+        assert!(!e.recoverable());
+
+        let mut bad = b.clone();
+        bad[0] = b'Y';
+        assert_eq!(
+            decode_request_frame(&bad).unwrap_err().code,
+            code::BAD_MAGIC
+        );
+        let mut bad = b.clone();
+        bad[4] = 9;
+        assert_eq!(
+            decode_request_frame(&bad).unwrap_err().code,
+            code::BAD_VERSION
+        );
+
+        // A count that disagrees with the payload length.
+        let mut p = Vec::new();
+        p.extend_from_slice(&5u32.to_le_bytes());
+        let mut bad = Vec::new();
+        frame(&mut bad, kind::WRITE, 1, |o| o.extend_from_slice(&p));
+        assert_eq!(
+            decode_request_frame(&bad).unwrap_err().code,
+            code::MALFORMED
+        );
+
+        // Over the point limit.
+        let mut bad = Vec::new();
+        frame(&mut bad, kind::WRITE, 1, |o| {
+            o.extend_from_slice(&(MAX_POINTS as u32 + 1).to_le_bytes())
+        });
+        let e = decode_request_frame(&bad).unwrap_err();
+        assert_eq!(e.code, code::TOO_MANY);
+        assert!(e.message.contains("1000000"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_bytes_never_panic(b in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let _ = decode_request_frame(&b);
+            if b.len() >= HEADER_LEN {
+                let raw: [u8; HEADER_LEN] = b[..HEADER_LEN].try_into().unwrap();
+                if let Ok(h) = decode_header(&raw) {
+                    let _ = decode_request(&raw, &h, &b[HEADER_LEN..]);
+                    let _ = decode_response(&raw, &h, &b[HEADER_LEN..]);
+                }
+            }
+        }
+
+        #[test]
+        fn valid_header_random_payload_never_panics(
+            kind in proptest::num::u8::ANY,
+            payload in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+        ) {
+            let mut b = Vec::new();
+            frame(&mut b, kind, 1, |o| o.extend_from_slice(&payload));
+            let _ = decode_request_frame(&b);
+            let raw: [u8; HEADER_LEN] = b[..HEADER_LEN].try_into().unwrap();
+            let h = decode_header(&raw).unwrap();
+            let _ = decode_response(&raw, &h, &b[HEADER_LEN..]);
+        }
+    }
+}

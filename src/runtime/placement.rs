@@ -1,0 +1,143 @@
+//! CPU placement and the on-disk shard layout: parses `--cpus`, builds a
+//! deterministic one-executor-per-CPU [`PoolPlacement`], names each shard's
+//! directory and guards the shard count recorded in the data directory (tags
+//! are routed by `hash(tag) mod shards`, so a data directory written with one
+//! shard count cannot be served with another).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use glommio::{CpuSet, PoolPlacement};
+
+use crate::{Error, Result};
+
+/// Name of the file in the data directory that records the shard count.
+pub const SHARD_COUNT_FILE: &str = "shard-count";
+
+/// CPUs that are online, ascending.
+pub fn online_cpus() -> Result<Vec<usize>> {
+    let set = CpuSet::online().map_err(Error::from)?;
+    let mut v: Vec<usize> = set.iter().map(|l| l.cpu).collect();
+    v.sort_unstable();
+    v.dedup();
+    Ok(v)
+}
+
+/// Parses a CPU list such as `1`, `0,1` or `0-3,6`. Refuses duplicates and
+/// empty lists. Order is kept: shard `i` runs on the `i`-th listed CPU.
+pub fn parse_cpus(s: &str) -> Result<Vec<usize>> {
+    let bad = |why: String| Error::InvalidInput(format!("--cpus '{s}': {why}"));
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let num = |x: &str| {
+            x.trim()
+                .parse::<usize>()
+                .map_err(|_| bad(format!("'{x}' is not a CPU number")))
+        };
+        if let Some((a, b)) = part.split_once('-') {
+            let (a, b) = (num(a)?, num(b)?);
+            if a > b {
+                return Err(bad(format!("range {a}-{b} is reversed")));
+            }
+            out.extend(a..=b);
+        } else {
+            out.push(num(part)?);
+        }
+    }
+    if out.is_empty() {
+        return Err(bad("no CPU listed".into()));
+    }
+    let mut sorted = out.clone();
+    sorted.sort_unstable();
+    if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+        return Err(bad(format!("CPU {} listed twice", w[0])));
+    }
+    Ok(out)
+}
+
+/// One executor per CPU in `cpus`, pinned one-to-one in that order.
+pub fn placement(cpus: &[usize]) -> Result<PoolPlacement> {
+    let online = online_cpus()?;
+    let mut sets = Vec::with_capacity(cpus.len());
+    for &cpu in cpus {
+        if !online.contains(&cpu) {
+            return Err(Error::InvalidInput(format!(
+                "CPU {cpu} is not online (online: {online:?})"
+            )));
+        }
+        sets.push(
+            CpuSet::online()
+                .map_err(Error::from)?
+                .filter(|l| l.cpu == cpu),
+        );
+    }
+    Ok(PoolPlacement::Custom(sets))
+}
+
+/// The directory of shard `i`: `DATA/shard-i`.
+pub fn shard_dir(data_dir: &Path, i: usize) -> PathBuf {
+    data_dir.join(format!("shard-{i}"))
+}
+
+/// Creates `data_dir` if needed and checks (or, on first start, records) the
+/// shard count. A different count is refused: data would be routed to shards
+/// that do not hold it.
+pub fn check_shard_count(data_dir: &Path, shards: usize) -> Result<()> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| Error::io("create data dir", Some(data_dir.into()), e))?;
+    let path = data_dir.join(SHARD_COUNT_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(s) => {
+            let recorded: usize = s.trim().parse().map_err(|_| {
+                Error::corrupt(&path, 0, format!("expected a shard count, found {s:?}"))
+            })?;
+            if recorded != shards {
+                return Err(Error::InvalidInput(format!(
+                    "data dir {} holds {recorded} shard(s) but {shards} CPU(s) were listed; \
+                     tags are routed by hash mod shard count, so the shard count cannot \
+                     change: start with {recorded} CPU(s) in --cpus",
+                    data_dir.display()
+                )));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tmp = data_dir.join(format!("{SHARD_COUNT_FILE}.tmp"));
+            let io = |what: &str, p: &Path, e| Error::io(what.to_string(), Some(p.into()), e);
+            let mut f = std::fs::File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
+            writeln!(f, "{shards}").map_err(|e| io("write", &tmp, e))?;
+            f.sync_all().map_err(|e| io("fsync", &tmp, e))?;
+            std::fs::rename(&tmp, &path).map_err(|e| io("rename", &path, e))?;
+            std::fs::File::open(data_dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io("fsync data dir", data_dir, e))?;
+            Ok(())
+        }
+        Err(e) => Err(Error::io("read shard count", Some(path), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_cpu_lists() {
+        assert_eq!(parse_cpus("1").unwrap(), vec![1]);
+        assert_eq!(parse_cpus("0,1").unwrap(), vec![0, 1]);
+        assert_eq!(parse_cpus("2-4,0").unwrap(), vec![2, 3, 4, 0]);
+        assert!(parse_cpus("").is_err());
+        assert!(parse_cpus("1,1").is_err());
+        assert!(parse_cpus("x").is_err());
+        assert!(parse_cpus("3-1").is_err());
+    }
+
+    #[test]
+    fn shard_count_is_recorded_and_guarded() {
+        let d = tempfile::tempdir().unwrap();
+        check_shard_count(d.path(), 2).unwrap();
+        check_shard_count(d.path(), 2).unwrap();
+        let e = check_shard_count(d.path(), 1).unwrap_err().to_string();
+        assert!(e.contains("holds 2 shard(s)"), "{e}");
+    }
+}

@@ -1,0 +1,360 @@
+//! The server's library entry point, shared by `xtdb serve` and the tests:
+//! [`ServerConfig`], [`start`] (runs the shards on their own pinned threads
+//! and returns a [`ServerHandle`] that knows the bound address) and [`run`]
+//! (start, print `ready`, block until [`Shutdown`], stop in order).
+//!
+//! Start-up per shard: join the channel mesh (the mesh peer id is the shard
+//! index), open the shard's storage in `DATA/shard-N`, start the router,
+//! bind the `SO_REUSEPORT` listener (shard 0 first, so `:0` resolves to one
+//! port that every shard then binds).
+//!
+//! Shutdown, in order: stop accepting, let every connection finish its
+//! in-flight request (answers included), wait until *every* shard has done
+//! so (a shard may still be writing sub-batches for another shard's
+//! clients), then `Shard::close` (sync WALs, close files) and return.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorPoolBuilder, PoolThreadHandles};
+
+use crate::net::server::{accept_loop, Closing};
+use crate::runtime::placement::{check_shard_count, placement, shard_dir};
+use crate::runtime::router::{Local, Msg, Router, CHANNEL_CAPACITY};
+use crate::storage::{Shard, ShardConfig, SyncMode};
+use crate::{Error, Result};
+
+/// Everything `xtdb serve` needs.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Data directory; shard `i` lives in `DATA/shard-i`.
+    pub data_dir: PathBuf,
+    /// CPUs, one shard each, in shard order.
+    pub cpus: Vec<usize>,
+    /// Listen address (`host:port`; port 0 picks a free port).
+    pub listen: String,
+    /// WAL sync policy.
+    pub sync: SyncMode,
+    /// Memory budget for buffered points, bytes, split evenly across shards.
+    pub memory_budget: usize,
+    /// glommio `io_memory` (registered buffers) per executor, bytes.
+    pub io_memory: usize,
+}
+
+impl ServerConfig {
+    /// Defaults: every online CPU, `127.0.0.1:7070`, sync always, 1 GiB.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Result<Self> {
+        Ok(ServerConfig {
+            data_dir: data_dir.into(),
+            cpus: crate::runtime::placement::online_cpus()?,
+            listen: "127.0.0.1:7070".into(),
+            sync: SyncMode::Always,
+            memory_budget: 1 << 30,
+            io_memory: 4 << 20,
+        })
+    }
+}
+
+impl fmt::Display for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.cpus.len().max(1);
+        writeln!(f, "data dir:      {}", self.data_dir.display())?;
+        writeln!(
+            f,
+            "shards:        {} on cpus {:?}",
+            self.cpus.len(),
+            self.cpus
+        )?;
+        writeln!(f, "listen:        {}", self.listen)?;
+        writeln!(f, "sync:          {}", self.sync)?;
+        writeln!(
+            f,
+            "memory budget: {} bytes ({} per shard)",
+            self.memory_budget,
+            self.memory_budget / n
+        )?;
+        write!(f, "io memory:     {} bytes per shard", self.io_memory)
+    }
+}
+
+/// A shutdown request, settable from any thread or a signal handler.
+#[derive(Clone, Debug, Default)]
+pub struct Shutdown(Arc<AtomicBool>);
+
+impl Shutdown {
+    /// Not triggered.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Triggered by SIGINT or SIGTERM.
+    pub fn on_signals() -> Result<Self> {
+        let s = Self::new();
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(sig, Arc::clone(&s.0))
+                .map_err(|e| Error::io(format!("install handler for signal {sig}"), None, e))?;
+        }
+        Ok(s)
+    }
+
+    /// Requests shutdown.
+    pub fn trigger(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether shutdown was requested.
+    pub fn is_triggered(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A running server.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    shutdown: Shutdown,
+    threads: Option<PoolThreadHandles<Result<()>>>,
+}
+
+impl ServerHandle {
+    /// The address every shard listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Requests shutdown without waiting.
+    pub fn shutdown(&self) {
+        self.shutdown.trigger();
+    }
+
+    /// Requests shutdown and waits until every shard has closed its storage.
+    pub fn stop(mut self) -> Result<()> {
+        self.shutdown.trigger();
+        self.join()
+    }
+
+    /// Waits for the shards to exit (after a shutdown request).
+    pub fn join(&mut self) -> Result<()> {
+        let Some(t) = self.threads.take() else {
+            return Ok(());
+        };
+        let mut first = Ok(());
+        for r in t.join_all() {
+            let r = match r {
+                Ok(inner) => inner,
+                Err(e) => Err(Error::io(
+                    "shard thread",
+                    None,
+                    std::io::Error::other(e.to_string()),
+                )),
+            };
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        let _ = self.join();
+    }
+}
+
+/// State shared by the shard threads during start-up and shutdown.
+struct Shared {
+    /// The address shard 0 bound (or why it could not).
+    addr: Mutex<Option<std::result::Result<SocketAddr, String>>>,
+    /// Shards that have stopped serving (drained or failed).
+    drained: AtomicUsize,
+}
+
+/// Starts the shards on their pinned threads; returns once every shard
+/// listens (or the first start-up error, after stopping the others).
+pub fn start(config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandle> {
+    let n = config.cpus.len();
+    if n == 0 {
+        return Err(Error::InvalidInput("no CPU listed".into()));
+    }
+    check_shard_count(&config.data_dir, n)?;
+    let placement = placement(&config.cpus)?;
+    let mesh = MeshBuilder::<Msg, _>::full(n, CHANNEL_CAPACITY);
+    let shared = Arc::new(Shared {
+        addr: Mutex::new(None),
+        drained: AtomicUsize::new(0),
+    });
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<SocketAddr>>();
+    let cfg = config.clone();
+    let sd = shutdown.clone();
+    let threads = LocalExecutorPoolBuilder::new(placement)
+        .name("xtdb-shard")
+        .io_memory(config.io_memory)
+        .on_all_shards(move || {
+            let (cfg, sd, shared, tx, mesh) = (cfg, sd, shared, ready_tx, mesh);
+            async move { shard_main(cfg, sd, shared, tx, mesh).await }
+        })
+        .map_err(Error::from)?;
+    let mut handle = ServerHandle {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        shutdown,
+        threads: Some(threads),
+    };
+    for _ in 0..n {
+        match ready_rx.recv() {
+            Ok(Ok(addr)) => handle.addr = addr,
+            Ok(Err(e)) => {
+                handle.shutdown.trigger();
+                let _ = handle.join();
+                return Err(e);
+            }
+            Err(_) => {
+                handle.shutdown.trigger();
+                handle.join()?;
+                return Err(Error::Closed);
+            }
+        }
+    }
+    Ok(handle)
+}
+
+/// Starts the server, prints its configuration and a `ready` line, blocks
+/// until `shutdown` is triggered, then stops in order.
+pub fn run(config: ServerConfig, shutdown: Shutdown) -> Result<()> {
+    println!("xtdb serve\n{config}");
+    let handle = start(config, shutdown.clone())?;
+    println!("xtdb ready: listening on {}", handle.local_addr());
+    while !shutdown.is_triggered() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("xtdb: shutting down (draining in-flight batches, syncing WALs)");
+    handle.stop()?;
+    println!("xtdb: stopped");
+    Ok(())
+}
+
+async fn shard_main(
+    cfg: ServerConfig,
+    shutdown: Shutdown,
+    shared: Arc<Shared>,
+    ready: mpsc::Sender<Result<SocketAddr>>,
+    mesh: MeshBuilder<Msg, glommio::channels::channel_mesh::Full>,
+) -> Result<()> {
+    let n = cfg.cpus.len();
+    let (index, senders, receivers) = Router::join(mesh).await?;
+    let served = serve_shard(index, &cfg, &shutdown, &shared, &ready, senders, receivers).await;
+    if let Err(e) = &served {
+        let mut a = shared.addr.lock().unwrap_or_else(|p| p.into_inner());
+        if a.is_none() {
+            *a = Some(Err(format!("shard {index}: {e}")));
+        }
+    }
+    // Barrier: no shard closes its storage while another may still route
+    // sub-batches to it.
+    shared.drained.fetch_add(1, Ordering::SeqCst);
+    while shared.drained.load(Ordering::SeqCst) < n {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    match served {
+        Ok(shard) => shard.close().await,
+        Err(e) => {
+            let _ = ready.send(Err(Error::InvalidInput(format!("shard {index}: {e}"))));
+            Err(e)
+        }
+    }
+}
+
+async fn serve_shard(
+    index: usize,
+    cfg: &ServerConfig,
+    shutdown: &Shutdown,
+    shared: &Shared,
+    ready: &mpsc::Sender<Result<SocketAddr>>,
+    senders: glommio::channels::channel_mesh::Senders<Msg>,
+    receivers: glommio::channels::channel_mesh::Receivers<Msg>,
+) -> Result<Shard> {
+    let n = cfg.cpus.len();
+    let cpu = cfg.cpus.get(index).copied().unwrap_or(usize::MAX);
+    let mut sc = ShardConfig::new(shard_dir(&cfg.data_dir, index));
+    sc.sync = cfg.sync;
+    sc.memory_budget = cfg.memory_budget / n;
+    let shard = Shard::open(sc).await?;
+    let rec = shard.recovery();
+    println!(
+        "shard {index} (cpu {cpu}): opened {} in {:?} ({} WAL records, {} points replayed)",
+        shard_dir(&cfg.data_dir, index).display(),
+        rec.duration,
+        rec.wal_records_replayed,
+        rec.wal_points_replayed
+    );
+    let router = Router::start(
+        Rc::new(Local::new(index, cpu, shard.clone())),
+        senders,
+        receivers,
+    );
+
+    let listener = if index == 0 {
+        let bound = TcpListener::bind(cfg.listen.as_str())
+            .and_then(|l| l.local_addr().map(|a| (l, a)))
+            .map_err(|e| Error::io(format!("listen on {}", cfg.listen), None, to_io(e)));
+        let mut a = shared.addr.lock().unwrap_or_else(|p| p.into_inner());
+        match bound {
+            Ok((l, addr)) => {
+                *a = Some(Ok(addr));
+                l
+            }
+            Err(e) => {
+                *a = Some(Err(e.to_string()));
+                return Err(e);
+            }
+        }
+    } else {
+        let addr = loop {
+            let got = shared
+                .addr
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            match got {
+                Some(Ok(a)) => break a,
+                Some(Err(e)) => return Err(Error::InvalidInput(format!("shard 0 failed: {e}"))),
+                None => glommio::timer::sleep(Duration::from_millis(1)).await,
+            }
+        };
+        TcpListener::bind(addr)
+            .map_err(|e| Error::io(format!("listen on {addr}"), None, to_io(e)))?
+    };
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("listener address", None, to_io(e)))?;
+    let _ = ready.send(Ok(addr));
+
+    let closing = Closing::default();
+    let watcher = {
+        let (closing, shutdown) = (closing.clone(), shutdown.clone());
+        glommio::spawn_local(async move {
+            while !shutdown.is_triggered() {
+                glommio::timer::sleep(Duration::from_millis(20)).await;
+            }
+            closing.close();
+        })
+    };
+    accept_loop(listener, router, closing).await;
+    watcher.await;
+    Ok(shard)
+}
+
+fn to_io(e: glommio::GlommioError<()>) -> std::io::Error {
+    match e {
+        glommio::GlommioError::IoError(e) => e,
+        glommio::GlommioError::EnhancedIoError { source, .. } => source,
+        other => std::io::Error::other(other.to_string()),
+    }
+}
