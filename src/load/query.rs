@@ -143,7 +143,16 @@ impl QueryReport {
 
     /// The human-readable report.
     pub fn text(&self) -> String {
-        let mut s = String::from(
+        let mut s = String::new();
+        if let Some(p) = &self.prepare {
+            s += &format!(
+                "  prepared {} points in {:.2} s ({} points/s)\n",
+                fmt_count(p.points_acked),
+                p.elapsed_s,
+                fmt_count(p.points_per_sec.round() as u64)
+            );
+        }
+        s += &String::from(
             "  | blocks | points/query | p50 | p90 | p99 | max | points/s scanned | errors |\n  |---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for r in &self.sizes {

@@ -271,8 +271,10 @@ fn flush_storm<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
     let tags = cfg.tags.unwrap_or(100_000);
     let ppt = cfg.points_per_tag.max(1);
     let total = u64::from(tags) * u64::from(ppt);
-    // The probe: 1,000 tags at 1 Hz on its own tags, phases 0 = steady,
-    // 1 = storm (fill past 90 %, until 10 s after it ends).
+    // The probe: 1,000 tags at 1 Hz on its own tags. Phases: 0 = alone (3 s
+    // before the fill), 1 = steady under the fill (fill below 90 %),
+    // 2 = storm (fill past 90 %, when every tag nears the flush threshold,
+    // until 10 s after the fill ends).
     let mut probe = cfg.write_cfg();
     probe.tags = 1_000;
     probe.tag_base = 3_000_000;
@@ -281,7 +283,7 @@ fn flush_storm<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
     probe.conns = 1;
     probe.duration = Duration::from_secs(24 * 3600);
     probe.progress = false;
-    let probe_live = Live::new(2);
+    let probe_live = Live::new(3);
     let probe_thread = {
         let (p, l) = (probe.clone(), probe_live.clone());
         std::thread::spawn(move || write::run_with::<C>(&p, l))
@@ -298,12 +300,13 @@ fn flush_storm<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
     fill.period_us = Some(1_000_000);
     fill.t0 = Some(gen::now_us_rounded(1_000_000) - i64::from(ppt) * 1_000_000);
     let fill_live = Live::new(1);
+    probe_live.phase.store(1, Ordering::Relaxed);
     let monitor = {
         let (fl, pl) = (fill_live.clone(), probe_live.clone());
         std::thread::spawn(move || {
             while !fl.stop.load(Ordering::Relaxed) {
                 if fl.acked.load(Ordering::Relaxed) * 10 >= total * 9 {
-                    pl.phase.store(1, Ordering::Relaxed);
+                    pl.phase.store(2, Ordering::Relaxed);
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -312,7 +315,7 @@ fn flush_storm<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
     let t = Instant::now();
     let fill_res = write::run_with::<C>(&fill, fill_live.clone());
     let fill_s = t.elapsed().as_secs_f64();
-    probe_live.phase.store(1, Ordering::Relaxed);
+    probe_live.phase.store(2, Ordering::Relaxed);
     fill_live.stop.store(true, Ordering::Relaxed);
     let _ = monitor.join();
     std::thread::sleep(Duration::from_secs(10));
@@ -323,12 +326,13 @@ fn flush_storm<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
     let fill_r = fill_res?;
     let probe_r = probe_res?;
     let phases = probe_live.phase_latencies();
-    let steady = phases.first().copied().unwrap_or_default();
-    let storm = phases.get(1).copied().unwrap_or_default();
+    let idle = phases.first().copied().unwrap_or_default();
+    let steady = phases.get(1).copied().unwrap_or_default();
+    let storm = phases.get(2).copied().unwrap_or_default();
     let worst_fill_second = fill_r.timeline.iter().map(|s| s.p99).max().unwrap_or(0);
     let ok = fill_r.error_count() == 0 && probe_r.error_count() == 0;
     let text = format!(
-        "scenario flush-storm: fill {} tags × {} points ({} points) as fast as acknowledged, probe 1,000 tags at 1 Hz\n  fill                 {} points in {:.1} s = {} points/s, ack {}\n  fill worst 1-s p99   {}\n  probe steady         {}\n  probe during storm   {}\n  probe errors         {}  fill errors {}\n  (original design: writes stall for seconds during a flush storm)\n",
+        "scenario flush-storm: fill {} tags × {} points ({} points) as fast as acknowledged, probe 1,000 tags at 1 Hz\n  fill                 {} points in {:.1} s = {} points/s, ack {}\n  fill worst 1-s p99   {}\n  probe alone          {}\n  probe under fill     {}\n  probe during storm   {}\n  probe errors         {}  fill errors {}\n  (original design: writes stall for seconds during a flush storm)\n",
         fmt_count(u64::from(tags)),
         fmt_count(u64::from(ppt)),
         fmt_count(total),
@@ -337,6 +341,7 @@ fn flush_storm<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
         fmt_count(fill_r.points_per_sec.round() as u64),
         fill_r.latency.line(),
         fmt_us(worst_fill_second),
+        idle.line(),
         steady.line(),
         storm.line(),
         probe_r.error_count(),
@@ -349,6 +354,7 @@ fn flush_storm<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
         "fill": fill_r.json(),
         "fill_worst_second_p99_us": worst_fill_second,
         "probe": probe_r.json(),
+        "probe_alone_latency_us": idle.json(),
         "probe_steady_latency_us": steady.json(),
         "probe_storm_latency_us": storm.json(),
         "ok": ok,
