@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use xtdb::load::conn::NetConn as C;
 use xtdb::load::report::print_json;
-use xtdb::load::{demo, query, scenario, verify, write};
+use xtdb::load::{demo, query, scenario, summary, verify, write};
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +33,11 @@ enum Cmd {
     Scenario(ScenarioArgs),
     /// Start a server on a temporary dir, run a short tags-100k and query-blocks, stop it.
     Demo(DemoArgs),
+    /// Print a markdown table from files holding `scenario --json` output.
+    Summarize {
+        /// Files whose last line is a scenario's JSON object.
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -309,6 +314,20 @@ fn run(cli: Cli) -> xtdb::Result<bool> {
             s.json = a.common.json;
             let o = scenario::run::<C>(&a.name, &s)?;
             Ok(emit(a.common.json, &o.json, &o.text, o.ok))
+        }
+        Cmd::Summarize { files } => {
+            let mut objs = Vec::new();
+            for f in files {
+                let text = std::fs::read_to_string(&f)
+                    .map_err(|e| xtdb::Error::io("read scenario output", Some(f.clone()), e))?;
+                let last = text.lines().rev().find(|l| l.trim_start().starts_with('{'));
+                match last.and_then(|l| serde_json::from_str(l).ok()) {
+                    Some(v) => objs.push(v),
+                    None => eprintln!("xtdb-load: no JSON object in {}", f.display()),
+                }
+            }
+            print!("{}", summary::markdown(&objs));
+            Ok(true)
         }
         Cmd::Demo(a) => {
             let r = demo::run::<C>(&demo::DemoConfig {

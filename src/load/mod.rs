@@ -20,5 +20,6 @@ pub mod query;
 pub mod report;
 pub mod scenario;
 pub mod server;
+pub mod summary;
 pub mod verify;
 pub mod write;
