@@ -23,7 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Write deterministic points open-loop at a fixed rate (or as fast as acknowledged).
+    /// Write deterministic points open-loop at a fixed rate (or as fast as acknowledged);
+    /// exit 1 if nothing was acknowledged or the target rate was not kept.
     Write(WriteArgs),
     /// Read back every point an ack log lists; exit 1 if any is missing or changed.
     Verify(VerifyArgs),

@@ -335,7 +335,12 @@ pub fn run_with<C: Conn>(cfg: &WriteConfig, live: Arc<Live>) -> Result<WriteRepo
             return Err(Error::from(e));
         }
     };
-    let elapsed = start.elapsed().as_secs_f64();
+    let mut elapsed = start.elapsed().as_secs_f64();
+    if cfg.rate > 0 && cfg.max_ticks.is_none() && !live.stop.load(Ordering::Relaxed) {
+        // A paced run is scheduled over the whole duration even though its
+        // last batch leaves before the deadline: rate = points / duration.
+        elapsed = elapsed.max(cfg.duration.as_secs_f64());
+    }
     done.store(true, Ordering::SeqCst);
     let timeline = progress.join().unwrap_or_default();
 
