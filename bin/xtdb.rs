@@ -29,6 +29,10 @@ enum Cmd {
         /// Server address.
         #[arg(long, env = "XTDB_ADDR", default_value = "127.0.0.1:7070")]
         addr: String,
+        /// Sample twice, this many seconds apart, and add current rates
+        /// (`*_per_sec_now`) to the averages since start.
+        #[arg(long)]
+        interval: Option<f64>,
     },
 }
 
@@ -67,11 +71,21 @@ fn serve(a: ServeArgs) -> xtdb::Result<()> {
     xtdb::server::run(config, Shutdown::on_signals()?)
 }
 
+fn stats(addr: &str, interval: Option<f64>) -> xtdb::Result<()> {
+    use xtdb::net::client::{fetch_stats_blocking, stats_table, with_rates};
+    let mut s = fetch_stats_blocking(addr)?;
+    if let Some(secs) = interval.filter(|s| s.is_finite() && *s > 0.0) {
+        std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+        s = with_rates(&s, &fetch_stats_blocking(addr)?, secs);
+    }
+    print!("{}", stats_table(&s));
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let result = match Cli::parse().cmd {
         Cmd::Serve(a) => serve(a),
-        Cmd::Stats { addr } => xtdb::net::client::fetch_stats_blocking(&addr)
-            .map(|s| print!("{}", xtdb::net::client::stats_table(&s))),
+        Cmd::Stats { addr, interval } => stats(&addr, interval),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

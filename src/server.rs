@@ -184,6 +184,7 @@ pub fn start(config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandle> {
     if n == 0 {
         return Err(Error::InvalidInput("no CPU listed".into()));
     }
+    probe_listen(&config.listen)?;
     check_shard_count(&config.data_dir, n)?;
     let placement = placement(&config.cpus)?;
     let mesh = MeshBuilder::<Msg, _>::full(n, CHANNEL_CAPACITY);
@@ -251,10 +252,16 @@ async fn shard_main(
     let (index, senders, receivers) = Router::join(mesh).await?;
     let served = serve_shard(index, &cfg, &shutdown, &shared, &ready, senders, receivers).await;
     if let Err(e) = &served {
+        // Tell the other shards (waiting for the address) and `start`
+        // (waiting for every shard) right away, before the barrier.
         let mut a = shared.addr.lock().unwrap_or_else(|p| p.into_inner());
         if a.is_none() {
             *a = Some(Err(format!("shard {index}: {e}")));
         }
+        drop(a);
+        let _ = ready.send(Err(Error::InvalidInput(format!(
+            "shard {index} failed to start: {e}"
+        ))));
     }
     // Barrier: no shard closes its storage while another may still route
     // sub-batches to it.
@@ -264,10 +271,7 @@ async fn shard_main(
     }
     match served {
         Ok(shard) => shard.close().await,
-        Err(e) => {
-            let _ = ready.send(Err(Error::InvalidInput(format!("shard {index}: {e}"))));
-            Err(e)
-        }
+        Err(e) => Err(e),
     }
 }
 
@@ -349,6 +353,25 @@ async fn serve_shard(
     accept_loop(listener, router, closing).await;
     watcher.await;
     Ok(shard)
+}
+
+/// glommio's listeners set `SO_REUSEPORT`, so binding a port that another
+/// server (of the same user) listens on would silently succeed and split the
+/// connections between the two. A plain bind first refuses that.
+fn probe_listen(listen: &str) -> Result<()> {
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(listen)
+        .map_err(|e| Error::io(format!("resolve listen address {listen}"), None, e))?
+        .collect();
+    for addr in addrs.iter().filter(|a| a.port() != 0) {
+        std::net::TcpListener::bind(addr).map_err(|e| {
+            Error::io(
+                format!("listen on {addr} (is another server running on it?)"),
+                None,
+                e,
+            )
+        })?;
+    }
+    Ok(())
 }
 
 fn to_io(e: glommio::GlommioError<()>) -> std::io::Error {

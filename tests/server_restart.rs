@@ -1,7 +1,8 @@
 //! Acknowledged points survive a clean stop and restart on the same data
 //! directory, and a restart with a different shard count is refused.
 
-mod common;
+mod net_common;
+use net_common as common;
 
 use xtdb::net::Client;
 use xtdb::Point;
@@ -86,4 +87,42 @@ fn stop_with_idle_connections_closes_them_and_returns() {
         let mut b = [0u8; 1];
         assert_eq!(s.read(&mut b).unwrap(), 0);
     }
+}
+
+#[test]
+fn a_second_server_on_a_busy_port_is_refused() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut c = xtdb::server::ServerConfig::new(d1.path()).unwrap();
+    c.cpus = vec![0, 1];
+    c.listen = listen.clone();
+    c.io_memory = 1 << 20;
+    let first = xtdb::server::start(c.clone(), xtdb::server::Shutdown::new()).unwrap();
+    assert_eq!(first.local_addr().port(), port);
+    c.data_dir = d2.path().into();
+    let err = match xtdb::server::start(c, xtdb::server::Shutdown::new()) {
+        Ok(_) => panic!("second server bound a busy port"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("another server"), "{err}");
+    first.stop().unwrap();
+}
+
+#[test]
+fn an_unusable_listen_address_fails_start_without_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = xtdb::server::ServerConfig::new(dir.path()).unwrap();
+    c.cpus = vec![0, 1];
+    c.listen = "192.0.2.1:0".into(); // TEST-NET-1: not a local address
+    c.io_memory = 1 << 20;
+    let err = match xtdb::server::start(c, xtdb::server::Shutdown::new()) {
+        Ok(_) => panic!("bound a non-local address"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("listen on 192.0.2.1:0"), "{err}");
 }

@@ -2,7 +2,8 @@
 //! acknowledged point is readable exactly once, from the shard that owns
 //! its tag; multi-tag latest merges the owners' answers.
 
-mod common;
+mod net_common;
+use net_common as common;
 
 use std::collections::BTreeMap;
 

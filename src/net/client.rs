@@ -142,7 +142,14 @@ impl Client {
 }
 
 fn unexpected(what: &str, r: &Response) -> Error {
-    Error::Protocol(format!("{what}: unexpected answer {r:?}"))
+    let kind = match r {
+        Response::Ack(_) => "ack",
+        Response::Points(_) => "points",
+        Response::Latest(_) => "latest result",
+        Response::Stats(_) => "stats result",
+        Response::Error { .. } => "error",
+    };
+    Error::Protocol(format!("{what}: unexpected {kind} answer"))
 }
 
 fn to_io(e: glommio::GlommioError<()>) -> std::io::Error {
@@ -225,4 +232,79 @@ pub fn stats_table(stats: &[(String, u64)]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Adds instantaneous rates to a second stats sample: for every
+/// `scope.points_written`, `scope.write_batches`, `scope.wal_syncs` and
+/// `scope.flushes` present in both samples, `scope.<name>_per_sec_now` =
+/// the difference divided by `secs`.
+pub fn with_rates(
+    before: &[(String, u64)],
+    after: &[(String, u64)],
+    secs: f64,
+) -> Vec<(String, u64)> {
+    let mut out = after.to_vec();
+    for (name, v) in after {
+        let Some((scope, metric)) = name.split_once('.') else {
+            continue;
+        };
+        if !matches!(
+            metric,
+            "points_written" | "write_batches" | "wal_syncs" | "flushes"
+        ) {
+            continue;
+        }
+        if let Some((_, b)) = before.iter().find(|(n, _)| n == name) {
+            let rate = v.saturating_sub(*b) as f64 / secs.max(1e-9);
+            out.push((format!("{scope}.{metric}_per_sec_now"), rate.round() as u64));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_table_pivots_scopes() {
+        let s: Vec<(String, u64)> = [
+            ("shards", 2),
+            ("shard0.points_written", 10),
+            ("shard1.points_written", 5),
+            ("total.points_written", 15),
+            ("total.ack_p99_us", 7),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), *v))
+        .collect();
+        let t = stats_table(&s);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "shards: 2");
+        assert!(lines[1]
+            .split_whitespace()
+            .eq(["metric", "total", "shard0", "shard1"]));
+        assert!(lines[2]
+            .split_whitespace()
+            .eq(["points_written", "15", "10", "5"]));
+        assert!(lines[3]
+            .split_whitespace()
+            .eq(["ack_p99_us", "7", "-", "-"]));
+
+        let later: Vec<(String, u64)> = s
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.clone(),
+                    if n.ends_with("points_written") {
+                        v + 20
+                    } else {
+                        *v
+                    },
+                )
+            })
+            .collect();
+        let r = with_rates(&s, &later, 2.0);
+        assert!(r.contains(&("total.points_written_per_sec_now".to_string(), 10)));
+    }
 }

@@ -20,7 +20,7 @@
 //! | 5 | 1 | type | see below |
 //! | 6 | 2 | flags | `0` (reserved; must be zero) |
 //! | 8 | 8 | request id | chosen by the client, echoed in the answer |
-//! | 16 | 4 | payload length | bytes after the header, at most [`MAX_PAYLOAD`] (16 MiB) |
+//! | 16 | 4 | payload length | bytes after the header, at most [`MAX_PAYLOAD`] (32 MiB: a batch of [`MAX_POINTS`] fits) |
 //! | 20 | 4 | CRC32 | `crc32fast` (CRC-32/ISO-HDLC) of the payload |
 //!
 //! ### Frame types and payloads
@@ -46,15 +46,27 @@
 //! | --- | --- | --- |
 //! | 1 | bad magic | closed (the stream cannot be framed) |
 //! | 2 | unsupported version | closed |
-//! | 3 | payload length over the 16 MiB limit | closed |
+//! | 3 | payload length over the 32 MiB limit | closed |
 //! | 4 | truncated frame (EOF inside a frame) | closed |
 //! | 5 | CRC mismatch | kept |
 //! | 6 | unknown frame type or non-zero flags | kept |
 //! | 7 | malformed payload (lengths inconsistent) | kept |
-//! | 8 | too many points / tags in one request | kept |
+//! | 8 | too many points / tags in one request, or an answer that would exceed the frame limit (query a narrower range) | kept |
 //! | 100 | storage refused or failed the request; nothing of it was acknowledged | kept |
 //! | 101 | server is shutting down | closed |
 //! | 102 | internal error (routing between shards failed) | kept |
+//!
+//! ### Stats names
+//!
+//! `shards` (count), then for each scope `shardN` and `total`: every
+//! [`crate::storage::ShardStats`] field (`points_written`, `wal_syncs`,
+//! `wal_synced_records`, `wal_max_group`, `flushes`, `flush_micros`,
+//! `points_buffered`, ...), plus `wal_group_avg` (records per sync),
+//! `points_per_sec` (average since start), `ack_count` and
+//! `ack_p50_us` / `ack_p99_us` / `ack_p999_us` / `ack_max_us`: the write-ack
+//! latency of client batches *read* by that shard, from the moment their
+//! header was read to the moment every sub-batch was durable. `shardN.cpu`
+//! and `shardN.uptime_ms` / `total.uptime_ms` complete the set.
 //!
 //! A write is acknowledged only after every point of it is durable in the WAL
 //! of the shard that owns its tag. An error answer to a write means the
@@ -70,8 +82,9 @@ pub const MAGIC: [u8; 4] = *b"XTDB";
 pub const VERSION: u8 = 1;
 /// Header size in bytes.
 pub const HEADER_LEN: usize = 24;
-/// Largest payload accepted (16 MiB).
-pub const MAX_PAYLOAD: usize = 16 << 20;
+/// Largest payload accepted, in either direction (32 MiB, so that a batch
+/// of [`MAX_POINTS`] points, 21 MB, fits in one frame).
+pub const MAX_PAYLOAD: usize = 32 << 20;
 /// Most points accepted in one write request.
 pub const MAX_POINTS: usize = 1_000_000;
 /// Most tags accepted in one latest request.
@@ -561,8 +574,35 @@ pub fn encode_request(out: &mut Vec<u8>, id: u64, req: &Request) {
     }
 }
 
-/// Appends a response frame.
+/// Appends a response frame; an answer whose payload would exceed
+/// [`MAX_PAYLOAD`] is replaced by an error frame saying so.
 pub fn encode_response(out: &mut Vec<u8>, id: u64, resp: &Response) {
+    let start = out.len();
+    encode_response_unchecked(out, id, resp);
+    let payload = out.len() - start - HEADER_LEN;
+    if payload > MAX_PAYLOAD {
+        out.truncate(start);
+        let items = match resp {
+            Response::Points(p) => format!("{} points", p.len()),
+            Response::Latest(v) => format!("{} tags", v.len()),
+            Response::Stats(v) => format!("{} counters", v.len()),
+            _ => "answer".into(),
+        };
+        encode_response_unchecked(
+            out,
+            id,
+            &Response::Error {
+                code: code::TOO_MANY,
+                message: format!(
+                    "answer of {items} ({payload} bytes) exceeds the frame limit of \
+                     {MAX_PAYLOAD} bytes; query a narrower range or fewer tags"
+                ),
+            },
+        );
+    }
+}
+
+fn encode_response_unchecked(out: &mut Vec<u8>, id: u64, resp: &Response) {
     match resp {
         Response::Ack(n) => frame(out, kind::ACK, id, |o| {
             o.extend_from_slice(&n.to_le_bytes())
@@ -657,6 +697,30 @@ mod tests {
     }
 
     #[test]
+    fn oversized_answers_become_error_frames() {
+        let n = MAX_PAYLOAD / POINT_LEN + 1;
+        let mut b = Vec::new();
+        encode_response(
+            &mut b,
+            5,
+            &Response::Points(vec![Point::new(1, 2, 3.0, 4); n]),
+        );
+        let raw: [u8; HEADER_LEN] = b[..HEADER_LEN].try_into().unwrap();
+        let h = decode_header(&raw).unwrap();
+        match decode_response(&raw, &h, &b[HEADER_LEN..]).unwrap() {
+            Response::Error { code, message } => {
+                assert_eq!(code, code::TOO_MANY);
+                assert!(message.contains(&format!("{n} points")), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The largest write batch fits in a frame.
+        let mut b = Vec::new();
+        encode_write(&mut b, 1, &vec![Point::new(1, 2, 3.0, 4); MAX_POINTS]);
+        assert!(matches!(decode_request_frame(&b), Ok(Some(_))));
+    }
+
+    #[test]
     fn refusals_name_the_problem() {
         let mut b = Vec::new();
         encode_write(&mut b, 3, &pts());
@@ -677,7 +741,7 @@ mod tests {
         bad[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
         let e = decode_request_frame(&bad).unwrap_err();
         assert_eq!(e.code, code::TOO_LARGE);
-        assert!(e.message.contains("16777216"));
+        assert!(e.message.contains("33554432"));
         assert!(!e.recoverable());
 
         let mut bad = b.clone();

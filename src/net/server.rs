@@ -4,7 +4,12 @@
 //! panics on input (a bad frame gets an error frame; if the stream can no
 //! longer be framed the connection is closed after it).
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -15,7 +20,9 @@ use crate::net::protocol::{self, code, FrameError, Request, Response, HEADER_LEN
 use crate::runtime::router::{owner, Router, ShardRequest, ShardResponse};
 use crate::Point;
 
-/// A one-way "closing" signal shared by this shard's tasks.
+/// A one-way "closing" signal shared by this shard's tasks. Waiters that
+/// are dropped unregister, so long-lived connections do not accumulate
+/// wakers.
 #[derive(Clone, Default)]
 pub struct Closing {
     inner: Rc<ClosingInner>,
@@ -23,15 +30,23 @@ pub struct Closing {
 
 #[derive(Default)]
 struct ClosingInner {
-    closed: std::cell::Cell<bool>,
-    wakers: std::cell::RefCell<Vec<std::task::Waker>>,
+    closed: Cell<bool>,
+    next: Cell<u64>,
+    wakers: RefCell<HashMap<u64, Waker>>,
 }
 
 impl Closing {
     /// Signals every waiter.
     pub fn close(&self) {
         self.inner.closed.set(true);
-        for w in self.inner.wakers.borrow_mut().drain(..) {
+        let wakers: Vec<Waker> = self
+            .inner
+            .wakers
+            .borrow_mut()
+            .drain()
+            .map(|(_, w)| w)
+            .collect();
+        for w in wakers {
             w.wake();
         }
     }
@@ -42,16 +57,39 @@ impl Closing {
     }
 
     /// Resolves once closed.
-    pub async fn wait(&self) {
-        futures_lite::future::poll_fn(|cx| {
-            if self.inner.closed.get() {
-                std::task::Poll::Ready(())
-            } else {
-                self.inner.wakers.borrow_mut().push(cx.waker().clone());
-                std::task::Poll::Pending
-            }
-        })
-        .await
+    pub fn wait(&self) -> ClosingWait {
+        let key = self.inner.next.get();
+        self.inner.next.set(key + 1);
+        ClosingWait {
+            inner: Rc::clone(&self.inner),
+            key,
+        }
+    }
+}
+
+/// Future returned by [`Closing::wait`].
+pub struct ClosingWait {
+    inner: Rc<ClosingInner>,
+    key: u64,
+}
+
+impl Future for ClosingWait {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.inner.closed.get() {
+            return Poll::Ready(());
+        }
+        self.inner
+            .wakers
+            .borrow_mut()
+            .insert(self.key, cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for ClosingWait {
+    fn drop(&mut self) {
+        self.inner.wakers.borrow_mut().remove(&self.key);
     }
 }
 
@@ -371,4 +409,36 @@ fn named(
     }
     out.push((format!("{prefix}.ack_max_us"), h.max()));
     rate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closing_waiters_unregister_and_wake() {
+        glommio::LocalExecutorBuilder::default()
+            .io_memory(1 << 20)
+            .make()
+            .unwrap()
+            .run(async {
+                let c = Closing::default();
+                for _ in 0..100 {
+                    // A wait that loses its race is dropped and unregisters.
+                    futures_lite::future::or(c.wait(), futures_lite::future::ready(())).await;
+                    let mut w = Box::pin(c.wait());
+                    assert!(futures_lite::future::poll_once(&mut w).await.is_none());
+                }
+                assert!(c.inner.wakers.borrow().is_empty());
+                let waiter = glommio::spawn_local({
+                    let c = c.clone();
+                    async move { c.wait().await }
+                });
+                glommio::executor().yield_task_queue_now().await;
+                assert_eq!(c.inner.wakers.borrow().len(), 1);
+                c.close();
+                waiter.await;
+                assert!(c.is_closed());
+            });
+    }
 }

@@ -1,0 +1,89 @@
+//! Network write path throughput: a server on CPUs 0 and 1 (two shards),
+//! `CONNS` connections each writing batches of `BATCH` points over 100,000
+//! tags for `SECS` seconds, one request outstanding per connection. Prints
+//! acknowledged points/s and the server's ack-latency percentiles.
+//!
+//! `cargo bench --bench net` (env: CONNS, BATCH, SECS). On a 2-core machine
+//! the client shares the cores with the server: read the figure as a floor.
+
+use std::time::{Duration, Instant};
+
+use xtdb::net::Client;
+use xtdb::server::{start, ServerConfig, Shutdown};
+use xtdb::Point;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() -> xtdb::Result<()> {
+    let conns = env("CONNS", 4);
+    let batch = env("BATCH", 5000) as u32;
+    let secs = env("SECS", 5);
+    let dir = std::env::temp_dir().join(format!("xtdb-bench-net-{}", std::process::id()));
+    let mut cfg = ServerConfig::new(&dir)?;
+    cfg.cpus = vec![0, 1];
+    cfg.listen = "127.0.0.1:0".into();
+    cfg.io_memory = 2 << 20;
+    let server = start(cfg, Shutdown::new())?;
+    let addr = server.local_addr().to_string();
+    let (points, elapsed, stats) = std::thread::spawn(move || {
+        glommio::LocalExecutorBuilder::default()
+            .io_memory(1 << 20)
+            .make()
+            .expect("client executor")
+            .run(async move {
+                let deadline = Instant::now() + Duration::from_secs(secs);
+                let t0 = Instant::now();
+                let tasks: Vec<_> = (0..conns)
+                    .map(|c| {
+                        let addr = addr.clone();
+                        glommio::spawn_local(async move {
+                            let mut cl = Client::connect(&addr).await?;
+                            let mut acked = 0u64;
+                            let mut ts = 0i64;
+                            while Instant::now() < deadline {
+                                let pts: Vec<Point> = (0..batch)
+                                    .map(|i| {
+                                        let tag = (c as u32 * 7919 + i * 13 + ts as u32) % 100_000;
+                                        Point::new(tag, ts + i as i64, i as f64, 192)
+                                    })
+                                    .collect();
+                                ts += batch as i64;
+                                acked += cl.write(&pts).await?;
+                            }
+                            xtdb::Result::Ok(acked)
+                        })
+                    })
+                    .collect();
+                let mut total = 0;
+                for t in tasks {
+                    total += t.await?;
+                }
+                let elapsed = t0.elapsed();
+                let stats = Client::connect(&addr).await?.stats().await?;
+                xtdb::Result::Ok((total, elapsed, stats))
+            })
+    })
+    .join()
+    .expect("client thread")?;
+    server.stop()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let get = |n: &str| stats.iter().find(|(k, _)| k == n).map_or(0, |(_, v)| *v);
+    println!(
+        "net write: {conns} conns x {batch} points/batch, {:.1} s: {:.0} points/s acknowledged; \
+         server ack latency p50 {} us, p99 {} us, p999 {} us, max {} us; shard0/shard1 points {}/{}",
+        elapsed.as_secs_f64(),
+        points as f64 / elapsed.as_secs_f64(),
+        get("total.ack_p50_us"),
+        get("total.ack_p99_us"),
+        get("total.ack_p999_us"),
+        get("total.ack_max_us"),
+        get("shard0.points_written"),
+        get("shard1.points_written"),
+    );
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! The `xtdb` binary's contract with scripts and the load generator:
+//! `--help` shows defaults and env vars, `serve` prints its configuration
+//! and a `ready` line with the bound address, `stats` prints a table, and
+//! SIGTERM stops the server cleanly with exit status 0.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_xtdb");
+
+#[test]
+fn serve_help_shows_defaults_and_env_vars() {
+    let out = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "XTDB_DATA_DIR",
+        "XTDB_CPUS",
+        "127.0.0.1:7070",
+        "always",
+        "XTDB_MEMORY_BUDGET",
+    ] {
+        assert!(help.contains(want), "help lacks {want}:\n{help}");
+    }
+}
+
+#[test]
+fn serve_prints_ready_answers_stats_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--cpus",
+            "0,1",
+            "--listen",
+            "127.0.0.1:0",
+            "--sync",
+            "none",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("XTDB_IO_MEMORY", "1048576")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    let addr = loop {
+        let line = lines.next().expect("server exited before ready").unwrap();
+        printed.push(line.clone());
+        if line.contains("ready") {
+            break line.rsplit(' ').next().unwrap().to_string();
+        }
+    };
+    let printed = printed.join("\n");
+    assert!(
+        printed.contains("shards:        2 on cpus [0, 1]"),
+        "{printed}"
+    );
+    assert!(printed.contains("sync:          none"), "{printed}");
+
+    let out = Command::new(BIN)
+        .args(["stats", "--addr", &addr])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("shards: 2"), "{table}");
+    assert!(table.contains("ack_p99_us"), "{table}");
+    assert!(table.lines().nth(1).unwrap().contains("shard1"), "{table}");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(status.success(), "exit {status:?}; output {rest:?}");
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+}
+
+#[test]
+fn serve_refuses_a_changed_shard_count_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("shard-count"), "2\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--cpus", "1", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("holds 2 shard(s) but 1 CPU(s)"), "{err}");
+}
