@@ -3,9 +3,18 @@
 //! one glommio executor; it is never shared across threads and never blocks
 //! the executor.
 
+pub mod block;
+pub mod buffer;
+pub mod chunk;
 mod config;
+pub mod file;
+mod flush;
+pub mod index;
+mod query;
+mod recovery;
 mod shard;
 mod stats;
+pub mod wal;
 
 pub use config::{ShardConfig, SyncMode};
 pub use shard::{RecoveryReport, Shard};

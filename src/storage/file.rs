@@ -1,0 +1,185 @@
+//! The shard's only door to the disk: O_DIRECT files on io_uring (glommio
+//! `DmaFile`). Every read, write and sync of WAL segments and chunk files goes
+//! through [`DataFile`], so errors carry the path, and fault injection can be
+//! added in one place. Never blocks the executor.
+
+use std::path::{Path, PathBuf};
+
+use glommio::io::{DmaBuffer, DmaFile, OpenOptions, ReadResult};
+
+use crate::{Error, Result};
+
+/// Alignment of every O_DIRECT write offset and length.
+pub const PAGE: usize = 4096;
+
+/// Rounds `n` up to a multiple of [`PAGE`].
+pub fn page_up(n: usize) -> usize {
+    n.div_ceil(PAGE) * PAGE
+}
+
+/// One DMA file with its path.
+pub struct DataFile {
+    file: DmaFile,
+    path: PathBuf,
+}
+
+impl DataFile {
+    /// Opens `path` for reading and writing, creating it if missing.
+    pub async fn open(path: &Path) -> Result<DataFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .dma_open(path)
+            .await
+            .map_err(|e| wrap("open", path, e))?;
+        Ok(DataFile {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A zeroed, aligned buffer of `len` bytes (a multiple of [`PAGE`]).
+    pub fn buffer(&self, len: usize) -> DmaBuffer {
+        debug_assert_eq!(len % PAGE, 0);
+        let mut b = self.file.alloc_dma_buffer(len);
+        b.as_bytes_mut().fill(0);
+        b
+    }
+
+    /// Writes all of `buf` at `pos` (both page aligned). A short write is an error.
+    pub async fn write_at(&self, buf: DmaBuffer, pos: u64) -> Result<()> {
+        let len = buf.len();
+        let n = self
+            .file
+            .write_at(buf, pos)
+            .await
+            .map_err(|e| wrap("write", &self.path, e))?;
+        if n != len {
+            return Err(Error::io(
+                format!("short write at offset {pos} ({n} of {len} bytes)"),
+                Some(self.path.clone()),
+                std::io::Error::from(std::io::ErrorKind::WriteZero),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads up to `len` bytes at `pos`; shorter only at end of file.
+    pub async fn read_at(&self, pos: u64, len: usize) -> Result<ReadResult> {
+        self.file
+            .read_at(pos, len)
+            .await
+            .map_err(|e| wrap("read", &self.path, e))
+    }
+
+    /// `fdatasync`.
+    pub async fn sync(&self) -> Result<()> {
+        self.file
+            .fdatasync()
+            .await
+            .map_err(|e| wrap("fdatasync", &self.path, e))
+    }
+
+    /// Reserves `size` bytes on disk (fallocate) so later syncs don't update
+    /// the file size.
+    pub async fn preallocate(&self, size: u64) -> Result<()> {
+        self.file
+            .pre_allocate(size, false)
+            .await
+            .map_err(|e| wrap("fallocate", &self.path, e))
+    }
+
+    /// The file's current size.
+    pub async fn size(&self) -> Result<u64> {
+        self.file
+            .file_size()
+            .await
+            .map_err(|e| wrap("stat", &self.path, e))
+    }
+
+    /// Closes the file.
+    pub async fn close(self) -> Result<()> {
+        let path = self.path;
+        self.file.close().await.map_err(|e| wrap("close", &path, e))
+    }
+}
+
+fn wrap(op: &str, path: &Path, e: glommio::GlommioError<()>) -> Error {
+    let source = match e {
+        glommio::GlommioError::IoError(s) => s,
+        glommio::GlommioError::EnhancedIoError { source, .. } => source,
+        other => std::io::Error::other(other.to_string()),
+    };
+    Error::io(op, Some(path.to_path_buf()), source)
+}
+
+/// Makes the names in `dir` durable (fsync of the directory).
+pub async fn sync_dir(dir: &Path) -> Result<()> {
+    let d = glommio::io::Directory::open(dir)
+        .await
+        .map_err(|e| wrap("open dir", dir, e))?;
+    d.sync().await.map_err(|e| wrap("fsync dir", dir, e))?;
+    d.close().await.map_err(|e| wrap("close dir", dir, e))
+}
+
+/// Creates `dir` (and parents) if missing, making the new name durable.
+pub async fn ensure_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create dir", Some(dir.into()), e))?;
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent).await?;
+    }
+    Ok(())
+}
+
+/// Contents of a shard's `FORMAT` file.
+const FORMAT_TEXT: &str = "xtdb shard\nformat 1\n";
+
+/// Checks (or writes, for a new shard) the shard's `FORMAT` file and opens it
+/// as the first DMA file of this thread.
+///
+/// Why first: glommio 0.9 decides once per thread and device whether reads
+/// may use the io_uring poll ring, by reading block 0 of the first DMA file
+/// opened. If that block was never written (a fresh or preallocated file),
+/// the read never reaches the device, the probe wrongly succeeds, and every
+/// later read of real data fails with EOPNOTSUPP on devices without poll
+/// queues (virtio here). `FORMAT` is written through the page cache and
+/// synced, so its block 0 is real data and the probe answers correctly.
+pub async fn check_format(dir: &Path) -> Result<()> {
+    let path = dir.join("FORMAT");
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            if !text.starts_with(FORMAT_TEXT) {
+                let first = text.lines().take(2).collect::<Vec<_>>().join(" / ");
+                return Err(Error::corrupt(
+                    &path,
+                    0,
+                    format!(
+                        "unsupported shard format '{first}' (this build reads '{}')",
+                        FORMAT_TEXT.replace('\n', " / ")
+                    ),
+                ));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut content = FORMAT_TEXT.as_bytes().to_vec();
+            content.resize(PAGE, b'\n');
+            let io = |e| Error::io("write FORMAT", Some(path.clone()), e);
+            let mut f = std::fs::File::create(&path).map_err(io)?;
+            std::io::Write::write_all(&mut f, &content).map_err(io)?;
+            f.sync_all().map_err(io)?;
+            sync_dir(dir).await?;
+        }
+        Err(e) => return Err(Error::io("read FORMAT", Some(path), e)),
+    }
+    DataFile::open(&path).await?.close().await
+}

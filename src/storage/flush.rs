@@ -1,0 +1,303 @@
+//! Flushing: moving tag buffers into 16 KiB blocks of the active chunk.
+//!
+//! A round freezes the chosen buffers (still visible to queries), encodes
+//! them into blocks, writes runs of contiguous slots with many writes in
+//! flight, then commits: directory pages, `fdatasync`, header with the new
+//! checkpoint, `fdatasync` ([`ActiveChunk::commit`]). Only then are the
+//! blocks published to the index and the frozen buffers dropped, and WAL
+//! segments below the checkpoint released. Rounds are serialised by the
+//! shard's flush lock.
+//!
+//! The flusher task runs on a low-priority task queue and picks tags that
+//! fill a block, exceed the memory budget (largest first), pin too much WAL
+//! (oldest first) or are older than the flush age.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+
+use crate::storage::block::{self, BLOCK_SIZE, POINTS_PER_BLOCK};
+use crate::storage::chunk::{ActiveChunk, DirEntry};
+use crate::storage::index::BlockRef;
+use crate::storage::shard::Inner;
+use crate::Result;
+
+/// Blocks written per commit at most (bounds memory held by a round).
+const MAX_BLOCKS_PER_COMMIT: usize = 1024;
+/// Blocks per write request.
+const BLOCKS_PER_WRITE: usize = 64;
+
+/// One planned block: a slice of a frozen buffer.
+struct Planned {
+    tag: u32,
+    from: usize,
+    to: usize,
+    min_seq: u64,
+}
+
+/// Flushes every buffered tag (takes the flush lock).
+pub(crate) async fn flush_all(inner: &Rc<Inner>) -> Result<()> {
+    let _permit = inner.flush_lock.acquire_permit(1).await;
+    let tags: Vec<u32> = inner.bufs.borrow().iter().map(|(t, _)| *t).collect();
+    let next = inner.wal()?.next_seq();
+    flush_round(inner, tags, next).await
+}
+
+/// Flushes `tags`. `wal_next` is a WAL sequence number no greater than any
+/// record not yet in the buffers (the checkpoint when nothing is buffered).
+/// The caller holds the flush lock.
+pub(crate) async fn flush_round(inner: &Rc<Inner>, tags: Vec<u32>, wal_next: u64) -> Result<()> {
+    let started = Instant::now();
+    let mut plan = Vec::new();
+    {
+        let mut bufs = inner.bufs.borrow_mut();
+        let mut frozen = inner.frozen.borrow_mut();
+        for tag in tags {
+            if frozen.contains_key(&tag) {
+                continue;
+            }
+            let Some(mut b) = bufs.take(tag) else {
+                continue;
+            };
+            let n = b.samples().len();
+            let mut from = 0;
+            while from < n {
+                let to = (from + POINTS_PER_BLOCK).min(n);
+                plan.push(Planned {
+                    tag,
+                    from,
+                    to,
+                    min_seq: b.min_seq,
+                });
+                from = to;
+            }
+            frozen.insert(tag, b);
+        }
+    }
+    if plan.is_empty() {
+        return Ok(());
+    }
+    let total_blocks = plan.len();
+    let mut done = 0;
+    let result = async {
+        while done < plan.len() {
+            let mut chunk = take_active(inner).await?;
+            let k = (chunk.free_slots() as usize)
+                .min(plan.len() - done)
+                .min(MAX_BLOCKS_PER_COMMIT);
+            let batch = &plan[done..done + k];
+            let entries = write_blocks(inner, &chunk, batch).await;
+            let entries = match entries {
+                Ok(e) => e,
+                Err(e) => {
+                    *inner.active.borrow_mut() = Some(chunk);
+                    return Err(e);
+                }
+            };
+            let remaining_min = plan[done + k..].iter().map(|p| p.min_seq).min();
+            let buffered_min = inner.bufs.borrow().min_seq();
+            let checkpoint = [remaining_min, buffered_min, Some(wal_next)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(wal_next);
+            let committed = chunk.commit(&entries, checkpoint).await;
+            let sealed = chunk.header.sealed;
+            let chunk_id = chunk.header.id as u32;
+            if !sealed {
+                *inner.active.borrow_mut() = Some(chunk);
+            }
+            committed?;
+            publish(
+                inner,
+                chunk_id,
+                batch,
+                &entries,
+                plan.get(done + k).map(|p| p.tag),
+            );
+            inner.checkpoint.set(checkpoint.max(inner.checkpoint.get()));
+            if sealed {
+                inner.stats.borrow_mut().chunks_sealed += 1;
+            }
+            done += k;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        eprintln!(
+            "xtdb: flush failed in {}, shard fenced: {e}",
+            inner.cfg.dir.display()
+        );
+        *inner.fenced.borrow_mut() = Some(e.to_string());
+        inner.flushed.notify(usize::MAX);
+        return Err(e);
+    }
+    if let Some(wal) = inner.wal.get() {
+        wal.release(inner.checkpoint.get()).await?;
+    }
+    let micros = started.elapsed().as_micros() as u64;
+    {
+        let mut s = inner.stats.borrow_mut();
+        s.flushes += 1;
+        s.blocks_written += total_blocks as u64;
+        s.flush_micros += micros;
+        s.flush_max_micros = s.flush_max_micros.max(micros);
+    }
+    inner.flushed.notify(usize::MAX);
+    Ok(())
+}
+
+/// The active chunk, creating the next one if there is none or it is sealed.
+async fn take_active(inner: &Rc<Inner>) -> Result<ActiveChunk> {
+    if let Some(c) = inner.active.borrow_mut().take() {
+        if c.free_slots() > 0 {
+            return Ok(c);
+        }
+    }
+    let id = inner.next_chunk_id.get();
+    let dir = inner.cfg.dir.join("chunks");
+    let c =
+        ActiveChunk::create(&dir, id, inner.cfg.blocks_per_chunk, inner.checkpoint.get()).await?;
+    inner.next_chunk_id.set(id + 1);
+    inner
+        .index
+        .borrow_mut()
+        .set_file(id as u32, c.file.clone(), c.layout);
+    Ok(c)
+}
+
+/// Encodes `batch` into the chunk's next free slots and writes them, many
+/// writes in flight. Returns their directory entries.
+async fn write_blocks(
+    inner: &Rc<Inner>,
+    chunk: &ActiveChunk,
+    batch: &[Planned],
+) -> Result<Vec<DirEntry>> {
+    let first_slot = chunk.header.committed;
+    let mut entries = Vec::with_capacity(batch.len());
+    let mut writes = Vec::new();
+    for (g, group) in batch.chunks(BLOCKS_PER_WRITE).enumerate() {
+        let mut buf = chunk.file.buffer(group.len() * BLOCK_SIZE);
+        {
+            let mut frozen = inner.frozen.borrow_mut();
+            for (i, p) in group.iter().enumerate() {
+                let slot = first_slot + (g * BLOCKS_PER_WRITE + i) as u32;
+                let samples = frozen
+                    .get_mut(&p.tag)
+                    .map(|b| &b.samples()[p.from..p.to])
+                    .unwrap_or(&[]);
+                let out = &mut buf.as_bytes_mut()[i * BLOCK_SIZE..(i + 1) * BLOCK_SIZE];
+                let (h, crc) = block::encode(out, p.tag, samples, p.min_seq, chunk.header.id, slot);
+                entries.push(DirEntry {
+                    tag: h.tag,
+                    count: h.count,
+                    min_ts: h.min_ts,
+                    max_ts: h.max_ts,
+                    slot,
+                    crc,
+                });
+            }
+        }
+        let at = chunk
+            .layout
+            .block_offset(first_slot + (g * BLOCKS_PER_WRITE) as u32);
+        writes.push(chunk.file.write_at(buf, at));
+        glommio::executor().yield_if_needed().await;
+    }
+    for r in join_all(writes).await {
+        r?;
+    }
+    Ok(entries)
+}
+
+/// Makes committed blocks visible and drops frozen buffers whose blocks are
+/// all committed (`next_tag` still has blocks in a later commit).
+fn publish(
+    inner: &Inner,
+    chunk: u32,
+    batch: &[Planned],
+    entries: &[DirEntry],
+    next_tag: Option<u32>,
+) {
+    let mut index = inner.index.borrow_mut();
+    let mut frozen = inner.frozen.borrow_mut();
+    for (p, e) in batch.iter().zip(entries) {
+        index.add(
+            p.tag,
+            BlockRef {
+                chunk,
+                slot: e.slot,
+                count: e.count,
+                min_ts: e.min_ts,
+                max_ts: e.max_ts,
+            },
+        );
+        if Some(p.tag) != next_tag {
+            frozen.remove(&p.tag);
+        }
+    }
+}
+
+/// Picks the tags the flusher should write out now.
+fn pick(inner: &Inner) -> Vec<u32> {
+    let mut tags: Vec<u32> = std::mem::take(&mut *inner.full.borrow_mut());
+    let bufs = inner.bufs.borrow();
+    let budget = inner.cfg.memory_budget;
+    if bufs.bytes() > budget {
+        let mut by_size: Vec<(usize, u32)> = bufs.iter().map(|(t, b)| (b.bytes(), *t)).collect();
+        by_size.sort_unstable_by(|a, b| b.cmp(a));
+        let mut to_free = bufs.bytes() - budget / 2;
+        for (bytes, tag) in by_size {
+            if to_free == 0 {
+                break;
+            }
+            tags.push(tag);
+            to_free = to_free.saturating_sub(bytes);
+        }
+    }
+    let wal_target = inner
+        .wal
+        .get()
+        .and_then(|w| w.flush_target(inner.cfg.wal_budget));
+    let now = Instant::now();
+    let age = inner.cfg.flush_age;
+    for (tag, b) in bufs.iter() {
+        let old = now.duration_since(b.since) >= age;
+        let pins_wal = wal_target.is_some_and(|t| b.min_seq < t);
+        if old || pins_wal {
+            tags.push(*tag);
+        }
+    }
+    tags.sort_unstable();
+    tags.dedup();
+    tags
+}
+
+/// The flusher task: waits for work (or a periodic tick for age-based
+/// flushes) and runs rounds until the shard closes or is fenced.
+pub(crate) async fn run_flusher(inner: Rc<Inner>) {
+    let tick = (inner.cfg.flush_age / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    loop {
+        if inner.closing.get() || inner.fenced.borrow().is_some() {
+            return;
+        }
+        let listener = inner.flush_wanted.listen();
+        let tags = pick(&inner);
+        if tags.is_empty() {
+            futures_lite::future::or(listener, glommio::timer::sleep(tick)).await;
+            continue;
+        }
+        let _permit = inner.flush_lock.acquire_permit(1).await;
+        if inner.closing.get() {
+            return;
+        }
+        let Ok(next) = inner.wal().map(|w| w.next_seq()) else {
+            return;
+        };
+        if flush_round(&inner, tags, next).await.is_err() {
+            return;
+        }
+    }
+}

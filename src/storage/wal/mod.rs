@@ -1,0 +1,488 @@
+//! The shard's write-ahead log: preallocated, recycled segments and group
+//! commit.
+//!
+//! [`Wal::append`] encodes a batch into the pending buffer synchronously and
+//! hands back its sequence numbers; one writer task ([`Wal::run_writer`])
+//! takes everything pending, writes it with one O_DIRECT write per segment
+//! and makes it durable with one `fdatasync`. Appends that arrive while a
+//! sync is in flight join the next one. [`Wal::wait_durable`] resolves once a
+//! sequence number is durable under the sync mode.
+//!
+//! A failed write or sync fences the log for good: every waiter and every
+//! later append gets [`Error::Fenced`]. Linux marks pages clean after a failed
+//! `fdatasync`, so retrying and then acknowledging could lie.
+//!
+//! Byte layouts are in [`format`]; recovery is in [`replay`].
+
+pub mod format;
+pub mod replay;
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use event_listener::Event;
+
+use crate::storage::file::{page_up, sync_dir, DataFile, PAGE};
+use crate::storage::SyncMode;
+use crate::{Error, Point, Result};
+use format::{SegmentHeader, MAX_RECORD_POINTS, SEGMENT_HEADER};
+
+/// A segment file in use (or free for reuse).
+pub(crate) struct Segment {
+    pub file: Rc<DataFile>,
+    pub id: u64,
+    pub first_seq: u64,
+}
+
+/// The segment being appended to.
+pub(crate) struct Active {
+    pub seg: Segment,
+    /// Logical end of the records (absolute file offset).
+    pub pos: u64,
+    /// Bytes of the last partial page, from `pos` rounded down to `pos`.
+    pub tail: Vec<u8>,
+}
+
+/// Counters the shard reports.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct WalCounters {
+    pub bytes: u64,
+    pub syncs: u64,
+    pub synced_records: u64,
+    pub max_group: u64,
+    pub recycled: u64,
+}
+
+struct State {
+    next_seq: u64,
+    /// Records appended but not yet written (CRC and segment id unset).
+    pending: Vec<u8>,
+    pending_lens: Vec<u32>,
+    /// Every record with a sequence number below this is durable.
+    durable_seq: u64,
+    fenced: Option<String>,
+    closing: bool,
+    active: Option<Active>,
+    /// Older segments still holding records at or after the checkpoint.
+    live: VecDeque<Segment>,
+    /// Segment files ready for reuse.
+    free: Vec<Rc<DataFile>>,
+    next_file_no: u32,
+    /// Id of the next segment to start.
+    next_id: u64,
+    counters: WalCounters,
+}
+
+/// What recovery hands to [`Wal::new`]: the segments found and where the log
+/// continues.
+pub(crate) struct Recovered {
+    pub active: Option<Active>,
+    pub live: VecDeque<Segment>,
+    pub free: Vec<Rc<DataFile>>,
+    pub next_seq: u64,
+    pub next_id: u64,
+    pub next_file_no: u32,
+}
+
+/// One shard's WAL.
+pub struct Wal {
+    dir: PathBuf,
+    segment_size: u64,
+    sync: SyncMode,
+    st: RefCell<State>,
+    /// Wakes the writer task.
+    work: Event,
+    /// Fired whenever `durable_seq` advances or the log is fenced.
+    durable: Event,
+}
+
+/// Free segment files kept for reuse; more are deleted.
+const MAX_FREE: usize = 4;
+
+impl Wal {
+    pub(crate) fn new(dir: PathBuf, segment_size: u64, sync: SyncMode, r: Recovered) -> Wal {
+        Wal {
+            dir,
+            segment_size,
+            sync,
+            st: RefCell::new(State {
+                next_seq: r.next_seq,
+                pending: Vec::new(),
+                pending_lens: Vec::new(),
+                durable_seq: r.next_seq,
+                fenced: None,
+                closing: false,
+                active: r.active,
+                live: r.live,
+                free: r.free,
+                next_file_no: r.next_file_no,
+                next_id: r.next_id,
+                counters: WalCounters::default(),
+            }),
+            work: Event::new(),
+            durable: Event::new(),
+        }
+    }
+
+    /// The directory holding the segments.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Most points one record may hold in a segment of this size.
+    fn max_record_points(&self) -> usize {
+        let room = self.segment_size as usize - SEGMENT_HEADER - format::RECORD_HEADER;
+        (room / format::POINT_BYTES).min(MAX_RECORD_POINTS)
+    }
+
+    /// Queues `points` (non-empty) as one or more records. Returns the first
+    /// and last sequence numbers used. Synchronous: call order is log order.
+    pub fn append(&self, points: &[Point]) -> Result<(u64, u64)> {
+        let per = self.max_record_points();
+        let mut st = self.st.borrow_mut();
+        if let Some(why) = &st.fenced {
+            return Err(Error::Fenced(why.clone()));
+        }
+        if st.closing {
+            return Err(Error::Closed);
+        }
+        let first = st.next_seq;
+        for part in points.chunks(per) {
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            let before = st.pending.len();
+            format::encode_record(&mut st.pending, seq, part);
+            let len = (st.pending.len() - before) as u32;
+            st.pending_lens.push(len);
+        }
+        let last = st.next_seq - 1;
+        drop(st);
+        self.work.notify(1);
+        Ok((first, last))
+    }
+
+    /// Resolves once record `seq` is durable (or written, under `SyncMode::None`).
+    pub async fn wait_durable(&self, seq: u64) -> Result<()> {
+        loop {
+            {
+                let st = self.st.borrow();
+                if st.durable_seq > seq {
+                    return Ok(());
+                }
+                if let Some(why) = &st.fenced {
+                    return Err(Error::Fenced(why.clone()));
+                }
+            }
+            let listener = self.durable.listen();
+            {
+                let st = self.st.borrow();
+                if st.durable_seq > seq || st.fenced.is_some() {
+                    continue;
+                }
+            }
+            listener.await;
+        }
+    }
+
+    /// The next sequence number to be assigned.
+    pub fn next_seq(&self) -> u64 {
+        self.st.borrow().next_seq
+    }
+
+    /// The fencing reason, if the log is fenced.
+    pub fn fenced(&self) -> Option<String> {
+        self.st.borrow().fenced.clone()
+    }
+
+    /// Counters for stats.
+    pub(crate) fn counters(&self) -> WalCounters {
+        self.st.borrow().counters
+    }
+
+    /// Bytes held by segments that the checkpoint has not released yet.
+    pub fn live_bytes(&self) -> u64 {
+        let st = self.st.borrow();
+        (st.live.len() as u64 + 1) * self.segment_size
+    }
+
+    /// The sequence number below which buffered data must be flushed so that
+    /// the live segments fit in `budget` bytes again, or `None` if they do.
+    pub fn flush_target(&self, budget: u64) -> Option<u64> {
+        let st = self.st.borrow();
+        let have = (st.live.len() as u64 + 1) * self.segment_size;
+        if have <= budget || st.live.is_empty() {
+            return None;
+        }
+        // Release the older half of the live segments.
+        let keep = st.live.len() / 2;
+        let idx = st.live.len() - keep;
+        Some(st.live.get(idx).map_or_else(
+            || st.active.as_ref().map_or(0, |a| a.seg.first_seq),
+            |s| s.first_seq,
+        ))
+    }
+
+    /// Called once every record below `checkpoint` is in durable blocks:
+    /// segments holding only such records become free for reuse.
+    pub async fn release(&self, checkpoint: u64) -> Result<()> {
+        let mut extra = Vec::new();
+        {
+            let mut st = self.st.borrow_mut();
+            let active_first = st.active.as_ref().map_or(u64::MAX, |a| a.seg.first_seq);
+            while let Some(front) = st.live.front() {
+                let next_first = st.live.get(1).map_or(active_first, |s| s.first_seq);
+                let _ = front;
+                if next_first > checkpoint {
+                    break;
+                }
+                let seg = st.live.pop_front().expect("front exists");
+                st.counters.recycled += 1;
+                if st.free.len() < MAX_FREE {
+                    st.free.push(seg.file);
+                } else {
+                    extra.push(seg.file);
+                }
+            }
+        }
+        for f in extra {
+            let path = f.path().to_path_buf();
+            drop(f);
+            glommio::io::remove(&path)
+                .await
+                .map_err(|e| Error::io("remove wal segment", Some(path), e.into()))?;
+        }
+        Ok(())
+    }
+
+    /// Stops the writer after everything pending is written.
+    pub fn begin_close(&self) {
+        self.st.borrow_mut().closing = true;
+        self.work.notify(usize::MAX);
+    }
+
+    /// The group-commit loop. Runs until [`Wal::begin_close`] and the
+    /// pending records are written, or until a write fails (fencing the log).
+    pub async fn run_writer(self: Rc<Self>) {
+        loop {
+            let listener = self.work.listen();
+            let taken = {
+                let mut st = self.st.borrow_mut();
+                if st.pending_lens.is_empty() {
+                    if st.closing || st.fenced.is_some() {
+                        return;
+                    }
+                    None
+                } else {
+                    let buf = std::mem::take(&mut st.pending);
+                    let lens = std::mem::take(&mut st.pending_lens);
+                    Some((buf, lens, st.next_seq - 1))
+                }
+            };
+            let Some((buf, lens, last_seq)) = taken else {
+                listener.await;
+                continue;
+            };
+            let n = lens.len() as u64;
+            match self.write_batch(buf, &lens).await {
+                Ok(()) => {
+                    let mut st = self.st.borrow_mut();
+                    st.durable_seq = last_seq + 1;
+                    if self.sync == SyncMode::Always {
+                        st.counters.synced_records += n;
+                        st.counters.max_group = st.counters.max_group.max(n);
+                    }
+                }
+                Err(e) => {
+                    eprintln!("xtdb: WAL write failed, shard fenced: {e}");
+                    self.st.borrow_mut().fenced = Some(e.to_string());
+                    self.durable.notify(usize::MAX);
+                    return;
+                }
+            }
+            self.durable.notify(usize::MAX);
+        }
+    }
+
+    /// Places the records of `buf` into segments (rotating when one is
+    /// full), writes them and syncs.
+    async fn write_batch(&self, mut buf: Vec<u8>, lens: &[u32]) -> Result<()> {
+        let mut off = 0usize;
+        let mut start = 0usize;
+        let mut seg_id = self.active_id();
+        let mut room = self.active_room();
+        for &len in lens {
+            let len = len as usize;
+            if len as u64 > room {
+                self.append_bytes(&buf[start..off]).await?;
+                self.sync_active().await?;
+                let seq = seq_of(&buf[off..]);
+                self.rotate(seq).await?;
+                seg_id = self.active_id();
+                room = self.active_room();
+                start = off;
+            }
+            format::seal_record(&mut buf[off..off + len], seg_id);
+            off += len;
+            room -= len as u64;
+        }
+        self.append_bytes(&buf[start..off]).await?;
+        self.sync_active().await
+    }
+
+    fn active_id(&self) -> u64 {
+        self.st.borrow().active.as_ref().map_or(0, |a| a.seg.id)
+    }
+
+    fn active_room(&self) -> u64 {
+        self.st
+            .borrow()
+            .active
+            .as_ref()
+            .map_or(0, |a| self.segment_size - a.pos)
+    }
+
+    /// Writes `bytes` after the active segment's last record, rewriting the
+    /// partial tail page so every write is page aligned.
+    async fn append_bytes(&self, bytes: &[u8]) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let (file, at, dma, new_pos) = {
+            let st = self.st.borrow();
+            let a = st.active.as_ref().ok_or(Error::Closed)?;
+            let at = a.pos - a.tail.len() as u64;
+            let total = a.tail.len() + bytes.len();
+            let mut dma = a.seg.file.buffer(page_up(total));
+            let d = dma.as_bytes_mut();
+            d[..a.tail.len()].copy_from_slice(&a.tail);
+            d[a.tail.len()..total].copy_from_slice(bytes);
+            (a.seg.file.clone(), at, dma, a.pos + bytes.len() as u64)
+        };
+        let keep_from = (new_pos as usize / PAGE * PAGE) - at as usize;
+        let new_tail = dma.as_bytes()[keep_from..(new_pos - at) as usize].to_vec();
+        file.write_at(dma, at).await?;
+        let mut st = self.st.borrow_mut();
+        st.counters.bytes += bytes.len() as u64;
+        if let Some(a) = st.active.as_mut() {
+            a.pos = new_pos;
+            a.tail = new_tail;
+        }
+        Ok(())
+    }
+
+    async fn sync_active(&self) -> Result<()> {
+        if self.sync == SyncMode::None {
+            return Ok(());
+        }
+        let file = self.st.borrow().active.as_ref().map(|a| a.seg.file.clone());
+        if let Some(f) = file {
+            f.sync().await?;
+            self.st.borrow_mut().counters.syncs += 1;
+        }
+        Ok(())
+    }
+
+    /// Starts a new active segment whose first record is `first_seq`, reusing
+    /// a free segment file when there is one.
+    async fn rotate(&self, first_seq: u64) -> Result<()> {
+        let reuse = self.st.borrow_mut().free.pop();
+        let file = match reuse {
+            Some(f) => f,
+            None => self.create_segment_file().await?,
+        };
+        let id = {
+            let mut st = self.st.borrow_mut();
+            let id = st.next_id;
+            st.next_id += 1;
+            if let Some(old) = st.active.take() {
+                st.live.push_back(old.seg);
+            }
+            id
+        };
+        let mut page = file.buffer(SEGMENT_HEADER);
+        SegmentHeader { id, first_seq }.encode(page.as_bytes_mut());
+        file.write_at(page, 0).await?;
+        // The header becomes durable with the first sync of the records.
+        self.st.borrow_mut().active = Some(Active {
+            seg: Segment {
+                file,
+                id,
+                first_seq,
+            },
+            pos: SEGMENT_HEADER as u64,
+            tail: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// Creates, preallocates and pre-zeroes a new segment file (zeroed
+    /// extents make later syncs cheaper than unwritten ones).
+    async fn create_segment_file(&self) -> Result<Rc<DataFile>> {
+        let no = {
+            let mut st = self.st.borrow_mut();
+            st.next_file_no += 1;
+            st.next_file_no - 1
+        };
+        let path = self.dir.join(segment_file_name(no));
+        let file = DataFile::open(&path).await?;
+        file.preallocate(self.segment_size).await?;
+        const STEP: usize = 1 << 20;
+        let mut off = 0u64;
+        while off < self.segment_size {
+            let len = STEP.min((self.segment_size - off) as usize);
+            file.write_at(file.buffer(len), off).await?;
+            off += len as u64;
+        }
+        file.sync().await?;
+        sync_dir(&self.dir).await?;
+        Ok(Rc::new(file))
+    }
+
+    /// Creates the very first segment of a new log.
+    pub(crate) async fn start(&self) -> Result<()> {
+        if self.st.borrow().active.is_none() {
+            let seq = self.next_seq();
+            self.rotate(seq).await?;
+            self.sync_active().await?;
+        }
+        Ok(())
+    }
+
+    /// Closes every segment file. Call after the writer has stopped.
+    pub async fn close_files(&self) -> Result<()> {
+        let files: Vec<Rc<DataFile>> = {
+            let mut st = self.st.borrow_mut();
+            let mut v: Vec<Rc<DataFile>> = st.live.drain(..).map(|s| s.file).collect();
+            v.extend(st.active.take().map(|a| a.seg.file));
+            v.append(&mut st.free);
+            v
+        };
+        for f in files {
+            if let Ok(f) = Rc::try_unwrap(f) {
+                f.close().await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn seq_of(rec: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&rec[8..16]);
+    u64::from_le_bytes(a)
+}
+
+/// File name of segment file number `no`.
+pub fn segment_file_name(no: u32) -> String {
+    format!("seg-{no:06}.wal")
+}
+
+/// Parses a segment file name back to its number.
+pub fn parse_segment_file_name(name: &str) -> Option<u32> {
+    name.strip_prefix("seg-")?
+        .strip_suffix(".wal")?
+        .parse()
+        .ok()
+}

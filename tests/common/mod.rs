@@ -1,0 +1,55 @@
+//! Helpers shared by the storage tests: each "life" of a shard runs in a
+//! fresh glommio executor on its own thread, so a shard dropped without
+//! `close` dies with its tasks, like a process killed with -9 (the page cache
+//! survives, as it does for kill -9).
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use glommio::{LocalExecutorBuilder, Placement};
+use xtdb::storage::ShardConfig;
+use xtdb::Point;
+
+/// Runs `f` to completion in a fresh executor and returns its output.
+pub fn life<F, Fut, T>(f: F) -> T
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(1 << 20)
+        .spawn(f)
+        .expect("spawn executor")
+        .join()
+        .expect("executor thread")
+}
+
+/// A shard config with tiny segments and chunks so tests cross every
+/// boundary (rotation, recycling, sealing) with little data.
+pub fn small(dir: &Path) -> ShardConfig {
+    let mut c = ShardConfig::new(dir);
+    c.wal_segment_size = 64 * 1024;
+    c.wal_budget = 256 * 1024;
+    c.blocks_per_chunk = 8;
+    c.memory_budget = 64 << 20;
+    c.flush_age = Duration::from_secs(3600);
+    c
+}
+
+/// A deterministic value for `(tag, ts, version)`.
+pub fn value(tag: u32, ts: i64, version: u32) -> f64 {
+    (tag as f64) * 1000.0 + ts as f64 * 0.001 + version as f64 * 0.5
+}
+
+/// `n` points of `tag` at timestamps `start, start+step, ...`.
+pub fn series(tag: u32, start: i64, step: i64, n: usize, version: u32) -> Vec<Point> {
+    (0..n as i64)
+        .map(|i| {
+            let ts = start + i * step;
+            Point::new(tag, ts, value(tag, ts, version), 192)
+        })
+        .collect()
+}
