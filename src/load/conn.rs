@@ -59,10 +59,13 @@ pub fn error_kind(e: &crate::Error) -> String {
     }
 }
 
-/// Whether the connection must be dropped and re-opened after `e`.
+/// Whether the connection must be dropped and re-opened after `e`: anything
+/// but an error frame after which the server keeps the connection (see the
+/// error-code table in `crate::net::protocol`: codes 1-4 and 101 close it).
 pub fn is_connection_error(e: &crate::Error) -> bool {
-    !matches!(
-        e,
-        crate::Error::Remote { .. } | crate::Error::InvalidInput(_)
-    )
+    match e {
+        crate::Error::Remote { code, .. } => matches!(code, 1..=4 | 101),
+        crate::Error::InvalidInput(_) => false,
+        _ => true,
+    }
 }

@@ -8,7 +8,8 @@
 //! - `query-blocks`: range-query latency at 10/50/100/500 blocks.
 //! - `flush-storm`: N tags × P points written as fast as possible, so every
 //!   tag crosses the flush threshold at about the same time, while a probe
-//!   writer keeps 1,000 tags at 1 Hz: probe p99 before vs during the storm.
+//!   writer keeps 1,000 tags at 1 Hz: probe latency alone, under the fill,
+//!   while the server writes blocks, and after (until it has been quiet 3 s).
 //! - `recovery`: start a server, write at full speed, `kill -9` it mid-write,
 //!   restart, time to `ready`, verify every acknowledged point.
 //!
@@ -16,7 +17,8 @@
 //! from what was measured in the run.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use glommio::{LocalExecutorBuilder, Placement};
@@ -146,6 +148,38 @@ pub fn fetch_stats<C: Conn>(addr: &str, cpu: usize) -> Result<Vec<(String, u64)>
         .map_err(Error::from)?
 }
 
+/// The server's `total.*` counters as a JSON object (`null` if unavailable).
+fn total_stats<C: Conn>(cfg: &ScenarioConfig) -> Value {
+    match fetch_stats::<C>(&cfg.addr, cfg.cpus[0]) {
+        Ok(stats) => {
+            let m: serde_json::Map<String, Value> = stats
+                .into_iter()
+                .filter_map(|(k, v)| k.strip_prefix("total.").map(|k| (k.to_string(), json!(v))))
+                .collect();
+            Value::Object(m)
+        }
+        Err(_) => Value::Null,
+    }
+}
+
+/// One line naming a few server counters, or "n/a".
+fn stats_line(v: &Value, keys: &[&str]) -> String {
+    if !v.is_object() {
+        return "n/a (stats call failed)".into();
+    }
+    keys.iter()
+        .map(|k| {
+            format!(
+                "{k} {}",
+                v.get(*k)
+                    .and_then(Value::as_u64)
+                    .map_or("n/a".into(), fmt_count)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Server RSS in bytes: `/proc/PID/status` when the pid is known, else a
 /// stats counter whose name mentions rss.
 fn server_rss<C: Conn>(cfg: &ScenarioConfig) -> (Option<u64>, &'static str) {
@@ -180,13 +214,15 @@ fn tags_100k<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
     w.duration = cfg.duration.unwrap_or(Duration::from_secs(60));
     let r = write::run::<C>(&w)?;
     let (rss, rss_src) = server_rss::<C>(cfg);
+    let stats = total_stats::<C>(cfg);
     let ok = r.rate_kept == Some(true) && r.error_count() == 0;
     let text = format!(
-        "scenario tags-100k: {} tags at 1 point/s each for {:.0} s\n{}  server RSS           {} ({rss_src})\n  verdict              {}\n",
+        "scenario tags-100k: {} tags at 1 point/s each for {:.0} s\n{}  server RSS           {} ({rss_src})\n  server counters      {}\n  verdict              {}\n",
         fmt_count(u64::from(w.tags)),
         w.duration.as_secs_f64(),
         r.text(),
         fmt_rss(rss),
+        stats_line(&stats, &["points_buffered", "flushes", "backpressure_waits", "ack_p99_us"]),
         if ok { "PASS: rate kept, no errors" } else { "FAIL: rate not kept or errors" }
     );
     let mut j = r.json();
@@ -194,6 +230,7 @@ fn tags_100k<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
     j["tags"] = json!(w.tags);
     j["server_rss_bytes"] = json!(rss);
     j["server_rss_source"] = json!(rss_src);
+    j["server_stats"] = stats;
     j["ok"] = json!(ok);
     Ok(Outcome {
         name: "tags-100k".into(),
@@ -212,14 +249,16 @@ fn max_write<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
     w.duration = cfg.duration.unwrap_or(Duration::from_secs(15));
     let r = write::run::<C>(&w)?;
     let (rss, rss_src) = server_rss::<C>(cfg);
+    let stats = total_stats::<C>(cfg);
     let ok = r.error_count() == 0 && r.points_acked > 0;
     let text = format!(
-        "scenario max-write: {} tags, {} connections, batches of {}, as fast as acknowledged\n{}  server RSS           {} ({rss_src})\n",
+        "scenario max-write: {} tags, {} connections, batches of {}, as fast as acknowledged\n{}  server RSS           {} ({rss_src})\n  server counters      {}\n",
         fmt_count(u64::from(w.tags)),
         w.conns,
         fmt_count(u64::from(w.batch)),
         r.text(),
-        fmt_rss(rss)
+        fmt_rss(rss),
+        stats_line(&stats, &["wal_syncs", "wal_group_avg", "flushes", "backpressure_waits"])
     );
     let mut j = r.json();
     j["scenario"] = json!("max-write");
@@ -271,10 +310,11 @@ fn flush_storm<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
     let tags = cfg.tags.unwrap_or(100_000);
     let ppt = cfg.points_per_tag.max(1);
     let total = u64::from(tags) * u64::from(ppt);
-    // The probe: 1,000 tags at 1 Hz on its own tags. Phases: 0 = alone (3 s
-    // before the fill), 1 = steady under the fill (fill below 90 %),
-    // 2 = storm (fill past 90 %, when every tag nears the flush threshold,
-    // until 10 s after the fill ends).
+    // The probe: 1,000 tags at 1 Hz on its own tags, its latencies split by
+    // phase (see `FlushMonitor`): 0 = alone (3 s before the fill),
+    // 1 = fill running, no block writes seen, 2 = the server is writing
+    // blocks (its `blocks_written` counter moved in the last 200 ms poll),
+    // 3 = after the fill, no block writes.
     let mut probe = cfg.write_cfg();
     probe.tags = 1_000;
     probe.tag_base = 3_000_000;
@@ -283,7 +323,22 @@ fn flush_storm<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
     probe.conns = 1;
     probe.duration = Duration::from_secs(24 * 3600);
     probe.progress = false;
-    let probe_live = Live::new(3);
+    let before = total_stats::<C>(cfg);
+    let probe_live = Live::new(4);
+    let mon = Arc::new(FlushMonitor::default());
+    let monitor = {
+        let (m, pl, addr, cpu) = (
+            mon.clone(),
+            probe_live.clone(),
+            cfg.addr.clone(),
+            cfg.cpus[0],
+        );
+        LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name("xtdb-flush-monitor")
+            .io_memory(1 << 20)
+            .spawn(move || async move { m.run::<C>(&addr, &pl).await })
+            .map_err(Error::from)?
+    };
     let probe_thread = {
         let (p, l) = (probe.clone(), probe_live.clone());
         std::thread::spawn(move || write::run_with::<C>(&p, l))
@@ -299,40 +354,56 @@ fn flush_storm<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
     fill.duration = cfg.duration.unwrap_or(Duration::from_secs(3600));
     fill.period_us = Some(1_000_000);
     fill.t0 = Some(gen::now_us_rounded(1_000_000) - i64::from(ppt) * 1_000_000);
-    let fill_live = Live::new(1);
-    probe_live.phase.store(1, Ordering::Relaxed);
-    let monitor = {
-        let (fl, pl) = (fill_live.clone(), probe_live.clone());
-        std::thread::spawn(move || {
-            while !fl.stop.load(Ordering::Relaxed) {
-                if fl.acked.load(Ordering::Relaxed) * 10 >= total * 9 {
-                    pl.phase.store(2, Ordering::Relaxed);
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
+    mon.fill_started.store(true, Ordering::Relaxed);
     let t = Instant::now();
-    let fill_res = write::run_with::<C>(&fill, fill_live.clone());
+    let fill_res = write::run_with::<C>(&fill, Live::new(1));
     let fill_s = t.elapsed().as_secs_f64();
-    probe_live.phase.store(2, Ordering::Relaxed);
-    fill_live.stop.store(true, Ordering::Relaxed);
-    let _ = monitor.join();
-    std::thread::sleep(Duration::from_secs(10));
+    mon.fill_done.store(true, Ordering::Relaxed);
+    // Writes continue (the probe) until the server has written no block for
+    // 3 s, at most 120 s.
+    let done_at = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let quiet = mon.ms_since_last_flush() >= 3_000;
+        if (quiet && done_at.elapsed() >= Duration::from_secs(3))
+            || done_at.elapsed() >= Duration::from_secs(120)
+        {
+            break;
+        }
+    }
+    let tail_s = done_at.elapsed().as_secs_f64();
     probe_live.stop.store(true, Ordering::Relaxed);
+    mon.stop.store(true, Ordering::Relaxed);
     let probe_res = probe_thread
         .join()
         .map_err(|_| Error::InvalidInput("probe writer thread panicked".into()))?;
+    let _ = monitor.join();
     let fill_r = fill_res?;
     let probe_r = probe_res?;
+    let after = total_stats::<C>(cfg);
+    let delta = |k: &str| -> Option<u64> {
+        Some(
+            after
+                .get(k)?
+                .as_u64()?
+                .saturating_sub(before.get(k)?.as_u64()?),
+        )
+    };
+    let (flushes, flush_us, bp) = (
+        delta("flushes"),
+        delta("flush_micros"),
+        delta("backpressure_waits"),
+    );
     let phases = probe_live.phase_latencies();
     let idle = phases.first().copied().unwrap_or_default();
     let steady = phases.get(1).copied().unwrap_or_default();
     let storm = phases.get(2).copied().unwrap_or_default();
+    let after_fill = phases.get(3).copied().unwrap_or_default();
+    let seen = mon.counter_seen.load(Ordering::Relaxed);
     let worst_fill_second = fill_r.timeline.iter().map(|s| s.p99).max().unwrap_or(0);
     let ok = fill_r.error_count() == 0 && probe_r.error_count() == 0;
     let text = format!(
-        "scenario flush-storm: fill {} tags × {} points ({} points) as fast as acknowledged, probe 1,000 tags at 1 Hz\n  fill                 {} points in {:.1} s = {} points/s, ack {}\n  fill worst 1-s p99   {}\n  probe alone          {}\n  probe under fill     {}\n  probe during storm   {}\n  probe errors         {}  fill errors {}\n  (original design: writes stall for seconds during a flush storm)\n",
+        "scenario flush-storm: fill {} tags × {} points ({} points) as fast as acknowledged, probe 1,000 tags at 1 Hz\n  fill                 {} points in {:.1} s = {} points/s, ack {}\n  fill worst 1-s p99   {}\n  probe alone          {}\n  probe under fill     {}\n  probe while flushing {}\n  probe after fill     {} ({:.1} s until the server was quiet)\n  probe errors         {}  fill errors {}\n  server during run    flushes {}, flush time {}, backpressure waits {}\n  (original design: writes stall for seconds during a flush storm)\n",
         fmt_count(u64::from(tags)),
         fmt_count(u64::from(ppt)),
         fmt_count(total),
@@ -343,9 +414,14 @@ fn flush_storm<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
         fmt_us(worst_fill_second),
         idle.line(),
         steady.line(),
-        storm.line(),
+        if seen { storm.line() } else { "n/a (server has no blocks_written counter)".into() },
+        after_fill.line(),
+        tail_s,
         probe_r.error_count(),
-        fill_r.error_count()
+        fill_r.error_count(),
+        flushes.map_or("n/a".into(), fmt_count),
+        flush_us.map_or("n/a".into(), fmt_us),
+        bp.map_or("n/a".into(), fmt_count)
     );
     let j = json!({
         "scenario": "flush-storm",
@@ -357,6 +433,12 @@ fn flush_storm<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
         "probe_alone_latency_us": idle.json(),
         "probe_steady_latency_us": steady.json(),
         "probe_storm_latency_us": storm.json(),
+        "probe_after_fill_latency_us": after_fill.json(),
+        "flush_detected_by_counter": seen,
+        "tail_s": tail_s,
+        "server_flushes": flushes,
+        "server_flush_micros": flush_us,
+        "server_backpressure_waits": bp,
         "ok": ok,
     });
     Ok(Outcome {
@@ -365,6 +447,70 @@ fn flush_storm<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
         text,
         ok,
     })
+}
+
+/// Follows the server's `total.blocks_written` counter (polled every 200 ms
+/// on its own connection) and sets the probe's phase from it.
+#[derive(Debug, Default)]
+struct FlushMonitor {
+    stop: AtomicBool,
+    fill_started: AtomicBool,
+    fill_done: AtomicBool,
+    counter_seen: AtomicBool,
+    /// Milliseconds since the Unix epoch of the last poll that saw new blocks.
+    last_flush_ms: AtomicU64,
+}
+
+impl FlushMonitor {
+    fn now_ms() -> u64 {
+        (gen::now_us_rounded(1) / 1000) as u64
+    }
+
+    fn ms_since_last_flush(&self) -> u64 {
+        let last = self.last_flush_ms.load(Ordering::Relaxed);
+        Self::now_ms().saturating_sub(last)
+    }
+
+    async fn run<C: Conn>(&self, addr: &str, probe: &Live) {
+        let mut conn: Option<C> = None;
+        let mut prev: Option<u64> = None;
+        while !self.stop.load(Ordering::Relaxed) {
+            if conn.is_none() {
+                conn = C::connect(addr).await.ok();
+            }
+            let mut flushing = false;
+            if let Some(c) = conn.as_mut() {
+                match c.stats().await {
+                    Ok(stats) => {
+                        let blocks = stats
+                            .iter()
+                            .find(|(k, _)| k == "total.blocks_written")
+                            .map(|(_, v)| *v);
+                        if let Some(b) = blocks {
+                            self.counter_seen.store(true, Ordering::Relaxed);
+                            flushing = prev.is_some_and(|p| b > p);
+                            prev = Some(b);
+                        }
+                    }
+                    Err(_) => conn = None,
+                }
+            }
+            if flushing {
+                self.last_flush_ms.store(Self::now_ms(), Ordering::Relaxed);
+            }
+            let phase = if !self.fill_started.load(Ordering::Relaxed) {
+                0
+            } else if flushing {
+                2
+            } else if self.fill_done.load(Ordering::Relaxed) {
+                3
+            } else {
+                1
+            };
+            probe.phase.store(phase, Ordering::Relaxed);
+            glommio::timer::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }
 
 fn recovery<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {

@@ -161,7 +161,7 @@ impl ServerProcess {
                 for line in BufReader::new(stream).lines() {
                     let Ok(line) = line else { break };
                     let _ = writeln!(log, "{line}");
-                    if line.contains("ready") {
+                    if is_ready_line(&line) {
                         let _ = tx.send(());
                     }
                 }
@@ -230,7 +230,33 @@ impl ServerProcess {
     }
 }
 
+/// Whether `line` announces readiness: the word `ready` on its own (so
+/// "address already in use" does not count).
+pub fn is_ready_line(line: &str) -> bool {
+    let b = line.as_bytes();
+    line.match_indices("ready").any(|(i, _)| {
+        let before = i == 0 || !b[i - 1].is_ascii_alphanumeric();
+        let after = b.get(i + 5).is_none_or(|c| !c.is_ascii_alphanumeric());
+        before && after
+    })
+}
+
 /// Removes a directory made by [`temp_dir`], ignoring errors.
 pub fn remove_dir(p: &Path) {
     let _ = std::fs::remove_dir_all(p);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ready_line_is_the_word_ready() {
+        assert!(super::is_ready_line(
+            "xtdb ready: listening on 127.0.0.1:7070"
+        ));
+        assert!(super::is_ready_line("ready"));
+        assert!(!super::is_ready_line(
+            "xtdb: listen on 127.0.0.1:1 (is another server running on it?): Address already in use"
+        ));
+        assert!(!super::is_ready_line("readying shard 0"));
+    }
 }

@@ -12,7 +12,7 @@
 //! batch can be durable on the server yet its ack lost when the generator or
 //! server was killed).
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -74,7 +74,7 @@ pub struct VerifyReport {
 impl VerifyReport {
     /// True when every acknowledged point was read back unchanged.
     pub fn ok(&self) -> bool {
-        self.missing == 0 && self.mismatched == 0 && self.query_errors == 0
+        self.missing == 0 && self.mismatched == 0 && self.query_errors == 0 && self.unchecked == 0
     }
 
     /// The `--json` object.
@@ -138,10 +138,22 @@ impl VerifyReport {
     }
 }
 
-/// Expected `(timestamp, group index)` pairs per tag, sorted by timestamp,
-/// one entry per timestamp (the later group wins).
-pub fn expected_by_tag(log: &AckLog) -> HashMap<u32, Vec<(i64, u32)>> {
-    let mut m: HashMap<u32, Vec<(i64, u32)>> = HashMap::new();
+/// A run of consecutive ticks `k0..=k1` of one tag, written by one group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    /// Index into [`AckLog::groups`].
+    pub group: u32,
+    /// First tick.
+    pub k0: u64,
+    /// Last tick (inclusive).
+    pub k1: u64,
+}
+
+/// The acknowledged ticks of every tag as runs, merged as they are read
+/// (a steady writer leaves one run per tag however long it ran), so even a
+/// log of hundreds of millions of points takes little memory.
+pub fn expected_spans(log: &AckLog) -> HashMap<u32, Vec<Span>> {
+    let mut m: HashMap<u32, Vec<Span>> = HashMap::new();
     for b in &log.batches {
         let Some(g) = log.groups.get(b.group) else {
             continue;
@@ -155,26 +167,51 @@ pub fn expected_by_tag(log: &AckLog) -> HashMap<u32, Vec<(i64, u32)>> {
                 continue;
             };
             let v = m.entry(tag).or_default();
-            for tick in k0..=k1 {
-                if let Some(ts) = g.ts_of_tick(tick) {
-                    v.push((ts, b.group as u32));
+            let group = b.group as u32;
+            match v.last_mut() {
+                Some(last) if last.group == group && last.k1.checked_add(1) == Some(k0) => {
+                    last.k1 = k1
                 }
+                _ => v.push(Span { group, k0, k1 }),
             }
         }
-    }
-    for v in m.values_mut() {
-        v.sort_unstable();
-        // keep the last entry of each timestamp (highest group index)
-        let mut out: Vec<(i64, u32)> = Vec::with_capacity(v.len());
-        for &(ts, g) in v.iter() {
-            match out.last_mut() {
-                Some(last) if last.0 == ts => last.1 = g,
-                _ => out.push((ts, g)),
-            }
-        }
-        *v = out;
     }
     m
+}
+
+/// Expands `spans` into `(timestamp, group)` pairs sorted by timestamp, one
+/// per timestamp: when several groups wrote the same timestamp, the group
+/// declared later in the log wins.
+pub fn expand(spans: &[Span], groups: &[Group]) -> Vec<(i64, u32)> {
+    let mut v = Vec::with_capacity(spans.iter().map(|s| (s.k1 - s.k0 + 1) as usize).sum());
+    for s in spans {
+        let Some(g) = groups.get(s.group as usize) else {
+            continue;
+        };
+        for k in s.k0..=s.k1 {
+            if let Some(ts) = g.ts_of_tick(k) {
+                v.push((ts, s.group));
+            }
+        }
+    }
+    v.sort_unstable();
+    let mut out: Vec<(i64, u32)> = Vec::with_capacity(v.len());
+    for (ts, g) in v {
+        match out.last_mut() {
+            Some(last) if last.0 == ts => last.1 = g,
+            _ => out.push((ts, g)),
+        }
+    }
+    out
+}
+
+/// Expected `(timestamp, group index)` pairs per tag, sorted by timestamp,
+/// one entry per timestamp (the later group wins).
+pub fn expected_by_tag(log: &AckLog) -> HashMap<u32, Vec<(i64, u32)>> {
+    expected_spans(log)
+        .into_iter()
+        .map(|(t, s)| (t, expand(&s, &log.groups)))
+        .collect()
 }
 
 /// Every point the log says was acknowledged, recomputed (for tests and
@@ -241,83 +278,91 @@ pub fn run_log<C: Conn>(cfg: &VerifyConfig, log: AckLog) -> Result<VerifyReport>
 
 async fn verify_async<C: Conn>(cfg: &VerifyConfig, log: &AckLog) -> Result<VerifyReport> {
     let start = Instant::now();
-    let exp = expected_by_tag(log);
-    let mut work: Vec<(u32, Vec<(i64, u32)>)> = exp.into_iter().collect();
+    // Fail fast when the server is not there at all: everything unchecked.
+    let (first, connect_err) = match C::connect(&cfg.addr).await {
+        Ok(c) => (Some(c), None),
+        Err(e) => (None, Some(format!("cannot connect to {}: {e}", cfg.addr))),
+    };
+    let mut work: Vec<(u32, Vec<Span>)> = expected_spans(log).into_iter().collect();
     work.sort_unstable_by_key(|w| w.0);
-    let mut jobs: Vec<(u32, usize, usize)> = Vec::new();
-    for (wi, (_, v)) in work.iter().enumerate() {
-        let mut s = 0;
-        while s < v.len() {
-            let e = (s + cfg.chunk.max(1)).min(v.len());
-            jobs.push((wi as u32, s, e));
-            s = e;
-        }
-    }
     let tags = work.len() as u64;
     let work = Rc::new(work);
-    let jobs = Rc::new(jobs);
-    let next = Rc::new(RefCell::new(0usize));
+    let next = Rc::new(Cell::new(0usize));
+    let abort = Rc::new(Cell::new(connect_err.is_some()));
     let groups = Rc::new(log.groups.clone());
+    let mut first = first;
     let mut tasks = Vec::new();
     for _ in 0..cfg.conns.max(1) {
-        let (work, jobs, next, groups) = (work.clone(), jobs.clone(), next.clone(), groups.clone());
+        let (work, next, abort, groups) =
+            (work.clone(), next.clone(), abort.clone(), groups.clone());
         let addr = cfg.addr.clone();
+        let chunk = cfg.chunk.max(1);
+        let mut conn: Option<C> = first.take();
         tasks.push(glommio::spawn_local(async move {
             let mut r = VerifyReport::default();
-            let mut conn: Option<C> = None;
-            loop {
-                let j = {
-                    let mut n = next.borrow_mut();
-                    let j = *n;
-                    *n += 1;
-                    j
-                };
-                let Some(&(wi, s, e)) = jobs.get(j) else {
+            while !abort.get() {
+                let i = next.get();
+                next.set(i + 1);
+                let Some((tag, spans)) = work.get(i) else {
                     break;
                 };
-                let (tag, v) = &work[wi as usize];
-                let want = &v[s..e];
-                let (lo, hi) = (want[0].0, want[want.len() - 1].0.saturating_add(1));
-                let mut got = None;
-                let mut last_err = String::new();
-                for attempt in 0..3 {
-                    if conn.is_none() {
-                        match C::connect(&addr).await {
-                            Ok(c) => conn = Some(c),
+                let want_all = expand(spans, &groups);
+                for want in want_all.chunks(chunk) {
+                    if abort.get() {
+                        r.unchecked += want.len() as u64;
+                        continue;
+                    }
+                    let (lo, hi) = (want[0].0, want[want.len() - 1].0.saturating_add(1));
+                    let mut got = None;
+                    let mut last_err = String::new();
+                    let mut connected = false;
+                    for attempt in 0..3 {
+                        if conn.is_none() {
+                            match C::connect(&addr).await {
+                                Ok(c) => conn = Some(c),
+                                Err(e) => {
+                                    last_err = format!("connect: {e}");
+                                    glommio::timer::sleep(Duration::from_millis(100 << attempt))
+                                        .await;
+                                    continue;
+                                }
+                            }
+                        }
+                        connected = true;
+                        let Some(c) = conn.as_mut() else { continue };
+                        r.queries += 1;
+                        match c.range(*tag, lo, hi).await {
+                            Ok(p) => {
+                                got = Some(p);
+                                break;
+                            }
                             Err(e) => {
-                                last_err = format!("connect: {e}");
-                                glommio::timer::sleep(Duration::from_millis(100 << attempt)).await;
-                                continue;
+                                last_err = format!("{} ({e})", error_kind(&e));
+                                conn = None;
                             }
                         }
                     }
-                    let Some(c) = conn.as_mut() else { continue };
-                    r.queries += 1;
-                    match c.range(*tag, lo, hi).await {
-                        Ok(p) => {
-                            got = Some(p);
-                            break;
+                    match got {
+                        Some(mut p) => {
+                            // The contract says sorted; do not trust it blindly.
+                            if p.windows(2).any(|w| w[0].ts > w[1].ts) {
+                                p.sort_by_key(|x| x.ts);
+                            }
+                            compare(*tag, want, &groups, &p, &mut r)
                         }
-                        Err(e) => {
-                            last_err = format!("{} ({e})", error_kind(&e));
-                            conn = None;
-                        }
-                    }
-                }
-                match got {
-                    Some(mut p) => {
-                        // The contract says sorted; do not trust it blindly.
-                        if p.windows(2).any(|w| w[0].ts > w[1].ts) {
-                            p.sort_by_key(|x| x.ts);
-                        }
-                        compare(*tag, want, &groups, &p, &mut r)
-                    }
-                    None => {
-                        r.query_errors += 1;
-                        r.unchecked += want.len() as u64;
-                        if r.examples.len() < 20 {
-                            r.examples
-                                .push(format!("query failed: tag {tag} [{lo}, {hi}): {last_err}"));
+                        None => {
+                            r.query_errors += 1;
+                            r.unchecked += want.len() as u64;
+                            if r.examples.len() < 20 {
+                                r.examples.push(format!(
+                                    "query failed: tag {tag} [{lo}, {hi}): {last_err}"
+                                ));
+                            }
+                            if !connected {
+                                // The server went away: stop instead of
+                                // retrying every remaining tag.
+                                abort.set(true);
+                            }
                         }
                     }
                 }
@@ -345,6 +390,19 @@ async fn verify_async<C: Conn>(cfg: &VerifyConfig, log: &AckLog) -> Result<Verif
                 total.examples.push(e);
             }
         }
+    }
+    // Tags never reached because the run was aborted.
+    for (_, spans) in work.iter().skip(next.get().min(work.len())) {
+        total.unchecked += expand(spans, &groups).len() as u64;
+    }
+    if let Some(e) = connect_err {
+        total.examples.push(e);
+        total.query_errors += 1;
+    } else if abort.get() {
+        total.examples.push(format!(
+            "aborted: lost the connection to {}; {} points unchecked",
+            cfg.addr, total.unchecked
+        ));
     }
     total.elapsed_s = start.elapsed().as_secs_f64();
     Ok(total)
