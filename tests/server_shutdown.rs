@@ -49,3 +49,31 @@ fn shutdown_under_load_drains_and_returns() {
     let acked = writers.join().unwrap();
     assert!(acked.iter().all(|&n| n > 0 && n % 1000 == 0), "{acked:?}");
 }
+
+#[test]
+fn a_client_that_stops_reading_does_not_hold_up_shutdown() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = common::server(dir.path());
+    let addr = server.local_addr().to_string();
+    let a = addr.clone();
+    common::client(move || async move {
+        let mut c = Client::connect(&a).await.unwrap();
+        let pts: Vec<Point> = (0..100_000).map(|i| Point::new(3, i, 1.0, 192)).collect();
+        c.write(&pts).await.unwrap();
+    });
+    // Pipeline range queries of ~2 MB answers and never read them: the
+    // server's writes block once the socket buffers fill.
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    let mut f = Vec::new();
+    for id in 0..64 {
+        xtdb::net::protocol::encode_range(&mut f, id, 3, 0, i64::MAX);
+    }
+    s.write_all(&f).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = std::time::Instant::now();
+    server.shutdown();
+    server.join().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    drop(s);
+}

@@ -123,6 +123,9 @@ pub async fn accept_loop(listener: TcpListener, router: Rc<Router>, closing: Clo
     let _ = gate.close().await;
 }
 
+/// How long an answer may still take to write once shutdown has begun.
+pub const WRITE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 enum Next {
     Frame([u8; HEADER_LEN]),
     Eof,
@@ -176,7 +179,20 @@ pub async fn serve(mut stream: TcpStream, router: Rc<Router>, closing: Closing) 
         };
         payload.clear();
         payload.resize(h.len as usize, 0);
-        if stream.read_exact(&mut payload).await.is_err() {
+        // A request whose payload has not fully arrived is not in flight
+        // yet: shutdown does not wait for a client that stalls inside one.
+        let got = futures_lite::future::or(
+            async { Some(stream.read_exact(&mut payload).await.is_ok()) },
+            async {
+                closing.wait().await;
+                None
+            },
+        )
+        .await;
+        if got.is_none() {
+            return;
+        }
+        if got == Some(false) {
             let mut e = truncated(0, h.len as usize, "payload");
             e.message = format!("connection closed inside a {}-byte payload", h.len);
             e.id = h.id;
@@ -208,7 +224,16 @@ pub async fn serve(mut stream: TcpStream, router: Rc<Router>, closing: Closing) 
         };
         out.clear();
         protocol::encode_response(&mut out, h.id, &resp);
-        if stream.write_all(&out).await.is_err() {
+        // A client that stops reading cannot hold up shutdown for more than
+        // WRITE_GRACE once it has begun.
+        let written =
+            futures_lite::future::or(async { stream.write_all(&out).await.is_ok() }, async {
+                closing.wait().await;
+                glommio::timer::sleep(WRITE_GRACE).await;
+                false
+            })
+            .await;
+        if !written {
             return;
         }
     }

@@ -116,10 +116,14 @@ impl TagBuffer {
     }
 }
 
-/// All tag buffers of a shard.
+/// All tag buffers of a shard: a small map from tag to slot (8-byte
+/// entries, cache resident for ~100K tags) and the buffers in a dense vector,
+/// allocated in first-seen order so round-robin batches walk it sequentially.
 #[derive(Default)]
 pub struct Buffers {
-    map: AHashMap<u32, TagBuffer>,
+    index: AHashMap<u32, u32>,
+    slots: Vec<(u32, TagBuffer)>,
+    free: Vec<u32>,
     points: usize,
     bytes: usize,
 }
@@ -128,10 +132,11 @@ impl Buffers {
     /// Adds a sample to `tag`'s buffer, written in WAL record `seq`.
     /// Returns the buffer's length afterwards.
     pub fn insert(&mut self, tag: u32, s: Sample, seq: u64, now: Instant) -> usize {
-        let buf = self.map.entry(tag).or_insert_with(|| {
-            self.bytes += TAG_OVERHEAD;
-            TagBuffer::new(seq, now)
-        });
+        let slot = match self.index.get(&tag) {
+            Some(&slot) => slot as usize,
+            None => self.new_slot(tag, seq, now),
+        };
+        let buf = &mut self.slots[slot].1;
         let cap = buf.samples.capacity();
         buf.push(s);
         self.bytes += (buf.samples.capacity() - cap) * SAMPLE_BYTES;
@@ -139,14 +144,36 @@ impl Buffers {
         buf.len()
     }
 
+    #[cold]
+    fn new_slot(&mut self, tag: u32, seq: u64, now: Instant) -> usize {
+        self.bytes += TAG_OVERHEAD;
+        let buf = TagBuffer::new(seq, now);
+        let slot = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = (tag, buf);
+                i
+            }
+            None => {
+                self.slots.push((tag, buf));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(tag, slot);
+        slot as usize
+    }
+
     /// The buffer of `tag`, if any.
     pub fn get_mut(&mut self, tag: u32) -> Option<&mut TagBuffer> {
-        self.map.get_mut(&tag)
+        let slot = *self.index.get(&tag)? as usize;
+        Some(&mut self.slots[slot].1)
     }
 
     /// Removes and returns `tag`'s buffer (for a flush).
     pub fn take(&mut self, tag: u32) -> Option<TagBuffer> {
-        let b = self.map.remove(&tag)?;
+        let slot = self.index.remove(&tag)?;
+        let empty = TagBuffer::new(0, self.slots[slot as usize].1.since);
+        let b = std::mem::replace(&mut self.slots[slot as usize].1, empty);
+        self.free.push(slot);
         self.points -= b.inserted;
         self.bytes -= b.bytes();
         Some(b)
@@ -164,12 +191,15 @@ impl Buffers {
 
     /// Lowest WAL sequence still only in memory.
     pub fn min_seq(&self) -> Option<u64> {
-        self.map.values().map(|b| b.min_seq).min()
+        self.iter().map(|(_, b)| b.min_seq).min()
     }
 
     /// Iterates `(tag, buffer)`.
-    pub fn iter(&self) -> impl Iterator<Item = (&u32, &TagBuffer)> {
-        self.map.iter()
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &TagBuffer)> {
+        self.index.values().map(|&slot| {
+            let (tag, b) = &self.slots[slot as usize];
+            (*tag, b)
+        })
     }
 }
 

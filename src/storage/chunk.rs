@@ -342,7 +342,12 @@ pub async fn open_chunk(path: &Path, scan_blocks: bool) -> Result<Option<OpenedC
     }
     let a = ChunkHeader::decode(&hdr[0..PAGE]);
     let b = ChunkHeader::decode(&hdr[PAGE..2 * PAGE]);
+    // The header fields sit in one 512-byte sector, which a crash cannot
+    // tear: a slot that fails its checksum is damage, never a torn commit.
+    // (A lost commit leaves the older, valid generation in place.)
     let header = match (a, b) {
+        (Err(e), _) => return Err(Error::corrupt(path, 0, e)),
+        (_, Err(e)) => return Err(Error::corrupt(path, PAGE as u64, e)),
         (Ok(None), Ok(None)) => return Ok(None),
         (Ok(Some(x)), Ok(Some(y))) => {
             if x.generation >= y.generation {
@@ -351,9 +356,7 @@ pub async fn open_chunk(path: &Path, scan_blocks: bool) -> Result<Option<OpenedC
                 y
             }
         }
-        (Ok(Some(x)), _) | (_, Ok(Some(x))) => x,
-        (Err(e), _) => return Err(Error::corrupt(path, 0, e)),
-        (_, Err(e)) => return Err(Error::corrupt(path, PAGE as u64, e)),
+        (Ok(Some(x)), Ok(None)) | (Ok(None), Ok(Some(x))) => x,
     };
     let layout = Layout {
         blocks: header.blocks,

@@ -39,7 +39,7 @@ struct Planned {
 /// Flushes every buffered tag (takes the flush lock).
 pub(crate) async fn flush_all(inner: &Rc<Inner>) -> Result<()> {
     let _permit = inner.flush_lock.acquire_permit(1).await;
-    let tags: Vec<u32> = inner.bufs.borrow().iter().map(|(t, _)| *t).collect();
+    let tags: Vec<u32> = inner.bufs.borrow().iter().map(|(t, _)| t).collect();
     let next = inner.wal()?.next_seq();
     flush_round(inner, tags, next).await
 }
@@ -246,7 +246,7 @@ fn pick(inner: &Inner) -> Vec<u32> {
     let bufs = inner.bufs.borrow();
     let budget = inner.cfg.memory_budget;
     if bufs.bytes() > budget {
-        let mut by_size: Vec<(usize, u32)> = bufs.iter().map(|(t, b)| (b.bytes(), *t)).collect();
+        let mut by_size: Vec<(usize, u32)> = bufs.iter().map(|(t, b)| (b.bytes(), t)).collect();
         by_size.sort_unstable_by(|a, b| b.cmp(a));
         let mut to_free = bufs.bytes() - budget / 2;
         for (bytes, tag) in by_size {
@@ -267,7 +267,7 @@ fn pick(inner: &Inner) -> Vec<u32> {
         let old = now.duration_since(b.since) >= age;
         let pins_wal = wal_target.is_some_and(|t| b.min_seq < t);
         if old || pins_wal {
-            tags.push(*tag);
+            tags.push(tag);
         }
     }
     tags.sort_unstable();

@@ -108,7 +108,7 @@ pub(crate) async fn open(cfg: ShardConfig) -> Result<Shard> {
         }
         if inner.bufs.borrow().bytes() > cfg.memory_budget {
             let _permit = inner.flush_lock.acquire_permit(1).await;
-            let tags: Vec<u32> = inner.bufs.borrow().iter().map(|(t, _)| *t).collect();
+            let tags: Vec<u32> = inner.bufs.borrow().iter().map(|(t, _)| t).collect();
             let next = seg.records.last().map_or(checkpoint, |r| r.0 + 1);
             flush_round(&inner, tags, next).await?;
         }

@@ -2,6 +2,12 @@
 //! fresh glommio executor on its own thread, so a shard dropped without
 //! `close` dies with its tasks, like a process killed with -9 (the page cache
 //! survives, as it does for kill -9).
+//!
+//! Measured: glommio 0.9 keeps one fd per finished executor, and a shard
+//! dropped without `close` keeps its files open (glommio does not drop
+//! pending tasks when an executor exits). A server has one executor per core
+//! for its lifetime, so this only bounds how many lives one test process can
+//! run (~1,000 with the default `ulimit -n`).
 #![allow(dead_code)]
 
 use std::future::Future;
