@@ -9,7 +9,8 @@
 //! - `flush-storm`: N tags × P points written as fast as possible, so every
 //!   tag crosses the flush threshold at about the same time, while a probe
 //!   writer keeps 1,000 tags at 1 Hz: probe latency alone, under the fill,
-//!   while the server writes blocks, and after (until it has been quiet 3 s).
+//!   while the server was flushing (from its `flush_micros` counter), and
+//!   after (until no flush round finished for 3 s).
 //! - `recovery`: start a server, write at full speed, `kill -9` it mid-write,
 //!   restart, time to `ready`, verify every acknowledged point.
 //!
@@ -17,8 +18,8 @@
 //! from what was measured in the run.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use glommio::{LocalExecutorBuilder, Placement};
@@ -27,7 +28,7 @@ use serde_json::{json, Value};
 use crate::load::conn::Conn;
 use crate::load::gen;
 use crate::load::query::{self, QueryConfig};
-use crate::load::report::{self, fmt_count, fmt_us};
+use crate::load::report::{self, fmt_count, fmt_us, Latency};
 use crate::load::server::{self, ServerProcess, ServerSpec};
 use crate::load::verify::{self, VerifyConfig};
 use crate::load::write::{self, Live, WriteConfig};
@@ -310,11 +311,10 @@ fn flush_storm<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
     let tags = cfg.tags.unwrap_or(100_000);
     let ppt = cfg.points_per_tag.max(1);
     let total = u64::from(tags) * u64::from(ppt);
-    // The probe: 1,000 tags at 1 Hz on its own tags, its latencies split by
-    // phase (see `FlushMonitor`): 0 = alone (3 s before the fill),
-    // 1 = fill running, no block writes seen, 2 = the server is writing
-    // blocks (its `blocks_written` counter moved in the last 200 ms poll),
-    // 3 = after the fill, no block writes.
+    // The probe: 1,000 tags at 1 Hz on its own tags. Every probe ack is kept
+    // with its time and classified afterwards (see `FlushMonitor`): alone
+    // (3 s before the fill), under the fill, while the server was flushing,
+    // after the fill.
     let mut probe = cfg.write_cfg();
     probe.tags = 1_000;
     probe.tag_base = 3_000_000;
@@ -324,19 +324,15 @@ fn flush_storm<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
     probe.duration = Duration::from_secs(24 * 3600);
     probe.progress = false;
     let before = total_stats::<C>(cfg);
-    let probe_live = Live::new(4);
+    let probe_live = Live::new(1);
+    probe_live.keep_samples.store(true, Ordering::Relaxed);
     let mon = Arc::new(FlushMonitor::default());
     let monitor = {
-        let (m, pl, addr, cpu) = (
-            mon.clone(),
-            probe_live.clone(),
-            cfg.addr.clone(),
-            cfg.cpus[0],
-        );
+        let (m, addr, cpu) = (mon.clone(), cfg.addr.clone(), cfg.cpus[0]);
         LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name("xtdb-flush-monitor")
             .io_memory(1 << 20)
-            .spawn(move || async move { m.run::<C>(&addr, &pl).await })
+            .spawn(move || async move { m.run::<C>(&addr).await })
             .map_err(Error::from)?
     };
     let probe_thread = {
@@ -354,24 +350,24 @@ fn flush_storm<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
     fill.duration = cfg.duration.unwrap_or(Duration::from_secs(3600));
     fill.period_us = Some(1_000_000);
     fill.t0 = Some(gen::now_us_rounded(1_000_000) - i64::from(ppt) * 1_000_000);
-    mon.fill_started.store(true, Ordering::Relaxed);
-    let t = Instant::now();
+    let fill_start = Instant::now();
     let fill_res = write::run_with::<C>(&fill, Live::new(1));
-    let fill_s = t.elapsed().as_secs_f64();
-    mon.fill_done.store(true, Ordering::Relaxed);
-    // Writes continue (the probe) until the server has written no block for
-    // 3 s, at most 120 s.
-    let done_at = Instant::now();
+    let fill_end = Instant::now();
+    let fill_s = (fill_end - fill_start).as_secs_f64();
+    // Writes continue (the probe) until the server has finished no flush
+    // round for 3 s, at most 120 s.
     loop {
         std::thread::sleep(Duration::from_millis(200));
-        let quiet = mon.ms_since_last_flush() >= 3_000;
-        if (quiet && done_at.elapsed() >= Duration::from_secs(3))
-            || done_at.elapsed() >= Duration::from_secs(120)
+        let since_fill = fill_end.elapsed();
+        let quiet = mon
+            .since_last_flush()
+            .is_none_or(|d| d >= Duration::from_secs(3));
+        if (quiet && since_fill >= Duration::from_secs(3)) || since_fill >= Duration::from_secs(120)
         {
             break;
         }
     }
-    let tail_s = done_at.elapsed().as_secs_f64();
+    let tail_s = fill_end.elapsed().as_secs_f64();
     probe_live.stop.store(true, Ordering::Relaxed);
     mon.stop.store(true, Ordering::Relaxed);
     let probe_res = probe_thread
@@ -394,16 +390,34 @@ fn flush_storm<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
         delta("flush_micros"),
         delta("backpressure_waits"),
     );
-    let phases = probe_live.phase_latencies();
-    let idle = phases.first().copied().unwrap_or_default();
-    let steady = phases.get(1).copied().unwrap_or_default();
-    let storm = phases.get(2).copied().unwrap_or_default();
-    let after_fill = phases.get(3).copied().unwrap_or_default();
+    // Classify the probe's samples: a sample covers [ack - latency, ack].
+    let intervals = mon.intervals.lock().map(|v| v.clone()).unwrap_or_default();
+    let samples = probe_live
+        .samples
+        .lock()
+        .map(|v| v.clone())
+        .unwrap_or_default();
+    let mut hists: Vec<_> = (0..4).map(|_| report::new_hist()).collect();
+    for (ack, us) in samples {
+        let sent = ack.checked_sub(Duration::from_micros(us)).unwrap_or(ack);
+        let class = if intervals.iter().any(|&(a, b)| sent <= b && ack >= a) {
+            2
+        } else if ack < fill_start {
+            0
+        } else if sent <= fill_end {
+            1
+        } else {
+            3
+        };
+        report::record(&mut hists[class], us);
+    }
+    let [idle, steady, storm, after_fill] = [0, 1, 2, 3].map(|i| Latency::of(&hists[i]));
     let seen = mon.counter_seen.load(Ordering::Relaxed);
+    let flush_window_s: f64 = intervals.iter().map(|(a, b)| (*b - *a).as_secs_f64()).sum();
     let worst_fill_second = fill_r.timeline.iter().map(|s| s.p99).max().unwrap_or(0);
     let ok = fill_r.error_count() == 0 && probe_r.error_count() == 0;
     let text = format!(
-        "scenario flush-storm: fill {} tags × {} points ({} points) as fast as acknowledged, probe 1,000 tags at 1 Hz\n  fill                 {} points in {:.1} s = {} points/s, ack {}\n  fill worst 1-s p99   {}\n  probe alone          {}\n  probe under fill     {}\n  probe while flushing {}\n  probe after fill     {} ({:.1} s until the server was quiet)\n  probe errors         {}  fill errors {}\n  server during run    flushes {}, flush time {}, backpressure waits {}\n  (original design: writes stall for seconds during a flush storm)\n",
+        "scenario flush-storm: fill {} tags × {} points ({} points) as fast as acknowledged, probe 1,000 tags at 1 Hz\n  fill                 {} points in {:.1} s = {} points/s, ack {}\n  fill worst 1-s p99   {}\n  probe alone          {}\n  probe under fill     {}\n  probe while flushing {}\n  probe after fill     {} ({:.1} s until no flush for 3 s)\n  probe errors         {}  fill errors {}\n  server during run    flush rounds {}, flush time {} ({} rounds seen, {:.1} s), backpressure waits {}\n  (original design: writes stall for seconds during a flush storm)\n",
         fmt_count(u64::from(tags)),
         fmt_count(u64::from(ppt)),
         fmt_count(total),
@@ -414,13 +428,19 @@ fn flush_storm<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
         fmt_us(worst_fill_second),
         idle.line(),
         steady.line(),
-        if seen { storm.line() } else { "n/a (server has no blocks_written counter)".into() },
+        if seen {
+            storm.line()
+        } else {
+            "n/a (server exposes no flush_micros counter)".into()
+        },
         after_fill.line(),
         tail_s,
         probe_r.error_count(),
         fill_r.error_count(),
         flushes.map_or("n/a".into(), fmt_count),
         flush_us.map_or("n/a".into(), fmt_us),
+        intervals.len(),
+        flush_window_s,
         bp.map_or("n/a".into(), fmt_count)
     );
     let j = json!({
@@ -435,6 +455,7 @@ fn flush_storm<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
         "probe_storm_latency_us": storm.json(),
         "probe_after_fill_latency_us": after_fill.json(),
         "flush_detected_by_counter": seen,
+        "flush_window_s": flush_window_s,
         "tail_s": tail_s,
         "server_flushes": flushes,
         "server_flush_micros": flush_us,
@@ -449,65 +470,54 @@ fn flush_storm<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
     })
 }
 
-/// Follows the server's `total.blocks_written` counter (polled every 200 ms
-/// on its own connection) and sets the probe's phase from it.
+/// Reconstructs when the server was flushing: polls `total.flush_micros`
+/// every 200 ms on its own connection; when it grew by `d` since the last
+/// poll, a flush ran for `d` ending at most at this poll, so `[now - d, now]`
+/// is recorded (a round that ended before the poll makes the window slightly
+/// late, by at most one poll interval).
 #[derive(Debug, Default)]
 struct FlushMonitor {
     stop: AtomicBool,
-    fill_started: AtomicBool,
-    fill_done: AtomicBool,
     counter_seen: AtomicBool,
-    /// Milliseconds since the Unix epoch of the last poll that saw new blocks.
-    last_flush_ms: AtomicU64,
+    intervals: Mutex<Vec<(Instant, Instant)>>,
 }
 
 impl FlushMonitor {
-    fn now_ms() -> u64 {
-        (gen::now_us_rounded(1) / 1000) as u64
+    fn since_last_flush(&self) -> Option<Duration> {
+        let v = self.intervals.lock().ok()?;
+        v.last().map(|(_, b)| b.elapsed())
     }
 
-    fn ms_since_last_flush(&self) -> u64 {
-        let last = self.last_flush_ms.load(Ordering::Relaxed);
-        Self::now_ms().saturating_sub(last)
-    }
-
-    async fn run<C: Conn>(&self, addr: &str, probe: &Live) {
+    async fn run<C: Conn>(&self, addr: &str) {
         let mut conn: Option<C> = None;
         let mut prev: Option<u64> = None;
         while !self.stop.load(Ordering::Relaxed) {
             if conn.is_none() {
                 conn = C::connect(addr).await.ok();
             }
-            let mut flushing = false;
             if let Some(c) = conn.as_mut() {
                 match c.stats().await {
                     Ok(stats) => {
-                        let blocks = stats
+                        let now = Instant::now();
+                        let micros = stats
                             .iter()
-                            .find(|(k, _)| k == "total.blocks_written")
+                            .find(|(k, _)| k == "total.flush_micros")
                             .map(|(_, v)| *v);
-                        if let Some(b) = blocks {
+                        if let Some(m) = micros {
                             self.counter_seen.store(true, Ordering::Relaxed);
-                            flushing = prev.is_some_and(|p| b > p);
-                            prev = Some(b);
+                            if let Some(p) = prev.filter(|p| m > *p) {
+                                let d = Duration::from_micros(m - p);
+                                let a = now.checked_sub(d).unwrap_or(now);
+                                if let Ok(mut v) = self.intervals.lock() {
+                                    v.push((a, now));
+                                }
+                            }
+                            prev = Some(m);
                         }
                     }
                     Err(_) => conn = None,
                 }
             }
-            if flushing {
-                self.last_flush_ms.store(Self::now_ms(), Ordering::Relaxed);
-            }
-            let phase = if !self.fill_started.load(Ordering::Relaxed) {
-                0
-            } else if flushing {
-                2
-            } else if self.fill_done.load(Ordering::Relaxed) {
-                3
-            } else {
-                1
-            };
-            probe.phase.store(phase, Ordering::Relaxed);
             glommio::timer::sleep(Duration::from_millis(200)).await;
         }
     }

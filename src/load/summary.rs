@@ -124,23 +124,26 @@ fn rows(v: &Value) -> Vec<[String; 3]> {
                 "100K tags × 1,000: flush 3.2 s sequential",
             );
             row(
-                "probe write p99 alone / under fill / while blocks are written / after",
+                "probe write p99 alone / under fill / while flushing / after",
                 format!(
                     "{} / {} / {} / {}",
                     us(&v["probe_alone_latency_us"]["p99"]),
                     us(&v["probe_steady_latency_us"]["p99"]),
                     us(&v["probe_storm_latency_us"]["p99"]),
                     us(&v["probe_after_fill_latency_us"]["p99"])
+                ) + &format!(
+                    " ({} probe batches while flushing)",
+                    count(&v["probe_storm_latency_us"]["count"])
                 ),
                 "writes stall for seconds",
             );
             row(
-                "probe write max while blocks are written",
+                "probe write max while flushing",
                 us(&v["probe_storm_latency_us"]["max"]),
                 "",
             );
             row(
-                "server flushes / flush time during run",
+                "server flush rounds / flush time during run",
                 format!(
                     "{} / {}",
                     count(&v["server_flushes"]),
@@ -167,6 +170,11 @@ fn rows(v: &Value) -> Vec<[String; 3]> {
                 v["restart_ready_ms"]
                     .as_f64()
                     .map_or("n/a".into(), |m| format!("{m:.0} ms")),
+                "",
+            );
+            row(
+                "restart note",
+                v["restart_note"].as_str().unwrap_or("none").to_string(),
                 "",
             );
             row(

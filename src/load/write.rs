@@ -113,6 +113,11 @@ pub struct Live {
     pub stop: AtomicBool,
     /// Index of the phase histogram acknowledgements are recorded into.
     pub phase: AtomicUsize,
+    /// Keep every `(ack time, latency µs)` sample in `samples` (for runs of
+    /// a few samples per second that are classified afterwards).
+    pub keep_samples: AtomicBool,
+    /// The samples kept when `keep_samples` is set.
+    pub samples: Mutex<Vec<(Instant, u64)>>,
     hists: Mutex<LiveHists>,
 }
 
@@ -130,6 +135,8 @@ impl Live {
             errors: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             phase: AtomicUsize::new(0),
+            keep_samples: AtomicBool::new(false),
+            samples: Mutex::new(Vec::new()),
             hists: Mutex::new(LiveHists {
                 interval: report::new_hist(),
                 phases: (0..phases.max(1)).map(|_| report::new_hist()).collect(),
@@ -138,6 +145,11 @@ impl Live {
     }
 
     fn record(&self, us: u64) {
+        if self.keep_samples.load(Ordering::Relaxed) {
+            if let Ok(mut v) = self.samples.lock() {
+                v.push((Instant::now(), us));
+            }
+        }
         if let Ok(mut h) = self.hists.lock() {
             report::record(&mut h.interval, us);
             let p = self.phase.load(Ordering::Relaxed).min(h.phases.len() - 1);
