@@ -94,3 +94,27 @@ fn unknown_scenario_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn summarize_prints_rows_and_na_for_missing_fields() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("tags.json");
+    std::fs::write(
+        &f,
+        "progress line\n{\"scenario\":\"tags-100k\",\"points_per_sec\":100000.0,\"rate_kept\":true,\"latency_us\":{\"p50\":900,\"p99\":2500,\"max\":4000},\"error_count\":0,\"ok\":true}\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_xtdb-load"))
+        .arg("summarize")
+        .arg(&f)
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        s.contains("| tags-100k: points/s acknowledged | 100,000 |"),
+        "{s}"
+    );
+    assert!(s.contains("| tags-100k: target rate kept | yes |"), "{s}");
+    assert!(s.contains("| tags-100k: server RSS | n/a |"), "{s}");
+}

@@ -106,3 +106,64 @@ fn verify_detects_missing_and_changed_points() {
     let (clean_exit, _) = srv.stop(Duration::from_secs(30));
     assert!(clean_exit, "server did not exit on SIGTERM");
 }
+
+fn run_json(args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xtdb-load"))
+        .args(args)
+        .output()
+        .expect("run xtdb-load");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let last = stdout.lines().last().unwrap_or("").to_string();
+    let v = serde_json::from_str(&last).unwrap_or_else(|e| {
+        panic!(
+            "last line not JSON ({e}): {stdout:?} / {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code(), v)
+}
+
+#[test]
+fn write_and_query_json_against_a_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (srv, addr) = start(dir.path());
+    let (code, v) = run_json(&[
+        "write", "--addr", &addr, "--tags", "50", "--ticks", "20", "--batch", "100", "--json",
+    ]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["points_acked"], 1000, "{v}");
+    assert!(v["points_per_sec"].as_f64().unwrap_or(0.0) > 0.0, "{v}");
+    for k in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(
+            v["latency_us"][k].as_u64().is_some(),
+            "latency_us.{k} in {v}"
+        );
+    }
+    assert_eq!(v["errors"], serde_json::json!({}));
+
+    let (code, v) = run_json(&[
+        "query",
+        "--addr",
+        &addr,
+        "--prepare",
+        "--blocks",
+        "1,3",
+        "--tags",
+        "1",
+        "--iterations",
+        "3",
+        "--latest-iterations",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(code, Some(0), "{v}");
+    let ranges = v["range"].as_array().expect("range array");
+    assert_eq!(ranges.len(), 2);
+    for r in ranges {
+        assert_eq!(r["complete"], true, "{r}");
+        assert!(r["latency_us"]["p99"].as_u64().is_some(), "{r}");
+    }
+    assert_eq!(ranges[1]["expected_points"], 3 * 960);
+    assert!(v["latest"]["latency_us"]["p50"].as_u64().is_some(), "{v}");
+    srv.stop(Duration::from_secs(30));
+}
