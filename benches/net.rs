@@ -3,8 +3,11 @@
 //! tags for `SECS` seconds, one request outstanding per connection. Prints
 //! acknowledged points/s and the server's ack-latency percentiles.
 //!
-//! `cargo bench --bench net` (env: CONNS, BATCH, SECS). On a 2-core machine
-//! the client shares the cores with the server: read the figure as a floor.
+//! `cargo bench --bench net` (env: CONNS, BATCH, SECS; SERVER_CPUS, a CPU
+//! list, default `0,1`; CLIENT_CPU, pins the client, default unpinned). With
+//! `SERVER_CPUS=1 CLIENT_CPU=0` the server has one shard on CPU 1 and the
+//! client has CPU 0 to itself. With the default the client shares the cores
+//! with the server: read that figure as a floor.
 
 use std::time::{Duration, Instant};
 
@@ -25,13 +28,21 @@ fn main() -> xtdb::Result<()> {
     let secs = env("SECS", 5);
     let dir = std::env::temp_dir().join(format!("xtdb-bench-net-{}", std::process::id()));
     let mut cfg = ServerConfig::new(&dir)?;
-    cfg.cpus = vec![0, 1];
+    let cpus = std::env::var("SERVER_CPUS").unwrap_or_else(|_| "0,1".into());
+    cfg.cpus = xtdb::runtime::placement::parse_cpus(&cpus)?;
+    let client_cpu = std::env::var("CLIENT_CPU")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok());
     cfg.listen = "127.0.0.1:0".into();
     cfg.io_memory = 2 << 20;
     let server = start(cfg, Shutdown::new())?;
     let addr = server.local_addr().to_string();
     let (points, elapsed, stats) = std::thread::spawn(move || {
-        glommio::LocalExecutorBuilder::default()
+        let placement = match client_cpu {
+            Some(cpu) => glommio::Placement::Fixed(cpu),
+            None => glommio::Placement::Unbound,
+        };
+        glommio::LocalExecutorBuilder::new(placement)
             .io_memory(1 << 20)
             .make()
             .expect("client executor")

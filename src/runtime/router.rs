@@ -58,25 +58,9 @@ pub fn tag_hash(tag: u32) -> u32 {
     h
 }
 
-/// A request one shard runs for another.
-#[derive(Debug)]
-pub enum ShardRequest {
-    /// Write these points (all owned by the destination).
-    Write(Vec<Point>),
-    /// Range query on one tag.
-    Range {
-        /// Tag.
-        tag: u32,
-        /// Inclusive start.
-        start: i64,
-        /// Exclusive end.
-        end: i64,
-    },
-    /// Latest point of each tag (all owned by the destination).
-    Latest(Vec<u32>),
-    /// The shard's counters.
-    Stats,
-}
+/// A request one shard runs for another: the client's request, restricted
+/// to tags the destination owns (one enum for the wire and the mesh).
+pub type ShardRequest = crate::net::protocol::Request;
 
 /// The answer to a [`ShardRequest`].
 #[derive(Debug)]

@@ -27,6 +27,7 @@
 //! The rest of the block is zero.
 
 use crate::storage::buffer::Sample;
+use crate::storage::le::{u32_at, u64_at};
 
 /// Size of a block on disk.
 pub const BLOCK_SIZE: usize = 16 * 1024;
@@ -157,18 +158,6 @@ pub fn samples<'a>(b: &'a [u8], h: &BlockHeader) -> impl Iterator<Item = Sample>
         value: f64::from_bits(u64_at(vals, 8 * i)),
         quality: qs[i],
     })
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
 }
 
 #[cfg(test)]

@@ -51,6 +51,7 @@ use std::rc::Rc;
 
 use crate::storage::block::{self, BLOCK_SIZE};
 use crate::storage::file::{sync_dir, DataFile, PAGE};
+use crate::storage::le::{u32_at, u64_at};
 use crate::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"XTCHUNK1";
@@ -468,18 +469,6 @@ pub fn list_chunks(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     }
     v.sort();
     Ok(v)
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod config;
 pub mod file;
 mod flush;
 pub mod index;
+mod le;
 mod query;
 mod recovery;
 mod shard;

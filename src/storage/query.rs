@@ -28,12 +28,12 @@ pub(crate) async fn range(inner: &Rc<Inner>, tag: u32, start: i64, end: i64) -> 
     }
     // Snapshot memory and the block list at one instant.
     let blocks = inner.index.borrow().overlapping(tag, start, end);
-    let mut mem_runs: Vec<Vec<Sample>> = Vec::new();
+    let mut mem_runs: Vec<Vec<Point>> = Vec::new();
     if let Some(b) = inner.frozen.borrow_mut().get_mut(&tag) {
-        mem_runs.push(b.range(start, end).to_vec());
+        mem_runs.push(b.range(start, end).iter().map(|s| point(tag, s)).collect());
     }
     if let Some(b) = inner.bufs.borrow_mut().get_mut(tag) {
-        mem_runs.push(b.range(start, end).to_vec());
+        mem_runs.push(b.range(start, end).iter().map(|s| point(tag, s)).collect());
     }
     let mut runs = read_blocks(inner, tag, &blocks, start, end).await?;
     let disk: usize = runs.iter().map(|r| r.len()).sum();
@@ -46,15 +46,7 @@ pub(crate) async fn range(inner: &Rc<Inner>, tag: u32, start: i64, end: i64) -> 
         s.points_from_disk += disk as u64;
         s.points_from_memory += mem as u64;
     }
-    Ok(merged
-        .into_iter()
-        .map(|s| Point {
-            tag,
-            ts: s.ts,
-            value: s.value,
-            quality: s.quality,
-        })
-        .collect())
+    Ok(merged)
 }
 
 pub(crate) async fn latest(inner: &Rc<Inner>, tag: u32) -> Result<Option<Point>> {
@@ -81,8 +73,12 @@ pub(crate) async fn latest(inner: &Rc<Inner>, tag: u32) -> Result<Option<Point>>
                 r.max_ts.saturating_add(1),
             )
             .await?;
-            if let Some(s) = runs.into_iter().flatten().last() {
-                best = Some(s);
+            if let Some(p) = runs.into_iter().flatten().last() {
+                best = Some(Sample {
+                    ts: p.ts,
+                    value: p.value,
+                    quality: p.quality,
+                });
                 from_disk = true;
             }
         }
@@ -102,6 +98,15 @@ pub(crate) async fn latest(inner: &Rc<Inner>, tag: u32) -> Result<Option<Point>>
     }))
 }
 
+fn point(tag: u32, s: &Sample) -> Point {
+    Point {
+        tag,
+        ts: s.ts,
+        value: s.value,
+        quality: s.quality,
+    }
+}
+
 /// Reads and verifies `blocks` concurrently; returns each block's samples in
 /// `[start, end)`, in the order given.
 async fn read_blocks(
@@ -110,7 +115,7 @@ async fn read_blocks(
     blocks: &[(BlockRef, Rc<DataFile>, u64)],
     start: i64,
     end: i64,
-) -> Result<Vec<Vec<Sample>>> {
+) -> Result<Vec<Vec<Point>>> {
     let reads = blocks.iter().map(|(r, file, off)| {
         let (r, file, off) = (*r, file.clone(), *off);
         async move {
@@ -133,10 +138,11 @@ async fn read_blocks(
             }
             Ok(block::samples(&data, &h)
                 .filter(|s| s.ts >= start && s.ts < end)
-                .collect::<Vec<Sample>>())
+                .map(|s| point(tag, &s))
+                .collect::<Vec<Point>>())
         }
     });
-    let results: Vec<Result<Vec<Sample>>> = stream::iter(reads)
+    let results: Vec<Result<Vec<Point>>> = stream::iter(reads)
         .buffered(READS_IN_FLIGHT)
         .collect()
         .await;
@@ -145,7 +151,7 @@ async fn read_blocks(
 
 /// Merges runs (each sorted and unique, given oldest write first) into one
 /// sorted run where the latest run wins on equal timestamps.
-fn merge(mut runs: Vec<Vec<Sample>>) -> Vec<Sample> {
+fn merge(mut runs: Vec<Vec<Point>>) -> Vec<Point> {
     runs.retain(|r| !r.is_empty());
     if runs.len() <= 1 {
         return runs.pop().unwrap_or_default();
@@ -164,9 +170,9 @@ fn merge(mut runs: Vec<Vec<Sample>>) -> Vec<Sample> {
         return out;
     }
     // Overlap: stable sort keeps write order among equal timestamps; keep the last.
-    let mut all: Vec<Sample> = runs.concat();
+    let mut all: Vec<Point> = runs.concat();
     all.sort_by_key(|s| s.ts);
-    let mut out: Vec<Sample> = Vec::with_capacity(all.len());
+    let mut out: Vec<Point> = Vec::with_capacity(all.len());
     for s in all {
         match out.last_mut() {
             Some(l) if l.ts == s.ts => *l = s,
@@ -180,13 +186,9 @@ fn merge(mut runs: Vec<Vec<Sample>>) -> Vec<Sample> {
 mod tests {
     use super::*;
 
-    fn run(v: &[(i64, f64)]) -> Vec<Sample> {
+    fn run(v: &[(i64, f64)]) -> Vec<Point> {
         v.iter()
-            .map(|&(ts, value)| Sample {
-                ts,
-                value,
-                quality: 0,
-            })
+            .map(|&(ts, value)| Point::new(1, ts, value, 0))
             .collect()
     }
 

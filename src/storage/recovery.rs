@@ -10,7 +10,7 @@
 //! verified when read, so a damaged one fails the query that reads it.
 
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use glommio::{Latency, Shares};
 
@@ -101,10 +101,13 @@ pub(crate) async fn open(cfg: ShardConfig) -> Result<Shard> {
     // flushing between segments if they outgrow the memory budget.
     let mut rec = WalRecovery::open(&wal_dir, cfg.wal_segment_size, checkpoint).await?;
     let now = Instant::now();
+    let mut decoded = Vec::new();
     while let Some(seg) = rec.next_segment().await? {
         for (seq, payload) in seg.iter() {
-            report.wal_points_replayed += (payload.len() / format::POINT_BYTES) as u64;
-            inner.buffer_points(format::points(payload), seq, now);
+            decoded.clear();
+            decoded.extend(format::points(payload));
+            report.wal_points_replayed += decoded.len() as u64;
+            inner.buffer_points(&decoded, seq, now);
         }
         if inner.bufs.borrow().bytes() > cfg.memory_budget {
             let _permit = inner.flush_lock.acquire_permit(1).await;
@@ -124,7 +127,11 @@ pub(crate) async fn open(cfg: ShardConfig) -> Result<Shard> {
 
     // Tasks: the WAL writer at high priority, the flusher below ingest.
     let ex = glommio::executor();
-    let wal_q = ex.create_task_queue(Shares::Static(1000), Latency::NotImportant, "xtdb-wal");
+    let wal_q = ex.create_task_queue(
+        Shares::Static(1000),
+        Latency::Matters(Duration::from_millis(1)),
+        "xtdb-wal",
+    );
     let flush_q = ex.create_task_queue(Shares::Static(100), Latency::NotImportant, "xtdb-flush");
     let spawn_err = |e: glommio::GlommioError<()>| {
         Error::io(

@@ -17,7 +17,7 @@ use event_listener::Event;
 use glommio::task::JoinHandle;
 
 use crate::storage::block::POINTS_PER_BLOCK;
-use crate::storage::buffer::{Buffers, Sample, TagBuffer};
+use crate::storage::buffer::{Buffers, TagBuffer};
 use crate::storage::chunk::ActiveChunk;
 use crate::storage::index::Index;
 use crate::storage::wal::Wal;
@@ -123,30 +123,11 @@ impl Inner {
 
     /// Inserts points written in WAL records starting at `seq` into the
     /// buffers. Returns true if a flush should be triggered.
-    pub(crate) fn buffer_points(
-        &self,
-        points: impl Iterator<Item = Point>,
-        seq: u64,
-        now: Instant,
-    ) -> bool {
+    pub(crate) fn buffer_points(&self, points: &[Point], seq: u64, now: Instant) -> bool {
         let mut bufs = self.bufs.borrow_mut();
         let mut full = self.full.borrow_mut();
         let before = full.len();
-        for p in points {
-            let n = bufs.insert(
-                p.tag,
-                Sample {
-                    ts: p.ts,
-                    value: p.value,
-                    quality: p.quality,
-                },
-                seq,
-                now,
-            );
-            if n == POINTS_PER_BLOCK {
-                full.push(p.tag);
-            }
-        }
+        bufs.insert_batch(points, seq, now, POINTS_PER_BLOCK, &mut full);
         full.len() > before || bufs.bytes() > self.cfg.memory_budget
     }
 
@@ -194,7 +175,7 @@ impl Shard {
         }
         let wal = inner.wal()?;
         let (first, last) = wal.append(points)?;
-        if inner.buffer_points(points.iter().copied(), first, Instant::now()) {
+        if inner.buffer_points(points, first, Instant::now()) {
             inner.flush_wanted.notify(1);
         }
         {

@@ -33,6 +33,7 @@
 //! previous life fail the sequence and segment-id checks, so they are never
 //! replayed.
 
+use crate::storage::le::{u32_at, u64_at};
 use crate::Point;
 
 /// Segment header magic.
@@ -215,18 +216,6 @@ pub fn points(payload: &[u8]) -> impl Iterator<Item = Point> + '_ {
         value: f64::from_bits(u64_at(b, 12)),
         quality: b[20],
     })
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
 }
 
 #[cfg(test)]
