@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod load;
 pub mod net;
 pub mod point;
 pub mod runtime;

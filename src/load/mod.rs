@@ -1,0 +1,25 @@
+//! `xtdb-load`: the bundled load generator and verifier. It sizes a machine
+//! ("can this box take 100K tags at 1 Hz?") and proves speed and durability.
+//!
+//! - [`gen`]: deterministic points from `(seed, tag, timestamp)`.
+//! - [`acklog`]: the append-only record of acknowledged batches.
+//! - [`report`]: histograms, progress lines, JSON.
+//! - [`conn`]: the client calls used, as a trait over `xtdb::net::Client`.
+//! - [`write`], [`verify`], [`query`]: the commands.
+//! - [`scenario`]: the original design's figures; [`demo`]: the one-command run.
+//! - [`server`]: starting and stopping an `xtdb serve` process.
+//!
+//! Everything that talks to the server runs inside pinned glommio executors;
+//! the binary `bin/xtdb-load.rs` only parses arguments.
+
+pub mod acklog;
+pub mod conn;
+pub mod demo;
+pub mod gen;
+pub mod query;
+pub mod report;
+pub mod scenario;
+pub mod server;
+pub mod summary;
+pub mod verify;
+pub mod write;
