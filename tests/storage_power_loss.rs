@@ -40,6 +40,26 @@ impl Rng {
     }
 }
 
+thread_local! {
+    /// Where the current case is, and its shard, for a hang report.
+    static PHASE: RefCell<(String, Option<Shard>)> = const { RefCell::new((String::new(), None)) };
+}
+
+fn phase(p: &str, shard: Option<&Shard>) {
+    PHASE.with(|x| *x.borrow_mut() = (p.to_string(), shard.cloned()));
+}
+
+fn hang_report() -> String {
+    PHASE.with(|x| {
+        let x = x.borrow();
+        format!(
+            "phase {}: {}",
+            x.0,
+            x.1.as_ref().map_or("-".into(), |s| s.debug_state())
+        )
+    })
+}
+
 /// Every point gets a unique (tag, ts); its value derives from both.
 fn point(writer: u64, n: u64, i: u64) -> Point {
     let tag = (writer * 7 + i % 7) as u32;
@@ -97,10 +117,24 @@ async fn case(seed: u64, total_ops: u64) -> Result<u64, String> {
     let plan = FaultPlan::new();
     plan.install();
     plan.power_fail_after(crash_at);
+    phase("open 1", None);
     let (acked, tried) = match Shard::open(config(dir.path())).await {
         Ok(shard) => {
+            phase("workload", Some(&shard));
+            let trace = std::env::var("XTDB_CRASH_TRACE").is_ok();
             let r = workload(&shard, &mut rng).await;
+            if trace {
+                eprintln!(
+                    "seed {seed}: workload done, {} acked; closing; {:?}",
+                    r.0.len(),
+                    shard.stats()
+                );
+            }
+            phase("close 1", Some(&shard));
             let _ = shard.close().await;
+            if trace {
+                eprintln!("seed {seed}: closed");
+            }
             r
         }
         Err(_) => (Vec::new(), Vec::new()),
@@ -135,6 +169,9 @@ async fn case(seed: u64, total_ops: u64) -> Result<u64, String> {
             }
             found.insert((p.tag, p.ts), p);
         }
+    }
+    if std::env::var("XTDB_CRASH_TRACE").is_ok() {
+        eprintln!("seed {seed}: verified ranges; {:?}", shard.stats());
     }
     for p in &acked {
         if !found.contains_key(&(p.tag, p.ts)) {
@@ -180,7 +217,7 @@ fn seeded_power_losses_lose_no_acknowledged_point() {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => failures.push(e),
                 Err(_) => {
-                    failures.push(format!("seed {seed}: hung for 60 s"));
+                    failures.push(format!("seed {seed}: hung for 60 s in {}", hang_report()));
                     break;
                 }
             }

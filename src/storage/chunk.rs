@@ -364,7 +364,7 @@ pub async fn open_chunk(path: &Path, scan_blocks: bool) -> Result<Option<OpenedC
     };
     let n = header.committed as usize;
     let pages = n.div_ceil(ENTRIES_PER_PAGE);
-    let dir_bytes = file.read_at(HEADER_BYTES, pages * PAGE).await?;
+    let dir_bytes = file.read_vec(HEADER_BYTES, pages * PAGE).await?;
     let mut from_dir = Vec::with_capacity(n);
     let mut dir_err = None;
     for p in 0..pages {
@@ -419,7 +419,7 @@ pub async fn open_chunk(path: &Path, scan_blocks: bool) -> Result<Option<OpenedC
 
 /// Reads and verifies committed blocks `0..n`, returning their entries.
 async fn scan(file: &DataFile, layout: Layout, chunk_id: u64, n: usize) -> Result<Vec<DirEntry>> {
-    const STEP: usize = 256;
+    const STEP: usize = crate::storage::file::MAX_IO / BLOCK_SIZE;
     let mut out = Vec::with_capacity(n);
     let mut slot = 0usize;
     while slot < n {

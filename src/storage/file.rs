@@ -13,6 +13,12 @@ use crate::{Error, Result};
 /// Alignment of every O_DIRECT write offset and length.
 pub const PAGE: usize = 4096;
 
+/// Largest single read or write request. The device here takes at most
+/// 4 MiB per request (`max_sectors_kb`), and glommio 0.9 can hang forever
+/// on a larger one (glommio #633), so bigger transfers are split into
+/// pieces of this size, issued concurrently.
+pub const MAX_IO: usize = 1 << 20;
+
 /// Rounds `n` up to a multiple of [`PAGE`].
 pub fn page_up(n: usize) -> usize {
     n.div_ceil(PAGE) * PAGE
@@ -59,6 +65,7 @@ impl DataFile {
     /// Writes all of `buf` at `pos` (both page aligned). A short write is an error.
     pub async fn write_at(&self, buf: DmaBuffer, pos: u64) -> Result<()> {
         let len = buf.len();
+        debug_assert!(len <= MAX_IO, "write of {len} bytes: use write_bytes_at");
         if let Some(f) = &self.faults {
             let io = |e| Error::io(format!("write at offset {pos}"), Some(self.path.clone()), e);
             if f.before_write(&self.path, pos, len).map_err(io)? {
@@ -83,8 +90,41 @@ impl DataFile {
         Ok(())
     }
 
-    /// Reads up to `len` bytes at `pos`; shorter only at end of file.
+    /// Reads up to `len` bytes at `pos` (any size: split into
+    /// [`MAX_IO`] pieces read concurrently); shorter only at end of file.
+    pub async fn read_vec(&self, pos: u64, len: usize) -> Result<Vec<u8>> {
+        let pieces = (0..len)
+            .step_by(MAX_IO)
+            .map(|off| self.read_at(pos + off as u64, MAX_IO.min(len - off)));
+        let mut out = Vec::with_capacity(len);
+        for r in futures_util::future::join_all(pieces).await {
+            let r = r?;
+            out.extend_from_slice(&r);
+            if r.len() < MAX_IO {
+                break; // end of file
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes `bytes` (a multiple of [`PAGE`]) at `pos`, copied into DMA
+    /// buffers of at most [`MAX_IO`] bytes written concurrently.
+    pub async fn write_bytes_at(&self, bytes: &[u8], pos: u64) -> Result<()> {
+        let writes = bytes.chunks(MAX_IO).enumerate().map(|(i, piece)| {
+            let mut buf = self.file.alloc_dma_buffer(piece.len());
+            buf.as_bytes_mut().copy_from_slice(piece);
+            self.write_at(buf, pos + (i * MAX_IO) as u64)
+        });
+        for r in futures_util::future::join_all(writes).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// Reads up to `len` bytes (at most [`MAX_IO`]) at `pos`; shorter only at
+    /// end of file.
     pub async fn read_at(&self, pos: u64, len: usize) -> Result<ReadResult> {
+        debug_assert!(len <= MAX_IO, "read of {len} bytes: use read_vec");
         self.file
             .read_at(pos, len)
             .await

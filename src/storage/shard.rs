@@ -231,6 +231,23 @@ impl Shard {
         s
     }
 
+    /// Internal state (WAL, flush lock, fence, buffers), for diagnosing
+    /// stalls; the format is not stable.
+    pub fn debug_state(&self) -> String {
+        let i = &self.inner;
+        format!(
+            "{}; flush permits {}; fenced {:?}; closing {}; frozen {}; full {}; buffered {} bytes; tasks {}",
+            i.wal.get().map_or("no wal".into(), |w| w.debug_state()),
+            i.flush_lock.available(),
+            i.fenced.borrow(),
+            i.closing.get(),
+            i.frozen.borrow().len(),
+            i.full.borrow().len(),
+            i.bufs.borrow().bytes(),
+            i.tasks.borrow().len()
+        )
+    }
+
     /// What recovery found when this shard opened.
     pub fn recovery(&self) -> RecoveryReport {
         self.inner.recovery.borrow().clone()

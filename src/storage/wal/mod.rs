@@ -191,6 +191,23 @@ impl Wal {
         self.st.borrow().next_seq
     }
 
+    /// Internal state, for diagnosing stalls.
+    pub fn debug_state(&self) -> String {
+        let st = self.st.borrow();
+        format!(
+            "wal: next_seq {} durable_seq {} pending {} records / {} bytes, fenced {:?}, closing {}, active {:?}, live {}, free {}",
+            st.next_seq,
+            st.durable_seq,
+            st.pending_lens.len(),
+            st.pending.len(),
+            st.fenced,
+            st.closing,
+            st.active.as_ref().map(|a| (a.seg.id, a.seg.first_seq, a.pos)),
+            st.live.len(),
+            st.free.len()
+        )
+    }
+
     /// The fencing reason, if the log is fenced.
     pub fn fenced(&self) -> Option<String> {
         self.st.borrow().fenced.clone()
@@ -349,20 +366,20 @@ impl Wal {
         if bytes.is_empty() {
             return Ok(());
         }
-        let (file, at, dma, new_pos) = {
+        let (file, at, data, new_pos) = {
             let st = self.st.borrow();
             let a = st.active.as_ref().ok_or(Error::Closed)?;
             let at = a.pos - a.tail.len() as u64;
             let total = a.tail.len() + bytes.len();
-            let mut dma = a.seg.file.buffer(page_up(total));
-            let d = dma.as_bytes_mut();
-            d[..a.tail.len()].copy_from_slice(&a.tail);
-            d[a.tail.len()..total].copy_from_slice(bytes);
-            (a.seg.file.clone(), at, dma, a.pos + bytes.len() as u64)
+            let mut data = Vec::with_capacity(page_up(total));
+            data.extend_from_slice(&a.tail);
+            data.extend_from_slice(bytes);
+            data.resize(page_up(total), 0);
+            (a.seg.file.clone(), at, data, a.pos + bytes.len() as u64)
         };
         let keep_from = (new_pos as usize / PAGE * PAGE) - at as usize;
-        let new_tail = dma.as_bytes()[keep_from..(new_pos - at) as usize].to_vec();
-        file.write_at(dma, at).await?;
+        let new_tail = data[keep_from..(new_pos - at) as usize].to_vec();
+        file.write_bytes_at(&data, at).await?;
         let mut st = self.st.borrow_mut();
         st.counters.bytes += bytes.len() as u64;
         if let Some(a) = st.active.as_mut() {

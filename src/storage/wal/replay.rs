@@ -17,8 +17,6 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use glommio::io::ReadResult;
-
 use super::format::{self, Decoded, SegmentHeader, SEGMENT_HEADER};
 use super::{parse_segment_file_name, Active, Recovered, Segment};
 use crate::storage::file::{DataFile, PAGE};
@@ -28,7 +26,7 @@ use crate::{Error, Result};
 /// checkpoint, as `(seq, offset, len)` of each payload.
 pub struct SegmentRecords {
     /// The segment's bytes.
-    pub data: ReadResult,
+    pub data: Vec<u8>,
     /// `(sequence, payload offset, payload length)` of each record to replay.
     pub records: Vec<(u64, usize, usize)>,
 }
@@ -175,7 +173,7 @@ impl WalRecovery {
                 ),
             ));
         }
-        let data = file.read_at(0, self.segment_size as usize).await?;
+        let data = file.read_vec(0, self.segment_size as usize).await?;
         let mut pos = SEGMENT_HEADER;
         let mut records = Vec::new();
         let stop = loop {
