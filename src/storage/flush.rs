@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
-use crate::storage::block::{self, BLOCK_SIZE, POINTS_PER_BLOCK};
+use crate::storage::block::{self, BLOCK_SIZE};
+use crate::storage::buffer::Frozen;
 use crate::storage::chunk::{ActiveChunk, DirEntry};
 use crate::storage::index::BlockRef;
 use crate::storage::shard::Inner;
@@ -28,11 +29,10 @@ const MAX_BLOCKS_PER_COMMIT: usize = 1024;
 /// Blocks per write request.
 const BLOCKS_PER_WRITE: usize = 64;
 
-/// One planned block: a slice of a frozen buffer.
+/// One planned block: a segment of a frozen buffer.
 struct Planned {
     tag: u32,
-    from: usize,
-    to: usize,
+    seg: usize,
     min_seq: u64,
 }
 
@@ -57,22 +57,13 @@ pub(crate) async fn flush_round(inner: &Rc<Inner>, tags: Vec<u32>, wal_next: u64
             if frozen.contains_key(&tag) {
                 continue;
             }
-            let Some(mut b) = bufs.take(tag) else {
+            let Some(b) = bufs.take(tag) else {
                 continue;
             };
-            let n = b.samples().len();
-            let mut from = 0;
-            while from < n {
-                let to = (from + POINTS_PER_BLOCK).min(n);
-                plan.push(Planned {
-                    tag,
-                    from,
-                    to,
-                    min_seq: b.min_seq,
-                });
-                from = to;
-            }
-            frozen.insert(tag, b);
+            let min_seq = b.min_seq;
+            let segs = b.freeze();
+            plan.extend((0..segs.len()).map(|seg| Planned { tag, seg, min_seq }));
+            frozen.insert(tag, Frozen { segs });
         }
     }
     if plan.is_empty() {
@@ -181,15 +172,17 @@ async fn write_blocks(
     for (g, group) in batch.chunks(BLOCKS_PER_WRITE).enumerate() {
         let mut buf = chunk.file.buffer(group.len() * BLOCK_SIZE);
         {
-            let mut frozen = inner.frozen.borrow_mut();
+            let frozen = inner.frozen.borrow();
             for (i, p) in group.iter().enumerate() {
                 let slot = first_slot + (g * BLOCKS_PER_WRITE + i) as u32;
-                let samples = frozen
-                    .get_mut(&p.tag)
-                    .map(|b| &b.samples()[p.from..p.to])
-                    .unwrap_or(&[]);
+                let Some(seg) = frozen.get(&p.tag).and_then(|f| f.segs.get(p.seg)) else {
+                    return Err(crate::Error::InvalidInput(format!(
+                        "flush plan names segment {} of tag {} that is not frozen",
+                        p.seg, p.tag
+                    )));
+                };
                 let out = &mut buf.as_bytes_mut()[i * BLOCK_SIZE..(i + 1) * BLOCK_SIZE];
-                let (h, crc) = block::encode(out, p.tag, samples, p.min_seq, chunk.header.id, slot);
+                let (h, crc) = block::encode(out, p.tag, seg, p.min_seq, chunk.header.id, slot);
                 entries.push(DirEntry {
                     tag: h.tag,
                     count: h.count,
