@@ -34,8 +34,9 @@ fn range_merges_buffer_and_blocks() {
         assert!(shard.range(1, 10, 10).await.unwrap().is_empty());
 
         let s = shard.stats();
-        // 3000 points: 4 raw blocks before issue 7, 2 compressed ones now.
-        assert!(s.blocks_written >= 2, "{s:?}");
+        // 3000 points: 4 raw blocks before issue 7, one compressed block now
+        // (exact decimals 0.01 apart cost ~11 bits a point).
+        assert!(s.blocks_written >= 1, "{s:?}");
         assert!(
             s.points_from_disk >= 3000 && s.points_from_memory >= 500,
             "{s:?}"

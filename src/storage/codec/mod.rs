@@ -21,7 +21,7 @@ use smallvec::SmallVec;
 use crate::storage::buffer::Sample;
 use bits::{put, BitReader};
 pub use quality::QRun;
-use values::XorState;
+use values::ValueState;
 
 /// Bytes one point can add to an encoded payload at most (stream bits of
 /// both fields, rounded up, plus a new quality run).
@@ -51,7 +51,7 @@ pub struct Encoder {
     first_ts: i64,
     ts: i64,
     delta: i64,
-    xor: XorState,
+    xor: ValueState,
 }
 
 impl Encoder {
@@ -108,7 +108,7 @@ impl Encoder {
             put(&mut self.bits, &mut self.free, ts as u64, 64);
             put(&mut self.bits, &mut self.free, value, 64);
             self.first_ts = ts;
-            self.xor = XorState::new(value);
+            self.xor = ValueState::new(value);
         } else {
             let delta = ts.wrapping_sub(self.ts);
             timestamps::put_dod(
@@ -282,7 +282,7 @@ pub fn decode(
     }
     let mut r = BitReader::new(stream);
     let mut ts = r.read_long(64) as i64;
-    let mut xor = XorState::new(r.read_long(64));
+    let mut xor = ValueState::new(r.read_long(64));
     let mut delta = 0i64;
     let mut done = 0u32;
     let mut first = true;
