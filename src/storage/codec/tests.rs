@@ -10,6 +10,7 @@ fn value() -> impl Strategy<Value = u64> {
         4 => (-1000i32..1000).prop_map(|v| (v as f64 / 8.0).to_bits()),
         4 => (-100_000i64..100_000, 0usize..4).prop_map(|(v, d)| (v as f64 / [1.0, 10.0, 100.0, 1000.0][d]).to_bits()),
         1 => any::<i64>().prop_map(|v| (v as f64).to_bits()),
+        2 => (-100_000i64..100_000, 0usize..8).prop_map(|(v, d)| (v as f64 * [1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7][d]).to_bits()),
         2 => any::<u64>(),
         1 => Just(f64::NAN.to_bits()),
         1 => (0u64..1 << 51).prop_map(|p| 0x7ff8_0000_0000_0000 | p),

@@ -10,16 +10,22 @@
 //! | prefix | payload | meaning |
 //! |---|---|---|
 //! | `0` | — | same bits as the previous value |
-//! | `10` | delta | decimal at the current scale `d`: `value = (prev_int + delta) / 10^d` |
+//! | `10` | delta | decimal at the current scale `s`: `value = from_int(prev_int + delta, s)` |
 //! | `110` | the meaningful bits | XOR fits the previous window |
 //! | `1110` | 5 bits leading zeros (≤ 31), 6 bits length (0 = 64), the bits | XOR, new window |
-//! | `1111` | 4 bits scale `d`, delta | decimal at new scale `d` |
+//! | `1111` | 4 bits scale `s`, delta | decimal at new scale `s` |
+//!
+//! A scale `s` has `d = s & 7` decimal digits and a form: `s & 8 == 0`
+//! divides, `from_int(i, s) = i / 10^d` (values parsed from decimal text),
+//! `s & 8 == 8` multiplies, `from_int(i, s) = i × 10^-d` with the f64
+//! constant `1e-d` (values scaled from raw counts, `raw × 0.01`). Both are
+//! IEEE-exact operations, so encoder and decoder agree on every machine.
 //!
 //! Delta (signed, two's complement): `0` + 7 bits, `10` + 14 bits,
-//! `110` + 24 bits, `111` + 40 bits. `prev_int` is `previous value × 10^d`
-//! when that is an exact integer below 2^53 (recomputed by both sides after
-//! every XOR code and scale change); the decimal code is only used while it
-//! exists.
+//! `110` + 24 bits, `111` + 40 bits. `prev_int` is the integer `i` with
+//! `from_int(i, s) == previous value` (`i` = previous × 10^d rounded, below
+//! 2^53), recomputed by both sides after every XOR code and scale change;
+//! the decimal code is only used while it exists.
 
 use super::bits::{put, BitReader};
 
@@ -27,33 +33,38 @@ use super::bits::{put, BitReader};
 pub const MAX_BITS: u32 = 4 + 5 + 6 + 64;
 
 const NO_SCALE: u8 = u8::MAX;
-/// Powers of ten for scales 0..=15 (all exact in f64).
-const POW10: [f64; 16] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-];
-/// Largest scale the encoder tries when looking for a new one.
-const MAX_SEARCH: usize = 9;
+/// Powers of ten for 0..=7 digits (exact in f64).
+const POW10: [f64; 8] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7];
+/// The f64 constants `1e-d` (nearest doubles, as a compiler writes them).
+const NEG_POW10: [f64; 8] = [1e0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7];
+/// The multiplying form flag of a scale.
+const MUL: u8 = 8;
 /// Points without a scale search after one failed.
 const SEARCH_BACKOFF: u8 = 16;
 
-/// The decoder's reconstruction of a decimal.
+/// The decoder's reconstruction of a decimal at scale `s`.
 #[inline(always)]
-fn from_int(i: i64, d: u8) -> u64 {
-    (i as f64 / POW10[d as usize & 15]).to_bits()
+fn from_int(i: i64, s: u8) -> u64 {
+    let d = s as usize & 7;
+    if s & MUL == 0 {
+        (i as f64 / POW10[d]).to_bits()
+    } else {
+        (i as f64 * NEG_POW10[d]).to_bits()
+    }
 }
 
-/// `v × 10^d` if it is an integer below 2^53 from which [`from_int`] gives
-/// back exactly `v`.
+/// `v × 10^d` (`d` of scale `s`) if it is an integer below 2^53 from which
+/// [`from_int`] gives back exactly `v`.
 #[inline(always)]
-fn as_int(v: u64, d: u8) -> Option<i64> {
-    let f = f64::from_bits(v) * POW10[d as usize & 15];
+fn as_int(v: u64, s: u8) -> Option<i64> {
+    let f = f64::from_bits(v) * POW10[s as usize & 7];
     if f.is_nan() || f.abs() >= (1u64 << 53) as f64 {
         return None;
     }
     // Round half away from zero without a libm call; the check below makes
     // any rounding slip harmless.
     let i = (f + 0.5f64.copysign(f)) as i64;
-    (from_int(i, d) == v).then_some(i)
+    (from_int(i, s) == v).then_some(i)
 }
 
 #[inline(always)]
@@ -203,15 +214,20 @@ impl ValueState {
     }
 
     /// The smallest scale at which both the previous value and `v` are
-    /// exact decimals a short delta apart.
+    /// exact decimals a short delta apart (dividing form first).
     fn search(&self, v: u64) -> Option<(u8, i64, u64, u32)> {
-        for d in 0..=MAX_SEARCH as u8 {
-            let Some(i) = as_int(v, d) else { continue };
-            let Some(pi) = as_int(self.prev, d) else {
-                continue;
-            };
-            let (code, n) = delta_code(i - pi)?;
-            return Some((d, i, code, n));
+        for d in 0..8u8 {
+            for s in [d, d | MUL] {
+                if s == MUL {
+                    continue;
+                }
+                let Some(i) = as_int(v, s) else { continue };
+                let Some(pi) = as_int(self.prev, s) else {
+                    continue;
+                };
+                let (code, n) = delta_code(i - pi)?;
+                return Some((s, i, code, n));
+            }
         }
         None
     }
@@ -315,12 +331,26 @@ mod tests {
             1e15,
             9007199254740993.0,
             -7.77,
+            7.0 * 0.01,
+            29.0 * 0.01,
+            -3.0 * 0.1,
+            12345.0 * 1e-7,
         ]
         .iter()
         .map(|v| v.to_bits())
         .chain([0x7ff8_dead_beef_0001, u64::MAX, 1, 1 << 63, 0])
         .collect();
         round_trip(&vals);
+    }
+
+    #[test]
+    fn scaled_raw_counts_cost_about_a_byte() {
+        let vals: Vec<u64> = (0..1000)
+            .map(|i| (2000 + (i * 37) % 21 - 10) as f64 * 0.01)
+            .map(f64::to_bits)
+            .collect();
+        let bytes = round_trip(&vals);
+        assert!(bytes <= 1300, "{bytes} bytes for 1000 scaled counts");
     }
 
     #[test]
