@@ -11,7 +11,8 @@
 //! - memory: `Buffers::bytes()` / point with 1,000 tags × points/1,000 each
 //!   (the shard's accounting: stream capacity, segments, per-tag overhead).
 //! - encode: `Encoder::push` ns/point, sealing a segment per block.
-//! - decode: block payload → `Vec<Point>` ns/point (the query path), median
+//! - decode: block payload → `Vec<Point>` ns/point (`decode_payload_into`,
+//!   the query path), median
 //!   of `--rounds`.
 
 use std::hint::black_box;
@@ -20,7 +21,7 @@ use std::time::Instant;
 use clap::Parser;
 use xtdb::storage::block::PAYLOAD_CAPACITY;
 use xtdb::storage::buffer::Buffers;
-use xtdb::storage::codec::{decode_payload, Encoder, Segment, MAX_POINT_BYTES};
+use xtdb::storage::codec::{decode_payload_into, Encoder, Segment, MAX_POINT_BYTES};
 use xtdb::Point;
 
 #[derive(Parser)]
@@ -181,10 +182,7 @@ fn main() {
             out.clear();
             let t = Instant::now();
             for (p, count) in &payloads {
-                decode_payload(p, *count, i64::MIN, i64::MAX, |ts, v, q| {
-                    out.push(Point::new(7, ts, f64::from_bits(v), q))
-                })
-                .expect("decode");
+                decode_payload_into(p, *count, 7, i64::MIN, i64::MAX, &mut out).expect("decode");
             }
             dec_ns.push(t.elapsed().as_nanos() as f64 / n as f64);
             black_box(&out);

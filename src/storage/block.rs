@@ -249,11 +249,8 @@ pub fn decode_into(
     let payload = b
         .get(HEADER..HEADER + plen)
         .ok_or_else(|| "payload beyond the block".to_string())?;
-    out.reserve(h.count as usize);
-    codec::decode_payload(payload, h.count, start, end, |ts, v, q| {
-        out.push(Point::new(tag, ts, f64::from_bits(v), q))
-    })
-    .map_err(|e| format!("bad compressed payload: {e}"))
+    codec::decode_payload_into(payload, h.count, tag, start, end, out)
+        .map_err(|e| format!("bad compressed payload: {e}"))
 }
 
 /// The samples of a verified raw block.

@@ -19,6 +19,7 @@ pub mod values;
 use smallvec::SmallVec;
 
 use crate::storage::buffer::Sample;
+use crate::Point;
 use bits::{put, BitReader};
 pub use quality::QRun;
 use values::ValueState;
@@ -101,7 +102,7 @@ impl Encoder {
     #[inline]
     pub fn push(&mut self, ts: i64, value: u64, q: u8) {
         debug_assert!(self.count == 0 || ts > self.ts);
-        if self.bits.len() + 32 > self.bits.capacity() {
+        if self.bits.len() + 48 > self.bits.capacity() {
             self.grow();
         }
         if self.count == 0 {
@@ -264,6 +265,42 @@ pub fn decode_payload(
 ) -> Result<(), DecodeError> {
     let (runs, stream) = split_payload(p, count)?;
     decode(stream, quality::read(runs), count, start, end, f)
+}
+
+/// Decodes a payload (see [`decode_payload`]) straight into `out` as
+/// points of `tag`: the query path's inner loop.
+pub fn decode_payload_into(
+    p: &[u8],
+    count: u32,
+    tag: u32,
+    start: i64,
+    end: i64,
+    out: &mut Vec<Point>,
+) -> Result<(), DecodeError> {
+    let (runs, stream) = split_payload(p, count)?;
+    out.reserve(count as usize);
+    let len = out.len();
+    let spare = out.spare_capacity_mut();
+    let mut k = 0;
+    // Writing into the reserved tail keeps length and capacity in registers
+    // (`Vec::push` reloads them every point).
+    let r = decode(
+        stream,
+        quality::read(runs),
+        count,
+        start,
+        end,
+        |ts, v, q| {
+            if let Some(slot) = spare.get_mut(k) {
+                slot.write(Point::new(tag, ts, f64::from_bits(v), q));
+                k += 1;
+            }
+        },
+    );
+    // SAFETY: the first `k` slots of the spare capacity were initialised
+    // above, and `len + k` is within the capacity.
+    unsafe { out.set_len(len + k) };
+    r
 }
 
 /// Decodes `count` points of `stream` with qualities from `runs`, calling
