@@ -250,8 +250,8 @@ impl ValueState {
         self.read_slow(r, w)
     }
 
-    /// Out of line: inlining it speeds random bits up by ~15% but slows
-    /// the decimal path, the common one in plants, by as much.
+    /// Out of line: inlined, it slowed the decimal path (the common one in
+    /// plants) from 5.6 to 6.6 ns/point in `cargo bench --bench codec`.
     #[inline(never)]
     fn read_slow(&mut self, r: &mut BitReader, w: u64) -> Option<u64> {
         match w.leading_ones() {
