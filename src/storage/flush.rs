@@ -1,8 +1,9 @@
 //! Flushing: moving tag buffers into 16 KiB blocks of the active chunk.
 //!
-//! A round freezes the chosen buffers (still visible to queries), encodes
-//! them into blocks, writes runs of contiguous slots with many writes in
-//! flight, then commits: directory pages, `fdatasync`, header with the new
+//! A round freezes the chosen buffers into block-sized compressed segments
+//! (still visible to queries; a buffer without out-of-order points hands
+//! over its encoded bytes as they are), wraps each segment in a block
+//! header, writes runs of contiguous slots with many writes in flight, then commits: directory pages, `fdatasync`, header with the new
 //! checkpoint, `fdatasync` ([`ActiveChunk::commit`]). Only then are the
 //! blocks published to the index and the frozen buffers dropped, and WAL
 //! segments below the checkpoint released. Rounds are serialised by the
