@@ -91,6 +91,9 @@ pub struct TagBuffer {
     stream_last: i64,
     /// Lowest WAL sequence holding any of these samples.
     pub min_seq: u64,
+    /// A WAL sequence no greater than that of any point in the head (the
+    /// buffer's `min_seq` once its sealed segments are flushed).
+    head_seq: u64,
     /// When the first sample arrived.
     pub since: Instant,
     /// Samples inserted (what the shard's point count was charged).
@@ -105,6 +108,7 @@ impl TagBuffer {
             streamed: 0,
             stream_last: i64::MIN,
             min_seq,
+            head_seq: min_seq,
             since,
             inserted: 0,
         }
@@ -131,9 +135,10 @@ impl TagBuffer {
         self.heap_bytes() + TAG_OVERHEAD
     }
 
-    /// Appends `s`. Returns true if a segment was sealed (a block's worth).
+    /// Appends `s`, written in WAL record `seq` or later. Returns true if a
+    /// segment was sealed (a block's worth).
     #[inline(always)]
-    fn push(&mut self, s: Sample) -> bool {
+    fn push(&mut self, s: Sample, seq: u64) -> bool {
         self.inserted += 1;
         if self.streamed > 0 && s.ts <= self.stream_last {
             self.push_ooo(s);
@@ -142,6 +147,7 @@ impl TagBuffer {
         let sealed = self.head.payload_len() + MAX_POINT_BYTES > PAYLOAD_CAPACITY;
         if sealed {
             self.seal();
+            self.head_seq = seq;
         }
         self.head.push(s.ts, s.value.to_bits(), s.quality);
         self.streamed += 1;
@@ -190,7 +196,7 @@ impl TagBuffer {
         let (min_seq, since, inserted) = (self.min_seq, self.since, self.inserted);
         *self = TagBuffer::new(min_seq, since);
         for s in all {
-            self.push(s);
+            self.push(s, min_seq);
         }
         self.inserted = inserted;
     }
@@ -360,7 +366,7 @@ impl Buffers {
         };
         let buf = &mut self.slots[slot].1;
         let before = buf.heap_bytes();
-        buf.push(s);
+        buf.push(s, seq);
         self.bytes = self.bytes + buf.heap_bytes() - before;
         self.points += 1;
         buf.len()
@@ -399,11 +405,14 @@ impl Buffers {
             }
             let buf = &mut self.slots[slots[i] as usize].1;
             let before = buf.heap_bytes();
-            let sealed = buf.push(Sample {
-                ts: p.ts,
-                value: p.value,
-                quality: p.quality,
-            });
+            let sealed = buf.push(
+                Sample {
+                    ts: p.ts,
+                    value: p.value,
+                    quality: p.quality,
+                },
+                seq,
+            );
             self.bytes = self.bytes + buf.heap_bytes() - before;
             if sealed {
                 full.push(p.tag);
@@ -446,6 +455,30 @@ impl Buffers {
         self.points -= b.inserted;
         self.bytes -= b.bytes();
         Some(b)
+    }
+
+    /// Takes `tag`'s sealed segments (a block's worth each) for a flush and
+    /// leaves its head buffered, so a full tag does not also write a block
+    /// holding the few points that arrived since. `None` when there are none
+    /// or the buffer holds out-of-order points (flush all of it then).
+    /// Returns the segments and the lowest WAL sequence they may hold.
+    pub fn take_sealed(&mut self, tag: u32) -> Option<(Vec<Segment>, u64)> {
+        let slot = *self.index.get(&tag)? as usize;
+        let buf = &mut self.slots[slot].1;
+        let c = buf.cold.as_ref()?;
+        if c.sealed.is_empty() || !c.ooo.is_empty() || buf.head.count() == 0 {
+            return None;
+        }
+        let before = buf.heap_bytes();
+        let segs = buf.cold.take().map(|c| c.sealed).unwrap_or_default();
+        let n: usize = segs.iter().map(|s| s.count as usize).sum();
+        buf.streamed -= n as u32;
+        let k = n.min(buf.inserted);
+        buf.inserted -= k;
+        self.points -= k;
+        let min_seq = std::mem::replace(&mut buf.min_seq, buf.head_seq);
+        self.bytes = self.bytes + buf.heap_bytes() - before;
+        Some((segs, min_seq))
     }
 
     /// Buffered samples.

@@ -37,10 +37,26 @@ struct Planned {
     min_seq: u64,
 }
 
+/// What a flush takes from a tag's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Take {
+    /// Everything.
+    All,
+    /// Only the sealed, block-sized segments (the tag filled a block); the
+    /// head stays buffered. Falls back to `All` if the buffer holds
+    /// out-of-order points.
+    Sealed,
+}
+
 /// Flushes every buffered tag (takes the flush lock).
 pub(crate) async fn flush_all(inner: &Rc<Inner>) -> Result<()> {
     let _permit = inner.flush_lock.acquire_permit(1).await;
-    let tags: Vec<u32> = inner.bufs.borrow().iter().map(|(t, _)| t).collect();
+    let tags: Vec<(u32, Take)> = inner
+        .bufs
+        .borrow()
+        .iter()
+        .map(|(t, _)| (t, Take::All))
+        .collect();
     let next = inner.wal()?.next_seq();
     flush_round(inner, tags, next).await
 }
@@ -48,21 +64,34 @@ pub(crate) async fn flush_all(inner: &Rc<Inner>) -> Result<()> {
 /// Flushes `tags`. `wal_next` is a WAL sequence number no greater than any
 /// record not yet in the buffers (the checkpoint when nothing is buffered).
 /// The caller holds the flush lock.
-pub(crate) async fn flush_round(inner: &Rc<Inner>, tags: Vec<u32>, wal_next: u64) -> Result<()> {
+pub(crate) async fn flush_round(
+    inner: &Rc<Inner>,
+    tags: Vec<(u32, Take)>,
+    wal_next: u64,
+) -> Result<()> {
     let started = Instant::now();
     let mut plan = Vec::new();
     {
         let mut bufs = inner.bufs.borrow_mut();
         let mut frozen = inner.frozen.borrow_mut();
-        for tag in tags {
+        for (tag, take) in tags {
             if frozen.contains_key(&tag) {
                 continue;
             }
-            let Some(b) = bufs.take(tag) else {
-                continue;
+            let sealed = match take {
+                Take::Sealed => bufs.take_sealed(tag),
+                Take::All => None,
             };
-            let min_seq = b.min_seq;
-            let segs = b.freeze();
+            let (segs, min_seq) = match sealed {
+                Some(x) => x,
+                None => {
+                    let Some(b) = bufs.take(tag) else {
+                        continue;
+                    };
+                    let min_seq = b.min_seq;
+                    (b.freeze(), min_seq)
+                }
+            };
             plan.extend((0..segs.len()).map(|seg| Planned { tag, seg, min_seq }));
             frozen.insert(tag, Frozen { segs });
         }
@@ -234,9 +263,12 @@ fn publish(
     }
 }
 
-/// Picks the tags the flusher should write out now.
-fn pick(inner: &Inner) -> Vec<u32> {
-    let mut tags: Vec<u32> = std::mem::take(&mut *inner.full.borrow_mut());
+/// Picks the tags the flusher should write out now, and what of each.
+fn pick(inner: &Inner) -> Vec<(u32, Take)> {
+    let mut tags: Vec<(u32, Take)> = std::mem::take(&mut *inner.full.borrow_mut())
+        .into_iter()
+        .map(|t| (t, Take::Sealed))
+        .collect();
     let bufs = inner.bufs.borrow();
     let budget = inner.cfg.memory_budget;
     if bufs.bytes() > budget {
@@ -247,7 +279,7 @@ fn pick(inner: &Inner) -> Vec<u32> {
             if to_free == 0 {
                 break;
             }
-            tags.push(tag);
+            tags.push((tag, Take::All));
             to_free = to_free.saturating_sub(bytes);
         }
     }
@@ -261,11 +293,12 @@ fn pick(inner: &Inner) -> Vec<u32> {
         let old = now.duration_since(b.since) >= age;
         let pins_wal = wal_target.is_some_and(|t| b.min_seq < t);
         if old || pins_wal {
-            tags.push(tag);
+            tags.push((tag, Take::All));
         }
     }
+    // `All` sorts first, so it wins over `Sealed` for the same tag.
     tags.sort_unstable();
-    tags.dedup();
+    tags.dedup_by_key(|t| t.0);
     tags
 }
 

@@ -69,6 +69,48 @@ fn a_block_worth_seals_and_is_reported_full_once() {
 }
 
 #[test]
+fn take_sealed_leaves_the_head_with_its_own_wal_sequence() {
+    let now = Instant::now();
+    let mut b = Buffers::default();
+    let mut full = Vec::new();
+    let mut seq = 10;
+    let mut n = 0i64;
+    while full.is_empty() {
+        let pts: Vec<Point> = (n..n + 100)
+            .map(|i| {
+                Point::new(
+                    4,
+                    i * 1_000_000,
+                    f64::from_bits(i as u64 * 0x9E37_79B9_7F4A_7C15),
+                    192,
+                )
+            })
+            .collect();
+        b.insert_batch(&pts, seq, now, &mut full);
+        seq += 1;
+        n += 100;
+    }
+    let sealed_at = seq - 1;
+    let (points, bytes) = (b.points(), b.bytes());
+    let (segs, min_seq) = b.take_sealed(4).unwrap();
+    assert_eq!(min_seq, 10);
+    assert_eq!(segs.len(), 1);
+    let in_segs = segs[0].count as usize;
+    assert_eq!(b.points(), points - in_segs);
+    assert!(b.bytes() < bytes);
+    let buf = b.get_mut(4).unwrap();
+    assert_eq!(buf.min_seq, sealed_at);
+    assert_eq!(buf.bytes(), b.bytes());
+    let rest = all(b.get_mut(4).unwrap());
+    assert_eq!(rest.len() + in_segs, n as usize);
+    assert_eq!(rest[0].ts, segs[0].last.ts + 1_000_000);
+    assert!(b.take_sealed(4).is_none());
+    // With an out-of-order point buffered, the whole buffer must go.
+    b.insert(4, s(5, 1.0), seq, now);
+    assert!(b.take_sealed(4).is_none());
+}
+
+#[test]
 fn compressed_buffer_costs_few_bytes_per_point() {
     let now = Instant::now();
     let mut b = Buffers::default();
