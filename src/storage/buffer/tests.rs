@@ -81,7 +81,7 @@ fn take_sealed_leaves_the_head_with_its_own_wal_sequence() {
                 Point::new(
                     4,
                     i * 1_000_000,
-                    f64::from_bits(i as u64 * 0x9E37_79B9_7F4A_7C15),
+                    f64::from_bits((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
                     192,
                 )
             })
