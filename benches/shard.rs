@@ -58,6 +58,13 @@ enum What {
         blocks: usize,
         #[arg(long, default_value_t = 300)]
         queries: usize,
+        /// Points per block written for the queried tag; 0 = as many as
+        /// fit a compressed block (960 reproduces the raw-block query).
+        #[arg(long, default_value_t = 0)]
+        per_block: u64,
+        /// Tags interleaved with the queried one.
+        #[arg(long, default_value_t = 100)]
+        tags: u32,
     },
     /// WAL replay speed.
     Replay {
@@ -89,7 +96,12 @@ fn main() {
                         points,
                         tags,
                     } => ingest(path, batch, writers, points, tags).await,
-                    What::Query { blocks, queries } => query(path, blocks, queries).await,
+                    What::Query {
+                        blocks,
+                        queries,
+                        per_block,
+                        tags,
+                    } => query(path, blocks, queries, per_block, tags).await,
                     What::Replay { points } => replay(path, points).await,
                     What::Memory { points } => memory(path, points).await,
                     What::All => unreachable!(),
@@ -112,6 +124,8 @@ fn main() {
             run(What::Query {
                 blocks: 100,
                 queries: 300,
+                per_block: 0,
+                tags: 100,
             });
             run(What::Replay { points: 24_000_000 });
             run(What::Memory { points: 10_000_000 });
@@ -175,17 +189,34 @@ async fn ingest(dir: PathBuf, batch: usize, writers: usize, points: u64, tags: u
     shard.close().await.unwrap();
 }
 
-async fn query(dir: PathBuf, blocks: usize, queries: usize) {
+/// Points of tag 0's series (`value(0, ts)`, ts = 0, 1, ..) that fill one
+/// compressed block, by the buffers' sealing rule.
+fn points_per_compressed_block() -> u64 {
+    use xtdb::storage::block::PAYLOAD_CAPACITY;
+    use xtdb::storage::codec::{Encoder, MAX_POINT_BYTES};
+    let mut e = Encoder::default();
+    let mut ts = 0;
+    while e.payload_len() + MAX_POINT_BYTES <= PAYLOAD_CAPACITY {
+        e.push(ts, value(0, ts).to_bits(), 192);
+        ts += 1;
+    }
+    e.count() as u64
+}
+
+async fn query(dir: PathBuf, blocks: usize, queries: usize, per_block: u64, tags: u32) {
     let cfg = ShardConfig::new(&dir);
-    let per_block = xtdb::storage::block::POINTS_PER_BLOCK as u64;
+    let per_block = match per_block {
+        0 => points_per_compressed_block(),
+        n => n,
+    };
     {
         let shard = Shard::open(cfg.clone()).await.unwrap();
-        // Tag 0 gets `blocks` full blocks; 99 other tags interleave so its
+        // Tag 0 gets `blocks` blocks' worth; other tags interleave so its
         // blocks are spread across the chunk like a real plant's.
         let mut ts = 0i64;
         for _ in 0..blocks {
-            let mut b = Vec::with_capacity(per_block as usize * 100);
-            for tag in 0..100u32 {
+            let mut b = Vec::with_capacity(per_block as usize * tags as usize);
+            for tag in 0..tags {
                 for i in 0..per_block as i64 {
                     b.push(Point::new(tag, ts + i, value(tag, ts + i), 192));
                 }
@@ -206,9 +237,11 @@ async fn query(dir: PathBuf, blocks: usize, queries: usize) {
         n = pts.len();
     }
     let s = shard.stats();
+    let p50 = h.value_at_quantile(0.5) as f64 / 1e3;
     println!(
-        "query: range over {blocks} blocks ({n} points) from disk, O_DIRECT: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} queries, {} blocks read)",
-        h.value_at_quantile(0.5) as f64 / 1e3,
+        "query: range over {blocks} blocks' worth ({per_block} points each, {n} points, {:.1} blocks read per query) from disk, O_DIRECT: p50 {p50:.2} ms ({:.1} M points/s), p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} queries, {} blocks read)",
+        s.blocks_read as f64 / queries as f64,
+        n as f64 / p50 / 1e3,
         h.value_at_quantile(0.9) as f64 / 1e3,
         h.value_at_quantile(0.99) as f64 / 1e3,
         h.max() as f64 / 1e3,

@@ -34,7 +34,9 @@ fn range_merges_buffer_and_blocks() {
         assert!(shard.range(1, 10, 10).await.unwrap().is_empty());
 
         let s = shard.stats();
-        assert!(s.blocks_written >= 4, "{s:?}");
+        // 3000 points: 4 raw blocks before issue 7, one compressed block now
+        // (exact decimals 0.01 apart cost ~11 bits a point).
+        assert!(s.blocks_written >= 1, "{s:?}");
         assert!(
             s.points_from_disk >= 3000 && s.points_from_memory >= 500,
             "{s:?}"
@@ -182,7 +184,9 @@ fn reopen_after_clean_close_and_after_crash() {
 fn memory_budget_flushes_and_applies_backpressure() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = small(dir.path());
-    cfg.memory_budget = 64 * 1024;
+    // 10,000 points over 200 tags: ~1.2 MiB raw but ~59 KiB compressed
+    // (issue 7), so the budget is below that for flushes to happen.
+    cfg.memory_budget = 32 * 1024;
     cfg.blocks_per_chunk = 64;
     life(move || async move {
         let shard = Shard::open(cfg).await.unwrap();

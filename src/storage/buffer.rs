@@ -1,14 +1,26 @@
 //! Per-tag in-memory buffers: points accepted but not yet in blocks.
 //!
-//! A tag's buffer is an append-only vector while timestamps increase
-//! (the common case); an out-of-order or repeated timestamp marks it
-//! unsorted, and the next read or flush sorts it stably and keeps the last
-//! write of each timestamp ("later write wins"). Memory is accounted by
-//! vector capacity so the shard's budget tracks what is really held.
+//! Points are appended already compressed ([`crate::storage::codec`]), like
+//! a Prometheus head chunk: a tag's buffer is a head [`Encoder`] taking
+//! points with increasing timestamps, plus (rarely) full segments sealed
+//! when the head reached a block's payload capacity and a small uncompressed
+//! side buffer for out-of-order or repeated timestamps. A point goes to the
+//! side buffer when its timestamp is not above the stream's last, so any
+//! side-buffer point is a later write than a stream point with the same
+//! timestamp: reads and flushes merge the two with the side buffer winning
+//! ties, and among side-buffer points the last write wins ("later write
+//! wins"). A side buffer that grows past a quarter of the stream is merged
+//! into it by re-encoding. Memory is accounted by capacity (stream bytes,
+//! side-buffer slots, segments, plus a fixed per-tag overhead), so the
+//! shard's budget tracks what is really held.
 
 use std::time::Instant;
 
 use ahash::AHashMap;
+
+use crate::storage::block::PAYLOAD_CAPACITY;
+use crate::storage::codec::{Encoder, Segment, MAX_POINT_BYTES};
+use crate::Point;
 
 /// One buffered sample (the tag is the map key).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -21,67 +33,40 @@ pub struct Sample {
     pub quality: u8,
 }
 
-/// Bytes charged per buffered sample slot.
+/// Bytes charged per out-of-order sample slot.
 pub const SAMPLE_BYTES: usize = std::mem::size_of::<Sample>();
-/// Bytes charged per tag buffer besides its samples (map entry, header).
-pub const TAG_OVERHEAD: usize = 64;
+/// Bytes charged per tag buffer besides its points: the slot (tag and
+/// buffer structure) plus the index map entry with its share of free buckets.
+pub const TAG_OVERHEAD: usize = std::mem::size_of::<(u32, TagBuffer)>() + 16;
 
-/// The buffer of one tag.
-pub struct TagBuffer {
-    samples: Vec<Sample>,
-    /// True while timestamps are strictly increasing.
-    sorted: bool,
-    /// Lowest WAL sequence holding any of these samples.
-    pub min_seq: u64,
-    /// When the first sample arrived.
-    pub since: Instant,
-    /// Samples inserted (what the shard's point count was charged).
-    inserted: usize,
+/// Rarely used parts of a buffer, boxed to keep the common one small.
+#[derive(Default)]
+struct Cold {
+    /// Full segments, oldest first; all before the head in time.
+    sealed: Vec<Segment>,
+    /// Heap bytes of `sealed`.
+    sealed_bytes: usize,
+    /// Out-of-order and repeated-timestamp samples in write order (sorted
+    /// and de-duplicated when `ooo_sorted`).
+    ooo: Vec<Sample>,
+    ooo_sorted: bool,
 }
 
-impl TagBuffer {
-    fn new(min_seq: u64, since: Instant) -> Self {
-        TagBuffer {
-            samples: Vec::new(),
-            sorted: true,
-            min_seq,
-            since,
-            inserted: 0,
-        }
+impl Cold {
+    fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Cold>()
+            + self.sealed_bytes
+            + self.sealed.capacity() * std::mem::size_of::<Segment>()
+            + self.ooo.capacity() * SAMPLE_BYTES
     }
 
-    /// Number of samples (before de-duplication).
-    pub fn len(&self) -> usize {
-        self.samples.len()
-    }
-
-    /// True if empty.
-    pub fn is_empty(&self) -> bool {
-        self.samples.is_empty()
-    }
-
-    /// Bytes charged for this buffer.
-    pub fn bytes(&self) -> usize {
-        self.samples.capacity() * SAMPLE_BYTES + TAG_OVERHEAD
-    }
-
-    fn push(&mut self, s: Sample) {
-        if let Some(last) = self.samples.last() {
-            if s.ts <= last.ts {
-                self.sorted = false;
-            }
-        }
-        self.samples.push(s);
-        self.inserted += 1;
-    }
-
-    /// Sorts by timestamp and keeps the last write of each timestamp.
-    pub fn normalize(&mut self) {
-        if self.sorted {
+    /// Sorts the side buffer by timestamp keeping the last write of each.
+    fn normalize(&mut self) {
+        if self.ooo_sorted {
             return;
         }
-        self.samples.sort_by_key(|s| s.ts);
-        let v = &mut self.samples;
+        self.ooo.sort_by_key(|s| s.ts);
+        let v = &mut self.ooo;
         let mut w = 0;
         for r in 0..v.len() {
             if w > 0 && v[w - 1].ts == v[r].ts {
@@ -92,28 +77,269 @@ impl TagBuffer {
             }
         }
         v.truncate(w);
-        self.sorted = true;
+        self.ooo_sorted = true;
+    }
+}
+
+/// The buffer of one tag.
+pub struct TagBuffer {
+    head: Encoder,
+    cold: Option<Box<Cold>>,
+    /// Points in the stream (sealed segments and head).
+    streamed: u32,
+    /// Greatest timestamp in the stream.
+    stream_last: i64,
+    /// Lowest WAL sequence holding any of these samples.
+    pub min_seq: u64,
+    /// A WAL sequence no greater than that of any point in the head (the
+    /// buffer's `min_seq` once its sealed segments are flushed).
+    head_seq: u64,
+    /// When the first sample arrived.
+    pub since: Instant,
+    /// Samples inserted (what the shard's point count was charged).
+    inserted: usize,
+}
+
+impl TagBuffer {
+    fn new(min_seq: u64, since: Instant) -> Self {
+        TagBuffer {
+            head: Encoder::default(),
+            cold: None,
+            streamed: 0,
+            stream_last: i64::MIN,
+            min_seq,
+            head_seq: min_seq,
+            since,
+            inserted: 0,
+        }
     }
 
-    /// Normalized samples.
-    pub fn samples(&mut self) -> &[Sample] {
-        self.normalize();
-        &self.samples
+    /// Number of samples (before de-duplication).
+    pub fn len(&self) -> usize {
+        self.streamed as usize + self.cold.as_ref().map_or(0, |c| c.ooo.len())
     }
 
-    /// Normalized samples with `start <= ts < end`.
-    pub fn range(&mut self, start: i64, end: i64) -> &[Sample] {
-        self.normalize();
-        let a = self.samples.partition_point(|s| s.ts < start);
-        let b = self.samples.partition_point(|s| s.ts < end);
-        &self.samples[a..b.max(a)]
+    /// True if empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Heap bytes held (without the fixed per-tag overhead).
+    #[inline(always)]
+    fn heap_bytes(&self) -> usize {
+        self.head.heap_bytes() + self.cold.as_ref().map_or(0, |c| c.heap_bytes())
+    }
+
+    /// Bytes charged for this buffer.
+    pub fn bytes(&self) -> usize {
+        self.heap_bytes() + TAG_OVERHEAD
+    }
+
+    /// Appends `s`, written in WAL record `seq` or later. Returns true if a
+    /// segment was sealed (a block's worth).
+    #[inline(always)]
+    fn push(&mut self, s: Sample, seq: u64) -> bool {
+        self.inserted += 1;
+        if self.streamed > 0 && s.ts <= self.stream_last {
+            self.push_ooo(s);
+            return false;
+        }
+        let sealed = self.head.payload_len() + MAX_POINT_BYTES > PAYLOAD_CAPACITY;
+        if sealed {
+            self.seal();
+            self.head_seq = seq;
+        }
+        self.head.push(s.ts, s.value.to_bits(), s.quality);
+        self.streamed += 1;
+        self.stream_last = s.ts;
+        sealed
+    }
+
+    #[cold]
+    fn seal(&mut self) {
+        let seg = std::mem::take(&mut self.head).finish();
+        let c = self.cold.get_or_insert_default();
+        c.sealed_bytes += seg.heap_bytes();
+        c.sealed.push(seg);
+    }
+
+    #[cold]
+    fn push_ooo(&mut self, s: Sample) {
+        let c = self.cold.get_or_insert_default();
+        c.ooo.push(s);
+        c.ooo_sorted = false;
+        if c.ooo.len() >= 64 + self.streamed as usize / 4 {
+            self.compact();
+        }
+    }
+
+    /// Every sample, sorted, later write winning.
+    fn merged(&mut self) -> Vec<Sample> {
+        let mut stream = Vec::with_capacity(self.streamed as usize);
+        self.stream_range(i64::MIN, i64::MAX, &mut |ts, v, q| {
+            stream.push(Sample {
+                ts,
+                value: f64::from_bits(v),
+                quality: q,
+            })
+        });
+        let Some(c) = self.cold.as_mut() else {
+            return stream;
+        };
+        c.normalize();
+        merge_winning(&stream, &c.ooo, |s| s.ts)
+    }
+
+    /// Re-encodes stream and side buffer into one stream.
+    fn compact(&mut self) {
+        let all = self.merged();
+        let (min_seq, since, inserted) = (self.min_seq, self.since, self.inserted);
+        *self = TagBuffer::new(min_seq, since);
+        for s in all {
+            self.push(s, min_seq);
+        }
+        self.inserted = inserted;
+    }
+
+    /// Calls `f` for stream points in `[start, end)`, in order.
+    fn stream_range(&self, start: i64, end: i64, f: &mut dyn FnMut(i64, u64, u8)) {
+        if let Some(c) = &self.cold {
+            for seg in &c.sealed {
+                let r = seg.decode(start, end, &mut *f);
+                debug_assert!(r.is_ok(), "{r:?}");
+            }
+        }
+        let (lo, hi) = self.head.span();
+        if self.head.count() > 0 && lo < end && hi >= start {
+            let r = self.head.decode(start, end, f);
+            debug_assert!(r.is_ok(), "{r:?}");
+        }
+    }
+
+    /// Appends the points in `[start, end)` to `out`: sorted, unique, later
+    /// write winning.
+    pub fn range(&mut self, tag: u32, start: i64, end: i64, out: &mut Vec<Point>) {
+        let ooo_empty = self.cold.as_ref().is_none_or(|c| c.ooo.is_empty());
+        if ooo_empty {
+            self.stream_range(start, end, &mut |ts, v, q| {
+                out.push(Point::new(tag, ts, f64::from_bits(v), q))
+            });
+            return;
+        }
+        let mut stream = Vec::new();
+        self.stream_range(start, end, &mut |ts, v, q| {
+            stream.push(Point::new(tag, ts, f64::from_bits(v), q))
+        });
+        let Some(c) = self.cold.as_mut() else {
+            return;
+        };
+        c.normalize();
+        let a = c.ooo.partition_point(|s| s.ts < start);
+        let b = c.ooo.partition_point(|s| s.ts < end).max(a);
+        let side: Vec<Point> = c.ooo[a..b]
+            .iter()
+            .map(|s| Point::new(tag, s.ts, s.value, s.quality))
+            .collect();
+        out.extend(merge_winning(&stream, &side, |p| p.ts));
     }
 
     /// The sample with the greatest timestamp.
     pub fn last(&mut self) -> Option<Sample> {
-        self.normalize();
-        self.samples.last().copied()
+        let stream = match self.head.last() {
+            Some(s) => Some(s),
+            None => self
+                .cold
+                .as_ref()
+                .and_then(|c| c.sealed.last())
+                .map(|s| s.last),
+        };
+        let side = self.cold.as_mut().and_then(|c| {
+            c.normalize();
+            c.ooo.last().copied()
+        });
+        match (stream, side) {
+            (Some(a), Some(b)) => Some(if b.ts >= a.ts { b } else { a }),
+            (a, b) => a.or(b),
+        }
     }
+
+    /// Turns the buffer into block-sized segments, in time order. Without
+    /// out-of-order points the stream's bytes are reused as they are.
+    pub fn freeze(mut self) -> Vec<Segment> {
+        let has_ooo = self.cold.as_ref().is_some_and(|c| !c.ooo.is_empty());
+        if has_ooo {
+            self.compact();
+        }
+        let mut segs = self.cold.take().map(|c| c.sealed).unwrap_or_default();
+        if self.head.count() > 0 {
+            segs.push(self.head.finish());
+        }
+        segs
+    }
+}
+
+/// A buffer being flushed: its block-sized segments, still served to
+/// queries until their blocks are committed.
+pub struct Frozen {
+    /// Segments in time order (disjoint, increasing).
+    pub segs: Vec<Segment>,
+}
+
+impl Frozen {
+    /// Points held.
+    pub fn len(&self) -> usize {
+        self.segs.iter().map(|s| s.count as usize).sum()
+    }
+
+    /// True if empty.
+    pub fn is_empty(&self) -> bool {
+        self.segs.is_empty()
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.segs
+            .iter()
+            .map(|s| s.heap_bytes() + std::mem::size_of::<Segment>())
+            .sum()
+    }
+
+    /// Appends the points in `[start, end)` to `out`, sorted.
+    pub fn range(&self, tag: u32, start: i64, end: i64, out: &mut Vec<Point>) {
+        for seg in &self.segs {
+            let r = seg.decode(start, end, |ts, v, q| {
+                out.push(Point::new(tag, ts, f64::from_bits(v), q))
+            });
+            debug_assert!(r.is_ok(), "{r:?}");
+        }
+    }
+
+    /// The sample with the greatest timestamp.
+    pub fn last(&self) -> Option<Sample> {
+        self.segs.last().map(|s| s.last)
+    }
+}
+
+/// Merges two sorted, unique runs; `b` wins on equal keys.
+fn merge_winning<T: Copy>(a: &[T], b: &[T], key: impl Fn(&T) -> i64) -> Vec<T> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (ka, kb) = (key(&a[i]), key(&b[j]));
+        if ka < kb {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            if ka == kb {
+                i += 1;
+            }
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
 }
 
 /// All tag buffers of a shard: a small map from tag to slot (8-byte
@@ -139,15 +365,15 @@ impl Buffers {
             None => self.new_slot(tag, seq, now),
         };
         let buf = &mut self.slots[slot].1;
-        let cap = buf.samples.capacity();
-        buf.push(s);
-        self.bytes += (buf.samples.capacity() - cap) * SAMPLE_BYTES;
+        let before = buf.heap_bytes();
+        buf.push(s, seq);
+        self.bytes = self.bytes + buf.heap_bytes() - before;
         self.points += 1;
         buf.len()
     }
 
     /// Inserts a batch written in WAL records starting at `seq`; pushes onto
-    /// `full` every tag whose buffer reaches `full_at` samples.
+    /// `full` every tag whose buffer filled a block's worth.
     ///
     /// With many tags every point misses the cache twice (its buffer, then
     /// the buffer's vector tail). Resolving all slots first lets those
@@ -158,7 +384,6 @@ impl Buffers {
         points: &[crate::Point],
         seq: u64,
         now: Instant,
-        full_at: usize,
         full: &mut Vec<u32>,
     ) {
         const AHEAD: usize = 8;
@@ -176,18 +401,20 @@ impl Buffers {
                 prefetch(&self.slots[s as usize] as *const _ as *const u8);
             }
             if let Some(&s) = slots.get(i + AHEAD) {
-                let v = &self.slots[s as usize].1.samples;
-                prefetch(v.as_ptr().wrapping_add(v.len()) as *const u8);
+                prefetch(self.slots[s as usize].1.head.tail_ptr());
             }
             let buf = &mut self.slots[slots[i] as usize].1;
-            let cap = buf.samples.capacity();
-            buf.push(Sample {
-                ts: p.ts,
-                value: p.value,
-                quality: p.quality,
-            });
-            self.bytes += (buf.samples.capacity() - cap) * SAMPLE_BYTES;
-            if buf.len() == full_at {
+            let before = buf.heap_bytes();
+            let sealed = buf.push(
+                Sample {
+                    ts: p.ts,
+                    value: p.value,
+                    quality: p.quality,
+                },
+                seq,
+            );
+            self.bytes = self.bytes + buf.heap_bytes() - before;
+            if sealed {
                 full.push(p.tag);
             }
         }
@@ -230,6 +457,30 @@ impl Buffers {
         Some(b)
     }
 
+    /// Takes `tag`'s sealed segments (a block's worth each) for a flush and
+    /// leaves its head buffered, so a full tag does not also write a block
+    /// holding the few points that arrived since. `None` when there are none
+    /// or the buffer holds out-of-order points (flush all of it then).
+    /// Returns the segments and the lowest WAL sequence they may hold.
+    pub fn take_sealed(&mut self, tag: u32) -> Option<(Vec<Segment>, u64)> {
+        let slot = *self.index.get(&tag)? as usize;
+        let buf = &mut self.slots[slot].1;
+        let c = buf.cold.as_ref()?;
+        if c.sealed.is_empty() || !c.ooo.is_empty() || buf.head.count() == 0 {
+            return None;
+        }
+        let before = buf.heap_bytes();
+        let segs = buf.cold.take().map(|c| c.sealed).unwrap_or_default();
+        let n: usize = segs.iter().map(|s| s.count as usize).sum();
+        buf.streamed -= n as u32;
+        let k = n.min(buf.inserted);
+        buf.inserted -= k;
+        self.points -= k;
+        let min_seq = std::mem::replace(&mut buf.min_seq, buf.head_seq);
+        self.bytes = self.bytes + buf.heap_bytes() - before;
+        Some((segs, min_seq))
+    }
+
     /// Buffered samples.
     pub fn points(&self) -> usize {
         self.points
@@ -267,30 +518,4 @@ fn prefetch(p: *const u8) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn s(ts: i64, v: f64) -> Sample {
-        Sample {
-            ts,
-            value: v,
-            quality: 192,
-        }
-    }
-
-    #[test]
-    fn later_write_wins_and_order_is_restored() {
-        let now = Instant::now();
-        let mut b = Buffers::default();
-        for (ts, v) in [(5, 1.0), (3, 2.0), (5, 3.0), (1, 4.0), (3, 5.0)] {
-            b.insert(7, s(ts, v), 1, now);
-        }
-        let buf = b.get_mut(7).unwrap();
-        assert_eq!(buf.samples(), &[s(1, 4.0), s(3, 5.0), s(5, 3.0)]);
-        assert_eq!(buf.range(2, 5), &[s(3, 5.0)]);
-        assert_eq!(buf.last(), Some(s(5, 3.0)));
-        let taken = b.take(7).unwrap();
-        assert_eq!(taken.len(), 3);
-        assert_eq!((b.points(), b.bytes()), (0, 0));
-    }
-}
+mod tests;

@@ -1,8 +1,9 @@
 //! Flushing: moving tag buffers into 16 KiB blocks of the active chunk.
 //!
-//! A round freezes the chosen buffers (still visible to queries), encodes
-//! them into blocks, writes runs of contiguous slots with many writes in
-//! flight, then commits: directory pages, `fdatasync`, header with the new
+//! A round freezes the chosen buffers into block-sized compressed segments
+//! (still visible to queries; a buffer without out-of-order points hands
+//! over its encoded bytes as they are), wraps each segment in a block
+//! header, writes runs of contiguous slots with many writes in flight, then commits: directory pages, `fdatasync`, header with the new
 //! checkpoint, `fdatasync` ([`ActiveChunk::commit`]). Only then are the
 //! blocks published to the index and the frozen buffers dropped, and WAL
 //! segments below the checkpoint released. Rounds are serialised by the
@@ -17,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
-use crate::storage::block::{self, BLOCK_SIZE, POINTS_PER_BLOCK};
+use crate::storage::block::{self, BLOCK_SIZE};
+use crate::storage::buffer::Frozen;
 use crate::storage::chunk::{ActiveChunk, DirEntry};
 use crate::storage::index::BlockRef;
 use crate::storage::shard::Inner;
@@ -28,18 +30,33 @@ const MAX_BLOCKS_PER_COMMIT: usize = 1024;
 /// Blocks per write request.
 const BLOCKS_PER_WRITE: usize = 64;
 
-/// One planned block: a slice of a frozen buffer.
+/// One planned block: a segment of a frozen buffer.
 struct Planned {
     tag: u32,
-    from: usize,
-    to: usize,
+    seg: usize,
     min_seq: u64,
+}
+
+/// What a flush takes from a tag's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Take {
+    /// Everything.
+    All,
+    /// Only the sealed, block-sized segments (the tag filled a block); the
+    /// head stays buffered. Falls back to `All` if the buffer holds
+    /// out-of-order points.
+    Sealed,
 }
 
 /// Flushes every buffered tag (takes the flush lock).
 pub(crate) async fn flush_all(inner: &Rc<Inner>) -> Result<()> {
     let _permit = inner.flush_lock.acquire_permit(1).await;
-    let tags: Vec<u32> = inner.bufs.borrow().iter().map(|(t, _)| t).collect();
+    let tags: Vec<(u32, Take)> = inner
+        .bufs
+        .borrow()
+        .iter()
+        .map(|(t, _)| (t, Take::All))
+        .collect();
     let next = inner.wal()?.next_seq();
     flush_round(inner, tags, next).await
 }
@@ -47,32 +64,36 @@ pub(crate) async fn flush_all(inner: &Rc<Inner>) -> Result<()> {
 /// Flushes `tags`. `wal_next` is a WAL sequence number no greater than any
 /// record not yet in the buffers (the checkpoint when nothing is buffered).
 /// The caller holds the flush lock.
-pub(crate) async fn flush_round(inner: &Rc<Inner>, tags: Vec<u32>, wal_next: u64) -> Result<()> {
+pub(crate) async fn flush_round(
+    inner: &Rc<Inner>,
+    tags: Vec<(u32, Take)>,
+    wal_next: u64,
+) -> Result<()> {
     let started = Instant::now();
     let mut plan = Vec::new();
     {
         let mut bufs = inner.bufs.borrow_mut();
         let mut frozen = inner.frozen.borrow_mut();
-        for tag in tags {
+        for (tag, take) in tags {
             if frozen.contains_key(&tag) {
                 continue;
             }
-            let Some(mut b) = bufs.take(tag) else {
-                continue;
+            let sealed = match take {
+                Take::Sealed => bufs.take_sealed(tag),
+                Take::All => None,
             };
-            let n = b.samples().len();
-            let mut from = 0;
-            while from < n {
-                let to = (from + POINTS_PER_BLOCK).min(n);
-                plan.push(Planned {
-                    tag,
-                    from,
-                    to,
-                    min_seq: b.min_seq,
-                });
-                from = to;
-            }
-            frozen.insert(tag, b);
+            let (segs, min_seq) = match sealed {
+                Some(x) => x,
+                None => {
+                    let Some(b) = bufs.take(tag) else {
+                        continue;
+                    };
+                    let min_seq = b.min_seq;
+                    (b.freeze(), min_seq)
+                }
+            };
+            plan.extend((0..segs.len()).map(|seg| Planned { tag, seg, min_seq }));
+            frozen.insert(tag, Frozen { segs });
         }
     }
     if plan.is_empty() {
@@ -181,15 +202,17 @@ async fn write_blocks(
     for (g, group) in batch.chunks(BLOCKS_PER_WRITE).enumerate() {
         let mut buf = chunk.file.buffer(group.len() * BLOCK_SIZE);
         {
-            let mut frozen = inner.frozen.borrow_mut();
+            let frozen = inner.frozen.borrow();
             for (i, p) in group.iter().enumerate() {
                 let slot = first_slot + (g * BLOCKS_PER_WRITE + i) as u32;
-                let samples = frozen
-                    .get_mut(&p.tag)
-                    .map(|b| &b.samples()[p.from..p.to])
-                    .unwrap_or(&[]);
+                let Some(seg) = frozen.get(&p.tag).and_then(|f| f.segs.get(p.seg)) else {
+                    return Err(crate::Error::InvalidInput(format!(
+                        "flush plan names segment {} of tag {} that is not frozen",
+                        p.seg, p.tag
+                    )));
+                };
                 let out = &mut buf.as_bytes_mut()[i * BLOCK_SIZE..(i + 1) * BLOCK_SIZE];
-                let (h, crc) = block::encode(out, p.tag, samples, p.min_seq, chunk.header.id, slot);
+                let (h, crc) = block::encode(out, p.tag, seg, p.min_seq, chunk.header.id, slot);
                 entries.push(DirEntry {
                     tag: h.tag,
                     count: h.count,
@@ -240,9 +263,12 @@ fn publish(
     }
 }
 
-/// Picks the tags the flusher should write out now.
-fn pick(inner: &Inner) -> Vec<u32> {
-    let mut tags: Vec<u32> = std::mem::take(&mut *inner.full.borrow_mut());
+/// Picks the tags the flusher should write out now, and what of each.
+fn pick(inner: &Inner) -> Vec<(u32, Take)> {
+    let mut tags: Vec<(u32, Take)> = std::mem::take(&mut *inner.full.borrow_mut())
+        .into_iter()
+        .map(|t| (t, Take::Sealed))
+        .collect();
     let bufs = inner.bufs.borrow();
     let budget = inner.cfg.memory_budget;
     if bufs.bytes() > budget {
@@ -253,7 +279,7 @@ fn pick(inner: &Inner) -> Vec<u32> {
             if to_free == 0 {
                 break;
             }
-            tags.push(tag);
+            tags.push((tag, Take::All));
             to_free = to_free.saturating_sub(bytes);
         }
     }
@@ -267,11 +293,12 @@ fn pick(inner: &Inner) -> Vec<u32> {
         let old = now.duration_since(b.since) >= age;
         let pins_wal = wal_target.is_some_and(|t| b.min_seq < t);
         if old || pins_wal {
-            tags.push(tag);
+            tags.push((tag, Take::All));
         }
     }
+    // `All` sorts first, so it wins over `Sealed` for the same tag.
     tags.sort_unstable();
-    tags.dedup();
+    tags.dedup_by_key(|t| t.0);
     tags
 }
 

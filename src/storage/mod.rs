@@ -6,6 +6,7 @@
 pub mod block;
 pub mod buffer;
 pub mod chunk;
+pub mod codec;
 mod config;
 pub mod fault;
 pub mod file;

@@ -29,11 +29,15 @@ pub(crate) async fn range(inner: &Rc<Inner>, tag: u32, start: i64, end: i64) -> 
     // Snapshot memory and the block list at one instant.
     let blocks = inner.index.borrow().overlapping(tag, start, end);
     let mut mem_runs: Vec<Vec<Point>> = Vec::new();
-    if let Some(b) = inner.frozen.borrow_mut().get_mut(&tag) {
-        mem_runs.push(b.range(start, end).iter().map(|s| point(tag, s)).collect());
+    if let Some(b) = inner.frozen.borrow().get(&tag) {
+        let mut run = Vec::new();
+        b.range(tag, start, end, &mut run);
+        mem_runs.push(run);
     }
     if let Some(b) = inner.bufs.borrow_mut().get_mut(tag) {
-        mem_runs.push(b.range(start, end).iter().map(|s| point(tag, s)).collect());
+        let mut run = Vec::new();
+        b.range(tag, start, end, &mut run);
+        mem_runs.push(run);
     }
     let mut runs = read_blocks(inner, tag, &blocks, start, end).await?;
     let disk: usize = runs.iter().map(|r| r.len()).sum();
@@ -51,7 +55,7 @@ pub(crate) async fn range(inner: &Rc<Inner>, tag: u32, start: i64, end: i64) -> 
 
 pub(crate) async fn latest(inner: &Rc<Inner>, tag: u32) -> Result<Option<Point>> {
     let mut best: Option<Sample> = None;
-    if let Some(b) = inner.frozen.borrow_mut().get_mut(&tag) {
+    if let Some(b) = inner.frozen.borrow().get(&tag) {
         best = b.last();
     }
     if let Some(b) = inner.bufs.borrow_mut().get_mut(tag) {
@@ -98,15 +102,6 @@ pub(crate) async fn latest(inner: &Rc<Inner>, tag: u32) -> Result<Option<Point>>
     }))
 }
 
-fn point(tag: u32, s: &Sample) -> Point {
-    Point {
-        tag,
-        ts: s.ts,
-        value: s.value,
-        quality: s.quality,
-    }
-}
-
 /// Reads and verifies `blocks` concurrently; returns each block's samples in
 /// `[start, end)`, in the order given.
 async fn read_blocks(
@@ -136,10 +131,10 @@ async fn read_blocks(
                     ),
                 ));
             }
-            Ok(block::samples(&data, &h)
-                .filter(|s| s.ts >= start && s.ts < end)
-                .map(|s| point(tag, &s))
-                .collect::<Vec<Point>>())
+            let mut out = Vec::new();
+            block::decode_into(&data, &h, tag, start, end, &mut out)
+                .map_err(|why| Error::corrupt(file.path(), off, why))?;
+            Ok(out)
         }
     });
     let results: Vec<Result<Vec<Point>>> = stream::iter(reads)

@@ -16,8 +16,7 @@ use ahash::AHashMap;
 use event_listener::Event;
 use glommio::task::JoinHandle;
 
-use crate::storage::block::POINTS_PER_BLOCK;
-use crate::storage::buffer::{Buffers, TagBuffer};
+use crate::storage::buffer::{Buffers, Frozen};
 use crate::storage::chunk::ActiveChunk;
 use crate::storage::index::Index;
 use crate::storage::wal::Wal;
@@ -72,7 +71,7 @@ pub(crate) struct Inner {
     pub bufs: RefCell<Buffers>,
     /// Buffers being flushed: still served by queries until their blocks
     /// are committed.
-    pub frozen: RefCell<AHashMap<u32, TagBuffer>>,
+    pub frozen: RefCell<AHashMap<u32, Frozen>>,
     pub index: RefCell<Index>,
     /// Taken by the flusher for the duration of a round.
     pub active: RefCell<Option<ActiveChunk>>,
@@ -127,7 +126,7 @@ impl Inner {
         let mut bufs = self.bufs.borrow_mut();
         let mut full = self.full.borrow_mut();
         let before = full.len();
-        bufs.insert_batch(points, seq, now, POINTS_PER_BLOCK, &mut full);
+        bufs.insert_batch(points, seq, now, &mut full);
         full.len() > before || bufs.bytes() > self.cfg.memory_budget
     }
 

@@ -1,0 +1,134 @@
+//! Bit-level writer and reader for the compressed streams: bits are stored
+//! most significant first, in bytes appended to a `Vec<u8>` whose last byte
+//! may be partly filled (the unused low bits are zero). The writer never
+//! rewrites earlier bytes, so a stream can be appended to point by point and
+//! read at any time without flushing. The reader treats bits past the end as
+//! zero and remembers that it overran, so a decoder fed arbitrary bytes
+//! terminates and reports the damage instead of panicking.
+
+/// Appends `n` (0..=64) low bits of `v` to `buf`, whose last byte has
+/// `*free` (0..=7) unused low bits. Bits of `v` above `n` must be zero.
+#[inline]
+pub fn put(buf: &mut Vec<u8>, free: &mut u8, v: u64, n: u32) {
+    debug_assert!(n <= 64 && (n == 64 || v >> n == 0));
+    if n == 0 {
+        return;
+    }
+    let f = *free as u32;
+    let used = (8 - f) & 7;
+    let total = used + n;
+    let mut acc = (v as u128) << (128 - total);
+    if f > 0 {
+        if let Some(last) = buf.pop() {
+            acc |= (last as u128) << 120;
+        }
+    }
+    let nbytes = total.div_ceil(8) as usize;
+    // A fixed-size copy (two stores) and a truncate beat a variable memcpy.
+    let len = buf.len();
+    buf.extend_from_slice(&acc.to_be_bytes());
+    buf.truncate(len + nbytes);
+    *free = (nbytes as u32 * 8 - total) as u8;
+}
+
+/// Reads bits most significant first from a byte slice.
+pub struct BitReader<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    /// A reader at the first bit of `b`.
+    pub fn new(b: &'a [u8]) -> Self {
+        BitReader { b, pos: 0 }
+    }
+
+    /// The next 64 bits, most significant first, without consuming them.
+    /// At least the top 57 are real stream bits (or zero past the end).
+    #[inline(always)]
+    pub fn peek(&self) -> u64 {
+        let i = self.pos >> 3;
+        let w = match self.b.get(i..i + 8) {
+            Some(s) => {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(s);
+                u64::from_be_bytes(a)
+            }
+            None => self.peek_slow(i),
+        };
+        w << (self.pos & 7)
+    }
+
+    #[cold]
+    fn peek_slow(&self, i: usize) -> u64 {
+        let mut a = [0u8; 8];
+        if let Some(rest) = self.b.get(i..) {
+            let k = rest.len().min(8);
+            a[..k].copy_from_slice(&rest[..k]);
+        }
+        u64::from_be_bytes(a)
+    }
+
+    /// Consumes `n` bits (may be past the end; see [`Self::overran`]).
+    #[inline(always)]
+    pub fn skip(&mut self, n: u32) {
+        self.pos += n as usize;
+    }
+
+    /// Reads `n` (0..=56) bits.
+    #[inline(always)]
+    pub fn read(&mut self, n: u32) -> u64 {
+        debug_assert!(n <= 56);
+        if n == 0 {
+            return 0;
+        }
+        let v = self.peek() >> (64 - n);
+        self.pos += n as usize;
+        v
+    }
+
+    /// Reads `n` (0..=64) bits.
+    #[inline(always)]
+    pub fn read_long(&mut self, n: u32) -> u64 {
+        if n <= 56 {
+            self.read(n)
+        } else {
+            let hi = self.read(n - 32);
+            (hi << 32) | self.read(32)
+        }
+    }
+
+    /// True if more bits were consumed than the slice holds.
+    pub fn overran(&self) -> bool {
+        self.pos > self.b.len() * 8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_and_read_back_any_widths() {
+        let fields: Vec<(u64, u32)> = (0..500u64)
+            .map(|i| {
+                let n = (i * 7 % 65) as u32;
+                let v = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                (if n == 64 { v } else { v & ((1u64 << n) - 1) }, n)
+            })
+            .collect();
+        let (mut buf, mut free) = (Vec::new(), 0u8);
+        for &(v, n) in &fields {
+            put(&mut buf, &mut free, v, n);
+        }
+        let bits: u64 = fields.iter().map(|f| f.1 as u64).sum();
+        assert_eq!(buf.len() as u64, bits.div_ceil(8));
+        let mut r = BitReader::new(&buf);
+        for &(v, n) in &fields {
+            assert_eq!(r.read_long(n), v, "width {n}");
+        }
+        assert!(!r.overran());
+        r.read(8);
+        assert!(r.overran());
+    }
+}
