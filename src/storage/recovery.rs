@@ -10,7 +10,7 @@
 //! verified when read, so a damaged one fails the query that reads it.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use glommio::{Latency, Shares};
 
@@ -131,12 +131,12 @@ pub(crate) async fn open(cfg: ShardConfig) -> Result<Shard> {
     let _ = inner.wal.set(wal.clone());
 
     // Tasks: the WAL writer at high priority, the flusher below ingest.
+    // Both queues are `Latency::NotImportant`: with the WAL queue on
+    // `Latency::Matters(1 ms)` (glommio's latency ring), the seeded
+    // power-loss test hung 3 times in ~12,000 cases waiting for an I/O
+    // completion; with `NotImportant`, 0 times in 8,000.
     let ex = glommio::executor();
-    let wal_q = ex.create_task_queue(
-        Shares::Static(1000),
-        Latency::Matters(Duration::from_millis(1)),
-        "xtdb-wal",
-    );
+    let wal_q = ex.create_task_queue(Shares::Static(1000), Latency::NotImportant, "xtdb-wal");
     let flush_q = ex.create_task_queue(Shares::Static(100), Latency::NotImportant, "xtdb-flush");
     let spawn_err = |e: glommio::GlommioError<()>| {
         Error::io(
