@@ -326,3 +326,27 @@ fn duplicated_wal_segment_is_refused() {
     let msg = open_fails(small(d.path()));
     assert!(msg.contains("also used by"), "{msg}");
 }
+
+#[test]
+fn wrong_magic_in_a_wal_segment_header_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    five_records(d.path());
+    flip(&segment(d.path()), 0, 0xFF);
+    let msg = open_fails(small(d.path()));
+    assert!(
+        msg.contains("seg-000000.wal") && msg.contains("magic"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn wrong_magic_in_a_chunk_header_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    sealed_chunk(d.path());
+    flip(&chunk(d.path(), 0), 1, 0x20);
+    let msg = open_fails(small(d.path()));
+    assert!(
+        msg.contains("chunk-0000000000000000.xtc") && msg.contains("magic"),
+        "{msg}"
+    );
+}
