@@ -16,7 +16,7 @@ use glommio::{Latency, Shares};
 
 use crate::storage::chunk::{list_chunks, open_chunk, ActiveChunk, Layout};
 use crate::storage::file::{check_format, ensure_dir};
-use crate::storage::flush::{flush_round, run_flusher, Take};
+use crate::storage::flush::{flush_everything, run_flusher};
 use crate::storage::index::BlockRef;
 use crate::storage::shard::{Inner, Shard};
 use crate::storage::wal::replay::WalRecovery;
@@ -110,15 +110,8 @@ pub(crate) async fn open(cfg: ShardConfig) -> Result<Shard> {
             inner.buffer_points(&decoded, seq, now);
         }
         if inner.bufs.borrow().bytes() > cfg.memory_budget {
-            let _permit = inner.flush_lock.acquire_permit(1).await;
-            let tags: Vec<(u32, Take)> = inner
-                .bufs
-                .borrow()
-                .iter()
-                .map(|(t, _)| (t, Take::All))
-                .collect();
             let next = seg.records.last().map_or(checkpoint, |r| r.0 + 1);
-            flush_round(&inner, tags, next).await?;
+            flush_everything(&inner, next).await?;
         }
     }
     report.wal_records_replayed = rec.records;
