@@ -339,6 +339,11 @@ pub fn decode(
                 if xor.read(&mut r).is_none() {
                     return Err(DecodeError("bad value window"));
                 }
+                // Past the end the reader yields zeros ("same delta, same
+                // value"): stop at once rather than run to a huge count.
+                if r.overran() {
+                    return Err(DecodeError("stream shorter than its point count"));
+                }
             }
             if ts >= end {
                 stopped = true;
