@@ -486,3 +486,59 @@ impl Catalog {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(n: u32) -> Vec<u8> {
+        let mut b = MAGIC.to_vec();
+        for i in 0..n {
+            encode_record(&mut b, FIRST_ID + i, &format!("m,tag=t{i} v"));
+        }
+        b
+    }
+
+    fn read(data: &[u8]) -> Result<(Vec<(u32, String)>, usize)> {
+        let mut got = Vec::new();
+        let end = parse_records(Path::new("cat"), data, |id, k| {
+            got.push((id, k.to_string()));
+            Ok(())
+        })?;
+        Ok((got, end))
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let f = file(3);
+        let (got, end) = read(&f).unwrap();
+        assert_eq!(end, f.len());
+        assert_eq!(got[2], (FIRST_ID + 2, "m,tag=t2 v".to_string()));
+    }
+
+    #[test]
+    fn torn_tail_is_cut_at_every_byte() {
+        let full = file(3);
+        let two = file(2).len();
+        for cut in two..full.len() {
+            let (got, end) = read(&full[..cut]).unwrap();
+            assert_eq!((got.len(), end), (2, two), "cut at {cut}");
+        }
+        // A flipped bit in the last record: torn tail, not corruption.
+        let mut f = full.clone();
+        *f.last_mut().unwrap() ^= 1;
+        assert_eq!(read(&f).unwrap().1, two);
+        // Zeroed preallocation after the records is the end too.
+        let mut f = full.clone();
+        f.extend_from_slice(&[0; 64]);
+        assert_eq!(read(&f).unwrap().1, full.len());
+    }
+
+    #[test]
+    fn damage_before_the_tail_is_refused() {
+        let mut f = file(3);
+        f[MAGIC.len() + 9] ^= 1; // payload of record 0
+        let e = read(&f).unwrap_err().to_string();
+        assert!(e.contains("CRC") && e.contains("offset 8"), "{e}");
+    }
+}
