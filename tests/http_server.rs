@@ -347,3 +347,33 @@ fn tag_ids_are_stable_across_restart() {
     assert_eq!(pts[1]["value"], 3.5);
     h.stop().unwrap();
 }
+
+#[test]
+fn load_generator_writes_over_influx_http() {
+    use xtdb::load::influx::InfluxHttpConn;
+    use xtdb::load::write;
+    let dir = tempfile::tempdir().unwrap();
+    let h = server(dir.path(), 1 << 20);
+    let a = h.http_addr().unwrap();
+    let mut w = write::WriteConfig::new(&format!("http://{a}/api/v2/write?bucket=b&precision=ns"));
+    w.tags = 300;
+    w.batch = 100;
+    w.conns = 2;
+    w.max_ticks = Some(3);
+    w.duration = std::time::Duration::from_secs(60);
+    w.progress = false;
+    let r = write::run::<InfluxHttpConn>(&w).unwrap();
+    assert_eq!(r.points_acked, 900);
+    let tags = req(a, "GET", "/api/v1/tags?match=plant", &[], b"").json();
+    assert_eq!(tags.as_array().unwrap().len(), 300);
+    let r = req(
+        a,
+        "GET",
+        &format!("/api/v1/range?tag={}", enc("plant,tag=t5 v")),
+        &[],
+        b"",
+    )
+    .json();
+    assert_eq!(r["points"].as_array().unwrap().len(), 3, "{r}");
+    h.stop().unwrap();
+}
