@@ -9,13 +9,17 @@ use std::path::Path;
 use xtdb::server::{start, ServerConfig, ServerHandle, Shutdown};
 
 fn server(dir: &Path, max_body: usize) -> ServerHandle {
+    server_with(dir, |c| c.http_config.max_body = max_body)
+}
+
+fn server_with(dir: &Path, f: impl FnOnce(&mut ServerConfig)) -> ServerHandle {
     let mut c = ServerConfig::new(dir).unwrap();
     c.cpus = vec![0, 1];
     c.listen = "127.0.0.1:0".into();
     c.http = Some("127.0.0.1:0".into());
-    c.http_config.max_body = max_body;
     c.memory_budget = 64 << 20;
     c.io_memory = 1 << 20;
+    f(&mut c);
     start(c, Shutdown::new()).expect("server starts")
 }
 
@@ -375,5 +379,33 @@ fn load_generator_writes_over_influx_http() {
     )
     .json();
     assert_eq!(r["points"].as_array().unwrap().len(), 3, "{r}");
+    h.stop().unwrap();
+}
+
+#[test]
+fn overload_answers_503_with_retry_after_and_idle_connections_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = server_with(dir.path(), |c| {
+        c.http_config.max_inflight_writes = 0;
+        c.http_config.idle_timeout = std::time::Duration::from_millis(300);
+    });
+    let a = h.http_addr().unwrap();
+    let r = req(a, "POST", "/write", &[], b"m v=1");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(
+        r.headers.to_ascii_lowercase().contains("retry-after: 1"),
+        "{}",
+        r.headers
+    );
+    // Queries are not limited.
+    assert_eq!(req(a, "GET", "/api/v1/tags", &[], b"").status, 200);
+    // An idle keep-alive connection is closed after the idle timeout.
+    let mut s = TcpStream::connect(a).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let t = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    assert_eq!(s.read(&mut buf).unwrap_or(0), 0);
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
     h.stop().unwrap();
 }
