@@ -476,13 +476,26 @@ fn probe_listen(listen: &str) -> Result<()> {
         .map_err(|e| Error::io(format!("resolve listen address {listen}"), None, e))?
         .collect();
     for addr in addrs.iter().filter(|a| a.port() != 0) {
-        std::net::TcpListener::bind(addr).map_err(|e| {
-            Error::io(
-                format!("listen on {addr} (is another server running on it?)"),
-                None,
-                e,
-            )
-        })?;
+        match std::net::TcpListener::bind(addr) {
+            Ok(_) => {}
+            // After a kill -9, the dead server's connections sit in TIME-WAIT
+            // and a plain bind fails although nothing listens: only a live
+            // listener (one that accepts a connection) is a conflict.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                let probe = std::net::TcpStream::connect_timeout(
+                    addr,
+                    std::time::Duration::from_millis(300),
+                );
+                if probe.is_ok() {
+                    return Err(Error::io(
+                        format!("listen on {addr}: another server is running on it"),
+                        None,
+                        e,
+                    ));
+                }
+            }
+            Err(e) => return Err(Error::io(format!("listen on {addr}"), None, e)),
+        }
     }
     Ok(())
 }

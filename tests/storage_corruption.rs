@@ -267,3 +267,86 @@ fn unknown_format_version_is_refused() {
     let msg = open_fails(small(d.path()));
     assert!(msg.contains("format 2"), "{msg}");
 }
+
+/// 200 WAL records of three points each (tag 1), spanning several pages; crash.
+fn many_records(dir: &Path) -> Vec<Point> {
+    let cfg = small(dir);
+    life(move || async move {
+        let shard = Shard::open(cfg).await.unwrap();
+        let all = series(1, 0, 1, 600, 0);
+        for batch in all.chunks(3) {
+            shard.write(batch).await.unwrap();
+        }
+        all
+    })
+}
+
+#[test]
+fn zeroed_page_in_the_middle_of_the_wal_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    many_records(d.path());
+    let seg = segment(d.path());
+    let mut b = std::fs::read(&seg).unwrap();
+    b[8192..12288].fill(0);
+    std::fs::write(&seg, b).unwrap();
+    let msg = open_fails(small(d.path()));
+    assert!(
+        msg.contains("seg-000000.wal") && msg.contains("valid later record"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn garbage_appended_after_the_last_record_is_a_torn_tail() {
+    let d = tempfile::tempdir().unwrap();
+    let all = many_records(d.path());
+    let seg = segment(d.path());
+    let mut b = std::fs::read(&seg).unwrap();
+    let end = (FIRST + 200 * RECORD) as usize;
+    assert!(b[end..end + 64].iter().all(|&x| x == 0));
+    b[end..end + 100].fill(0xAB);
+    std::fs::write(&seg, b).unwrap();
+    let cfg = small(d.path());
+    life(move || async move {
+        let shard = Shard::open(cfg).await.unwrap();
+        assert_eq!(shard.range(1, 0, 1000).await.unwrap(), all);
+        assert!(shard.recovery().torn_bytes_dropped >= 100);
+    });
+}
+
+#[test]
+fn duplicated_wal_segment_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    five_records(d.path());
+    std::fs::copy(
+        segment(d.path()),
+        segment(d.path()).with_file_name("seg-000009.wal"),
+    )
+    .unwrap();
+    let msg = open_fails(small(d.path()));
+    assert!(msg.contains("also used by"), "{msg}");
+}
+
+#[test]
+fn wrong_magic_in_a_wal_segment_header_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    five_records(d.path());
+    flip(&segment(d.path()), 0, 0xFF);
+    let msg = open_fails(small(d.path()));
+    assert!(
+        msg.contains("seg-000000.wal") && msg.contains("magic"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn wrong_magic_in_a_chunk_header_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    sealed_chunk(d.path());
+    flip(&chunk(d.path(), 0), 1, 0x20);
+    let msg = open_fails(small(d.path()));
+    assert!(
+        msg.contains("chunk-0000000000000000.xtc") && msg.contains("magic"),
+        "{msg}"
+    );
+}

@@ -50,6 +50,13 @@ pub(crate) enum Take {
 
 /// Flushes every buffered tag (takes the flush lock).
 pub(crate) async fn flush_all(inner: &Rc<Inner>) -> Result<()> {
+    let next = inner.wal()?.next_seq();
+    flush_everything(inner, next).await
+}
+
+/// Flushes every buffered tag, with `wal_next` as in [`flush_round`] (takes
+/// the flush lock). Recovery uses it while replaying, before the WAL exists.
+pub(crate) async fn flush_everything(inner: &Rc<Inner>, wal_next: u64) -> Result<()> {
     let _permit = inner.flush_lock.acquire_permit(1).await;
     let tags: Vec<(u32, Take)> = inner
         .bufs
@@ -57,8 +64,7 @@ pub(crate) async fn flush_all(inner: &Rc<Inner>) -> Result<()> {
         .iter()
         .map(|(t, _)| (t, Take::All))
         .collect();
-    let next = inner.wal()?.next_seq();
-    flush_round(inner, tags, next).await
+    flush_round(inner, tags, wal_next).await
 }
 
 /// Flushes `tags`. `wal_next` is a WAL sequence number no greater than any

@@ -127,7 +127,7 @@ fn compressed_buffer_costs_few_bytes_per_point() {
 struct W(i64, u64, u8);
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"))), ..ProptestConfig::default() })]
 
     /// Any write sequence (mostly increasing, with out-of-order and repeated
     /// timestamps) reads back like a map where the later write wins, before

@@ -204,20 +204,28 @@ impl WalRecovery {
                     ),
                 ));
             }
-        } else if let Some(why) = stop {
-            // Torn tail or corruption in the middle?
-            let later = (pos + 1..data.len())
+        } else {
+            // The log ends here (zeroed header) or at an invalid record: a
+            // torn tail, or damage in the middle (a zeroed page, a flipped
+            // bit) with acknowledged records behind it? Look for any valid
+            // record of this segment with a later sequence.
+            let id = (header.id as u32).to_le_bytes();
+            let later = (pos + 1..data.len().saturating_sub(format::RECORD_HEADER - 1))
+                .filter(|&p| data[p + 20..p + 24] == id)
                 .find(|&p| format::is_later_record(&data[p..], self.expected, header.id));
             if let Some(at) = later {
                 return Err(Error::corrupt(
                     file.path(),
                     pos as u64,
                     format!(
-                        "{why} at sequence {}, but a valid later record follows at offset {at}",
+                        "{} at sequence {}, but a valid later record follows at offset {at}",
+                        stop.unwrap_or("zeroed record header"),
                         self.expected
                     ),
                 ));
             }
+        }
+        if let (true, Some(why)) = (is_last, stop) {
             let mut end = pos;
             while end < data.len()
                 && data[end..(end + PAGE).min(data.len())]

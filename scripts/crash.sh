@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# kill -9 under load: CYCLES times (default 100)
+#   start `xtdb serve` (pinned) on one data dir -> verify everything acknowledged so far
+#   -> drive it with `xtdb-load write --ack-log` -> kill -9 the server at a random moment
+#      (spread over 0.2..MAX_MS ms, so kills land during flushes, chunk seals and WAL rotation)
+# then a final restart and verify. Prints cycles, acknowledged points, lost, changed,
+# and recovery time (start to `ready`) p50 / max. Exit 1 if anything was lost or changed.
+#
+# Env: CYCLES TAGS BATCH CONNS MAX_MS PORT SERVER_CPU GEN_CPU SYNC BUDGET DIR NO_BUILD
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CYCLES=${CYCLES:-100}
+TAGS=${TAGS:-20000}
+BATCH=${BATCH:-2000}
+CONNS=${CONNS:-2}
+MAX_MS=${MAX_MS:-3000}
+PORT=${PORT:-7191}
+SERVER_CPU=${SERVER_CPU:-1}
+GEN_CPU=${GEN_CPU:-0}
+SYNC=${SYNC:-always}
+BUDGET=${BUDGET:-67108864} # small memory budget: flushes happen during the run
+
+[ -n "${NO_BUILD:-}" ] || cargo build --release --bins >&2
+BIN=target/release
+work=$(mktemp -d "${DIR:-${TMPDIR:-/tmp}}/xtdb-crash.XXXXXX")
+acks=$work/acks.log
+server=""
+cleanup() {
+  [ -n "$server" ] && kill -9 "$server" 2>/dev/null || true
+  [ -n "${writer:-}" ] && kill -9 "$writer" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+now_ms() { date +%s%3N; }
+
+# Starts the server; sets $server (pid) and $ready_ms (launch to its `ready` line).
+start_server() {
+  local t0 log=$work/server.log
+  t0=$(now_ms)
+  "$BIN/xtdb" serve --data-dir "$work/data" --cpus "$SERVER_CPU" --listen "127.0.0.1:$PORT" \
+    --sync "$SYNC" --memory-budget "$BUDGET" >"$log" 2>&1 &
+  server=$!
+  for _ in $(seq 1 6000); do
+    if grep -qw ready "$log"; then
+      ready_ms=$(($(now_ms) - t0))
+      return 0
+    fi
+    if ! kill -0 "$server" 2>/dev/null; then
+      echo "server exited during start:" >&2
+      cat "$log" >&2
+      return 1
+    fi
+    sleep 0.01
+  done
+  echo "server not ready after 60 s" >&2
+  return 1
+}
+
+# Verifies the ack log; prints "checked missing mismatched".
+verify() {
+  [ -s "$acks" ] || { echo "0 0 0"; return 0; }
+  local out
+  out=$("$BIN/xtdb-load" verify --addr "127.0.0.1:$PORT" --ack-log "$acks" --cpu "$GEN_CPU" --json 2>/dev/null | tail -1) || true
+  python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(j["points_checked"], j["missing"], j["mismatched"])' "$out"
+}
+
+recoveries=()
+lost=0
+changed=0
+checked=0
+for c in $(seq 1 "$CYCLES"); do
+  start_server
+  recoveries+=("$ready_ms")
+  read -r checked missing mismatched < <(verify)
+  lost=$((lost + missing))
+  changed=$((changed + mismatched))
+  if [ "$missing" != 0 ] || [ "$mismatched" != 0 ]; then
+    echo "cycle $c: $missing missing, $mismatched changed after restart" >&2
+  fi
+  "$BIN/xtdb-load" write --addr "127.0.0.1:$PORT" --tags "$TAGS" --tag-base $((c * TAGS)) --batch "$BATCH" \
+    --conns "$CONNS" --duration 60s --cpus "$GEN_CPU" --seed "$c" --ack-log "$acks" -q >/dev/null 2>&1 &
+  writer=$!
+  sleep "$(python3 -c "import random; print(random.uniform(0.2, $MAX_MS / 1000))")"
+  kill -9 "$server"
+  wait "$server" 2>/dev/null || true
+  wait "$writer" 2>/dev/null || true
+  writer=""
+  printf 'cycle %d/%d: recovery %s ms, %s points verified so far, %s lost, %s changed\n' \
+    "$c" "$CYCLES" "$ready_ms" "$checked" "$lost" "$changed" >&2
+done
+start_server
+recoveries+=("$ready_ms")
+read -r checked missing mismatched < <(verify)
+lost=$((lost + missing))
+changed=$((changed + mismatched))
+kill -TERM "$server"
+wait "$server" 2>/dev/null || true
+server=""
+
+sorted=$(printf '%s\n' "${recoveries[@]}" | sort -n)
+p50=$(echo "$sorted" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+max=$(echo "$sorted" | tail -1)
+echo "| kill -9 cycles | acknowledged points verified | lost | changed | recovery to ready p50 / max |"
+echo "|---|---|---|---|---|"
+echo "| $CYCLES | $checked | $lost | $changed | $p50 ms / $max ms |"
+[ "$lost" = 0 ] && [ "$changed" = 0 ]
