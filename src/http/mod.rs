@@ -90,7 +90,7 @@ pub struct HttpCounters {
     pub requests: AtomicU64,
     /// Write requests acknowledged (204).
     pub writes_ok: AtomicU64,
-    /// Lines... points (one per field) acknowledged.
+    /// Points (one per value field of a line) acknowledged.
     pub points_ok: AtomicU64,
     /// 4xx answers.
     pub client_errors: AtomicU64,
