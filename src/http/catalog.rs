@@ -83,7 +83,7 @@ pub type CatMesh = MeshBuilder<CatMsg, glommio::channels::channel_mesh::Full>;
 pub struct Store {
     path: PathBuf,
     file: BufferedFile,
-    ids: RefCell<HashMap<String, u32>>,
+    ids: RefCell<ahash::AHashMap<String, u32>>,
     keys: RefCell<Vec<String>>,
     end: Cell<u64>,
     lock: Semaphore,
@@ -113,7 +113,7 @@ impl Store {
         let store = Store {
             path: path.clone(),
             file,
-            ids: RefCell::new(HashMap::new()),
+            ids: RefCell::new(ahash::AHashMap::new()),
             keys: RefCell::new(Vec::new()),
             end: Cell::new(MAGIC.len() as u64),
             lock: Semaphore::new(1),
@@ -346,7 +346,7 @@ pub struct Catalog {
     credits: Semaphore,
     pending: RefCell<HashMap<u64, LocalSender<CatResp>>>,
     next: Cell<u64>,
-    cache: RefCell<HashMap<String, u32>>,
+    cache: RefCell<ahash::AHashMap<String, u32>>,
 }
 
 impl Catalog {
@@ -370,7 +370,7 @@ impl Catalog {
             credits: Semaphore::new(CREDITS as u64),
             pending: RefCell::new(HashMap::new()),
             next: Cell::new(1),
-            cache: RefCell::new(HashMap::new()),
+            cache: RefCell::new(ahash::AHashMap::new()),
         });
         for (peer, rx) in receivers.streams() {
             let c = Rc::clone(&cat);

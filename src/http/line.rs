@@ -151,24 +151,29 @@ const MEASUREMENT_ESC: &[u8] = b", ";
 const KEY_ESC: &[u8] = b",= ";
 
 /// Reads an escaped token up to an unescaped byte of `stops`; returns the
-/// unescaped text and the position of the stop byte (or the end).
-fn token(s: &[u8], mut i: usize, stops: &[u8], escapable: &[u8]) -> (String, usize) {
-    let mut out = Vec::new();
-    while i < s.len() {
-        let b = s[i];
-        if b == b'\\' && i + 1 < s.len() && escapable.contains(&s[i + 1]) {
-            out.push(s[i + 1]);
+/// unescaped text and the position of the stop byte (or the end). `s` is
+/// valid UTF-8 and every stop and escape is ASCII, so each copied segment
+/// is whole characters.
+fn token(s: &str, mut i: usize, stops: &[u8], escapable: &[u8]) -> (String, usize) {
+    let b = s.as_bytes();
+    let mut out = String::new();
+    let mut seg = i;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'\\' && i + 1 < b.len() && escapable.contains(&b[i + 1]) {
+            out.push_str(&s[seg..i]);
+            out.push(b[i + 1] as char);
             i += 2;
+            seg = i;
             continue;
         }
-        if stops.contains(&b) {
+        if stops.contains(&c) {
             break;
         }
-        out.push(b);
         i += 1;
     }
-    // Only whole UTF-8 characters were copied (escapes are ASCII).
-    (String::from_utf8_lossy(&out).into_owned(), i)
+    out.push_str(&s[seg..i]);
+    (out, i)
 }
 
 fn escape_into(out: &mut String, s: &str, escapable: &[u8]) {
@@ -258,20 +263,20 @@ fn parse_line(
         return Ok(());
     }
     let s = line.as_bytes();
-    let (measurement, mut i) = token(s, 0, b", ", MEASUREMENT_ESC);
+    let (measurement, mut i) = token(line, 0, b", ", MEASUREMENT_ESC);
     if measurement.is_empty() {
         return Err("missing measurement".into());
     }
     let mut tags: Vec<(String, String)> = Vec::new();
     while i < s.len() && s[i] == b',' {
-        let (k, j) = token(s, i + 1, b",= ", KEY_ESC);
+        let (k, j) = token(line, i + 1, b",= ", KEY_ESC);
         if k.is_empty() {
             return Err("empty tag key".into());
         }
         if j >= s.len() || s[j] != b'=' {
             return Err(format!("tag {k:?} has no '=value'"));
         }
-        let (v, j) = token(s, j + 1, b",= ", KEY_ESC);
+        let (v, j) = token(line, j + 1, b",= ", KEY_ESC);
         if v.is_empty() {
             return Err(format!("tag {k:?} has an empty value"));
         }
@@ -294,7 +299,7 @@ fn parse_line(
     // Fields.
     let mut fields: Vec<(String, Value)> = Vec::new();
     loop {
-        let (k, j) = token(s, i, b",= ", KEY_ESC);
+        let (k, j) = token(line, i, b",= ", KEY_ESC);
         if k.is_empty() {
             return Err("missing field key".into());
         }
