@@ -94,6 +94,13 @@ struct WriteArgs {
     /// Append every acknowledged batch to this file (for `verify`).
     #[arg(long)]
     ack_log: Option<PathBuf>,
+    /// `native` (xtdb's binary protocol to --addr) or `influx-http` (line
+    /// protocol over HTTP to --target, xtdb --http or any Influx-compatible server).
+    #[arg(long, default_value = "native")]
+    protocol: String,
+    /// influx-http: `http://host:port[/path?query]` (path default `/write?db=xtdb`).
+    #[arg(long)]
+    target: Option<String>,
 }
 
 #[derive(Args)]
@@ -264,7 +271,23 @@ fn run(cli: Cli) -> xtdb::Result<bool> {
             w.ack_log = a.ack_log;
             w.progress = !a.common.quiet;
             w.json = a.common.json;
-            let r = write::run::<C>(&w)?;
+            let r = match a.protocol.as_str() {
+                "native" => write::run::<C>(&w)?,
+                "influx-http" => {
+                    let Some(t) = a.target else {
+                        return Err(xtdb::Error::InvalidInput(
+                            "--protocol influx-http needs --target http://host:port".into(),
+                        ));
+                    };
+                    w.addr = t;
+                    write::run::<xtdb::load::influx::InfluxHttpConn>(&w)?
+                }
+                other => {
+                    return Err(xtdb::Error::InvalidInput(format!(
+                        "unknown --protocol {other:?} (native or influx-http)"
+                    )))
+                }
+            };
             let ok = r.points_acked > 0 && r.rate_kept != Some(false);
             let text = format!("xtdb-load write to {}\n{}", w.addr, r.text());
             Ok(emit(a.common.json, &r.json(), &text, ok))

@@ -22,7 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the server: one shard per listed CPU, native protocol on --listen.
+    /// Run the server: one shard per listed CPU, native protocol on --listen,
+    /// HTTP on --http.
     Serve(ServeArgs),
     /// Print a running server's counters (total and per shard) as a table.
     Stats {
@@ -57,6 +58,19 @@ struct ServeArgs {
     /// glommio registered-buffer memory per shard, bytes.
     #[arg(long, env = "XTDB_IO_MEMORY", default_value_t = 4 << 20)]
     io_memory: usize,
+    /// HTTP address (InfluxDB-compatible writes, JSON queries, /metrics);
+    /// off when not given.
+    #[arg(long, env = "XTDB_HTTP")]
+    http: Option<String>,
+    /// Largest HTTP request body, bytes, before and after gzip decompression.
+    #[arg(long, env = "XTDB_HTTP_MAX_BODY", default_value_t = 32 << 20)]
+    http_max_body: usize,
+    /// HTTP writes in flight per shard before new ones are answered 503.
+    #[arg(long, env = "XTDB_HTTP_MAX_INFLIGHT", default_value_t = 64)]
+    http_max_inflight: usize,
+    /// HTTP idle / read / write timeout, seconds.
+    #[arg(long, env = "XTDB_HTTP_TIMEOUT", default_value_t = 60)]
+    http_timeout: u64,
 }
 
 fn serve(a: ServeArgs) -> xtdb::Result<()> {
@@ -68,6 +82,10 @@ fn serve(a: ServeArgs) -> xtdb::Result<()> {
     config.sync = a.sync;
     config.memory_budget = a.memory_budget;
     config.io_memory = a.io_memory;
+    config.http = a.http;
+    config.http_config.max_body = a.http_max_body;
+    config.http_config.max_inflight_writes = a.http_max_inflight.max(1);
+    config.http_config.idle_timeout = std::time::Duration::from_secs(a.http_timeout.max(1));
     xtdb::server::run(config, Shutdown::on_signals()?)
 }
 

@@ -8,12 +8,15 @@
 //!   between shards over glommio's channel mesh.
 //! - [`net`]: the native wire protocol, the per-shard connection handler and
 //!   the [`net::Client`].
+//! - [`http`]: the HTTP edge: InfluxDB line-protocol writes, the tag
+//!   catalog, a JSON query API and Prometheus `/metrics`.
 //! - [`server`]: the entry point `xtdb serve` and the tests share.
 //! - [`error`]: the crate's error type; errors name the file, offset or input
 //!   they are about.
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod http;
 pub mod load;
 pub mod net;
 pub mod point;

@@ -6,7 +6,9 @@
 //! Start-up per shard: join the channel mesh (the mesh peer id is the shard
 //! index), open the shard's storage in `DATA/shard-N`, start the router,
 //! bind the `SO_REUSEPORT` listener (shard 0 first, so `:0` resolves to one
-//! port that every shard then binds).
+//! port that every shard then binds). With `http` set, also join the
+//! catalog mesh, open the tag catalog (shard 0) and bind the HTTP listener
+//! the same way (see [`crate::http`]).
 //!
 //! Shutdown, in order: stop accepting, let every connection finish its
 //! in-flight request (answers included), wait until *every* shard has done
@@ -25,6 +27,8 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorPoolBuilder, PoolThreadHandles};
 
+use crate::http::catalog::{self, CatMsg, Catalog};
+use crate::http::{HttpConfig, HttpCounters, HttpState};
 use crate::net::server::{accept_loop, Closing};
 use crate::runtime::placement::{check_shard_count, placement, shard_dir};
 use crate::runtime::router::{Local, Msg, Router, CHANNEL_CAPACITY};
@@ -46,6 +50,10 @@ pub struct ServerConfig {
     pub memory_budget: usize,
     /// glommio `io_memory` (registered buffers) per executor, bytes.
     pub io_memory: usize,
+    /// HTTP listen address (`host:port`); `None`: no HTTP.
+    pub http: Option<String>,
+    /// HTTP limits and timeouts.
+    pub http_config: HttpConfig,
 }
 
 impl ServerConfig {
@@ -58,6 +66,8 @@ impl ServerConfig {
             sync: SyncMode::Always,
             memory_budget: 1 << 30,
             io_memory: 4 << 20,
+            http: None,
+            http_config: HttpConfig::default(),
         })
     }
 }
@@ -73,6 +83,9 @@ impl fmt::Display for ServerConfig {
             self.cpus
         )?;
         writeln!(f, "listen:        {}", self.listen)?;
+        if let Some(h) = &self.http {
+            writeln!(f, "http:          {h}")?;
+        }
         writeln!(f, "sync:          {}", self.sync)?;
         writeln!(
             f,
@@ -118,6 +131,7 @@ impl Shutdown {
 /// A running server.
 pub struct ServerHandle {
     addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
     shutdown: Shutdown,
     threads: Option<PoolThreadHandles<Result<()>>>,
 }
@@ -126,6 +140,11 @@ impl ServerHandle {
     /// The address every shard listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address every shard's HTTP listener binds, if HTTP is on.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// Requests shutdown without waiting.
@@ -173,6 +192,8 @@ impl Drop for ServerHandle {
 struct Shared {
     /// The address shard 0 bound (or why it could not).
     addr: Mutex<Option<std::result::Result<SocketAddr, String>>>,
+    /// The HTTP address shard 0 bound (or why it could not).
+    http_addr: Mutex<Option<std::result::Result<SocketAddr, String>>>,
     /// Shards that have stopped serving (drained or failed).
     drained: AtomicUsize,
 }
@@ -185,14 +206,24 @@ pub fn start(config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandle> {
         return Err(Error::InvalidInput("no CPU listed".into()));
     }
     probe_listen(&config.listen)?;
+    if let Some(h) = &config.http {
+        probe_listen(h)?;
+    }
     check_shard_count(&config.data_dir, n)?;
     let placement = placement(&config.cpus)?;
     let mesh = MeshBuilder::<Msg, _>::full(n, CHANNEL_CAPACITY);
+    let cat_mesh = config
+        .http
+        .as_ref()
+        .map(|_| MeshBuilder::<CatMsg, _>::full(n, catalog::CHANNEL_CAPACITY));
+    let counters: Arc<Vec<HttpCounters>> =
+        Arc::new((0..n).map(|_| HttpCounters::default()).collect());
     let shared = Arc::new(Shared {
         addr: Mutex::new(None),
+        http_addr: Mutex::new(None),
         drained: AtomicUsize::new(0),
     });
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<SocketAddr>>();
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<Addrs>>();
     let cfg = config.clone();
     let sd = shutdown.clone();
     let threads = LocalExecutorPoolBuilder::new(placement)
@@ -200,17 +231,22 @@ pub fn start(config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandle> {
         .io_memory(config.io_memory)
         .on_all_shards(move || {
             let (cfg, sd, shared, tx, mesh) = (cfg, sd, shared, ready_tx, mesh);
-            async move { shard_main(cfg, sd, shared, tx, mesh).await }
+            let (cat_mesh, counters) = (cat_mesh, counters);
+            async move { shard_main(cfg, sd, shared, tx, mesh, cat_mesh, counters).await }
         })
         .map_err(Error::from)?;
     let mut handle = ServerHandle {
         addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        http_addr: None,
         shutdown,
         threads: Some(threads),
     };
     for _ in 0..n {
         match ready_rx.recv() {
-            Ok(Ok(addr)) => handle.addr = addr,
+            Ok(Ok((addr, http))) => {
+                handle.addr = addr;
+                handle.http_addr = http;
+            }
             Ok(Err(e)) => {
                 handle.shutdown.trigger();
                 let _ = handle.join();
@@ -231,7 +267,13 @@ pub fn start(config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandle> {
 pub fn run(config: ServerConfig, shutdown: Shutdown) -> Result<()> {
     println!("xtdb serve\n{config}");
     let handle = start(config, shutdown.clone())?;
-    println!("xtdb ready: listening on {}", handle.local_addr());
+    match handle.http_addr() {
+        Some(h) => println!(
+            "xtdb ready: listening on {} (http on {h})",
+            handle.local_addr()
+        ),
+        None => println!("xtdb ready: listening on {}", handle.local_addr()),
+    }
     while !shutdown.is_triggered() {
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -241,24 +283,50 @@ pub fn run(config: ServerConfig, shutdown: Shutdown) -> Result<()> {
     Ok(())
 }
 
+/// The native address and the HTTP address (if any) a shard listens on.
+type Addrs = (SocketAddr, Option<SocketAddr>);
+
+/// The catalog mesh ends of one shard.
+type CatEnds = (
+    glommio::channels::channel_mesh::Senders<CatMsg>,
+    glommio::channels::channel_mesh::Receivers<CatMsg>,
+);
+
 async fn shard_main(
     cfg: ServerConfig,
     shutdown: Shutdown,
     shared: Arc<Shared>,
-    ready: mpsc::Sender<Result<SocketAddr>>,
+    ready: mpsc::Sender<Result<Addrs>>,
     mesh: MeshBuilder<Msg, glommio::channels::channel_mesh::Full>,
+    cat_mesh: Option<catalog::CatMesh>,
+    counters: Arc<Vec<HttpCounters>>,
 ) -> Result<()> {
     let n = cfg.cpus.len();
     let (index, senders, receivers) = Router::join(mesh).await?;
-    let served = serve_shard(index, &cfg, &shutdown, &shared, &ready, senders, receivers).await;
+    let cat = match cat_mesh {
+        Some(m) => Some(Catalog::join_mesh(m).await?),
+        None => None,
+    };
+    let served = serve_shard(
+        index,
+        &cfg,
+        &shutdown,
+        &shared,
+        &ready,
+        (senders, receivers),
+        cat,
+        counters,
+    )
+    .await;
     if let Err(e) = &served {
         // Tell the other shards (waiting for the address) and `start`
         // (waiting for every shard) right away, before the barrier.
-        let mut a = shared.addr.lock().unwrap_or_else(|p| p.into_inner());
-        if a.is_none() {
-            *a = Some(Err(format!("shard {index}: {e}")));
+        for slot in [&shared.addr, &shared.http_addr] {
+            let mut a = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if a.is_none() {
+                *a = Some(Err(format!("shard {index}: {e}")));
+            }
         }
-        drop(a);
         let _ = ready.send(Err(Error::InvalidInput(format!(
             "shard {index} failed to start: {e}"
         ))));
@@ -275,14 +343,19 @@ async fn shard_main(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve_shard(
     index: usize,
     cfg: &ServerConfig,
     shutdown: &Shutdown,
     shared: &Shared,
-    ready: &mpsc::Sender<Result<SocketAddr>>,
-    senders: glommio::channels::channel_mesh::Senders<Msg>,
-    receivers: glommio::channels::channel_mesh::Receivers<Msg>,
+    ready: &mpsc::Sender<Result<Addrs>>,
+    (senders, receivers): (
+        glommio::channels::channel_mesh::Senders<Msg>,
+        glommio::channels::channel_mesh::Receivers<Msg>,
+    ),
+    cat: Option<CatEnds>,
+    counters: Arc<Vec<HttpCounters>>,
 ) -> Result<Shard> {
     let n = cfg.cpus.len();
     let cpu = cfg.cpus.get(index).copied().unwrap_or(usize::MAX);
@@ -304,41 +377,37 @@ async fn serve_shard(
         receivers,
     );
 
-    let listener = if index == 0 {
-        let bound = TcpListener::bind(cfg.listen.as_str())
-            .and_then(|l| l.local_addr().map(|a| (l, a)))
-            .map_err(|e| Error::io(format!("listen on {}", cfg.listen), None, to_io(e)));
-        let mut a = shared.addr.lock().unwrap_or_else(|p| p.into_inner());
-        match bound {
-            Ok((l, addr)) => {
-                *a = Some(Ok(addr));
-                l
-            }
-            Err(e) => {
-                *a = Some(Err(e.to_string()));
-                return Err(e);
-            }
-        }
-    } else {
-        let addr = loop {
-            let got = shared
-                .addr
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            match got {
-                Some(Ok(a)) => break a,
-                Some(Err(e)) => return Err(Error::InvalidInput(format!("shard 0 failed: {e}"))),
-                None => glommio::timer::sleep(Duration::from_millis(1)).await,
-            }
-        };
-        TcpListener::bind(addr)
-            .map_err(|e| Error::io(format!("listen on {addr}"), None, to_io(e)))?
-    };
+    let listener = bind_shared(index, &cfg.listen, &shared.addr).await?;
     let addr = listener
         .local_addr()
         .map_err(|e| Error::io("listener address", None, to_io(e)))?;
-    let _ = ready.send(Ok(addr));
+    let http = match (&cfg.http, cat) {
+        (Some(h), Some((cs, cr))) => {
+            let store = if index == 0 {
+                let st = catalog::Store::open(&cfg.data_dir).await?;
+                println!("catalog: {} series keys", st.len());
+                Some(st)
+            } else {
+                None
+            };
+            let catalog = Catalog::start(cs, cr, store);
+            let l = bind_shared(index, h, &shared.http_addr).await?;
+            let a = l
+                .local_addr()
+                .map_err(|e| Error::io("http listener address", None, to_io(e)))?;
+            let state = Rc::new(HttpState {
+                router: Rc::clone(&router),
+                catalog,
+                config: cfg.http_config.clone(),
+                inflight: std::cell::Cell::new(0),
+                counters,
+            });
+            Some((l, a, state))
+        }
+        _ => None,
+    };
+    let http_addr = http.as_ref().map(|h| h.1);
+    let _ = ready.send(Ok((addr, http_addr)));
 
     let closing = Closing::default();
     let watcher = {
@@ -350,9 +419,53 @@ async fn serve_shard(
             closing.close();
         })
     };
-    accept_loop(listener, router, closing).await;
+    match http {
+        Some((l, _, state)) => {
+            futures_lite::future::zip(
+                accept_loop(listener, router, closing.clone()),
+                crate::http::accept_loop(l, state, closing),
+            )
+            .await;
+        }
+        None => accept_loop(listener, router, closing).await,
+    }
     watcher.await;
     Ok(shard)
+}
+
+/// Binds `listen` on shard 0 and publishes the bound address in `slot`;
+/// the other shards wait for it and bind the same address (`SO_REUSEPORT`),
+/// so port 0 resolves to one port for all.
+async fn bind_shared(
+    index: usize,
+    listen: &str,
+    slot: &Mutex<Option<std::result::Result<SocketAddr, String>>>,
+) -> Result<TcpListener> {
+    if index == 0 {
+        let bound = TcpListener::bind(listen)
+            .and_then(|l| l.local_addr().map(|a| (l, a)))
+            .map_err(|e| Error::io(format!("listen on {listen}"), None, to_io(e)));
+        let mut a = slot.lock().unwrap_or_else(|p| p.into_inner());
+        return match bound {
+            Ok((l, addr)) => {
+                *a = Some(Ok(addr));
+                Ok(l)
+            }
+            Err(e) => {
+                *a = Some(Err(e.to_string()));
+                Err(e)
+            }
+        };
+    }
+    let addr = loop {
+        let got = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match got {
+            Some(Ok(a)) => break a,
+            Some(Err(e)) => return Err(Error::InvalidInput(format!("shard 0 failed: {e}"))),
+            None => glommio::timer::sleep(Duration::from_millis(1)).await,
+        }
+    };
+    TcpListener::bind(addr).map_err(|e| Error::io(format!("listen on {addr}"), None, to_io(e)))
 }
 
 /// glommio's listeners set `SO_REUSEPORT`, so binding a port that another

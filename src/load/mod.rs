@@ -5,6 +5,7 @@
 //! - [`acklog`]: the append-only record of acknowledged batches.
 //! - [`report`]: histograms, progress lines, JSON.
 //! - [`conn`]: the client calls used, as a trait over `xtdb::net::Client`.
+//! - [`influx`]: the same writes as InfluxDB line protocol over HTTP.
 //! - [`write`], [`verify`], [`query`]: the commands.
 //! - [`scenario`]: the original design's figures; [`demo`]: the one-command run.
 //! - [`server`]: starting and stopping an `xtdb serve` process.
@@ -16,6 +17,7 @@ pub mod acklog;
 pub mod conn;
 pub mod demo;
 pub mod gen;
+pub mod influx;
 pub mod query;
 pub mod report;
 pub mod scenario;

@@ -1,0 +1,135 @@
+//! `/metrics`: every shard's storage counters (the ones the native `stats`
+//! frame reports), write-ack latency summaries and the HTTP counters, in
+//! the Prometheus text exposition format (version 0.0.4), labelled
+//! `shard="N"`.
+
+use std::fmt::Write as _;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+
+use hyper::StatusCode;
+
+use super::api::Resp;
+use super::HttpState;
+use crate::runtime::router::{ShardReport, ShardRequest, ShardResponse};
+
+/// Counters that are levels or maxima, not monotonic counts.
+const GAUGES: &[&str] = &[
+    "wal_max_group",
+    "flush_max_micros",
+    "points_buffered",
+    "buffered_bytes",
+];
+
+/// Renders every shard's counters.
+pub async fn render(state: &Rc<HttpState>) -> Resp {
+    let r = &state.router;
+    let tasks: Vec<_> = (0..r.shards())
+        .map(|d| r.spawn_call(d, ShardRequest::Stats))
+        .collect();
+    let mut reports = Vec::new();
+    for t in tasks {
+        match t.await {
+            ShardResponse::Stats(rep) => reports.push(*rep),
+            other => {
+                return super::api::error_resp(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("stats: {other:?}"),
+                )
+            }
+        }
+    }
+    let text = format_metrics(&reports, &state.counters);
+    let mut resp = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(text)));
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
+
+/// The exposition text for these reports and HTTP counters.
+pub fn format_metrics(reports: &[ShardReport], counters: &[super::HttpCounters]) -> String {
+    let mut out = String::new();
+    let Some(first) = reports.first() else {
+        return out;
+    };
+    for (i, (name, _)) in first.stats.fields().into_iter().enumerate() {
+        let gauge = GAUGES.contains(&name);
+        let metric = if gauge {
+            format!("xtdb_{name}")
+        } else {
+            format!("xtdb_{name}_total")
+        };
+        let _ = writeln!(out, "# HELP {metric} shard storage counter {name}");
+        let _ = writeln!(
+            out,
+            "# TYPE {metric} {}",
+            if gauge { "gauge" } else { "counter" }
+        );
+        for r in reports {
+            let v = r.stats.fields().get(i).map_or(0, |f| f.1);
+            let _ = writeln!(out, "{metric}{{shard=\"{}\"}} {v}", r.shard);
+        }
+    }
+    let m = "xtdb_write_ack_latency_microseconds";
+    let _ = writeln!(
+        out,
+        "# HELP {m} client write batch latency until durable (native and HTTP)"
+    );
+    let _ = writeln!(out, "# TYPE {m} summary");
+    for r in reports {
+        let h = &r.ack_us;
+        for q in [0.5, 0.9, 0.99, 0.999] {
+            let _ = writeln!(
+                out,
+                "{m}{{shard=\"{}\",quantile=\"{q}\"}} {}",
+                r.shard,
+                h.value_at_quantile(q)
+            );
+        }
+        let sum = h.mean() * h.len() as f64;
+        let _ = writeln!(out, "{m}_sum{{shard=\"{}\"}} {sum}", r.shard);
+        let _ = writeln!(out, "{m}_count{{shard=\"{}\"}} {}", r.shard, h.len());
+    }
+    let m = "xtdb_uptime_seconds";
+    let _ = writeln!(out, "# HELP {m} time since the shard started");
+    let _ = writeln!(out, "# TYPE {m} gauge");
+    for r in reports {
+        let _ = writeln!(
+            out,
+            "{m}{{shard=\"{}\"}} {}",
+            r.shard,
+            r.uptime.as_secs_f64()
+        );
+    }
+    type Get = fn(&super::HttpCounters) -> &std::sync::atomic::AtomicU64;
+    let http: [(&str, &str, Get); 7] = [
+        ("requests", "HTTP requests answered", |c| &c.requests),
+        ("writes_ok", "HTTP write batches acknowledged", |c| {
+            &c.writes_ok
+        }),
+        ("points_ok", "points acknowledged over HTTP", |c| {
+            &c.points_ok
+        }),
+        ("client_errors", "HTTP 4xx answers", |c| &c.client_errors),
+        ("server_errors", "HTTP 5xx answers", |c| &c.server_errors),
+        ("overloaded", "HTTP 503 overload answers", |c| &c.overloaded),
+        ("connections", "HTTP connections accepted", |c| {
+            &c.connections
+        }),
+    ];
+    for (name, help, get) in http {
+        let m = format!("xtdb_http_{name}_total");
+        let _ = writeln!(out, "# HELP {m} {help}");
+        let _ = writeln!(out, "# TYPE {m} counter");
+        for (i, c) in counters.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{m}{{shard=\"{i}\"}} {}",
+                get(c).load(Ordering::Relaxed)
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,261 @@
+//! The HTTP edge (`xtdb serve --http ADDR`): InfluxDB-compatible writes, a
+//! JSON query API, Prometheus `/metrics`. One `SO_REUSEPORT` listener per
+//! shard; each connection is served by hyper 1.x (HTTP/1.1, keep-alive) on
+//! the shard that accepted it, through [`GlommioIo`], and every request goes
+//! through the same [`Router`](crate::runtime::router::Router) as the native
+//! protocol. Never panics on input.
+//!
+//! Timeouts: glommio timers are `!Send` and hyper's `rt::Timer` wants
+//! `Send` sleeps, so hyper's header-read timer is off; instead the socket has
+//! a read timeout ([`HttpConfig::idle_timeout`]: an idle keep-alive
+//! connection, or a client stalling inside a request, is closed after it)
+//! and a write timeout of the same length.
+//!
+//! | method, path | what |
+//! |---|---|
+//! | `POST /write?db=&precision=n\|ns\|u\|us\|ms\|s\|m\|h` | InfluxDB 1.x write |
+//! | `POST /api/v2/write?bucket=&org=&precision=ns\|us\|ms\|s` | InfluxDB 2.x write |
+//! | `GET /ping` | 204 |
+//! | `GET /health` | 200 `{"status":"ok"}` |
+//! | `GET /api/v1/range?tag=KEY\|id=N&start=&end=&precision=` | points of one series |
+//! | `GET /api/v1/latest?tag=KEY&tag=..&id=N&precision=` | latest point per series |
+//! | `GET /api/v1/tags?match=SUBSTR&limit=N` | catalog listing |
+//! | `GET /metrics` | Prometheus text format |
+//!
+//! Writes (see [`line`] for the accepted syntax): `204` once every point
+//! is durable (WAL fdatasync under `--sync always`, like native writes);
+//! `400 {"error": "...", "line": N}` for the first bad line — the whole
+//! batch is rejected, nothing of it is stored (InfluxDB 2.x behaviour);
+//! `400` for an unknown `precision` or a bad gzip body; `413` when the body
+//! or its decompressed form exceeds [`HttpConfig::max_body`]; `503` with
+//! `Retry-After: 1` when the shard already has
+//! [`HttpConfig::max_inflight_writes`] writes in flight; `500` for a storage
+//! or catalog failure. `db`, `bucket`, `org` and `rp` are accepted and
+//! ignored: xtdb has one namespace. `Content-Encoding: gzip` is supported.
+//!
+//! Queries: timestamps are in `precision` (default `us`); `start`
+//! (inclusive, default the earliest) and `end` (exclusive, default the
+//! latest). `range` answers `{"tag": KEY|null, "id": N, "points":
+//! [{"ts": T, "value": V, "quality": Q}, ...]}`; `latest` answers
+//! `[{"tag": KEY|null, "id": N, "ts": T|null, "value": V|null,
+//! "quality": Q|null}, ...]` in request order; `tags` answers
+//! `[{"id": N, "tag": KEY}, ...]` by id. An unknown tag name is a 404.
+
+pub mod api;
+pub mod catalog;
+pub mod line;
+pub mod metrics;
+
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_lite::{AsyncRead, AsyncWrite};
+use glommio::net::{TcpListener, TcpStream};
+use glommio::sync::Gate;
+
+use crate::net::server::Closing;
+use crate::runtime::router::Router;
+
+/// HTTP settings.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// Largest request body, bytes, before and after gzip decompression.
+    pub max_body: usize,
+    /// Socket read/write timeout: idle keep-alive connections and stalled
+    /// requests are closed after it.
+    pub idle_timeout: Duration,
+    /// Writes in flight per shard before new ones get 503.
+    pub max_inflight_writes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_body: 32 << 20,
+            idle_timeout: Duration::from_secs(60),
+            max_inflight_writes: 64,
+        }
+    }
+}
+
+/// Per-shard HTTP counters. Each shard writes only its own entry; any shard
+/// reads all of them for `/metrics`.
+#[derive(Debug, Default)]
+pub struct HttpCounters {
+    /// Requests answered.
+    pub requests: AtomicU64,
+    /// Write requests acknowledged (204).
+    pub writes_ok: AtomicU64,
+    /// Points (one per value field of a line) acknowledged.
+    pub points_ok: AtomicU64,
+    /// 4xx answers.
+    pub client_errors: AtomicU64,
+    /// 5xx answers (503 included).
+    pub server_errors: AtomicU64,
+    /// 503 overload answers.
+    pub overloaded: AtomicU64,
+    /// Connections accepted.
+    pub connections: AtomicU64,
+}
+
+impl HttpCounters {
+    /// Adds `n` to a counter.
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// What a shard's HTTP handlers share.
+pub struct HttpState {
+    /// The shard's router.
+    pub router: Rc<Router>,
+    /// The shard's catalog handle.
+    pub catalog: Rc<catalog::Catalog>,
+    /// Settings.
+    pub config: HttpConfig,
+    /// Writes in flight on this shard.
+    pub inflight: std::cell::Cell<usize>,
+    /// Every shard's counters, by shard index.
+    pub counters: Arc<Vec<HttpCounters>>,
+}
+
+impl HttpState {
+    /// This shard's counters.
+    pub fn mine(&self) -> &HttpCounters {
+        &self.counters[self.router.local().index % self.counters.len().max(1)]
+    }
+}
+
+/// hyper's I/O traits over a glommio `TcpStream`. Reads go through a small
+/// scratch buffer so no uninitialised memory is ever exposed (one copy,
+/// cheap next to parsing).
+pub struct GlommioIo {
+    stream: TcpStream,
+    scratch: Vec<u8>,
+}
+
+impl GlommioIo {
+    /// Wraps a stream.
+    pub fn new(stream: TcpStream) -> Self {
+        GlommioIo {
+            stream,
+            scratch: vec![0; 64 << 10],
+        }
+    }
+}
+
+impl hyper::rt::Read for GlommioIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let want = buf.remaining().min(this.scratch.len());
+        if want == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        match Pin::new(&mut this.stream).poll_read(cx, &mut this.scratch[..want]) {
+            Poll::Ready(Ok(n)) => {
+                buf.put_slice(&this.scratch[..n]);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl hyper::rt::Write for GlommioIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_close(cx)
+    }
+}
+
+/// Accepts HTTP connections until `closing`, then lets every connection
+/// finish its in-flight request (keep-alive is switched off) and returns.
+pub async fn accept_loop(listener: TcpListener, state: Rc<HttpState>, closing: Closing) {
+    let gate = Gate::new();
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            closing.wait().await;
+            None
+        })
+        .await;
+        match accepted {
+            None => break,
+            Some(Ok(stream)) => {
+                HttpCounters::add(&state.mine().connections, 1);
+                let (s, c) = (Rc::clone(&state), closing.clone());
+                if gate
+                    .spawn(serve_conn(stream, s, c))
+                    .map(|t| t.detach())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            Some(Err(e)) => {
+                eprintln!(
+                    "shard {}: http accept failed: {e}",
+                    state.router.local().index
+                );
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    drop(listener);
+    let _ = gate.close().await;
+}
+
+async fn serve_conn(stream: TcpStream, state: Rc<HttpState>, closing: Closing) {
+    let _ = stream.set_nodelay(true);
+    let t = Some(state.config.idle_timeout);
+    let _ = stream.set_read_timeout(t);
+    let _ = stream.set_write_timeout(t);
+    let svc = {
+        let state = Rc::clone(&state);
+        hyper::service::service_fn(move |req| api::handle(Rc::clone(&state), req))
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .keep_alive(true)
+        .header_read_timeout(None)
+        .max_buf_size(1 << 20);
+    let conn = builder.serve_connection(GlommioIo::new(stream), svc);
+    let mut conn = std::pin::pin!(conn);
+    let first = futures_lite::future::or(async { Some(conn.as_mut().await) }, async {
+        closing.wait().await;
+        None
+    })
+    .await;
+    if first.is_none() {
+        // Shutdown: finish the request in flight (if any), then close.
+        conn.as_mut().graceful_shutdown();
+        let _ = futures_lite::future::or(
+            async {
+                let _ = conn.as_mut().await;
+            },
+            async {
+                glommio::timer::sleep(crate::net::server::WRITE_GRACE * 5).await;
+            },
+        )
+        .await;
+    }
+}

@@ -1,0 +1,133 @@
+//! Real InfluxDB client libraries against xtdb's HTTP edge: the PyPI
+//! `influxdb` package (1.x `/write`) and `influxdb-client` (2.x
+//! `/api/v2/write`, gzip on). The packages are installed with pip into
+//! `target/pyclients` on first run; without python3/pip (or without the
+//! network) the test prints why and passes without checking anything.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use xtdb::server::{start, ServerConfig, Shutdown};
+
+fn pyclients() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/pyclients");
+    let importable = |d: &PathBuf| {
+        Command::new("python3")
+            .env("PYTHONPATH", d)
+            .args(["-c", "import influxdb, influxdb_client"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    if importable(&dir) {
+        return Some(dir);
+    }
+    let ok = Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--target",
+        ])
+        .arg(&dir)
+        .args(["influxdb", "influxdb-client"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    (ok && importable(&dir)).then_some(dir)
+}
+
+const SCRIPT: &str = r#"
+import sys
+from influxdb import InfluxDBClient
+from influxdb_client import InfluxDBClient as Client2, Point
+from influxdb_client.client.write_api import SYNCHRONOUS
+host, port = sys.argv[1], int(sys.argv[2])
+c1 = InfluxDBClient(host=host, port=port, database="plant")
+c1.ping()
+ok = c1.write_points([
+    {"measurement": "boiler", "tags": {"unit": "b1"}, "time": 1700000000000000000,
+     "fields": {"temp": 81.5, "q": 192}},
+    {"measurement": "boiler", "tags": {"unit": "b2"}, "time": 1700000000000000000,
+     "fields": {"temp": 79.0, "pressure": 3.5}},
+], time_precision="n")
+assert ok, "1.x write failed"
+try:
+    c1.write_points([{"measurement": "boiler", "fields": {"temp": float("nan")}}])
+    raise SystemExit("NaN was accepted")
+except Exception as e:
+    assert "400" in str(e) or "finite" in str(e) or "NaN" in str(e), e
+c2 = Client2(url=f"http://{host}:{port}", token="t", org="o", enable_gzip=True)
+w = c2.write_api(write_options=SYNCHRONOUS)
+w.write(bucket="b", record=Point("boiler").tag("unit", "b3").field("temp", 90.25).time(1700000001000000000))
+w.write(bucket="b", record="boiler,unit=b3 temp=91.5 1700000002000000000")
+print("ok")
+"#;
+
+#[test]
+fn python_influx_clients_write_through_both_endpoints() {
+    let Some(py) = pyclients() else {
+        eprintln!("SKIPPED: python3 with pip (and the PyPI influxdb, influxdb-client packages) unavailable");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ServerConfig::new(dir.path()).unwrap();
+    c.cpus = vec![0, 1];
+    c.listen = "127.0.0.1:0".into();
+    c.http = Some("127.0.0.1:0".into());
+    c.memory_budget = 64 << 20;
+    c.io_memory = 1 << 20;
+    let h = start(c, Shutdown::new()).unwrap();
+    let a = h.http_addr().unwrap();
+    let out = Command::new("python3")
+        .env("PYTHONPATH", &py)
+        .args(["-c", SCRIPT, &a.ip().to_string(), &a.port().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stdout {}\nstderr {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let get = |path: &str| -> serde_json::Value {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(a).unwrap();
+        let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        let body = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(&raw[..0], |i| &raw[i + 4..]);
+        serde_json::from_slice(body).unwrap()
+    };
+    let tags = get("/api/v1/tags?match=boiler");
+    let names: Vec<&str> = tags
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "boiler,unit=b1 temp",
+            "boiler,unit=b2 pressure",
+            "boiler,unit=b2 temp",
+            "boiler,unit=b3 temp"
+        ]
+    );
+    let r = get("/api/v1/range?tag=boiler%2Cunit%3Db3%20temp&precision=s");
+    let pts = r["points"].as_array().unwrap();
+    assert_eq!(pts.len(), 2, "{r}");
+    assert_eq!(pts[0]["ts"], 1_700_000_001);
+    assert_eq!(pts[1]["value"], 91.5);
+    let l = get("/api/v1/latest?tag=boiler%2Cunit%3Db1%20temp");
+    assert_eq!(l[0]["quality"], 192);
+    assert_eq!(l[0]["value"], 81.5);
+    h.stop().unwrap();
+}
