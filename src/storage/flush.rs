@@ -124,11 +124,16 @@ pub(crate) async fn flush_round(
             };
             let remaining_min = plan[done + k..].iter().map(|p| p.min_seq).min();
             let buffered_min = inner.bufs.borrow().min_seq();
+            // Never persisted lower than before: WAL segments below the
+            // previous checkpoint may already be recycled, and commits
+            // alternate between two header slots, so a lower value would
+            // become the chunk's newest once the older slot is overwritten.
             let checkpoint = [remaining_min, buffered_min, Some(wal_next)]
                 .into_iter()
                 .flatten()
                 .min()
-                .unwrap_or(wal_next);
+                .unwrap_or(wal_next)
+                .max(inner.checkpoint.get());
             let committed = chunk.commit(&entries, checkpoint).await;
             let sealed = chunk.header.sealed;
             let chunk_id = chunk.header.id as u32;
@@ -143,7 +148,7 @@ pub(crate) async fn flush_round(
                 &entries,
                 plan.get(done + k).map(|p| p.tag),
             );
-            inner.checkpoint.set(checkpoint.max(inner.checkpoint.get()));
+            inner.checkpoint.set(checkpoint);
             if sealed {
                 inner.stats.borrow_mut().chunks_sealed += 1;
             }
