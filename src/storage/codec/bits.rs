@@ -104,6 +104,25 @@ impl<'a> BitReader<'a> {
     }
 }
 
+/// True if `v` fits in an `n`-bit two's-complement field.
+#[inline(always)]
+pub fn fits(v: i64, n: u32) -> bool {
+    let lim = 1i64 << (n - 1);
+    v >= -lim && v < lim
+}
+
+/// The low `n` bits of `v` (its `n`-bit two's-complement field).
+#[inline(always)]
+pub fn low(v: i64, n: u32) -> u64 {
+    (v as u64) & ((1u64 << n) - 1)
+}
+
+/// Sign-extends an `n`-bit field read back with [`low`]'s layout.
+#[inline(always)]
+pub fn sign_extend(v: u64, n: u32) -> i64 {
+    ((v << (64 - n)) as i64) >> (64 - n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,17 +64,12 @@ impl Encoder {
     /// Bytes of the payload this stream would make (see
     /// [`Segment::payload_len`]).
     pub fn payload_len(&self) -> usize {
-        2 + quality::RUN_BYTES * self.runs.len() + self.bits.len()
+        payload_len(&self.runs, &self.bits)
     }
 
     /// Heap bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.bits.capacity()
-            + if self.runs.spilled() {
-                self.runs.capacity() * std::mem::size_of::<QRun>()
-            } else {
-                0
-            }
+        heap_bytes(&self.runs, &self.bits)
     }
 
     /// Where the next byte will be appended (for prefetching).
@@ -186,17 +181,12 @@ pub struct Segment {
 impl Segment {
     /// Bytes of the block payload: run count (u16), runs, stream.
     pub fn payload_len(&self) -> usize {
-        2 + quality::RUN_BYTES * self.runs.len() + self.bits.len()
+        payload_len(&self.runs, &self.bits)
     }
 
     /// Heap bytes held (besides the structure itself).
     pub fn heap_bytes(&self) -> usize {
-        self.bits.capacity()
-            + if self.runs.spilled() {
-                self.runs.capacity() * std::mem::size_of::<QRun>()
-            } else {
-                0
-            }
+        heap_bytes(&self.runs, &self.bits)
     }
 
     /// Writes the payload into `out` (exactly [`Self::payload_len`] bytes).
@@ -365,6 +355,21 @@ pub fn decode(
         return Err(DecodeError("quality runs do not cover the point count"));
     }
     Ok(())
+}
+
+/// Payload bytes of a stream: run count (u16), runs, bit stream.
+fn payload_len(runs: &Runs, bits: &[u8]) -> usize {
+    2 + quality::RUN_BYTES * runs.len() + bits.len()
+}
+
+/// Heap bytes held by a stream's runs (when spilled) and bits.
+fn heap_bytes(runs: &Runs, bits: &Vec<u8>) -> usize {
+    bits.capacity()
+        + if runs.spilled() {
+            runs.capacity() * std::mem::size_of::<QRun>()
+        } else {
+            0
+        }
 }
 
 #[cfg(test)]

@@ -13,21 +13,10 @@
 //!
 //! Payloads are two's complement, most significant bit first.
 
-use super::bits::{put, BitReader};
+use super::bits::{fits, low, put, sign_extend, BitReader};
 
 /// The widest encoding of one delta of delta, in bits.
 pub const MAX_BITS: u32 = 5 + 64;
-
-#[inline(always)]
-fn fits(v: i64, n: u32) -> bool {
-    let lim = 1i64 << (n - 1);
-    v >= -lim && v < lim
-}
-
-#[inline(always)]
-fn low(v: i64, n: u32) -> u64 {
-    (v as u64) & ((1u64 << n) - 1)
-}
 
 /// The bits encoding `dod`, as `(value, width)` (width ≤ 64 except the
 /// 64-bit case, which is written by [`put_dod`] in two parts).
@@ -47,11 +36,6 @@ pub fn put_dod(buf: &mut Vec<u8>, free: &mut u8, dod: i64) {
         put(buf, free, 0b11111, 5);
         put(buf, free, dod as u64, 64);
     }
-}
-
-#[inline(always)]
-fn sign_extend(v: u64, n: u32) -> i64 {
-    ((v << (64 - n)) as i64) >> (64 - n)
 }
 
 /// Reads one delta of delta.

@@ -27,7 +27,7 @@
 //! 2^53), recomputed by both sides after every XOR code and scale change;
 //! the decimal code is only used while it exists.
 
-use super::bits::{put, BitReader};
+use super::bits::{fits, low, put, sign_extend, BitReader};
 
 /// The widest encoding of one value, in bits.
 pub const MAX_BITS: u32 = 4 + 5 + 6 + 64;
@@ -65,22 +65,6 @@ fn as_int(v: u64, s: u8) -> Option<i64> {
     // any rounding slip harmless.
     let i = (f + 0.5f64.copysign(f)) as i64;
     (from_int(i, s) == v).then_some(i)
-}
-
-#[inline(always)]
-fn fits(v: i64, n: u32) -> bool {
-    let lim = 1i64 << (n - 1);
-    v >= -lim && v < lim
-}
-
-#[inline(always)]
-fn low(v: i64, n: u32) -> u64 {
-    (v as u64) & ((1u64 << n) - 1)
-}
-
-#[inline(always)]
-fn sign_extend(v: u64, n: u32) -> i64 {
-    ((v << (64 - n)) as i64) >> (64 - n)
 }
 
 /// `(bits, width)` of a delta, or `None` if it needs more than 40 bits.
