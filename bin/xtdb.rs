@@ -4,8 +4,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use xtdb::net::limits::{TimeWindow, WireLimits};
 use xtdb::server::{ServerConfig, Shutdown};
 use xtdb::storage::SyncMode;
 
@@ -71,6 +73,41 @@ struct ServeArgs {
     /// HTTP idle / read / write timeout, seconds.
     #[arg(long, env = "XTDB_HTTP_TIMEOUT", default_value_t = 60)]
     http_timeout: u64,
+    /// Connections served at once per shard and listener (native and HTTP
+    /// apart); one more is answered with an error and closed.
+    #[arg(long, env = "XTDB_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// Native protocol: close a connection with no request for this long, seconds.
+    #[arg(long, env = "XTDB_IDLE_TIMEOUT", default_value_t = 600)]
+    idle_timeout: u64,
+    /// Native protocol: a started frame must fully arrive (and an answer be
+    /// read) within this, seconds.
+    #[arg(long, env = "XTDB_FRAME_TIMEOUT", default_value_t = 30)]
+    frame_timeout: u64,
+    /// Earliest timestamp a write may carry, µs since the Unix epoch.
+    #[arg(
+        long,
+        env = "XTDB_MIN_TIMESTAMP_US",
+        default_value_t = 0,
+        allow_hyphen_values = true
+    )]
+    min_timestamp_us: i64,
+    /// How far past the server's clock a timestamp may be, seconds, or `off`.
+    #[arg(long, env = "XTDB_MAX_FUTURE_SECS", default_value = "86400", value_parser = parse_future)]
+    max_future_secs: MaxFuture,
+}
+
+/// `--max-future-secs`: seconds, or `off` (no limit).
+#[derive(Clone, Copy)]
+struct MaxFuture(Option<u64>);
+
+fn parse_future(s: &str) -> Result<MaxFuture, String> {
+    if s == "off" {
+        return Ok(MaxFuture(None));
+    }
+    s.parse()
+        .map(|v| MaxFuture(Some(v)))
+        .map_err(|_| format!("expected seconds or `off`, got {s:?}"))
 }
 
 fn serve(a: ServeArgs) -> xtdb::Result<()> {
@@ -85,7 +122,16 @@ fn serve(a: ServeArgs) -> xtdb::Result<()> {
     config.http = a.http;
     config.http_config.max_body = a.http_max_body;
     config.http_config.max_inflight_writes = a.http_max_inflight.max(1);
-    config.http_config.idle_timeout = std::time::Duration::from_secs(a.http_timeout.max(1));
+    config.http_config.idle_timeout = Duration::from_secs(a.http_timeout.max(1));
+    config.limits = WireLimits {
+        max_connections: a.max_connections.max(1),
+        idle_timeout: Duration::from_secs(a.idle_timeout.max(1)),
+        frame_timeout: Duration::from_secs(a.frame_timeout.max(1)),
+        window: TimeWindow {
+            min_ts: a.min_timestamp_us,
+            max_future: a.max_future_secs.0.map(Duration::from_secs),
+        },
+    };
     xtdb::server::run(config, Shutdown::on_signals()?)
 }
 

@@ -29,6 +29,7 @@ use glommio::{LocalExecutorPoolBuilder, PoolThreadHandles};
 
 use crate::http::catalog::{self, CatMsg, Catalog};
 use crate::http::{HttpConfig, HttpCounters, HttpState};
+use crate::net::limits::WireLimits;
 use crate::net::server::{accept_loop, Closing};
 use crate::runtime::placement::{check_shard_count, placement, shard_dir};
 use crate::runtime::router::{Local, Msg, Router, CHANNEL_CAPACITY};
@@ -54,6 +55,8 @@ pub struct ServerConfig {
     pub http: Option<String>,
     /// HTTP limits and timeouts.
     pub http_config: HttpConfig,
+    /// Connection limit, timeouts and timestamp window (both protocols).
+    pub limits: WireLimits,
 }
 
 impl ServerConfig {
@@ -68,6 +71,7 @@ impl ServerConfig {
             io_memory: 4 << 20,
             http: None,
             http_config: HttpConfig::default(),
+            limits: WireLimits::default(),
         })
     }
 }
@@ -93,7 +97,28 @@ impl fmt::Display for ServerConfig {
             self.memory_budget,
             self.memory_budget / n
         )?;
-        write!(f, "io memory:     {} bytes per shard", self.io_memory)
+        writeln!(f, "io memory:     {} bytes per shard", self.io_memory)?;
+        let l = &self.limits;
+        writeln!(
+            f,
+            "connections:   at most {} per shard and listener; idle timeout {} s, frame timeout {} s",
+            l.max_connections,
+            l.idle_timeout.as_secs_f64(),
+            l.frame_timeout.as_secs_f64()
+        )?;
+        match l.window.max_future {
+            Some(d) => write!(
+                f,
+                "timestamps:    from {} µs to {} s past the server's clock",
+                l.window.min_ts,
+                d.as_secs()
+            ),
+            None => write!(
+                f,
+                "timestamps:    from {} µs, no future limit",
+                l.window.min_ts
+            ),
+        }
     }
 }
 
@@ -371,11 +396,10 @@ async fn serve_shard(
         rec.wal_records_replayed,
         rec.wal_points_replayed
     );
-    let router = Router::start(
-        Rc::new(Local::new(index, cpu, shard.clone())),
-        senders,
-        receivers,
-    );
+    let mut local = Local::new(index, cpu, shard.clone());
+    local.window = cfg.limits.window;
+    let router = Router::start(Rc::new(local), senders, receivers);
+    let limits = Rc::new(cfg.limits.clone());
 
     let listener = bind_shared(index, &cfg.listen, &shared.addr).await?;
     let addr = listener
@@ -421,13 +445,14 @@ async fn serve_shard(
     };
     match http {
         Some((l, _, state)) => {
+            let max = limits.max_connections;
             futures_lite::future::zip(
-                accept_loop(listener, router, closing.clone()),
-                crate::http::accept_loop(l, state, closing),
+                accept_loop(listener, router, closing.clone(), limits),
+                crate::http::accept_loop(l, state, closing, max),
             )
             .await;
         }
-        None => accept_loop(listener, router, closing).await,
+        None => accept_loop(listener, router, closing, limits).await,
     }
     watcher.await;
     Ok(shard)

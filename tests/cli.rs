@@ -21,6 +21,9 @@ fn serve_help_shows_defaults_and_env_vars() {
         "127.0.0.1:7070",
         "always",
         "XTDB_MEMORY_BUDGET",
+        "XTDB_MAX_CONNECTIONS",
+        "XTDB_FRAME_TIMEOUT",
+        "XTDB_MAX_FUTURE_SECS",
     ] {
         assert!(help.contains(want), "help lacks {want}:\n{help}");
     }
@@ -38,6 +41,8 @@ fn serve_prints_ready_answers_stats_and_stops_on_sigterm() {
             "127.0.0.1:0",
             "--sync",
             "none",
+            "--max-future-secs",
+            "off",
         ])
         .arg("--data-dir")
         .arg(dir.path())
@@ -60,6 +65,7 @@ fn serve_prints_ready_answers_stats_and_stops_on_sigterm() {
         "{printed}"
     );
     assert!(printed.contains("sync:          none"), "{printed}");
+    assert!(printed.contains("no future limit"), "{printed}");
 
     let out = Command::new(BIN)
         .args(["stats", "--addr", &addr])
@@ -95,4 +101,18 @@ fn serve_refuses_a_changed_shard_count_with_a_clear_message() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("holds 2 shard(s) but 1 CPU(s)"), "{err}");
+}
+
+#[test]
+fn serve_rejects_a_bad_timestamp_window_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--cpus", "1", "--max-future-secs", "soon"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("expected seconds or `off`"), "{err}");
 }

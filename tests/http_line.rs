@@ -2,6 +2,7 @@
 //! each must give (see `src/http/line.rs` for the rules).
 
 use xtdb::http::line::{parse_batch, series_key, LineError, Precision, Sample};
+use xtdb::net::limits::TimeWindow;
 
 const NOW: i64 = 1_700_000_000_000_000;
 
@@ -19,7 +20,7 @@ fn s(key: &str, ts: i64, value: f64, quality: u8) -> Sample {
 
 fn parse(body: &[u8], p: Precision) -> Parsed {
     let mut out = Vec::new();
-    parse_batch(body, p, NOW, &mut out).map(|()| out)
+    parse_batch(body, p, NOW, &TimeWindow::unbounded(), &mut out).map(|()| out)
 }
 
 fn err(line: usize, message: &str) -> Parsed {
@@ -254,7 +255,7 @@ fn never_panics_on_arbitrary_bytes() {
             ),
             |bytes| {
                 let mut out = Vec::new();
-                let _ = parse_batch(&bytes, Precision::Ns, NOW, &mut out);
+                let _ = parse_batch(&bytes, Precision::Ns, NOW, &TimeWindow::default(), &mut out);
                 Ok(())
             },
         )

@@ -409,3 +409,55 @@ fn overload_answers_503_with_retry_after_and_idle_connections_close() {
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
     h.stop().unwrap();
 }
+
+#[test]
+fn connections_over_the_limit_get_503_and_timestamps_outside_the_window_400() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = server_with(dir.path(), |c| {
+        c.cpus = vec![0];
+        c.limits.max_connections = 1;
+    });
+    let a = h.http_addr().unwrap();
+    // One keep-alive connection holds the only slot.
+    let mut held = TcpStream::connect(a).unwrap();
+    held.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = held.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 204"), "{:?}", &buf[..n]);
+    let r = req(a, "GET", "/ping", &[], b"");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("connection limit"), "{}", r.text());
+    assert!(r.headers.to_ascii_lowercase().contains("retry-after: 1"));
+    drop(held);
+    let t = std::time::Instant::now();
+    while req(a, "GET", "/ping", &[], b"").status != 204 {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "slot never freed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A timestamp before the epoch (the default window's start) on line 2:
+    // 400 naming the line, and nothing of the batch is stored.
+    let body = b"w,id=1 v=1 1000\nw,id=2 v=2 -5000\n";
+    let r = req(a, "POST", "/write?precision=us", &[], body);
+    assert_eq!(r.status, 400, "{}", r.text());
+    let j = r.json();
+    assert_eq!(j["line"], 2, "{j}");
+    assert!(
+        j["error"]
+            .as_str()
+            .unwrap()
+            .contains("before the accepted window"),
+        "{j}"
+    );
+    let r = req(a, "GET", "/api/v1/tags", &[], b"");
+    assert_eq!(
+        r.json().as_array().map(|v| v.len()),
+        Some(0),
+        "{}",
+        r.text()
+    );
+    h.stop().unwrap();
+}

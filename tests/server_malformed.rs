@@ -4,6 +4,7 @@
 
 mod net_common;
 use net_common as common;
+use net_common::{answer, assert_closed, connect, error_code};
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -12,40 +13,6 @@ use std::time::Duration;
 use xtdb::net::protocol::{self, code, kind, Response, HEADER_LEN, MAX_POINTS};
 use xtdb::net::Client;
 use xtdb::{Error, Point};
-
-fn connect(addr: &str) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s
-}
-
-/// Reads one answer frame: `None` on EOF.
-fn answer(s: &mut TcpStream) -> Option<(u64, Response)> {
-    let mut raw = [0u8; HEADER_LEN];
-    s.read_exact(&mut raw).ok()?;
-    let h = protocol::decode_header(&raw).unwrap();
-    let mut p = vec![0u8; h.len as usize];
-    s.read_exact(&mut p).unwrap();
-    Some((h.id, protocol::decode_response(&raw, &h, &p).unwrap()))
-}
-
-fn error_code(r: Option<(u64, Response)>) -> (u16, String) {
-    match r {
-        Some((_, Response::Error { code, message })) => (code, message),
-        other => panic!("expected an error frame, got {other:?}"),
-    }
-}
-
-/// The server closed the connection: EOF, or a reset when it closed with
-/// our unread bytes still in its receive buffer.
-fn assert_closed(s: &mut TcpStream) {
-    let mut b = [0u8; 1];
-    match s.read(&mut b) {
-        Ok(0) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-        other => panic!("connection should be closed, got {other:?}"),
-    }
-}
 
 /// A stats request works on this connection (it is still framed).
 fn still_serves(s: &mut TcpStream) {

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 use super::line::{self, Precision};
 use super::{HttpCounters, HttpState};
+use crate::net::limits::now_us;
 use crate::net::protocol::{Request as NativeRequest, Response as NativeResponse};
 use crate::net::server::execute;
 use crate::runtime::router::owner;
@@ -224,13 +225,6 @@ async fn read_body(state: &HttpState, req: Request<Incoming>) -> Result<Bytes, R
     Ok(Bytes::from(out))
 }
 
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
-
 /// Decrements the in-flight count when dropped.
 struct InFlight<'a>(&'a HttpState);
 
@@ -259,7 +253,13 @@ async fn write(state: &Rc<HttpState>, req: Request<Incoming>, precision: Precisi
         Err(r) => return r,
     };
     let mut samples = Vec::new();
-    if let Err(e) = line::parse_batch(&body, precision, now_us(), &mut samples) {
+    if let Err(e) = line::parse_batch(
+        &body,
+        precision,
+        now_us(),
+        &state.router.local().window,
+        &mut samples,
+    ) {
         return json_resp(
             StatusCode::BAD_REQUEST,
             &json!({"error": format!("line {}: {}", e.line, e.message), "line": e.line}),

@@ -31,6 +31,8 @@
 
 use std::fmt;
 
+use crate::net::limits::TimeWindow;
+
 /// Timestamp precision of a write request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Precision {
@@ -125,15 +127,17 @@ impl fmt::Display for LineError {
     }
 }
 
-/// Parses a whole body; on the first bad line returns its error and
-/// `out` must be discarded.
+/// Parses a whole body; on the first bad line (a timestamp outside
+/// `window` included) returns its error and `out` must be discarded.
 pub fn parse_batch(
     body: &[u8],
     precision: Precision,
     now_us: i64,
+    window: &TimeWindow,
     out: &mut Vec<Sample>,
 ) -> Result<(), LineError> {
     for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
+        let before = out.len();
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         let line = std::str::from_utf8(raw).map_err(|e| LineError {
             line: i + 1,
@@ -143,6 +147,12 @@ pub fn parse_batch(
             line: i + 1,
             message,
         })?;
+        for s in &out[before..] {
+            window.check_ts(s.ts, now_us).map_err(|message| LineError {
+                line: i + 1,
+                message,
+            })?;
+        }
     }
     Ok(())
 }

@@ -55,7 +55,6 @@ use std::time::Duration;
 
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
-use glommio::sync::Gate;
 
 use crate::net::server::Closing;
 use crate::runtime::router::Router;
@@ -188,40 +187,45 @@ impl hyper::rt::Write for GlommioIo {
     }
 }
 
-/// Accepts HTTP connections until `closing`, then lets every connection
+/// Accepts HTTP connections until `closing` (at most `max_connections` at
+/// once; one more is answered `503` and closed), then lets every connection
 /// finish its in-flight request (keep-alive is switched off) and returns.
-pub async fn accept_loop(listener: TcpListener, state: Rc<HttpState>, closing: Closing) {
-    let gate = Gate::new();
-    loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            closing.wait().await;
-            None
-        })
-        .await;
-        match accepted {
-            None => break,
-            Some(Ok(stream)) => {
-                HttpCounters::add(&state.mine().connections, 1);
-                let (s, c) = (Rc::clone(&state), closing.clone());
-                if gate
-                    .spawn(serve_conn(stream, s, c))
-                    .map(|t| t.detach())
-                    .is_err()
-                {
-                    break;
-                }
-            }
-            Some(Err(e)) => {
-                eprintln!(
-                    "shard {}: http accept failed: {e}",
-                    state.router.local().index
-                );
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
+pub async fn accept_loop(
+    listener: TcpListener,
+    state: Rc<HttpState>,
+    closing: Closing,
+    max_connections: usize,
+) {
+    let what = format!("shard {} (http)", state.router.local().index);
+    let serve = |stream: TcpStream| {
+        HttpCounters::add(&state.mine().connections, 1);
+        serve_conn(stream, Rc::clone(&state), closing.clone())
+    };
+    let refuse = |mut stream: TcpStream| {
+        let c = state.mine();
+        HttpCounters::add(&c.server_errors, 1);
+        HttpCounters::add(&c.overloaded, 1);
+        async move {
+            let body = format!(
+                "{{\"error\":\"connection limit reached: this shard already serves {max_connections} connections\"}}"
+            );
+            let answer = format!(
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+                 retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            crate::net::accept::answer_and_close(&mut stream, answer.as_bytes()).await;
         }
-    }
-    drop(listener);
-    let _ = gate.close().await;
+    };
+    crate::net::accept::accept_loop(
+        listener,
+        closing.clone(),
+        max_connections,
+        &what,
+        serve,
+        refuse,
+    )
+    .await;
 }
 
 async fn serve_conn(stream: TcpStream, state: Rc<HttpState>, closing: Closing) {

@@ -3,7 +3,9 @@
 //! framing; never touches storage directly (requests go through the
 //! [`crate::runtime::router`], which sends them to the owning shard).
 
+pub mod accept;
 pub mod client;
+pub mod limits;
 pub mod protocol;
 pub mod server;
 

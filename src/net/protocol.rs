@@ -52,9 +52,26 @@
 //! | 6 | unknown frame type or non-zero flags | kept |
 //! | 7 | malformed payload (lengths inconsistent) | kept |
 //! | 8 | too many points / tags in one request, or an answer that would exceed the frame limit (query a narrower range) | kept |
+//! | 9 | timeout: a started frame did not fully arrive within the frame timeout | closed |
+//! | 10 | a point's timestamp is outside the server's accepted window (the whole write is refused) | kept |
 //! | 100 | storage refused or failed the request; nothing of it was acknowledged | kept |
 //! | 101 | server is shutting down | closed |
 //! | 102 | internal error (routing between shards failed) | kept |
+//! | 103 | connection limit reached (sent instead of serving a new connection) | closed |
+//!
+//! ### Limits (see [`crate::net::limits::WireLimits`])
+//!
+//! A connection with no request started for the idle timeout (default
+//! 600 s) is closed without an answer. Once a frame's first byte has
+//! arrived, the rest of it must arrive within the frame timeout (default
+//! 30 s), and an answer must be read by the client within it too.
+//!
+//! ### Values
+//!
+//! Values are stored bit-exact, NaN (with its payload) and ±infinity
+//! included: a historian records what the device reported, and the quality
+//! byte says whether it is good. (The HTTP line protocol has no syntax for
+//! them and refuses them.)
 //!
 //! ### Stats names
 //!
@@ -132,12 +149,18 @@ pub mod code {
     pub const MALFORMED: u16 = 7;
     /// Too many points or tags.
     pub const TOO_MANY: u16 = 8;
+    /// A started frame did not arrive within the frame timeout.
+    pub const TIMEOUT: u16 = 9;
+    /// A timestamp outside the accepted window.
+    pub const OUT_OF_WINDOW: u16 = 10;
     /// Storage refused or failed.
     pub const STORAGE: u16 = 100;
     /// Server shutting down.
     pub const SHUTTING_DOWN: u16 = 101;
     /// Internal routing failure.
     pub const INTERNAL: u16 = 102;
+    /// Connection limit reached.
+    pub const BUSY: u16 = 103;
 }
 
 /// A decoded frame header.
@@ -178,7 +201,12 @@ impl FrameError {
     pub fn recoverable(&self) -> bool {
         !matches!(
             self.code,
-            code::BAD_MAGIC | code::BAD_VERSION | code::TOO_LARGE | code::TRUNCATED
+            code::BAD_MAGIC
+                | code::BAD_VERSION
+                | code::TOO_LARGE
+                | code::TRUNCATED
+                | code::TIMEOUT
+                | code::BUSY
         )
     }
 }

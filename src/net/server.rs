@@ -10,12 +10,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
-use glommio::sync::Gate;
 
+use crate::net::accept;
+use crate::net::limits::{now_us, WireLimits};
 use crate::net::protocol::{self, code, FrameError, Request, Response, HEADER_LEN};
 use crate::runtime::router::{owner, Router, ShardRequest, ShardResponse};
 use crate::Point;
@@ -93,60 +94,84 @@ impl Drop for ClosingWait {
     }
 }
 
-/// Accepts connections until `closing`, then waits for every connection to
-/// finish its in-flight request.
-pub async fn accept_loop(listener: TcpListener, router: Rc<Router>, closing: Closing) {
-    let gate = Gate::new();
-    loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            closing.wait().await;
-            None
-        })
-        .await;
-        match accepted {
-            None => break,
-            Some(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                let (r, c) = (Rc::clone(&router), closing.clone());
-                if gate.spawn(serve(stream, r, c)).map(|t| t.detach()).is_err() {
-                    break;
-                }
-            }
-            Some(Err(e)) => {
-                // EMFILE and friends: report, back off, keep serving.
-                eprintln!("shard {}: accept failed: {e}", router.local().index);
-                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
-            }
-        }
-    }
-    drop(listener);
-    let _ = gate.close().await;
+/// Accepts native-protocol connections until `closing` (at most
+/// `limits.max_connections` at once; one more gets error frame
+/// [`code::BUSY`]), then waits for every connection to finish its in-flight
+/// request.
+pub async fn accept_loop(
+    listener: TcpListener,
+    router: Rc<Router>,
+    closing: Closing,
+    limits: Rc<WireLimits>,
+) {
+    let what = format!("shard {}", router.local().index);
+    let max = limits.max_connections;
+    let serve_one = |stream: TcpStream| {
+        let _ = stream.set_nodelay(true);
+        serve(
+            stream,
+            Rc::clone(&router),
+            closing.clone(),
+            Rc::clone(&limits),
+        )
+    };
+    let refuse = move |mut stream: TcpStream| async move {
+        let mut out = Vec::new();
+        let e = FrameError {
+            code: code::BUSY,
+            message: format!(
+                "connection limit reached: this shard already serves {max} connections"
+            ),
+            id: 0,
+        };
+        encode_error(&mut out, &e);
+        accept::answer_and_close(&mut stream, &out).await;
+    };
+    accept::accept_loop(listener, closing.clone(), max, &what, serve_one, refuse).await;
 }
 
 /// How long an answer may still take to write once shutdown has begun.
-pub const WRITE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+pub const WRITE_GRACE: Duration = Duration::from_secs(1);
 
 enum Next {
-    Frame([u8; HEADER_LEN]),
+    Frame([u8; HEADER_LEN], Instant),
     Eof,
+    Idle,
     Closing,
     Failed(FrameError),
 }
 
-/// Reads a header: clean EOF before its first byte is `Eof`, EOF inside it
-/// is a truncation.
-async fn read_header(stream: &mut TcpStream) -> Next {
+/// `fut`'s output, or `None` if `deadline` passes first.
+async fn within<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
+    futures_lite::future::or(async { Some(fut.await) }, async {
+        glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+        None
+    })
+    .await
+}
+
+/// Reads a header. Waiting for its first byte may last `idle_timeout`
+/// (then `Idle`); from that byte on, the whole frame has `frame_timeout`,
+/// and the deadline is returned with the header. Clean EOF before the
+/// first byte is `Eof`, EOF inside the header is a truncation.
+async fn read_header(stream: &mut TcpStream, limits: &WireLimits) -> Next {
     let mut raw = [0u8; HEADER_LEN];
-    let mut got = 0;
+    let idle_end = Instant::now() + limits.idle_timeout;
+    let mut got = match within(idle_end, stream.read(&mut raw)).await {
+        None => return Next::Idle,
+        Some(Ok(0)) | Some(Err(_)) => return Next::Eof,
+        Some(Ok(n)) => n,
+    };
+    let deadline = Instant::now() + limits.frame_timeout;
     while got < HEADER_LEN {
-        match stream.read(&mut raw[got..]).await {
-            Ok(0) if got == 0 => return Next::Eof,
-            Ok(0) => return Next::Failed(truncated(got, HEADER_LEN, "header")),
-            Ok(n) => got += n,
-            Err(_) => return Next::Eof,
+        match within(deadline, stream.read(&mut raw[got..])).await {
+            None => return Next::Failed(timed_out(got, HEADER_LEN, "header", limits, 0)),
+            Some(Ok(0)) => return Next::Failed(truncated(got, HEADER_LEN, "header")),
+            Some(Ok(n)) => got += n,
+            Some(Err(_)) => return Next::Eof,
         }
     }
-    Next::Frame(raw)
+    Next::Frame(raw, deadline)
 }
 
 fn truncated(got: usize, want: usize, what: &str) -> FrameError {
@@ -157,46 +182,112 @@ fn truncated(got: usize, want: usize, what: &str) -> FrameError {
     }
 }
 
-/// Serves one connection until EOF, an unframeable error or shutdown.
-pub async fn serve(mut stream: TcpStream, router: Rc<Router>, closing: Closing) {
-    let mut payload = Vec::new();
-    let mut out = Vec::new();
-    loop {
-        let next = futures_lite::future::or(read_header(&mut stream), async {
-            closing.wait().await;
-            Next::Closing
-        })
-        .await;
-        let raw = match next {
-            Next::Frame(raw) => raw,
-            Next::Eof | Next::Closing => return,
-            Next::Failed(e) => return answer_and_close(&mut stream, &mut out, &e).await,
-        };
-        let started = Instant::now();
-        let h = match protocol::decode_header(&raw) {
-            Ok(h) => h,
-            Err(e) => return answer_and_close(&mut stream, &mut out, &e).await,
-        };
-        payload.clear();
-        payload.resize(h.len as usize, 0);
-        // A request whose payload has not fully arrived is not in flight
-        // yet: shutdown does not wait for a client that stalls inside one.
-        let got = futures_lite::future::or(
-            async { Some(stream.read_exact(&mut payload).await.is_ok()) },
+fn timed_out(got: usize, want: usize, what: &str, limits: &WireLimits, id: u64) -> FrameError {
+    FrameError {
+        code: code::TIMEOUT,
+        message: format!(
+            "frame not complete after {} s: got {got} of {want} {what} bytes",
+            limits.frame_timeout.as_secs_f64()
+        ),
+        id,
+    }
+}
+
+enum Payload {
+    Read,
+    Eof(usize),
+    TimedOut(usize),
+    Closing,
+}
+
+/// Reads `len` payload bytes into `buf` by `deadline`. The buffer grows
+/// with what has arrived (at most 1 MiB ahead of it), so a header that
+/// merely claims a large payload costs no memory.
+async fn read_payload(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    len: usize,
+    deadline: Instant,
+    closing: &Closing,
+) -> Payload {
+    buf.clear();
+    let mut got = 0;
+    while got < len {
+        if buf.len() == got {
+            buf.resize(got + (len - got).min(1 << 20), 0);
+        }
+        let read = futures_lite::future::or(
+            async { Some(within(deadline, stream.read(&mut buf[got..])).await) },
             async {
                 closing.wait().await;
                 None
             },
         )
         .await;
-        if got.is_none() {
-            return;
+        match read {
+            // A request whose payload has not fully arrived is not in
+            // flight yet: shutdown does not wait for a client that stalls
+            // inside one.
+            None => return Payload::Closing,
+            Some(None) => return Payload::TimedOut(got),
+            Some(Some(Ok(0))) | Some(Some(Err(_))) => return Payload::Eof(got),
+            Some(Some(Ok(n))) => got += n,
         }
-        if got == Some(false) {
-            let mut e = truncated(0, h.len as usize, "payload");
-            e.message = format!("connection closed inside a {}-byte payload", h.len);
-            e.id = h.id;
-            return answer_and_close(&mut stream, &mut out, &e).await;
+    }
+    buf.truncate(len);
+    Payload::Read
+}
+
+/// Per-connection buffers above this are released after each request, so
+/// an idle connection does not keep a large frame's memory.
+const KEEP_BUFFER: usize = 4 << 20;
+
+/// Serves one connection until EOF, an unframeable error, a timeout or
+/// shutdown.
+pub async fn serve(
+    mut stream: TcpStream,
+    router: Rc<Router>,
+    closing: Closing,
+    limits: Rc<WireLimits>,
+) {
+    let mut payload = Vec::new();
+    let mut out = Vec::new();
+    loop {
+        if payload.capacity() > KEEP_BUFFER {
+            payload = Vec::new();
+        }
+        if out.capacity() > KEEP_BUFFER {
+            out = Vec::new();
+        }
+        let next = futures_lite::future::or(read_header(&mut stream, &limits), async {
+            closing.wait().await;
+            Next::Closing
+        })
+        .await;
+        let (raw, deadline) = match next {
+            Next::Frame(raw, deadline) => (raw, deadline),
+            Next::Eof | Next::Closing | Next::Idle => return,
+            Next::Failed(e) => return fatal(&mut stream, &mut out, &e).await,
+        };
+        let started = Instant::now();
+        let h = match protocol::decode_header(&raw) {
+            Ok(h) => h,
+            Err(e) => return fatal(&mut stream, &mut out, &e).await,
+        };
+        let len = h.len as usize;
+        match read_payload(&mut stream, &mut payload, len, deadline, &closing).await {
+            Payload::Read => {}
+            Payload::Closing => return,
+            Payload::Eof(got) => {
+                let mut e = truncated(got, len, "payload");
+                e.message = format!("connection closed after {got} bytes of a {len}-byte payload");
+                e.id = h.id;
+                return fatal(&mut stream, &mut out, &e).await;
+            }
+            Payload::TimedOut(got) => {
+                let e = timed_out(got, len, "payload", &limits, h.id);
+                return fatal(&mut stream, &mut out, &e).await;
+            }
         }
         let resp = match protocol::decode_request(&raw, &h, &payload) {
             Ok(req) => {
@@ -214,9 +305,11 @@ pub async fn serve(mut stream: TcpStream, router: Rc<Router>, closing: Closing) 
             }
             Err(e) => {
                 if !e.recoverable() {
-                    return answer_and_close(&mut stream, &mut out, &e).await;
+                    return fatal(&mut stream, &mut out, &e).await;
                 }
-                if answer_error(&mut stream, &mut out, &e).await.is_err() {
+                out.clear();
+                encode_error(&mut out, &e);
+                if !write_answer(&mut stream, &out, &closing, &limits).await {
                     return;
                 }
                 continue;
@@ -224,46 +317,41 @@ pub async fn serve(mut stream: TcpStream, router: Rc<Router>, closing: Closing) 
         };
         out.clear();
         protocol::encode_response(&mut out, h.id, &resp);
-        // A client that stops reading cannot hold up shutdown for more than
-        // WRITE_GRACE once it has begun.
-        let written =
-            futures_lite::future::or(async { stream.write_all(&out).await.is_ok() }, async {
-                closing.wait().await;
-                glommio::timer::sleep(WRITE_GRACE).await;
-                false
-            })
-            .await;
-        if !written {
+        if !write_answer(&mut stream, &out, &closing, &limits).await {
             return;
         }
     }
 }
 
-/// Answers with an error frame, then closes gracefully: FIN first, then a
-/// short, bounded drain of what the peer already sent, so the close is not a
-/// reset that would destroy the error frame before the peer reads it.
-async fn answer_and_close(stream: &mut TcpStream, out: &mut Vec<u8>, e: &FrameError) {
-    if answer_error(stream, out, e).await.is_err() {
-        return;
-    }
-    let _ = stream.shutdown(std::net::Shutdown::Write).await;
-    let _ = stream.set_read_timeout(Some(std::time::Duration::from_millis(100)));
-    let mut sink = [0u8; 4096];
-    let mut drained = 0usize;
-    while drained < (1 << 20) {
-        match stream.read(&mut sink).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => drained += n,
-        }
-    }
+/// Writes an answer; `false` (close the connection) if the client has not
+/// taken it within the frame timeout, or within [`WRITE_GRACE`] once
+/// shutdown has begun.
+async fn write_answer(
+    stream: &mut TcpStream,
+    out: &[u8],
+    closing: &Closing,
+    limits: &WireLimits,
+) -> bool {
+    let deadline = Instant::now() + limits.frame_timeout;
+    futures_lite::future::or(
+        async { matches!(within(deadline, stream.write_all(out)).await, Some(Ok(()))) },
+        async {
+            closing.wait().await;
+            glommio::timer::sleep(WRITE_GRACE).await;
+            false
+        },
+    )
+    .await
 }
 
-async fn answer_error(
-    stream: &mut TcpStream,
-    out: &mut Vec<u8>,
-    e: &FrameError,
-) -> std::io::Result<()> {
+/// Answers an error after which the stream cannot be framed, and closes.
+async fn fatal(stream: &mut TcpStream, out: &mut Vec<u8>, e: &FrameError) {
     out.clear();
+    encode_error(out, e);
+    accept::answer_and_close(stream, out).await;
+}
+
+fn encode_error(out: &mut Vec<u8>, e: &FrameError) {
     protocol::encode_response(
         out,
         e.id,
@@ -272,7 +360,6 @@ async fn answer_error(
             message: e.message.clone(),
         },
     );
-    stream.write_all(out).await
 }
 
 /// Runs one client request across the shards and builds its answer.
@@ -304,12 +391,19 @@ fn failure(r: ShardResponse) -> Response {
     }
 }
 
-/// Splits a batch by owner, sends one sub-batch per shard concurrently and
+/// Checks the batch against the shard's [`TimeWindow`](crate::net::limits::TimeWindow),
+/// splits it by owner, sends one sub-batch per shard concurrently and
 /// acknowledges once every sub-batch is durable.
 async fn write(router: &Rc<Router>, points: Vec<Point>) -> Response {
     let n = points.len() as u64;
     if points.is_empty() {
         return Response::Ack(0);
+    }
+    if let Err(message) = router.local().window.check(&points, now_us()) {
+        return Response::Error {
+            code: code::OUT_OF_WINDOW,
+            message,
+        };
     }
     let shards = router.shards();
     let mut parts: Vec<Vec<Point>> = vec![Vec::new(); shards];

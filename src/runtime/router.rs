@@ -114,6 +114,8 @@ pub struct Local {
     pub ack_us: RefCell<Histogram<u64>>,
     /// Start time.
     pub started: Instant,
+    /// Timestamps a client write may carry (checked where the write enters).
+    pub window: crate::net::limits::TimeWindow,
 }
 
 impl Local {
@@ -125,6 +127,7 @@ impl Local {
             shard,
             ack_us: RefCell::new(new_histogram()),
             started: Instant::now(),
+            window: crate::net::limits::TimeWindow::default(),
         }
     }
 

@@ -3,19 +3,34 @@
 #![allow(dead_code)]
 
 use std::future::Future;
+use std::io::Read;
+use std::net::TcpStream;
 use std::path::Path;
+use std::time::Duration;
+
+use xtdb::net::protocol::{self, Response, HEADER_LEN};
 
 use xtdb::server::{start, ServerConfig, ServerHandle, Shutdown};
 use xtdb::storage::SyncMode;
 
 /// Starts a server on `cpus` over `dir`, listening on a free port.
 pub fn server_on(dir: &Path, cpus: &[usize]) -> xtdb::Result<ServerHandle> {
+    server_with(dir, cpus, |_| {})
+}
+
+/// Like [`server_on`], with `tweak` applied to the config before start.
+pub fn server_with(
+    dir: &Path,
+    cpus: &[usize],
+    tweak: impl FnOnce(&mut ServerConfig),
+) -> xtdb::Result<ServerHandle> {
     let mut c = ServerConfig::new(dir)?;
     c.cpus = cpus.to_vec();
     c.listen = "127.0.0.1:0".into();
     c.sync = SyncMode::Always;
     c.memory_budget = 64 << 20;
     c.io_memory = 1 << 20;
+    tweak(&mut c);
     start(c, Shutdown::new())
 }
 
@@ -40,4 +55,38 @@ where
     })
     .join()
     .expect("client thread")
+}
+
+pub fn connect(addr: &str) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// Reads one answer frame: `None` on EOF.
+pub fn answer(s: &mut TcpStream) -> Option<(u64, Response)> {
+    let mut raw = [0u8; HEADER_LEN];
+    s.read_exact(&mut raw).ok()?;
+    let h = protocol::decode_header(&raw).unwrap();
+    let mut p = vec![0u8; h.len as usize];
+    s.read_exact(&mut p).unwrap();
+    Some((h.id, protocol::decode_response(&raw, &h, &p).unwrap()))
+}
+
+pub fn error_code(r: Option<(u64, Response)>) -> (u16, String) {
+    match r {
+        Some((_, Response::Error { code, message })) => (code, message),
+        other => panic!("expected an error frame, got {other:?}"),
+    }
+}
+
+/// The server closed the connection: EOF, or a reset when it closed with
+/// our unread bytes still in its receive buffer.
+pub fn assert_closed(s: &mut TcpStream) {
+    let mut b = [0u8; 1];
+    match s.read(&mut b) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("connection should be closed, got {other:?}"),
+    }
 }
