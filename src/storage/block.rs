@@ -58,8 +58,10 @@ pub const PAYLOAD_CAPACITY: usize = BLOCK_SIZE - HEADER;
 /// Most points a compressed block can hold: every point after the first
 /// takes at least two bits (an unchanged delta and an unchanged value).
 pub const MAX_POINTS: usize = PAYLOAD_CAPACITY * 4;
-const MAGIC: &[u8; 4] = b"XBLK";
-const VERSION: u16 = 1;
+/// Block magic.
+pub const MAGIC: &[u8; 4] = b"XBLK";
+/// Block format version.
+pub const VERSION: u16 = 1;
 /// Encoding 0: raw columns.
 pub const RAW: u16 = 0;
 /// Encoding 1: compressed ([`crate::storage::codec`]).
@@ -238,6 +240,18 @@ pub fn decode_into(
         if h.count as usize > POINTS_PER_BLOCK || b.len() < HEADER + 17 * h.count as usize {
             return Err("raw block header does not fit the block".into());
         }
+        // Written sorted and inside the header's range; anything else is
+        // damage the checksum missed, and none of the block is served.
+        let mut prev = None;
+        for s in raw_samples(b, h) {
+            if prev.is_some_and(|p| s.ts <= p) || s.ts < h.min_ts || s.ts > h.max_ts {
+                return Err(format!(
+                    "raw block timestamps out of order or outside [{}, {}]",
+                    h.min_ts, h.max_ts
+                ));
+            }
+            prev = Some(s.ts);
+        }
         out.extend(
             raw_samples(b, h)
                 .filter(|s| s.ts >= start && s.ts < end)
@@ -249,8 +263,22 @@ pub fn decode_into(
     let payload = b
         .get(HEADER..HEADER + plen)
         .ok_or_else(|| "payload beyond the block".to_string())?;
+    let before = out.len();
     codec::decode_payload_into(payload, h.count, tag, start, end, out)
-        .map_err(|e| format!("bad compressed payload: {e}"))
+        .map_err(|e| format!("bad compressed payload: {e}"))?;
+    // Queries pick blocks by the header's range: a point outside it would be
+    // served by some queries and not by others.
+    if out[before..]
+        .iter()
+        .any(|p| p.ts < h.min_ts || p.ts > h.max_ts)
+    {
+        out.truncate(before);
+        return Err(format!(
+            "compressed block holds a timestamp outside [{}, {}]",
+            h.min_ts, h.max_ts
+        ));
+    }
+    Ok(())
 }
 
 /// The samples of a verified raw block.
@@ -345,6 +373,49 @@ mod tests {
         let plen = u32_at(&b, 52) as usize;
         assert!(plen <= PAYLOAD_CAPACITY);
         flips_detected(&b, plen);
+    }
+
+    /// Re-seals `b`'s CRC after an edit, so only the edit is wrong.
+    fn reseal(b: &mut [u8]) {
+        let plen = u32_at(b, 52) as usize;
+        let crc = checksum(b, plen);
+        b[60..64].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// Found by `scripts/fuzz.sh` (target `block`): blocks whose checksum
+    /// is right but whose timestamps are out of order, or outside the
+    /// header's range, are refused instead of served.
+    #[test]
+    fn consistent_checksums_do_not_excuse_bad_timestamps() {
+        let pts: Vec<Sample> = (0..10i64)
+            .map(|i| Sample {
+                ts: 100 + i,
+                value: i as f64,
+                quality: 192,
+            })
+            .collect();
+        let mut b = vec![0u8; BLOCK_SIZE];
+        encode_raw(&mut b, 9, &pts, 1, 1, 0);
+        // Swap the first two timestamps.
+        let (a, c) = (u64_at(&b, HEADER), u64_at(&b, HEADER + 8));
+        b[HEADER..HEADER + 8].copy_from_slice(&c.to_le_bytes());
+        b[HEADER + 8..HEADER + 16].copy_from_slice(&a.to_le_bytes());
+        reseal(&mut b);
+        let (h, _) = verify(&b).unwrap();
+        let mut out = Vec::new();
+        let e = decode_into(&b, &h, 9, i64::MIN, i64::MAX, &mut out).unwrap_err();
+        assert!(e.contains("out of order"), "{e}");
+        assert!(out.is_empty());
+
+        let (_, mut b, _) = compressed(100);
+        // Narrow the header's range so the payload's points fall outside it.
+        let max = u64_at(&b, 24) as i64;
+        b[24..32].copy_from_slice(&((max - 1) as u64).to_le_bytes());
+        reseal(&mut b);
+        let (h, _) = verify(&b).unwrap();
+        let e = decode_into(&b, &h, 9, i64::MIN, i64::MAX, &mut out).unwrap_err();
+        assert!(e.contains("outside"), "{e}");
+        assert!(out.is_empty());
     }
 
     #[test]
