@@ -172,3 +172,132 @@ fn malformed_frames_get_error_frames_and_others_keep_working() {
 
     server.stop().unwrap();
 }
+
+/// Deterministic xorshift for the stream mutations below.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// A few valid request frames (tags ≥ 1,000,000, apart from the checked
+/// client's), then mutated: bytes flipped, cut, spliced, duplicated or
+/// length fields rewritten. `XTDB_STREAM_SEED` replays one stream.
+fn mutated_stream(rng: &mut Rng) -> Vec<u8> {
+    let mut s = Vec::new();
+    for i in 0..1 + rng.below(4) {
+        let id = rng.next();
+        match rng.below(4) {
+            0 => {
+                let pts: Vec<Point> = (0..rng.below(50) as u32)
+                    .map(|j| Point::new(1_000_000 + j, (i * 100 + j as usize) as i64, 1.5, 192))
+                    .collect();
+                protocol::encode_write(&mut s, id, &pts)
+            }
+            1 => protocol::encode_range(&mut s, id, 1_000_000, 0, 1_000),
+            2 => protocol::encode_latest(&mut s, id, &[1_000_000, 5, 9]),
+            _ => protocol::encode_stats(&mut s, id),
+        }
+    }
+    for _ in 0..1 + rng.below(6) {
+        if s.is_empty() {
+            break;
+        }
+        let at = rng.below(s.len());
+        match rng.below(6) {
+            0 => s[at] ^= 1 << rng.below(8),
+            1 => s[at] = rng.next() as u8,
+            2 => s.truncate(at),
+            3 => {
+                let end = (at + rng.below(64)).min(s.len());
+                let piece = s[at..end].to_vec();
+                let to = rng.below(s.len());
+                s.splice(to..to, piece);
+            }
+            4 => {
+                // Rewrite a length-like u32 (a header's, or a count).
+                let at = at.min(s.len().saturating_sub(4));
+                let v = [0u32, 1, 24, u32::MAX, 1 << 25, rng.next() as u32][rng.below(6)];
+                let end = (at + 4).min(s.len());
+                s[at..end].copy_from_slice(&v.to_le_bytes()[..end - at]);
+            }
+            _ => s.extend((0..rng.below(40)).map(|_| rng.next() as u8)),
+        }
+    }
+    s
+}
+
+#[test]
+fn mutated_request_streams_get_well_formed_answers_and_break_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::server(dir.path());
+    let addr = server.local_addr().to_string();
+    let written: Vec<Point> = (0..200u32)
+        .map(|t| Point::new(t, 7, t as f64, 192))
+        .collect();
+    {
+        let (addr, w) = (addr.clone(), written.clone());
+        common::client(move || async move {
+            let mut c = Client::connect(&addr).await.unwrap();
+            assert_eq!(c.write(&w).await.unwrap(), 200);
+        });
+    }
+    let seeds: Vec<u64> = match std::env::var("XTDB_STREAM_SEED") {
+        Ok(s) => vec![s.parse().unwrap()],
+        Err(_) => (1..=300).collect(),
+    };
+    let (mut answers, mut errors) = (0, 0);
+    for seed in seeds {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let stream = mutated_stream(&mut rng);
+        let mut s = connect(&addr);
+        let _ = s.write_all(&stream);
+        let _ = s.shutdown(Shutdown::Write);
+        // Every answer until the close must be a well-formed frame.
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        let mut at = 0;
+        while at < raw.len() {
+            let ctx = || format!("seed {seed}: answer at byte {at} of {}", raw.len());
+            let head: [u8; HEADER_LEN] = raw
+                .get(at..at + HEADER_LEN)
+                .unwrap_or_else(|| panic!("{}: torn header", ctx()))
+                .try_into()
+                .unwrap();
+            let h = protocol::decode_header(&head).unwrap_or_else(|e| panic!("{}: {e}", ctx()));
+            let end = at + HEADER_LEN + h.len as usize;
+            let payload = raw
+                .get(at + HEADER_LEN..end)
+                .unwrap_or_else(|| panic!("{}: torn payload", ctx()));
+            match protocol::decode_response(&head, &h, payload) {
+                Ok(Response::Error { message, .. }) => {
+                    assert!(!message.is_empty(), "{}: empty error message", ctx());
+                    errors += 1;
+                }
+                Ok(_) => answers += 1,
+                Err(e) => panic!("{}: {e}", ctx()),
+            }
+            at = end;
+        }
+    }
+    // The server still serves, and the checked client's points are intact.
+    common::client(move || async move {
+        let mut c = Client::connect(&addr).await.unwrap();
+        for p in &written {
+            assert_eq!(c.range(p.tag, i64::MIN, i64::MAX).await.unwrap(), vec![*p]);
+        }
+    });
+    eprintln!("300 mutated streams: {answers} answers, {errors} error frames");
+    assert!(
+        answers > 0 && errors > 0,
+        "mutations too weak or too strong"
+    );
+    server.stop().unwrap();
+}
