@@ -84,6 +84,10 @@ struct ServeArgs {
     /// read) within this, seconds.
     #[arg(long, env = "XTDB_FRAME_TIMEOUT", default_value_t = 30)]
     frame_timeout: u64,
+    /// Native protocol: request payload bytes a shard takes in at once;
+    /// further frames wait for earlier ones to finish.
+    #[arg(long, env = "XTDB_MAX_INFLIGHT_BYTES", default_value_t = 256 << 20)]
+    max_inflight_bytes: usize,
     /// Earliest timestamp a write may carry, µs since the Unix epoch.
     #[arg(
         long,
@@ -127,6 +131,7 @@ fn serve(a: ServeArgs) -> xtdb::Result<()> {
         max_connections: a.max_connections.max(1),
         idle_timeout: Duration::from_secs(a.idle_timeout.max(1)),
         frame_timeout: Duration::from_secs(a.frame_timeout.max(1)),
+        max_inflight_bytes: a.max_inflight_bytes.max(1),
         window: TimeWindow {
             min_ts: a.min_timestamp_us,
             max_future: a.max_future_secs.0.map(Duration::from_secs),

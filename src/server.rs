@@ -101,10 +101,12 @@ impl fmt::Display for ServerConfig {
         let l = &self.limits;
         writeln!(
             f,
-            "connections:   at most {} per shard and listener; idle timeout {} s, frame timeout {} s",
+            "connections:   at most {} per shard and listener; idle timeout {} s, frame timeout {} s, \
+             {} request bytes in flight per shard",
             l.max_connections,
             l.idle_timeout.as_secs_f64(),
-            l.frame_timeout.as_secs_f64()
+            l.frame_timeout.as_secs_f64(),
+            l.max_inflight_bytes
         )?;
         match l.window.max_future {
             Some(d) => write!(

@@ -249,3 +249,39 @@ fn nan_and_infinities_are_stored_bit_exact() {
     });
     srv.stop().unwrap();
 }
+
+#[test]
+fn frames_wait_for_the_inflight_byte_budget_instead_of_growing_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server(dir.path(), |c| {
+        c.limits.max_inflight_bytes = 100;
+        c.limits.frame_timeout = Duration::from_millis(800);
+    });
+    let addr = srv.local_addr().to_string();
+    // A claims 90 payload bytes and sends none: it holds 90 of the 100.
+    let mut f = Vec::new();
+    protocol::encode_write(&mut f, 1, &[Point::new(1, 1, 1.0, 0)]);
+    let mut a = connect(&addr);
+    let mut h = f[..HEADER_LEN].to_vec();
+    h[16..20].copy_from_slice(&90u32.to_le_bytes());
+    a.write_all(&h).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    // B's 25-byte write must wait until A gives its share back (A times out).
+    let mut b = connect(&addr);
+    let t = Instant::now();
+    b.write_all(&f).unwrap();
+    assert!(matches!(answer(&mut b), Some((1, Response::Ack(1)))));
+    assert!(
+        t.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(error_code(answer(&mut a)).0, code::TIMEOUT);
+    // A frame larger than the whole budget still goes through alone.
+    let big: Vec<Point> = (0..20).map(|i| Point::new(2, i, 0.5, 0)).collect();
+    let mut f = Vec::new();
+    protocol::encode_write(&mut f, 2, &big);
+    b.write_all(&f).unwrap();
+    assert!(matches!(answer(&mut b), Some((2, Response::Ack(20)))));
+    srv.stop().unwrap();
+}

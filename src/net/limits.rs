@@ -27,6 +27,13 @@ pub struct WireLimits {
     /// [`crate::net::protocol::code::TIMEOUT`] (when it can still be
     /// written) and is closed. This bounds slow-drip ("slowloris") clients.
     pub frame_timeout: Duration,
+    /// Native protocol: payload bytes a shard holds for requests being
+    /// read or run at once. A frame that would exceed it waits (its bytes
+    /// stay in the kernel's socket buffer, so the client is slowed by TCP
+    /// flow control) until earlier requests finish; its frame timeout
+    /// starts again once it may proceed. Bounds memory under many
+    /// connections sending large frames at once.
+    pub max_inflight_bytes: usize,
     /// Timestamps a write may carry.
     pub window: TimeWindow,
 }
@@ -37,6 +44,7 @@ impl Default for WireLimits {
             max_connections: 1024,
             idle_timeout: Duration::from_secs(600),
             frame_timeout: Duration::from_secs(30),
+            max_inflight_bytes: 256 << 20,
             window: TimeWindow::default(),
         }
     }

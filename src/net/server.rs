@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
+use glommio::sync::Semaphore;
 
 use crate::net::accept;
 use crate::net::limits::{now_us, WireLimits};
@@ -106,14 +107,16 @@ pub async fn accept_loop(
 ) {
     let what = format!("shard {}", router.local().index);
     let max = limits.max_connections;
+    let budget = Rc::new(Semaphore::new(limits.max_inflight_bytes.max(1) as u64));
     let serve_one = |stream: TcpStream| {
         let _ = stream.set_nodelay(true);
-        serve(
-            stream,
-            Rc::clone(&router),
-            closing.clone(),
-            Rc::clone(&limits),
-        )
+        let conn = Conn {
+            router: Rc::clone(&router),
+            closing: closing.clone(),
+            limits: Rc::clone(&limits),
+            budget: Rc::clone(&budget),
+        };
+        serve(stream, conn)
     };
     let refuse = move |mut stream: TcpStream| async move {
         let mut out = Vec::new();
@@ -242,14 +245,28 @@ async fn read_payload(
 /// an idle connection does not keep a large frame's memory.
 const KEEP_BUFFER: usize = 4 << 20;
 
+/// What a native connection shares with the rest of its shard.
+pub struct Conn {
+    /// The shard's router.
+    pub router: Rc<Router>,
+    /// The shard's shutdown signal.
+    pub closing: Closing,
+    /// Limits and timeouts.
+    pub limits: Rc<WireLimits>,
+    /// Payload bytes the shard may still take in
+    /// ([`WireLimits::max_inflight_bytes`]).
+    pub budget: Rc<Semaphore>,
+}
+
 /// Serves one connection until EOF, an unframeable error, a timeout or
 /// shutdown.
-pub async fn serve(
-    mut stream: TcpStream,
-    router: Rc<Router>,
-    closing: Closing,
-    limits: Rc<WireLimits>,
-) {
+pub async fn serve(mut stream: TcpStream, conn: Conn) {
+    let Conn {
+        router,
+        closing,
+        limits,
+        budget,
+    } = conn;
     let mut payload = Vec::new();
     let mut out = Vec::new();
     loop {
@@ -275,6 +292,25 @@ pub async fn serve(
             Err(e) => return fatal(&mut stream, &mut out, &e).await,
         };
         let len = h.len as usize;
+        // Hold budget for the payload until its answer is written.
+        let units = (len as u64).min(limits.max_inflight_bytes.max(1) as u64);
+        let (_permit, deadline) = match budget.try_acquire_permit(units) {
+            Ok(p) => (p, deadline),
+            Err(_) => {
+                let p = futures_lite::future::or(
+                    async { budget.acquire_permit(units).await.ok() },
+                    async {
+                        closing.wait().await;
+                        None
+                    },
+                )
+                .await;
+                match p {
+                    Some(p) => (p, Instant::now() + limits.frame_timeout),
+                    None => return,
+                }
+            }
+        };
         match read_payload(&mut stream, &mut payload, len, deadline, &closing).await {
             Payload::Read => {}
             Payload::Closing => return,
