@@ -498,34 +498,51 @@ async fn bind_shared(
 /// glommio's listeners set `SO_REUSEPORT`, so binding a port that another
 /// server (of the same user) listens on would silently succeed and split the
 /// connections between the two. A plain bind first refuses that.
+///
+/// Two kinds of false alarm are waited out:
+/// - after a kill -9, the dead server's connections sit in TIME-WAIT and a
+///   plain bind fails although nothing listens: only a listener that
+///   accepts a connection is a conflict;
+/// - a killed io_uring process's listener stays open (and completes TCP
+///   handshakes) until the kernel has torn its ring down, which can take
+///   seconds on a busy machine. Binding beside it would hand it part of the
+///   new connections, so the probe waits for it to go, up to
+///   [`LISTENER_GONE_WAIT`].
 fn probe_listen(listen: &str) -> Result<()> {
     let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(listen)
         .map_err(|e| Error::io(format!("resolve listen address {listen}"), None, e))?
         .collect();
+    let until = std::time::Instant::now() + LISTENER_GONE_WAIT;
     for addr in addrs.iter().filter(|a| a.port() != 0) {
-        match std::net::TcpListener::bind(addr) {
-            Ok(_) => {}
-            // After a kill -9, the dead server's connections sit in TIME-WAIT
-            // and a plain bind fails although nothing listens: only a live
-            // listener (one that accepts a connection) is a conflict.
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                let probe = std::net::TcpStream::connect_timeout(
-                    addr,
-                    std::time::Duration::from_millis(300),
-                );
-                if probe.is_ok() {
-                    return Err(Error::io(
-                        format!("listen on {addr}: another server is running on it"),
-                        None,
-                        e,
-                    ));
-                }
+        loop {
+            let e = match std::net::TcpListener::bind(addr) {
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => e,
+                Err(e) => return Err(Error::io(format!("listen on {addr}"), None, e)),
+            };
+            let live = std::net::TcpStream::connect_timeout(addr, Duration::from_millis(300));
+            if live.is_err() {
+                break;
             }
-            Err(e) => return Err(Error::io(format!("listen on {addr}"), None, e)),
+            if std::time::Instant::now() >= until {
+                return Err(Error::io(
+                    format!(
+                        "listen on {addr}: another server is running on it (still accepting \
+                         after {} s)",
+                        LISTENER_GONE_WAIT.as_secs()
+                    ),
+                    None,
+                    e,
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
     Ok(())
 }
+
+/// How long [`probe_listen`] waits for a listener that accepts to go away.
+pub const LISTENER_GONE_WAIT: Duration = Duration::from_secs(10);
 
 fn to_io(e: glommio::GlommioError<()>) -> std::io::Error {
     match e {
