@@ -216,6 +216,34 @@ fn write_then_read_back_gzip_and_errors() {
     assert!(bomb.len() < 1 << 20);
     let r = req(a, "POST", "/write", &[("Content-Encoding", "gzip")], &bomb);
     assert_eq!(r.status, 413, "{}", r.text());
+    // A gzip body over 64 KiB is inflated on the blocking pool: same answers.
+    let lines: String = (0..3000)
+        .map(|i| format!("big,tag=b{} v={}.25 {}\n", i % 3, i, 1_700_000_000 + i))
+        .collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+    gz.write_all(lines.as_bytes()).unwrap();
+    let stored = gz.finish().unwrap();
+    assert!(stored.len() > 64 << 10, "{}", stored.len());
+    let gzip = [("Content-Encoding", "gzip")];
+    let r = req(
+        a,
+        "POST",
+        "/write?precision=s",
+        &gzip,
+        &stored[..stored.len() - 9],
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("invalid gzip body"), "{}", r.text());
+    let r = req(a, "POST", "/write?precision=s", &gzip, &stored);
+    assert_eq!(r.status, 204, "{}", r.text());
+    let r = req(
+        a,
+        "GET",
+        &format!("/api/v1/range?tag={}", enc("big,tag=b1 v")),
+        &[],
+        b"",
+    );
+    assert_eq!(r.json()["points"].as_array().map(|p| p.len()), Some(1000));
     assert_eq!(req(a, "GET", "/nope", &[], b"").status, 404);
     assert_eq!(req(a, "DELETE", "/write", &[], b"").status, 405);
 
