@@ -28,7 +28,7 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorPoolBuilder, PoolThreadHandles};
 
 use crate::http::catalog::{self, CatMsg, Catalog};
-use crate::http::{HttpConfig, HttpCounters, HttpState};
+use crate::http::{HttpConfig, HttpState};
 use crate::net::limits::WireLimits;
 use crate::net::server::{accept_loop, Closing};
 use crate::runtime::placement::{check_shard_count, placement, shard_dir};
@@ -243,8 +243,6 @@ pub fn start(config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandle> {
         .http
         .as_ref()
         .map(|_| MeshBuilder::<CatMsg, _>::full(n, catalog::CHANNEL_CAPACITY));
-    let counters: Arc<Vec<HttpCounters>> =
-        Arc::new((0..n).map(|_| HttpCounters::default()).collect());
     let shared = Arc::new(Shared {
         addr: Mutex::new(None),
         http_addr: Mutex::new(None),
@@ -258,8 +256,8 @@ pub fn start(config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandle> {
         .io_memory(config.io_memory)
         .on_all_shards(move || {
             let (cfg, sd, shared, tx, mesh) = (cfg, sd, shared, ready_tx, mesh);
-            let (cat_mesh, counters) = (cat_mesh, counters);
-            async move { shard_main(cfg, sd, shared, tx, mesh, cat_mesh, counters).await }
+            let cat_mesh = cat_mesh;
+            async move { shard_main(cfg, sd, shared, tx, mesh, cat_mesh).await }
         })
         .map_err(Error::from)?;
     let mut handle = ServerHandle {
@@ -326,7 +324,6 @@ async fn shard_main(
     ready: mpsc::Sender<Result<Addrs>>,
     mesh: MeshBuilder<Msg, glommio::channels::channel_mesh::Full>,
     cat_mesh: Option<catalog::CatMesh>,
-    counters: Arc<Vec<HttpCounters>>,
 ) -> Result<()> {
     let n = cfg.cpus.len();
     let (index, senders, receivers) = Router::join(mesh).await?;
@@ -342,7 +339,6 @@ async fn shard_main(
         &ready,
         (senders, receivers),
         cat,
-        counters,
     )
     .await;
     if let Err(e) = &served {
@@ -382,7 +378,6 @@ async fn serve_shard(
         glommio::channels::channel_mesh::Receivers<Msg>,
     ),
     cat: Option<CatEnds>,
-    counters: Arc<Vec<HttpCounters>>,
 ) -> Result<Shard> {
     let n = cfg.cpus.len();
     let cpu = cfg.cpus.get(index).copied().unwrap_or(usize::MAX);
@@ -426,7 +421,6 @@ async fn serve_shard(
                 catalog,
                 config: cfg.http_config.clone(),
                 inflight: std::cell::Cell::new(0),
-                counters,
             });
             Some((l, a, state))
         }

@@ -18,7 +18,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::line::{self, Precision};
-use super::{HttpCounters, HttpState};
+use super::HttpState;
 use crate::net::limits::now_us;
 use crate::net::protocol::{Request as NativeRequest, Response as NativeResponse};
 use crate::net::server::execute;
@@ -58,13 +58,12 @@ fn no_content() -> Resp {
 /// Handles one request.
 pub async fn handle(state: Rc<HttpState>, req: Request<Incoming>) -> Result<Resp, Infallible> {
     let resp = route(&state, req).await;
-    let c = state.mine();
-    HttpCounters::add(&c.requests, 1);
-    if resp.status().is_client_error() {
-        HttpCounters::add(&c.client_errors, 1);
-    } else if resp.status().is_server_error() {
-        HttpCounters::add(&c.server_errors, 1);
-    }
+    let status = resp.status();
+    state.count(|c| {
+        c.requests += 1;
+        c.client_errors += u64::from(status.is_client_error());
+        c.server_errors += u64::from(status.is_server_error());
+    });
     Ok(resp)
 }
 
@@ -261,7 +260,7 @@ impl Drop for InFlight<'_> {
 async fn write(state: &Rc<HttpState>, req: Request<Incoming>, precision: Precision) -> Resp {
     let started = Instant::now();
     if state.inflight.get() >= state.config.max_inflight_writes {
-        HttpCounters::add(&state.mine().overloaded, 1);
+        state.count(|c| c.overloaded += 1);
         let mut r = error(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many writes in flight on this shard; retry",
@@ -317,9 +316,10 @@ async fn write(state: &Rc<HttpState>, req: Request<Incoming>, precision: Precisi
                 .ack_us
                 .borrow_mut()
                 .saturating_record(us.max(1));
-            let c = state.mine();
-            HttpCounters::add(&c.writes_ok, 1);
-            HttpCounters::add(&c.points_ok, n);
+            state.count(|c| {
+                c.writes_ok += 1;
+                c.points_ok += n;
+            });
             no_content()
         }
         NativeResponse::Error { message, .. } => error(

@@ -5,7 +5,6 @@
 
 use std::fmt::Write as _;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 
 use hyper::StatusCode;
 
@@ -39,7 +38,7 @@ pub async fn render(state: &Rc<HttpState>) -> Resp {
             }
         }
     }
-    let text = format_metrics(&reports, &state.counters);
+    let text = format_metrics(&reports);
     let mut resp = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(text)));
     resp.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -49,7 +48,7 @@ pub async fn render(state: &Rc<HttpState>) -> Resp {
 }
 
 /// The exposition text for these reports and HTTP counters.
-pub fn format_metrics(reports: &[ShardReport], counters: &[super::HttpCounters]) -> String {
+pub fn format_metrics(reports: &[ShardReport]) -> String {
     let mut out = String::new();
     let Some(first) = reports.first() else {
         return out;
@@ -103,7 +102,7 @@ pub fn format_metrics(reports: &[ShardReport], counters: &[super::HttpCounters])
             r.uptime.as_secs_f64()
         );
     }
-    type Get = fn(&super::HttpCounters) -> &std::sync::atomic::AtomicU64;
+    type Get = fn(&super::HttpCounters) -> &u64;
     let http: [(&str, &str, Get); 7] = [
         ("requests", "HTTP requests answered", |c| &c.requests),
         ("writes_ok", "HTTP write batches acknowledged", |c| {
@@ -123,12 +122,8 @@ pub fn format_metrics(reports: &[ShardReport], counters: &[super::HttpCounters])
         let m = format!("xtdb_http_{name}_total");
         let _ = writeln!(out, "# HELP {m} {help}");
         let _ = writeln!(out, "# TYPE {m} counter");
-        for (i, c) in counters.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{m}{{shard=\"{i}\"}} {}",
-                get(c).load(Ordering::Relaxed)
-            );
+        for r in reports {
+            let _ = writeln!(out, "{m}{{shard=\"{}\"}} {}", r.shard, get(&r.http));
         }
     }
     out

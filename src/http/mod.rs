@@ -48,8 +48,6 @@ pub mod metrics;
 
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -81,31 +79,26 @@ impl Default for HttpConfig {
     }
 }
 
-/// Per-shard HTTP counters. Each shard writes only its own entry; any shard
-/// reads all of them for `/metrics`.
-#[derive(Debug, Default)]
+/// One shard's HTTP counters. Each shard keeps its own (in its router's
+/// [`Local`](crate::runtime::router::Local)) and reports a copy in its
+/// stats answer, so `/metrics` on any shard gathers them over the mesh like
+/// the storage counters: nothing is shared between shards.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HttpCounters {
     /// Requests answered.
-    pub requests: AtomicU64,
+    pub requests: u64,
     /// Write requests acknowledged (204).
-    pub writes_ok: AtomicU64,
+    pub writes_ok: u64,
     /// Points (one per value field of a line) acknowledged.
-    pub points_ok: AtomicU64,
+    pub points_ok: u64,
     /// 4xx answers.
-    pub client_errors: AtomicU64,
+    pub client_errors: u64,
     /// 5xx answers (503 included).
-    pub server_errors: AtomicU64,
-    /// 503 overload answers.
-    pub overloaded: AtomicU64,
+    pub server_errors: u64,
+    /// 503 overload answers (connection limit included).
+    pub overloaded: u64,
     /// Connections accepted.
-    pub connections: AtomicU64,
-}
-
-impl HttpCounters {
-    /// Adds `n` to a counter.
-    pub fn add(c: &AtomicU64, n: u64) {
-        c.fetch_add(n, Ordering::Relaxed);
-    }
+    pub connections: u64,
 }
 
 /// What a shard's HTTP handlers share.
@@ -118,14 +111,12 @@ pub struct HttpState {
     pub config: HttpConfig,
     /// Writes in flight on this shard.
     pub inflight: std::cell::Cell<usize>,
-    /// Every shard's counters, by shard index.
-    pub counters: Arc<Vec<HttpCounters>>,
 }
 
 impl HttpState {
-    /// This shard's counters.
-    pub fn mine(&self) -> &HttpCounters {
-        &self.counters[self.router.local().index % self.counters.len().max(1)]
+    /// Updates this shard's HTTP counters.
+    pub fn count(&self, f: impl FnOnce(&mut HttpCounters)) {
+        f(&mut self.router.local().http.borrow_mut());
     }
 }
 
@@ -198,13 +189,14 @@ pub async fn accept_loop(
 ) {
     let what = format!("shard {} (http)", state.router.local().index);
     let serve = |stream: TcpStream| {
-        HttpCounters::add(&state.mine().connections, 1);
+        state.count(|c| c.connections += 1);
         serve_conn(stream, Rc::clone(&state), closing.clone())
     };
     let refuse = |mut stream: TcpStream| {
-        let c = state.mine();
-        HttpCounters::add(&c.server_errors, 1);
-        HttpCounters::add(&c.overloaded, 1);
+        state.count(|c| {
+            c.server_errors += 1;
+            c.overloaded += 1;
+        });
         async move {
             let body = format!(
                 "{{\"error\":\"connection limit reached: this shard already serves {max_connections} connections\"}}"

@@ -90,6 +90,8 @@ pub struct ShardReport {
     pub ack_us: Histogram<u64>,
     /// Time since the shard started.
     pub uptime: Duration,
+    /// HTTP counters of connections this shard accepted.
+    pub http: crate::http::HttpCounters,
 }
 
 /// A message on the mesh.
@@ -116,6 +118,8 @@ pub struct Local {
     pub started: Instant,
     /// Timestamps a client write may carry (checked where the write enters).
     pub window: crate::net::limits::TimeWindow,
+    /// HTTP counters of connections this shard accepted.
+    pub http: RefCell<crate::http::HttpCounters>,
 }
 
 impl Local {
@@ -128,6 +132,7 @@ impl Local {
             ack_us: RefCell::new(new_histogram()),
             started: Instant::now(),
             window: crate::net::limits::TimeWindow::default(),
+            http: RefCell::default(),
         }
     }
 
@@ -161,6 +166,7 @@ impl Local {
                 stats: self.shard.stats(),
                 ack_us: self.ack_us.borrow().clone(),
                 uptime: self.started.elapsed(),
+                http: *self.http.borrow(),
             })),
         }
     }
