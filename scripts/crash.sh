@@ -6,7 +6,9 @@
 #   -> drive it with `xtdb-load write --ack-log` -> kill -9 the server at a random moment
 #      (spread over 0.2..MAX_MS ms, so kills land during flushes, chunk seals and WAL rotation)
 # then a final restart and a verify of everything. Prints cycles, acknowledged points, lost, changed,
-# and recovery time (start to `ready`) p50 / max. Exit 1 if anything was lost or changed.
+# and recovery time p50 / max: start to `ready` (includes waiting for the killed server's
+# listener to go, see probe_listen in src/server.rs) and the storage recovery the shard logs.
+# Exit 1 if anything was lost or changed.
 #
 # Env: CYCLES FULL_EVERY TAGS BATCH CONNS MAX_MS PORT SERVER_CPU GEN_CPU SYNC BUDGET DIR NO_BUILD
 set -euo pipefail
@@ -39,7 +41,8 @@ trap cleanup EXIT
 
 now_ms() { date +%s%3N; }
 
-# Starts the server; sets $server (pid) and $ready_ms (launch to its `ready` line).
+# Starts the server; sets $server (pid), $ready_ms (launch to its `ready` line) and
+# $open_ms (the slowest shard's storage recovery, as the server logs it: "opened ... in T").
 start_server() {
   local t0 log=$work/server.log
   t0=$(now_ms)
@@ -49,6 +52,13 @@ start_server() {
   for _ in $(seq 1 6000); do
     if grep -qw ready "$log"; then
       ready_ms=$(($(now_ms) - t0))
+      open_ms=$(python3 - "$log" <<'PY'
+import re, sys
+units = {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1000.0}
+ms = [float(v) * units[u] for v, u in re.findall(r"opened .* in ([0-9.]+)(ns|µs|us|ms|s) ", open(sys.argv[1], encoding="utf-8").read())]
+print(round(max(ms)) if ms else 0)
+PY
+)
       return 0
     fi
     if ! kill -0 "$server" 2>/dev/null; then
@@ -91,12 +101,14 @@ check() {
 }
 
 recoveries=()
+opens=()
 lost=0
 changed=0
 checked=0
 for c in $(seq 1 "$CYCLES"); do
   start_server
   recoveries+=("$ready_ms")
+  opens+=("$open_ms")
   check "$c"
   "$BIN/xtdb-load" write --addr "127.0.0.1:$PORT" --tags "$TAGS" --tag-base $((c * TAGS)) --batch "$BATCH" \
     --conns "$CONNS" --duration 60s --cpus "$GEN_CPU" --seed "$c" --ack-log "$acks/$c.log" -q >/dev/null 2>&1 &
@@ -109,20 +121,24 @@ for c in $(seq 1 "$CYCLES"); do
   kill -9 "$writer" 2>/dev/null || true
   wait "$writer" 2>/dev/null || true
   writer=""
-  printf 'cycle %d/%d: recovery %s ms, %s points verified (%s), %s lost, %s changed so far\n' \
-    "$c" "$CYCLES" "$ready_ms" "$checked" "$scope" "$lost" "$changed" >&2
+  printf 'cycle %d/%d: %s ms, %s points verified (%s), %s lost, %s changed so far\n' \
+    "$c" "$CYCLES" "$ready_ms ms to ready, storage $open_ms" "$checked" "$scope" "$lost" "$changed" >&2
 done
 start_server
 recoveries+=("$ready_ms")
+opens+=("$open_ms")
 check $((CYCLES + 1))
 kill -TERM "$server"
 wait "$server" 2>/dev/null || true
 server=""
 
-sorted=$(printf '%s\n' "${recoveries[@]}" | sort -n)
-p50=$(echo "$sorted" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-max=$(echo "$sorted" | tail -1)
-echo "| kill -9 cycles | acknowledged points verified | lost | changed | recovery to ready p50 / max |"
-echo "|---|---|---|---|---|"
-echo "| $CYCLES | $checked | $lost | $changed | $p50 ms / $max ms |"
+# p50 and max of the arguments.
+p50_max() {
+  local sorted
+  sorted=$(printf '%s\n' "$@" | sort -n)
+  echo "$(echo "$sorted" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}') ms / $(echo "$sorted" | tail -1) ms"
+}
+echo "| kill -9 cycles | acknowledged points verified | lost | changed | start to ready p50 / max | storage recovery p50 / max |"
+echo "|---|---|---|---|---|---|"
+echo "| $CYCLES | $checked | $lost | $changed | $(p50_max "${recoveries[@]}") | $(p50_max "${opens[@]}") |"
 [ "$lost" = 0 ] && [ "$changed" = 0 ]
