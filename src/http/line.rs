@@ -29,7 +29,10 @@
 //!   nanosecond i64 can hold (1677-09-21 .. 2262-04-11), as in InfluxDB. A
 //!   line without a timestamp gets the server's clock at arrival.
 
+use std::borrow::Cow;
 use std::fmt;
+
+use smallvec::SmallVec;
 
 use crate::net::limits::TimeWindow;
 
@@ -157,38 +160,56 @@ pub fn parse_batch(
     Ok(())
 }
 
-const MEASUREMENT_ESC: &[u8] = b", ";
-const KEY_ESC: &[u8] = b",= ";
+/// Bytes that end (and may be escaped in) a measurement.
+fn measurement_special(b: u8) -> bool {
+    matches!(b, b',' | b' ')
+}
+
+/// Bytes that end (and may be escaped in) a tag key, tag value or field key.
+fn key_special(b: u8) -> bool {
+    matches!(b, b',' | b'=' | b' ')
+}
 
 /// Reads an escaped token up to an unescaped byte of `stops`; returns the
-/// unescaped text and the position of the stop byte (or the end). `s` is
-/// valid UTF-8 and every stop and escape is ASCII, so each copied segment
-/// is whole characters.
-fn token(s: &str, mut i: usize, stops: &[u8], escapable: &[u8]) -> (String, usize) {
+/// unescaped text and the position of the stop byte (or the end). Borrows
+/// from `s` unless the token holds an escape. `s` is valid UTF-8 and every
+/// stop and escape is ASCII, so each copied segment is whole characters.
+fn token(s: &str, start: usize, special: impl Fn(u8) -> bool) -> (Cow<'_, str>, usize) {
     let b = s.as_bytes();
-    let mut out = String::new();
+    let mut i = start;
+    let mut owned: Option<String> = None;
     let mut seg = i;
     while i < b.len() {
         let c = b[i];
-        if c == b'\\' && i + 1 < b.len() && escapable.contains(&b[i + 1]) {
-            out.push_str(&s[seg..i]);
-            out.push(b[i + 1] as char);
+        if c == b'\\' && i + 1 < b.len() && special(b[i + 1]) {
+            let o = owned.get_or_insert_with(String::new);
+            o.push_str(&s[seg..i]);
+            o.push(b[i + 1] as char);
             i += 2;
             seg = i;
             continue;
         }
-        if stops.contains(&c) {
+        if special(c) {
             break;
         }
         i += 1;
     }
-    out.push_str(&s[seg..i]);
-    (out, i)
+    match owned {
+        None => (Cow::Borrowed(&s[start..i]), i),
+        Some(mut o) => {
+            o.push_str(&s[seg..i]);
+            (Cow::Owned(o), i)
+        }
+    }
 }
 
-fn escape_into(out: &mut String, s: &str, escapable: &[u8]) {
+fn escape_into(out: &mut String, s: &str, special: impl Fn(u8) -> bool + Copy) {
+    if !s.bytes().any(special) {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
-        if c.is_ascii() && escapable.contains(&(c as u8)) {
+        if c.is_ascii() && special(c as u8) {
             out.push('\\');
         }
         out.push(c);
@@ -198,16 +219,38 @@ fn escape_into(out: &mut String, s: &str, escapable: &[u8]) {
 /// The canonical series key of `measurement`, sorted `tags` and `field`.
 pub fn series_key(measurement: &str, tags: &[(String, String)], field: &str) -> String {
     let mut k = String::with_capacity(64);
-    escape_into(&mut k, measurement, MEASUREMENT_ESC);
+    let tags: Vec<(Cow<str>, Cow<str>)> = tags
+        .iter()
+        .map(|(a, b)| (Cow::Owned(a.clone()), Cow::Owned(b.clone())))
+        .collect();
+    series_prefix(&mut k, &Cow::Owned(measurement.to_string()), tags.iter());
+    k.push(' ');
+    escape_into(&mut k, field, key_special);
+    k
+}
+
+/// Appends the measurement and sorted tags of a series key.
+fn series_prefix<'t>(
+    k: &mut String,
+    measurement: &Cow<'t, str>,
+    tags: impl Iterator<Item = &'t (Cow<'t, str>, Cow<'t, str>)>,
+) {
+    escape_token(k, measurement, measurement_special);
     for (tk, tv) in tags {
         k.push(',');
-        escape_into(&mut k, tk, KEY_ESC);
+        escape_token(k, tk, key_special);
         k.push('=');
-        escape_into(&mut k, tv, KEY_ESC);
+        escape_token(k, tv, key_special);
     }
-    k.push(' ');
-    escape_into(&mut k, field, KEY_ESC);
-    k
+}
+
+/// Like [`escape_into`] for a parsed token: one borrowed from the line had
+/// no escapes, so it holds no special byte and is copied as is.
+fn escape_token(out: &mut String, t: &Cow<'_, str>, special: impl Fn(u8) -> bool + Copy) {
+    match t {
+        Cow::Borrowed(b) => out.push_str(b),
+        Cow::Owned(o) => escape_into(out, o, special),
+    }
 }
 
 enum Value {
@@ -273,20 +316,20 @@ fn parse_line(
         return Ok(());
     }
     let s = line.as_bytes();
-    let (measurement, mut i) = token(line, 0, b", ", MEASUREMENT_ESC);
+    let (measurement, mut i) = token(line, 0, measurement_special);
     if measurement.is_empty() {
         return Err("missing measurement".into());
     }
-    let mut tags: Vec<(String, String)> = Vec::new();
+    let mut tags: SmallVec<[(Cow<str>, Cow<str>); 8]> = SmallVec::new();
     while i < s.len() && s[i] == b',' {
-        let (k, j) = token(line, i + 1, b",= ", KEY_ESC);
+        let (k, j) = token(line, i + 1, key_special);
         if k.is_empty() {
             return Err("empty tag key".into());
         }
         if j >= s.len() || s[j] != b'=' {
             return Err(format!("tag {k:?} has no '=value'"));
         }
-        let (v, j) = token(line, j + 1, b",= ", KEY_ESC);
+        let (v, j) = token(line, j + 1, key_special);
         if v.is_empty() {
             return Err(format!("tag {k:?} has an empty value"));
         }
@@ -307,9 +350,9 @@ fn parse_line(
     }
     tags.sort();
     // Fields.
-    let mut fields: Vec<(String, Value)> = Vec::new();
+    let mut fields: SmallVec<[(Cow<str>, Value); 4]> = SmallVec::new();
     loop {
-        let (k, j) = token(line, i, b",= ", KEY_ESC);
+        let (k, j) = token(line, i, key_special);
         if k.is_empty() {
             return Err("missing field key".into());
         }
@@ -383,6 +426,8 @@ fn parse_line(
     if values == 0 {
         return Err("no value field (only a quality field)".into());
     }
+    let mut prefix = String::with_capacity(line.len());
+    series_prefix(&mut prefix, &measurement, tags.iter());
     for (k, v) in fields {
         if k == "quality" || k == "q" {
             continue;
@@ -391,8 +436,12 @@ fn parse_line(
             Value::Float(x) => x,
             Value::Int(x) => x as f64,
         };
+        let mut key = String::with_capacity(prefix.len() + 1 + k.len());
+        key.push_str(&prefix);
+        key.push(' ');
+        escape_token(&mut key, &k, key_special);
         out.push(Sample {
-            key: series_key(&measurement, &tags, &k),
+            key,
             ts,
             value,
             quality,
