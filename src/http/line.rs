@@ -230,6 +230,9 @@ pub fn series_key(measurement: &str, tags: &[(String, String)], field: &str) -> 
 }
 
 /// Appends the measurement and sorted tags of a series key.
+// The `Cow`s are taken by reference on purpose: whether a token is borrowed
+// tells whether it can need escaping.
+#[allow(clippy::ptr_arg)]
 fn series_prefix<'t>(
     k: &mut String,
     measurement: &Cow<'t, str>,
@@ -246,6 +249,7 @@ fn series_prefix<'t>(
 
 /// Like [`escape_into`] for a parsed token: one borrowed from the line had
 /// no escapes, so it holds no special byte and is copied as is.
+#[allow(clippy::ptr_arg)]
 fn escape_token(out: &mut String, t: &Cow<'_, str>, special: impl Fn(u8) -> bool + Copy) {
     match t {
         Cow::Borrowed(b) => out.push_str(b),
