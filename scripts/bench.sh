@@ -22,27 +22,11 @@ if [ "$(nproc)" -lt 2 ]; then SERVER_CPU=0; GEN_CPU=0; fi
 cargo build --release --bins >&2
 BIN=target/release
 
-OWN_DIR=0
-if [ -z "${BENCH_DIR:-}" ]; then BENCH_DIR=$(mktemp -d -t xtdb-bench.XXXXXX); OWN_DIR=1; fi
+WORK_DIR=${BENCH_DIR:-}
+. scripts/lib.sh
+setup_work_dir xtdb-bench
+BENCH_DIR=$WORK_DIR
 mkdir -p "$BENCH_DIR/out"
-SERVER_PID=""
-
-stop_server() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 1 150); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.2; done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    SERVER_PID=""
-}
-cleanup() {
-    stop_server
-    if [ "$OWN_DIR" = 1 ]; then rm -rf "$BENCH_DIR"; fi
-}
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo $((20000 + RANDOM % 20000)); }
 
 PORT=$(free_port)
 ADDR=127.0.0.1:$PORT

@@ -43,26 +43,11 @@ fi
 cargo build --release --bins >&2
 BIN=target/release
 
-OWN_DIR=0
-if [ -z "${COMPARE_DIR:-}" ]; then COMPARE_DIR=$(mktemp -d -t xtdb-compare.XXXXXX); OWN_DIR=1; fi
-mkdir -p "$COMPARE_DIR"
-SERVER_PID=""
-stop_server() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 1 300); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.2; done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    SERVER_PID=""
-}
-cleanup() {
-    stop_server
-    if [ "$OWN_DIR" = 1 ]; then rm -rf "$COMPARE_DIR"; fi
-}
-trap cleanup EXIT INT TERM
+WORK_DIR=${COMPARE_DIR:-}
+. scripts/lib.sh
+setup_work_dir xtdb-compare
+COMPARE_DIR=$WORK_DIR
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { # url
     for _ in $(seq 1 300); do
         curl -s -o /dev/null -w '%{http_code}' "$1" 2>/dev/null | grep -qE '^(200|204)$' && return 0
