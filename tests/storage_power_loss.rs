@@ -6,7 +6,9 @@
 //! with a value nobody wrote. Also: EIO on `fdatasync` fences the shard and
 //! nothing is acknowledged after it; ENOSPC is a clear error.
 //!
-//! `XTDB_CRASH_CASES=N` runs more cases; `XTDB_CRASH_SEED=S` replays one.
+//! `XTDB_CRASH_CASES=N` runs more cases; `XTDB_CRASH_SEED=S` replays one;
+//! `XTDB_CRASH_FIRST=F` starts at seed F (to split a long run over several
+//! processes).
 
 mod common;
 
@@ -198,6 +200,10 @@ fn seeded_power_losses_lose_no_acknowledged_point() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
+    let first: u64 = std::env::var("XTDB_CRASH_FIRST")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let only: Option<u64> = std::env::var("XTDB_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok());
@@ -208,7 +214,7 @@ fn seeded_power_losses_lose_no_acknowledged_point() {
             .expect("run without power loss");
         let seeds: Vec<u64> = match only {
             Some(s) => vec![s],
-            None => (1..=cases).collect(),
+            None => (first..first + cases).collect(),
         };
         let (mut failures, mut hangs) = (Vec::new(), Vec::new());
         for &seed in &seeds {

@@ -91,6 +91,9 @@ pub(crate) struct Inner {
     /// Set when a flush failed: the shard stops acknowledging writes.
     pub fenced: RefCell<Option<String>>,
     pub tasks: RefCell<Vec<JoinHandle<()>>>,
+    /// What the flusher (or a caller's flush round) is doing now, for stall
+    /// reports.
+    pub flush_stage: Cell<&'static str>,
 }
 
 impl Inner {
@@ -113,6 +116,7 @@ impl Inner {
             closing: Cell::new(false),
             fenced: RefCell::new(None),
             tasks: RefCell::new(Vec::new()),
+            flush_stage: Cell::new("idle"),
         }
     }
 
@@ -235,15 +239,17 @@ impl Shard {
     pub fn debug_state(&self) -> String {
         let i = &self.inner;
         format!(
-            "{}; flush permits {}; fenced {:?}; closing {}; frozen {}; full {}; buffered {} bytes; tasks {}",
+            "{}; flush stage {}; flush permits {}; fenced {:?}; closing {}; frozen {}; full {}; buffered {} bytes; tasks {}; {}",
             i.wal.get().map_or("no wal".into(), |w| w.debug_state()),
+            i.flush_stage.get(),
             i.flush_lock.available(),
             i.fenced.borrow(),
             i.closing.get(),
             i.frozen.borrow().len(),
             i.full.borrow().len(),
             i.bufs.borrow().bytes(),
-            i.tasks.borrow().len()
+            i.tasks.borrow().len(),
+            crate::storage::file::in_flight_report()
         )
     }
 
