@@ -57,7 +57,10 @@ fn hang_report() -> String {
         format!(
             "phase {}: {}",
             x.0,
-            x.1.as_ref().map_or("-".into(), |s| s.debug_state())
+            x.1.as_ref().map_or_else(
+                || xtdb::storage::file::in_flight_report(),
+                |s| s.debug_state()
+            )
         )
     })
 }
@@ -151,9 +154,11 @@ async fn case(seed: u64, total_ops: u64) -> Result<u64, String> {
             plan.injected()
         )
     };
+    phase("open 2", None);
     let shard = Shard::open(config(dir.path()))
         .await
         .map_err(|e| format!("{}: reopen failed: {e}", ctx()))?;
+    phase("verify", Some(&shard));
     let written: HashMap<(u32, i64), Point> = tried.iter().map(|p| ((p.tag, p.ts), *p)).collect();
     let mut tags: Vec<u32> = written.keys().map(|k| k.0).collect();
     tags.sort_unstable();
@@ -184,6 +189,7 @@ async fn case(seed: u64, total_ops: u64) -> Result<u64, String> {
             ));
         }
     }
+    phase("close 2", Some(&shard));
     shard
         .close()
         .await

@@ -44,7 +44,12 @@ struct InFlight {
     next: u64,
     finished: u64,
     ops: BTreeMap<u64, OpInfo>,
+    /// The last few finished operations, newest last, with when they ended.
+    recent: std::collections::VecDeque<(OpInfo, Instant)>,
 }
+
+/// Finished operations kept for stall reports.
+const RECENT: usize = 6;
 
 thread_local! {
     static IN_FLIGHT: RefCell<InFlight> = RefCell::new(InFlight::default());
@@ -79,8 +84,13 @@ impl Drop for OpGuard {
     fn drop(&mut self) {
         IN_FLIGHT.with(|t| {
             let mut t = t.borrow_mut();
-            t.ops.remove(&self.0);
             t.finished += 1;
+            if let Some(op) = t.ops.remove(&self.0) {
+                if t.recent.len() == RECENT {
+                    t.recent.pop_front();
+                }
+                t.recent.push_back((op, Instant::now()));
+            }
         });
     }
 }
@@ -91,26 +101,45 @@ pub fn in_flight_report() -> String {
     IN_FLIGHT.with(|t| {
         let t = t.borrow();
         let now = Instant::now();
+        let show = |o: &OpInfo| {
+            format!(
+                "{} {} @{}+{}",
+                o.kind,
+                o.path.display(),
+                o.pos,
+                o.len
+            )
+        };
         let ops: Vec<String> = t
             .ops
             .values()
             .map(|o| {
                 format!(
-                    "{} {} @{}+{} for {:.3}s",
-                    o.kind,
-                    o.path.display(),
-                    o.pos,
-                    o.len,
+                    "{} for {:.3}s",
+                    show(o),
                     now.duration_since(o.start).as_secs_f64()
                 )
             })
             .collect();
+        let recent: Vec<String> = t
+            .recent
+            .iter()
+            .map(|(o, end)| {
+                format!(
+                    "{} took {:.3}s, ended {:.3}s ago",
+                    show(o),
+                    end.duration_since(o.start).as_secs_f64(),
+                    now.duration_since(*end).as_secs_f64()
+                )
+            })
+            .collect();
         format!(
-            "disk ops started {} finished {}; in flight {}: [{}]",
+            "disk ops started {} finished {}; in flight {}: [{}]; last finished: [{}]",
             t.next,
             t.finished,
             ops.len(),
-            ops.join("; ")
+            ops.join("; "),
+            recent.join("; ")
         )
     })
 }

@@ -94,6 +94,8 @@ pub(crate) struct Inner {
     /// What the flusher (or a caller's flush round) is doing now, for stall
     /// reports.
     pub flush_stage: Cell<&'static str>,
+    /// How far `close` got, for stall reports.
+    pub close_stage: Cell<&'static str>,
 }
 
 impl Inner {
@@ -117,6 +119,7 @@ impl Inner {
             fenced: RefCell::new(None),
             tasks: RefCell::new(Vec::new()),
             flush_stage: Cell::new("idle"),
+            close_stage: Cell::new("open"),
         }
     }
 
@@ -239,8 +242,9 @@ impl Shard {
     pub fn debug_state(&self) -> String {
         let i = &self.inner;
         format!(
-            "{}; flush stage {}; flush permits {}; fenced {:?}; closing {}; frozen {}; full {}; buffered {} bytes; tasks {}; {}",
+            "{}; close stage {}; flush stage {}; flush permits {}; fenced {:?}; closing {}; frozen {}; full {}; buffered {} bytes; tasks {}; {}",
             i.wal.get().map_or("no wal".into(), |w| w.debug_state()),
+            i.close_stage.get(),
             i.flush_stage.get(),
             i.flush_lock.available(),
             i.fenced.borrow(),
@@ -267,11 +271,13 @@ impl Shard {
         }
         let wal = inner.wal()?.clone();
         let last = wal.next_seq();
+        inner.close_stage.set("waiting for durability");
         let durable = if last > 0 {
             wal.wait_durable(last - 1).await
         } else {
             Ok(())
         };
+        inner.close_stage.set("final flush");
         let flushed = if durable.is_ok() && inner.fenced.borrow().is_none() {
             super::flush::flush_all(inner).await
         } else {
@@ -280,10 +286,13 @@ impl Shard {
         wal.begin_close();
         inner.flush_wanted.notify(usize::MAX);
         let tasks: Vec<_> = inner.tasks.borrow_mut().drain(..).collect();
+        inner.close_stage.set("waiting for tasks");
         for t in tasks {
             t.await;
         }
+        inner.close_stage.set("closing WAL files");
         wal.close_files().await?;
+        inner.close_stage.set("closing chunk files");
         let files = inner.index.borrow_mut().take_files();
         inner.active.borrow_mut().take();
         for f in files {
@@ -291,6 +300,7 @@ impl Shard {
                 f.close().await?;
             }
         }
+        inner.close_stage.set("closed");
         durable?;
         flushed
     }
