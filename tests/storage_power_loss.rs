@@ -57,10 +57,8 @@ fn hang_report() -> String {
         format!(
             "phase {}: {}",
             x.0,
-            x.1.as_ref().map_or_else(
-                || xtdb::storage::file::in_flight_report(),
-                |s| s.debug_state()
-            )
+            x.1.as_ref()
+                .map_or_else(xtdb::storage::file::in_flight_report, |s| s.debug_state())
         )
     })
 }
@@ -233,6 +231,9 @@ fn seeded_power_losses_lose_no_acknowledged_point() {
                         hang_report()
                     );
                     eprintln!("HANG {report}");
+                    // Does anything move once the executor is awake again?
+                    glommio::timer::sleep(Duration::from_millis(300)).await;
+                    eprintln!("HANG+300ms seed {seed}: {}", hang_report());
                     if let Some(secs) = std::env::var("XTDB_CRASH_HOLD")
                         .ok()
                         .and_then(|v| v.parse().ok())

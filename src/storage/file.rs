@@ -101,15 +101,7 @@ pub fn in_flight_report() -> String {
     IN_FLIGHT.with(|t| {
         let t = t.borrow();
         let now = Instant::now();
-        let show = |o: &OpInfo| {
-            format!(
-                "{} {} @{}+{}",
-                o.kind,
-                o.path.display(),
-                o.pos,
-                o.len
-            )
-        };
+        let show = |o: &OpInfo| format!("{} {} @{}+{}", o.kind, o.path.display(), o.pos, o.len);
         let ops: Vec<String> = t
             .ops
             .values()

@@ -57,7 +57,9 @@ pub(crate) async fn flush_all(inner: &Rc<Inner>) -> Result<()> {
 /// Flushes every buffered tag, with `wal_next` as in [`flush_round`] (takes
 /// the flush lock). Recovery uses it while replaying, before the WAL exists.
 pub(crate) async fn flush_everything(inner: &Rc<Inner>, wal_next: u64) -> Result<()> {
-    inner.flush_stage.set("flush_all: waiting for the flush lock");
+    inner
+        .flush_stage
+        .set("flush_all: waiting for the flush lock");
     let _permit = inner.flush_lock.acquire_permit(1).await;
     let tags: Vec<(u32, Take)> = inner
         .bufs
