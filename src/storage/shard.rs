@@ -19,6 +19,7 @@ use glommio::task::JoinHandle;
 use crate::storage::buffer::{Buffers, Frozen};
 use crate::storage::chunk::ActiveChunk;
 use crate::storage::index::Index;
+use crate::storage::keepalive::KeepAliveStop;
 use crate::storage::wal::Wal;
 use crate::storage::{ShardConfig, ShardStats};
 use crate::{Error, Point, Result};
@@ -96,10 +97,13 @@ pub(crate) struct Inner {
     pub flush_stage: Cell<&'static str>,
     /// How far `close` got, for stall reports.
     pub close_stage: Cell<&'static str>,
+    /// Stops the task that keeps the executor from sleeping through a
+    /// runnable task (see [`crate::storage::keepalive`]).
+    pub keepalive: KeepAliveStop,
 }
 
 impl Inner {
-    pub(crate) fn new(cfg: ShardConfig) -> Inner {
+    pub(crate) fn new(cfg: ShardConfig, keepalive: KeepAliveStop) -> Inner {
         Inner {
             cfg,
             wal: OnceCell::new(),
@@ -120,6 +124,7 @@ impl Inner {
             tasks: RefCell::new(Vec::new()),
             flush_stage: Cell::new("idle"),
             close_stage: Cell::new("open"),
+            keepalive,
         }
     }
 
@@ -265,10 +270,16 @@ impl Shard {
     /// Waits for pending writes, flushes every buffer to blocks (so the next
     /// open replays nothing), stops the shard's tasks and closes its files.
     pub async fn close(self) -> Result<()> {
-        let inner = &self.inner;
-        if inner.closing.replace(true) {
+        if self.inner.closing.replace(true) {
             return Err(Error::Closed);
         }
+        let closed = self.close_inner().await;
+        self.inner.keepalive.stop();
+        closed
+    }
+
+    async fn close_inner(&self) -> Result<()> {
+        let inner = &self.inner;
         let wal = inner.wal()?.clone();
         let last = wal.next_seq();
         inner.close_stage.set("waiting for durability");
