@@ -6,7 +6,9 @@
 //! with a value nobody wrote. Also: EIO on `fdatasync` fences the shard and
 //! nothing is acknowledged after it; ENOSPC is a clear error.
 //!
-//! `XTDB_CRASH_CASES=N` runs more cases; `XTDB_CRASH_SEED=S` replays one.
+//! `XTDB_CRASH_CASES=N` runs more cases; `XTDB_CRASH_SEED=S` replays one;
+//! `XTDB_CRASH_FIRST=F` starts at seed F (to split a long run over several
+//! processes).
 
 mod common;
 
@@ -55,7 +57,8 @@ fn hang_report() -> String {
         format!(
             "phase {}: {}",
             x.0,
-            x.1.as_ref().map_or("-".into(), |s| s.debug_state())
+            x.1.as_ref()
+                .map_or_else(xtdb::storage::file::in_flight_report, |s| s.debug_state())
         )
     })
 }
@@ -149,9 +152,11 @@ async fn case(seed: u64, total_ops: u64) -> Result<u64, String> {
             plan.injected()
         )
     };
+    phase("open 2", None);
     let shard = Shard::open(config(dir.path()))
         .await
         .map_err(|e| format!("{}: reopen failed: {e}", ctx()))?;
+    phase("verify", Some(&shard));
     let written: HashMap<(u32, i64), Point> = tried.iter().map(|p| ((p.tag, p.ts), *p)).collect();
     let mut tags: Vec<u32> = written.keys().map(|k| k.0).collect();
     tags.sort_unstable();
@@ -182,6 +187,7 @@ async fn case(seed: u64, total_ops: u64) -> Result<u64, String> {
             ));
         }
     }
+    phase("close 2", Some(&shard));
     shard
         .close()
         .await
@@ -198,6 +204,10 @@ fn seeded_power_losses_lose_no_acknowledged_point() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
+    let first: u64 = std::env::var("XTDB_CRASH_FIRST")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let only: Option<u64> = std::env::var("XTDB_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok());
@@ -208,7 +218,7 @@ fn seeded_power_losses_lose_no_acknowledged_point() {
             .expect("run without power loss");
         let seeds: Vec<u64> = match only {
             Some(s) => vec![s],
-            None => (1..=cases).collect(),
+            None => (first..first + cases).collect(),
         };
         let (mut failures, mut hangs) = (Vec::new(), Vec::new());
         for &seed in &seeds {
@@ -221,6 +231,9 @@ fn seeded_power_losses_lose_no_acknowledged_point() {
                         hang_report()
                     );
                     eprintln!("HANG {report}");
+                    // Does anything move once the executor is awake again?
+                    glommio::timer::sleep(Duration::from_millis(300)).await;
+                    eprintln!("HANG+300ms seed {seed}: {}", hang_report());
                     if let Some(secs) = std::env::var("XTDB_CRASH_HOLD")
                         .ok()
                         .and_then(|v| v.parse().ok())
@@ -241,15 +254,13 @@ fn seeded_power_losses_lose_no_acknowledged_point() {
         failures.len(),
         failures.join("\n")
     );
-    // Liveness: a rare stall (a flush round waiting for an I/O completion
-    // that glommio never delivers; the kernel's io-wq is idle) shows up about
-    // once in 3,000 cases with this tiny configuration. Those cases are
-    // inconclusive, not lost data; they are reported, and only a rate above
-    // 0.2% fails the test. See README "Known limits".
-    let allowed = (ran / 500).max(1);
+    // Liveness: no case may stall. (About one case in 3,000 used to: glommio
+    // 0.9 parked its executor while a task queue was runnable, and nothing
+    // woke it before the watchdog. The shard now keeps a timer registered,
+    // see `xtdb::storage::keepalive`; 0 stalls in 6,000 cases since.)
     assert!(
-        hangs.len() <= allowed,
-        "{} of {ran} cases stalled (allowed {allowed}):\n{}",
+        hangs.is_empty(),
+        "{} of {ran} cases stalled:\n{}",
         hangs.len(),
         hangs.join("\n")
     );

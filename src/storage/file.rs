@@ -3,7 +3,10 @@
 //! through [`DataFile`], so errors carry the path, and fault injection can be
 //! added in one place. Never blocks the executor.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions, ReadResult};
 
@@ -24,6 +27,115 @@ pub fn page_up(n: usize) -> usize {
     n.div_ceil(PAGE) * PAGE
 }
 
+/// One disk operation started and not yet finished (or abandoned).
+struct OpInfo {
+    kind: &'static str,
+    path: PathBuf,
+    pos: u64,
+    len: usize,
+    start: Instant,
+}
+
+/// The disk operations in flight on this thread (one shard per executor
+/// thread), for stall reports: an operation here whose future is still
+/// awaited was handed to glommio and never completed.
+#[derive(Default)]
+struct InFlight {
+    next: u64,
+    finished: u64,
+    ops: BTreeMap<u64, OpInfo>,
+    /// The last few finished operations, newest last, with when they ended.
+    recent: std::collections::VecDeque<(OpInfo, Instant)>,
+}
+
+/// Finished operations kept for stall reports.
+const RECENT: usize = 6;
+
+thread_local! {
+    static IN_FLIGHT: RefCell<InFlight> = RefCell::new(InFlight::default());
+}
+
+/// Removes its operation from the in-flight table when dropped (finished,
+/// failed or abandoned).
+struct OpGuard(u64);
+
+impl OpGuard {
+    fn start(kind: &'static str, path: &Path, pos: u64, len: usize) -> OpGuard {
+        IN_FLIGHT.with(|t| {
+            let mut t = t.borrow_mut();
+            let id = t.next;
+            t.next += 1;
+            t.ops.insert(
+                id,
+                OpInfo {
+                    kind,
+                    path: path.to_path_buf(),
+                    pos,
+                    len,
+                    start: Instant::now(),
+                },
+            );
+            OpGuard(id)
+        })
+    }
+}
+
+impl Drop for OpGuard {
+    fn drop(&mut self) {
+        IN_FLIGHT.with(|t| {
+            let mut t = t.borrow_mut();
+            t.finished += 1;
+            if let Some(op) = t.ops.remove(&self.0) {
+                if t.recent.len() == RECENT {
+                    t.recent.pop_front();
+                }
+                t.recent.push_back((op, Instant::now()));
+            }
+        });
+    }
+}
+
+/// The disk operations of this thread in flight now, oldest first, with
+/// their age; for stall reports (the format is not stable).
+pub fn in_flight_report() -> String {
+    IN_FLIGHT.with(|t| {
+        let t = t.borrow();
+        let now = Instant::now();
+        let show = |o: &OpInfo| format!("{} {} @{}+{}", o.kind, o.path.display(), o.pos, o.len);
+        let ops: Vec<String> = t
+            .ops
+            .values()
+            .map(|o| {
+                format!(
+                    "{} for {:.3}s",
+                    show(o),
+                    now.duration_since(o.start).as_secs_f64()
+                )
+            })
+            .collect();
+        let recent: Vec<String> = t
+            .recent
+            .iter()
+            .map(|(o, end)| {
+                format!(
+                    "{} took {:.3}s, ended {:.3}s ago",
+                    show(o),
+                    end.duration_since(o.start).as_secs_f64(),
+                    now.duration_since(*end).as_secs_f64()
+                )
+            })
+            .collect();
+        format!(
+            "disk ops started {} finished {}; in flight {}: [{}]; last finished: [{}]",
+            t.next,
+            t.finished,
+            ops.len(),
+            ops.join("; "),
+            recent.join("; ")
+        )
+    })
+}
+
 /// One DMA file with its path.
 pub struct DataFile {
     file: DmaFile,
@@ -35,6 +147,7 @@ pub struct DataFile {
 impl DataFile {
     /// Opens `path` for reading and writing, creating it if missing.
     pub async fn open(path: &Path) -> Result<DataFile> {
+        let _op = OpGuard::start("open", path, 0, 0);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -75,6 +188,7 @@ impl DataFile {
                 f.record_undo(&self.path, pos, old);
             }
         }
+        let _op = OpGuard::start("write", &self.path, pos, len);
         let n = self
             .file
             .write_at(buf, pos)
@@ -125,6 +239,7 @@ impl DataFile {
     /// end of file.
     pub async fn read_at(&self, pos: u64, len: usize) -> Result<ReadResult> {
         debug_assert!(len <= MAX_IO, "read of {len} bytes: use read_vec");
+        let _op = OpGuard::start("read", &self.path, pos, len);
         self.file
             .read_at(pos, len)
             .await
@@ -137,6 +252,7 @@ impl DataFile {
             f.before_sync(&self.path)
                 .map_err(|e| Error::io("fdatasync", Some(self.path.clone()), e))?;
         }
+        let _op = OpGuard::start("fdatasync", &self.path, 0, 0);
         self.file
             .fdatasync()
             .await
@@ -154,6 +270,7 @@ impl DataFile {
             f.before_preallocate(&self.path)
                 .map_err(|e| Error::io("fallocate", Some(self.path.clone()), e))?;
         }
+        let _op = OpGuard::start("fallocate", &self.path, 0, size as usize);
         self.file
             .pre_allocate(size, false)
             .await
@@ -162,6 +279,7 @@ impl DataFile {
 
     /// The file's current size.
     pub async fn size(&self) -> Result<u64> {
+        let _op = OpGuard::start("stat", &self.path, 0, 0);
         self.file
             .file_size()
             .await
@@ -171,6 +289,7 @@ impl DataFile {
     /// Closes the file.
     pub async fn close(self) -> Result<()> {
         let path = self.path;
+        let _op = OpGuard::start("close", &path, 0, 0);
         self.file.close().await.map_err(|e| wrap("close", &path, e))
     }
 }
@@ -186,11 +305,24 @@ fn wrap(op: &str, path: &Path, e: glommio::GlommioError<()>) -> Error {
 
 /// Makes the names in `dir` durable (fsync of the directory).
 pub async fn sync_dir(dir: &Path) -> Result<()> {
+    let op = OpGuard::start("open dir", dir, 0, 0);
     let d = glommio::io::Directory::open(dir)
         .await
         .map_err(|e| wrap("open dir", dir, e))?;
+    drop(op);
+    let op = OpGuard::start("fsync dir", dir, 0, 0);
     d.sync().await.map_err(|e| wrap("fsync dir", dir, e))?;
+    drop(op);
+    let _op = OpGuard::start("close dir", dir, 0, 0);
     d.close().await.map_err(|e| wrap("close dir", dir, e))
+}
+
+/// Removes the file at `path` (glommio's blocking-thread pool).
+pub async fn remove_file(path: &Path) -> Result<()> {
+    let _op = OpGuard::start("remove", path, 0, 0);
+    glommio::io::remove(path)
+        .await
+        .map_err(|e| wrap("remove", path, e))
 }
 
 /// Creates `dir` (and parents) if missing, making the new name durable.

@@ -57,6 +57,9 @@ pub(crate) async fn flush_all(inner: &Rc<Inner>) -> Result<()> {
 /// Flushes every buffered tag, with `wal_next` as in [`flush_round`] (takes
 /// the flush lock). Recovery uses it while replaying, before the WAL exists.
 pub(crate) async fn flush_everything(inner: &Rc<Inner>, wal_next: u64) -> Result<()> {
+    inner
+        .flush_stage
+        .set("flush_all: waiting for the flush lock");
     let _permit = inner.flush_lock.acquire_permit(1).await;
     let tags: Vec<(u32, Take)> = inner
         .bufs
@@ -109,11 +112,13 @@ pub(crate) async fn flush_round(
     let mut done = 0;
     let result = async {
         while done < plan.len() {
+            inner.flush_stage.set("round: take_active");
             let mut chunk = take_active(inner).await?;
             let k = (chunk.free_slots() as usize)
                 .min(plan.len() - done)
                 .min(MAX_BLOCKS_PER_COMMIT);
             let batch = &plan[done..done + k];
+            inner.flush_stage.set("round: write_blocks");
             let entries = write_blocks(inner, &chunk, batch).await;
             let entries = match entries {
                 Ok(e) => e,
@@ -134,6 +139,7 @@ pub(crate) async fn flush_round(
                 .min()
                 .unwrap_or(wal_next)
                 .max(inner.checkpoint.get());
+            inner.flush_stage.set("round: commit");
             let committed = chunk.commit(&entries, checkpoint).await;
             let sealed = chunk.header.sealed;
             let chunk_id = chunk.header.id as u32;
@@ -167,8 +173,10 @@ pub(crate) async fn flush_round(
         return Err(e);
     }
     if let Some(wal) = inner.wal.get() {
+        inner.flush_stage.set("round: wal release");
         wal.release(inner.checkpoint.get()).await?;
     }
+    inner.flush_stage.set("round: done");
     let micros = started.elapsed().as_micros() as u64;
     {
         let mut s = inner.stats.borrow_mut();
@@ -240,6 +248,7 @@ async fn write_blocks(
         writes.push(chunk.file.write_at(buf, at));
         glommio::executor().yield_if_needed().await;
     }
+    inner.flush_stage.set("round: write_blocks join");
     for r in join_all(writes).await {
         r?;
     }
@@ -331,9 +340,11 @@ async fn flusher_loop(inner: &Rc<Inner>) {
         let listener = inner.flush_wanted.listen();
         let tags = pick(inner);
         if tags.is_empty() {
+            inner.flush_stage.set("flusher: idle");
             futures_lite::future::or(listener, glommio::timer::sleep(tick)).await;
             continue;
         }
+        inner.flush_stage.set("flusher: waiting for the flush lock");
         let _permit = inner.flush_lock.acquire_permit(1).await;
         if inner.closing.get() {
             return;

@@ -12,6 +12,7 @@ pub mod fault;
 pub mod file;
 mod flush;
 pub mod index;
+pub mod keepalive;
 mod le;
 mod query;
 mod recovery;

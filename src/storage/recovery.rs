@@ -18,13 +18,26 @@ use crate::storage::chunk::{list_chunks, open_chunk, ActiveChunk, Layout};
 use crate::storage::file::{check_format, ensure_dir};
 use crate::storage::flush::{flush_everything, run_flusher};
 use crate::storage::index::BlockRef;
+use crate::storage::keepalive::{self, KeepAliveStop};
 use crate::storage::shard::{Inner, Shard};
 use crate::storage::wal::replay::WalRecovery;
 use crate::storage::wal::{format, Wal};
 use crate::storage::ShardConfig;
 use crate::{Error, Result};
 
+/// Opens the shard, with the executor kept awake (see [`keepalive`]) from
+/// the first I/O of recovery until the shard is closed.
 pub(crate) async fn open(cfg: ShardConfig) -> Result<Shard> {
+    let keepalive = KeepAliveStop::default();
+    glommio::spawn_local(keepalive::run(keepalive.clone())).detach();
+    let opened = open_inner(cfg, keepalive.clone()).await;
+    if opened.is_err() {
+        keepalive.stop();
+    }
+    opened
+}
+
+async fn open_inner(cfg: ShardConfig, keepalive: KeepAliveStop) -> Result<Shard> {
     let started = Instant::now();
     validate(&cfg)?;
     let wal_dir = cfg.dir.join("wal");
@@ -33,7 +46,7 @@ pub(crate) async fn open(cfg: ShardConfig) -> Result<Shard> {
     check_format(&cfg.dir).await?;
     ensure_dir(&wal_dir).await?;
     ensure_dir(&chunk_dir).await?;
-    let inner = Rc::new(Inner::new(cfg.clone()));
+    let inner = Rc::new(Inner::new(cfg.clone(), keepalive));
     let mut report = inner.recovery.borrow().clone();
 
     // Chunks: every directory into the index; the newest unsealed chunk is active.

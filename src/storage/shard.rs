@@ -19,6 +19,7 @@ use glommio::task::JoinHandle;
 use crate::storage::buffer::{Buffers, Frozen};
 use crate::storage::chunk::ActiveChunk;
 use crate::storage::index::Index;
+use crate::storage::keepalive::KeepAliveStop;
 use crate::storage::wal::Wal;
 use crate::storage::{ShardConfig, ShardStats};
 use crate::{Error, Point, Result};
@@ -91,10 +92,18 @@ pub(crate) struct Inner {
     /// Set when a flush failed: the shard stops acknowledging writes.
     pub fenced: RefCell<Option<String>>,
     pub tasks: RefCell<Vec<JoinHandle<()>>>,
+    /// What the flusher (or a caller's flush round) is doing now, for stall
+    /// reports.
+    pub flush_stage: Cell<&'static str>,
+    /// How far `close` got, for stall reports.
+    pub close_stage: Cell<&'static str>,
+    /// Stops the task that keeps the executor from sleeping through a
+    /// runnable task (see [`crate::storage::keepalive`]).
+    pub keepalive: KeepAliveStop,
 }
 
 impl Inner {
-    pub(crate) fn new(cfg: ShardConfig) -> Inner {
+    pub(crate) fn new(cfg: ShardConfig, keepalive: KeepAliveStop) -> Inner {
         Inner {
             cfg,
             wal: OnceCell::new(),
@@ -113,6 +122,9 @@ impl Inner {
             closing: Cell::new(false),
             fenced: RefCell::new(None),
             tasks: RefCell::new(Vec::new()),
+            flush_stage: Cell::new("idle"),
+            close_stage: Cell::new("open"),
+            keepalive,
         }
     }
 
@@ -235,15 +247,18 @@ impl Shard {
     pub fn debug_state(&self) -> String {
         let i = &self.inner;
         format!(
-            "{}; flush permits {}; fenced {:?}; closing {}; frozen {}; full {}; buffered {} bytes; tasks {}",
+            "{}; close stage {}; flush stage {}; flush permits {}; fenced {:?}; closing {}; frozen {}; full {}; buffered {} bytes; tasks {}; {}",
             i.wal.get().map_or("no wal".into(), |w| w.debug_state()),
+            i.close_stage.get(),
+            i.flush_stage.get(),
             i.flush_lock.available(),
             i.fenced.borrow(),
             i.closing.get(),
             i.frozen.borrow().len(),
             i.full.borrow().len(),
             i.bufs.borrow().bytes(),
-            i.tasks.borrow().len()
+            i.tasks.borrow().len(),
+            crate::storage::file::in_flight_report()
         )
     }
 
@@ -255,17 +270,25 @@ impl Shard {
     /// Waits for pending writes, flushes every buffer to blocks (so the next
     /// open replays nothing), stops the shard's tasks and closes its files.
     pub async fn close(self) -> Result<()> {
-        let inner = &self.inner;
-        if inner.closing.replace(true) {
+        if self.inner.closing.replace(true) {
             return Err(Error::Closed);
         }
+        let closed = self.close_inner().await;
+        self.inner.keepalive.stop();
+        closed
+    }
+
+    async fn close_inner(&self) -> Result<()> {
+        let inner = &self.inner;
         let wal = inner.wal()?.clone();
         let last = wal.next_seq();
+        inner.close_stage.set("waiting for durability");
         let durable = if last > 0 {
             wal.wait_durable(last - 1).await
         } else {
             Ok(())
         };
+        inner.close_stage.set("final flush");
         let flushed = if durable.is_ok() && inner.fenced.borrow().is_none() {
             super::flush::flush_all(inner).await
         } else {
@@ -274,10 +297,13 @@ impl Shard {
         wal.begin_close();
         inner.flush_wanted.notify(usize::MAX);
         let tasks: Vec<_> = inner.tasks.borrow_mut().drain(..).collect();
+        inner.close_stage.set("waiting for tasks");
         for t in tasks {
             t.await;
         }
+        inner.close_stage.set("closing WAL files");
         wal.close_files().await?;
+        inner.close_stage.set("closing chunk files");
         let files = inner.index.borrow_mut().take_files();
         inner.active.borrow_mut().take();
         for f in files {
@@ -285,6 +311,7 @@ impl Shard {
                 f.close().await?;
             }
         }
+        inner.close_stage.set("closed");
         durable?;
         flushed
     }

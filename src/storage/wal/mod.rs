@@ -24,7 +24,7 @@ use std::rc::Rc;
 
 use event_listener::Event;
 
-use crate::storage::file::{page_up, sync_dir, DataFile, PAGE};
+use crate::storage::file::{page_up, remove_file, sync_dir, DataFile, PAGE};
 use crate::storage::SyncMode;
 use crate::{Error, Point, Result};
 use format::{SegmentHeader, MAX_RECORD_POINTS, SEGMENT_HEADER};
@@ -96,6 +96,8 @@ pub struct Wal {
     work: Event,
     /// Fired whenever `durable_seq` advances or the log is fenced.
     durable: Event,
+    /// What the writer task is doing, for stall reports.
+    stage: std::cell::Cell<&'static str>,
 }
 
 /// Free segment files kept for reuse; more are deleted.
@@ -123,6 +125,7 @@ impl Wal {
             }),
             work: Event::new(),
             durable: Event::new(),
+            stage: std::cell::Cell::new("not started"),
         }
     }
 
@@ -195,7 +198,8 @@ impl Wal {
     pub fn debug_state(&self) -> String {
         let st = self.st.borrow();
         format!(
-            "wal: next_seq {} durable_seq {} pending {} records / {} bytes, fenced {:?}, closing {}, active {:?}, live {}, free {}",
+            "wal: writer {}, next_seq {} durable_seq {} pending {} records / {} bytes, fenced {:?}, closing {}, active {:?}, live {}, free {}",
+            self.stage.get(),
             st.next_seq,
             st.durable_seq,
             st.pending_lens.len(),
@@ -266,9 +270,7 @@ impl Wal {
         for f in extra {
             let path = f.path().to_path_buf();
             drop(f);
-            glommio::io::remove(&path)
-                .await
-                .map_err(|e| Error::io("remove wal segment", Some(path), e.into()))?;
+            remove_file(&path).await?;
         }
         Ok(())
     }
@@ -298,10 +300,12 @@ impl Wal {
                 }
             };
             let Some((buf, lens, last_seq)) = taken else {
+                self.stage.set("idle");
                 listener.await;
                 continue;
             };
             let n = lens.len() as u64;
+            self.stage.set("write_batch");
             match self.write_batch(buf, &lens).await {
                 Ok(()) => {
                     let mut st = self.st.borrow_mut();
@@ -332,9 +336,12 @@ impl Wal {
         for &len in lens {
             let len = len as usize;
             if len as u64 > room {
+                self.stage.set("write_batch: append before rotate");
                 self.append_bytes(&buf[start..off]).await?;
+                self.stage.set("write_batch: sync before rotate");
                 self.sync_active().await?;
                 let seq = seq_of(&buf[off..]);
+                self.stage.set("write_batch: rotate");
                 self.rotate(seq).await?;
                 seg_id = self.active_id();
                 room = self.active_room();
@@ -344,7 +351,9 @@ impl Wal {
             off += len;
             room -= len as u64;
         }
+        self.stage.set("write_batch: append");
         self.append_bytes(&buf[start..off]).await?;
+        self.stage.set("write_batch: sync");
         self.sync_active().await
     }
 
