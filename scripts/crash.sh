@@ -42,7 +42,8 @@ trap cleanup EXIT
 now_ms() { date +%s%3N; }
 
 # Starts the server; sets $server (pid), $ready_ms (launch to its `ready` line) and
-# $open_ms (the slowest shard's storage recovery, as the server logs it: "opened ... in T").
+# $open_ms (the slowest shard's storage recovery, as the server logs it: "opened ... in T")
+# and $replay_ms / $replay_mb (that shard's WAL replay: "WAL replay X ms ... N bytes replayed").
 start_server() {
   local t0 log=$work/server.log
   t0=$(now_ms)
@@ -52,11 +53,14 @@ start_server() {
   for _ in $(seq 1 6000); do
     if grep -qw ready "$log"; then
       ready_ms=$(($(now_ms) - t0))
-      open_ms=$(python3 - "$log" <<'PY'
+      read -r open_ms replay_ms replay_mb < <(python3 - "$log" <<'PY'
 import re, sys
+text = open(sys.argv[1], encoding="utf-8").read()
 units = {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1000.0}
-ms = [float(v) * units[u] for v, u in re.findall(r"opened .* in ([0-9.]+)(ns|µs|us|ms|s) ", open(sys.argv[1], encoding="utf-8").read())]
-print(round(max(ms)) if ms else 0)
+ms = [float(v) * units[u] for v, u in re.findall(r"opened .* in ([0-9.]+)(ns|µs|us|ms|s) ", text)]
+replays = [(float(r), int(b)) for r, b in re.findall(r"WAL replay ([0-9.]+) ms\).*? ([0-9]+) bytes replayed", text)]
+r, b = max(replays) if replays else (0.0, 0)
+print(round(max(ms)) if ms else 0, round(r), round(b / 1e6))
 PY
 )
       return 0
@@ -102,6 +106,7 @@ check() {
 
 recoveries=()
 opens=()
+replays=()
 lost=0
 changed=0
 checked=0
@@ -109,6 +114,7 @@ for c in $(seq 1 "$CYCLES"); do
   start_server
   recoveries+=("$ready_ms")
   opens+=("$open_ms")
+  replays+=("$replay_ms")
   check "$c"
   "$BIN/xtdb-load" write --addr "127.0.0.1:$PORT" --tags "$TAGS" --tag-base $((c * TAGS)) --batch "$BATCH" \
     --conns "$CONNS" --duration 60s --cpus "$GEN_CPU" --seed "$c" --ack-log "$acks/$c.log" -q >/dev/null 2>&1 &
@@ -121,8 +127,8 @@ for c in $(seq 1 "$CYCLES"); do
   kill -9 "$writer" 2>/dev/null || true
   wait "$writer" 2>/dev/null || true
   writer=""
-  printf 'cycle %d/%d: %s ms, %s points verified (%s), %s lost, %s changed so far\n' \
-    "$c" "$CYCLES" "$ready_ms ms to ready, storage $open_ms" "$checked" "$scope" "$lost" "$changed" >&2
+  printf 'cycle %d/%d: %s, %s points verified (%s), %s lost, %s changed so far\n' \
+    "$c" "$CYCLES" "$ready_ms ms to ready, storage $open_ms ms (WAL replay $replay_ms ms, $replay_mb MB)" "$checked" "$scope" "$lost" "$changed" >&2
 done
 start_server
 recoveries+=("$ready_ms")
@@ -138,7 +144,7 @@ p50_max() {
   sorted=$(printf '%s\n' "$@" | sort -n)
   echo "$(echo "$sorted" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}') ms / $(echo "$sorted" | tail -1) ms"
 }
-echo "| kill -9 cycles | acknowledged points verified | lost | changed | start to ready p50 / max | storage recovery p50 / max |"
-echo "|---|---|---|---|---|---|"
-echo "| $CYCLES | $checked | $lost | $changed | $(p50_max "${recoveries[@]}") | $(p50_max "${opens[@]}") |"
+echo "| kill -9 cycles | acknowledged points verified | lost | changed | start to ready p50 / max | storage recovery p50 / max | of which WAL replay p50 / max |"
+echo "|---|---|---|---|---|---|---|"
+echo "| $CYCLES | $checked | $lost | $changed | $(p50_max "${recoveries[@]}") | $(p50_max "${opens[@]}") | $(p50_max "${replays[@]}") |"
 [ "$lost" = 0 ] && [ "$changed" = 0 ]

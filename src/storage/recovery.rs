@@ -109,6 +109,7 @@ async fn open_inner(cfg: ShardConfig, keepalive: KeepAliveStop) -> Result<Shard>
     }
     inner.checkpoint.set(checkpoint);
     report.checkpoint = checkpoint;
+    report.chunks_duration = started.elapsed();
 
     // WAL: replay records at or after the checkpoint into the buffers,
     // flushing between segments if they outgrow the memory budget.
@@ -127,6 +128,7 @@ async fn open_inner(cfg: ShardConfig, keepalive: KeepAliveStop) -> Result<Shard>
             flush_everything(&inner, next).await?;
         }
     }
+    report.replay_duration = started.elapsed() - report.chunks_duration;
     report.wal_records_replayed = rec.records;
     report.wal_bytes_replayed = rec.bytes;
     report.torn_bytes_dropped = rec.torn_bytes;
