@@ -33,8 +33,12 @@ fn acknowledged_points_survive_restart() {
         for tag in 0..37 {
             ranges.push(c.range(tag, i64::MIN, i64::MAX).await.unwrap());
         }
-        let tags: Vec<u32> = (0..38).collect();
-        (ranges, c.latest(&tags).await.unwrap())
+        // Reversed: answers must come back in request order, not in the
+        // order the (concurrent) block reads finish.
+        let tags: Vec<u32> = (0..38).rev().collect();
+        let mut latest = c.latest(&tags).await.unwrap();
+        latest.reverse();
+        (ranges, latest)
     });
     let all = points();
     for (tag, got) in ranges.iter().enumerate() {

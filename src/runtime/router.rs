@@ -29,6 +29,7 @@ use hdrhistogram::Histogram;
 use crate::net::protocol::code;
 use crate::storage::{Shard, ShardStats};
 use crate::Point;
+use futures_util::StreamExt;
 
 /// Requests in flight from one shard to one peer.
 pub const CREDITS: usize = 64;
@@ -151,9 +152,17 @@ impl Local {
                 }
             }
             ShardRequest::Latest(tags) => {
-                let mut out = Vec::with_capacity(tags.len());
-                for t in tags {
-                    match self.shard.latest(t).await {
+                // Tags whose latest point is on disk each need a block read:
+                // keep up to LATEST_IN_FLIGHT of them in flight, answers in
+                // request order.
+                let answers: Vec<_> = futures_util::stream::iter(tags)
+                    .map(|t| self.shard.latest(t))
+                    .buffered(LATEST_IN_FLIGHT)
+                    .collect()
+                    .await;
+                let mut out = Vec::with_capacity(answers.len());
+                for a in answers {
+                    match a {
                         Ok(p) => out.push(p),
                         Err(e) => return failed(e),
                     }
@@ -171,6 +180,10 @@ impl Local {
         }
     }
 }
+
+/// Latest-value lookups of one request run concurrently up to this many
+/// (each may read a block).
+const LATEST_IN_FLIGHT: usize = 64;
 
 /// A histogram for latencies in µs, 1 µs to 1 h, 3 significant digits.
 pub fn new_histogram() -> Histogram<u64> {
