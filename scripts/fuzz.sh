@@ -24,7 +24,10 @@ echo "|---|---|---|---|---|"
 for t in $TARGETS; do
   mkdir -p "corpus/$t"
   log=$(mktemp)
-  if cargo +nightly fuzz run -O "$t" -- -max_total_time="$SECS" -jobs="$JOBS" -workers="$JOBS" \
+  par=()
+  # -jobs makes libFuzzer write fuzz-N.log files (ignored by git); only ask for it when parallel.
+  [ "$JOBS" -gt 1 ] && par=(-jobs="$JOBS" -workers="$JOBS")
+  if cargo +nightly fuzz run -O "$t" -- -max_total_time="$SECS" "${par[@]}" \
     -print_final_stats=1 >"$log" 2>&1; then
     crashes=0
   else
