@@ -92,27 +92,26 @@ fn serve_prints_ready_answers_stats_and_stops_on_sigterm() {
 fn serve_refuses_a_changed_shard_count_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("shard-count"), "2\n").unwrap();
-    let out = Command::new(BIN)
-        .args(["serve", "--cpus", "1", "--listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = serve_fails(&["--cpus", "1", "--listen", "127.0.0.1:0"], dir.path());
     assert!(err.contains("holds 2 shard(s) but 1 CPU(s)"), "{err}");
 }
 
 #[test]
 fn serve_rejects_a_bad_timestamp_window_option() {
     let dir = tempfile::tempdir().unwrap();
+    let err = serve_fails(&["--cpus", "1", "--max-future-secs", "soon"], dir.path());
+    assert!(err.contains("expected seconds or `off`"), "{err}");
+}
+
+/// Runs `xtdb serve ARGS --data-dir DIR`, expects it to fail, returns stderr.
+fn serve_fails(args: &[&str], dir: &std::path::Path) -> String {
     let out = Command::new(BIN)
-        .args(["serve", "--cpus", "1", "--max-future-secs", "soon"])
+        .arg("serve")
+        .args(args)
         .arg("--data-dir")
-        .arg(dir.path())
+        .arg(dir)
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("expected seconds or `off`"), "{err}");
+    assert!(!out.status.success(), "serve {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }

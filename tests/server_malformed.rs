@@ -3,8 +3,11 @@
 //! keeps working and nothing acknowledged changes.
 
 mod net_common;
+#[path = "common/rng.rs"]
+mod rng;
 use net_common as common;
 use net_common::{answer, assert_closed, connect, error_code};
+use rng::Rng;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -173,20 +176,6 @@ fn malformed_frames_get_error_frames_and_others_keep_working() {
     server.stop().unwrap();
 }
 
-/// Deterministic xorshift for the stream mutations below.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 /// A few valid request frames (tags ≥ 1,000,000, apart from the checked
 /// client's), then mutated: bytes flipped, cut, spliced, duplicated or
 /// length fields rewritten. `XTDB_STREAM_SEED` replays one stream.
@@ -255,7 +244,7 @@ fn mutated_request_streams_get_well_formed_answers_and_break_nothing() {
     };
     let (mut answers, mut errors) = (0, 0);
     for seed in seeds {
-        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut rng = Rng::seeded(seed);
         let stream = mutated_stream(&mut rng);
         let mut s = connect(&addr);
         let _ = s.write_all(&stream);

@@ -11,7 +11,10 @@
 //! processes).
 
 mod common;
+#[path = "common/rng.rs"]
+mod rng;
 
+use rng::Rng;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -30,16 +33,6 @@ fn config(dir: &std::path::Path) -> ShardConfig {
     c.memory_budget = 2048;
     c.flush_age = Duration::from_secs(3600);
     c
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 thread_local! {
@@ -110,7 +103,7 @@ async fn workload(shard: &Shard, rng: &mut Rng) -> (Vec<Point>, Vec<Point>) {
 /// One seeded crash case. `Err` describes the violation.
 async fn case(seed: u64, total_ops: u64) -> Result<u64, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = Rng::seeded(seed);
     let crash_at = 1 + rng.next() % total_ops.max(1);
     let mode = [
         LossMode::DropAll,
