@@ -219,41 +219,49 @@ fn escape_into(out: &mut String, s: &str, special: impl Fn(u8) -> bool + Copy) {
 /// The canonical series key of `measurement`, sorted `tags` and `field`.
 pub fn series_key(measurement: &str, tags: &[(String, String)], field: &str) -> String {
     let mut k = String::with_capacity(64);
-    let tags: Vec<(Cow<str>, Cow<str>)> = tags
-        .iter()
-        .map(|(a, b)| (Cow::Owned(a.clone()), Cow::Owned(b.clone())))
-        .collect();
-    series_prefix(&mut k, &Cow::Owned(measurement.to_string()), tags.iter());
+    series_prefix(
+        &mut k,
+        (measurement, true),
+        tags.iter()
+            .map(|(a, b)| ((a.as_str(), true), (b.as_str(), true))),
+    );
     k.push(' ');
     escape_into(&mut k, field, key_special);
     k
 }
 
-/// Appends the measurement and sorted tags of a series key.
-// The `Cow`s are taken by reference on purpose: whether a token is borrowed
-// tells whether it can need escaping.
+/// A token and whether it may hold a byte that needs escaping. A token the
+/// parser borrowed from the line had no escapes, so it holds none.
+type Token<'a> = (&'a str, bool);
+
+/// A parsed token as a [`Token`]. Takes the `Cow` itself (not `&str`):
+/// whether it is borrowed is the point.
 #[allow(clippy::ptr_arg)]
-fn series_prefix<'t>(
+fn token_of<'a>(t: &'a Cow<'_, str>) -> Token<'a> {
+    (t.as_ref(), matches!(t, Cow::Owned(_)))
+}
+
+/// Appends the measurement and sorted tags of a series key.
+fn series_prefix<'a>(
     k: &mut String,
-    measurement: &Cow<'t, str>,
-    tags: impl Iterator<Item = &'t (Cow<'t, str>, Cow<'t, str>)>,
+    measurement: Token<'_>,
+    tags: impl Iterator<Item = (Token<'a>, Token<'a>)>,
 ) {
-    escape_token(k, measurement, measurement_special);
+    push_token(k, measurement, measurement_special);
     for (tk, tv) in tags {
         k.push(',');
-        escape_token(k, tk, key_special);
+        push_token(k, tk, key_special);
         k.push('=');
-        escape_token(k, tv, key_special);
+        push_token(k, tv, key_special);
     }
 }
 
-/// Like [`escape_into`] for a parsed token: one borrowed from the line had
-/// no escapes, so it holds no special byte and is copied as is.
-#[allow(clippy::ptr_arg)]
-fn escape_token(out: &mut String, t: &Cow<'_, str>, special: impl Fn(u8) -> bool + Copy) {
-    match t {
-        Cow::Borrowed(b) => out.push_str(b),
-        Cow::Owned(o) => escape_into(out, o, special),
+/// Appends a token, escaped when it may need it.
+fn push_token(out: &mut String, (s, may_escape): Token<'_>, special: impl Fn(u8) -> bool + Copy) {
+    if may_escape {
+        escape_into(out, s, special);
+    } else {
+        out.push_str(s);
     }
 }
 
@@ -431,7 +439,11 @@ fn parse_line(
         return Err("no value field (only a quality field)".into());
     }
     let mut prefix = String::with_capacity(line.len());
-    series_prefix(&mut prefix, &measurement, tags.iter());
+    series_prefix(
+        &mut prefix,
+        token_of(&measurement),
+        tags.iter().map(|(a, b)| (token_of(a), token_of(b))),
+    );
     for (k, v) in fields {
         if k == "quality" || k == "q" {
             continue;
@@ -443,7 +455,7 @@ fn parse_line(
         let mut key = String::with_capacity(prefix.len() + 1 + k.len());
         key.push_str(&prefix);
         key.push(' ');
-        escape_token(&mut key, &k, key_special);
+        push_token(&mut key, token_of(&k), key_special);
         out.push(Sample {
             key,
             ts,
