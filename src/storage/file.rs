@@ -5,7 +5,8 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::rc::Rc;
 use std::time::Instant;
 
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions, ReadResult};
@@ -30,7 +31,7 @@ pub fn page_up(n: usize) -> usize {
 /// One disk operation started and not yet finished (or abandoned).
 struct OpInfo {
     kind: &'static str,
-    path: PathBuf,
+    path: Rc<Path>,
     pos: u64,
     len: usize,
     start: Instant,
@@ -60,7 +61,7 @@ thread_local! {
 struct OpGuard(u64);
 
 impl OpGuard {
-    fn start(kind: &'static str, path: &Path, pos: u64, len: usize) -> OpGuard {
+    fn start(kind: &'static str, path: &Rc<Path>, pos: u64, len: usize) -> OpGuard {
         IN_FLIGHT.with(|t| {
             let mut t = t.borrow_mut();
             let id = t.next;
@@ -69,7 +70,7 @@ impl OpGuard {
                 id,
                 OpInfo {
                     kind,
-                    path: path.to_path_buf(),
+                    path: Rc::clone(path),
                     pos,
                     len,
                     start: Instant::now(),
@@ -139,7 +140,8 @@ pub fn in_flight_report() -> String {
 /// One DMA file with its path.
 pub struct DataFile {
     file: DmaFile,
-    path: PathBuf,
+    /// Shared with the in-flight table, so recording an operation copies no path.
+    path: Rc<Path>,
     /// Fault injection (tests only; `None` in production).
     faults: Option<FaultPlan>,
 }
@@ -147,17 +149,18 @@ pub struct DataFile {
 impl DataFile {
     /// Opens `path` for reading and writing, creating it if missing.
     pub async fn open(path: &Path) -> Result<DataFile> {
-        let _op = OpGuard::start("open", path, 0, 0);
+        let path: Rc<Path> = Rc::from(path);
+        let _op = OpGuard::start("open", &path, 0, 0);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
-            .dma_open(path)
+            .dma_open(&*path)
             .await
-            .map_err(|e| wrap("open", path, e))?;
+            .map_err(|e| wrap("open", &path, e))?;
         Ok(DataFile {
             file,
-            path: path.to_path_buf(),
+            path,
             faults: FaultPlan::current(),
         })
     }
@@ -180,7 +183,13 @@ impl DataFile {
         let len = buf.len();
         debug_assert!(len <= MAX_IO, "write of {len} bytes: use write_bytes_at");
         if let Some(f) = &self.faults {
-            let io = |e| Error::io(format!("write at offset {pos}"), Some(self.path.clone()), e);
+            let io = |e| {
+                Error::io(
+                    format!("write at offset {pos}"),
+                    Some(self.path.to_path_buf()),
+                    e,
+                )
+            };
             if f.before_write(&self.path, pos, len).map_err(io)? {
                 let old = self.read_at(pos, len).await?;
                 let mut old = old.to_vec();
@@ -197,7 +206,7 @@ impl DataFile {
         if n != len {
             return Err(Error::io(
                 format!("short write at offset {pos} ({n} of {len} bytes)"),
-                Some(self.path.clone()),
+                Some(self.path.to_path_buf()),
                 std::io::Error::from(std::io::ErrorKind::WriteZero),
             ));
         }
@@ -250,7 +259,7 @@ impl DataFile {
     pub async fn sync(&self) -> Result<()> {
         if let Some(f) = &self.faults {
             f.before_sync(&self.path)
-                .map_err(|e| Error::io("fdatasync", Some(self.path.clone()), e))?;
+                .map_err(|e| Error::io("fdatasync", Some(self.path.to_path_buf()), e))?;
         }
         let _op = OpGuard::start("fdatasync", &self.path, 0, 0);
         self.file
@@ -268,7 +277,7 @@ impl DataFile {
     pub async fn preallocate(&self, size: u64) -> Result<()> {
         if let Some(f) = &self.faults {
             f.before_preallocate(&self.path)
-                .map_err(|e| Error::io("fallocate", Some(self.path.clone()), e))?;
+                .map_err(|e| Error::io("fallocate", Some(self.path.to_path_buf()), e))?;
         }
         let _op = OpGuard::start("fallocate", &self.path, 0, size as usize);
         self.file
@@ -305,21 +314,22 @@ fn wrap(op: &str, path: &Path, e: glommio::GlommioError<()>) -> Error {
 
 /// Makes the names in `dir` durable (fsync of the directory).
 pub async fn sync_dir(dir: &Path) -> Result<()> {
-    let op = OpGuard::start("open dir", dir, 0, 0);
+    let rc: Rc<Path> = Rc::from(dir);
+    let op = OpGuard::start("open dir", &rc, 0, 0);
     let d = glommio::io::Directory::open(dir)
         .await
         .map_err(|e| wrap("open dir", dir, e))?;
     drop(op);
-    let op = OpGuard::start("fsync dir", dir, 0, 0);
+    let op = OpGuard::start("fsync dir", &rc, 0, 0);
     d.sync().await.map_err(|e| wrap("fsync dir", dir, e))?;
     drop(op);
-    let _op = OpGuard::start("close dir", dir, 0, 0);
+    let _op = OpGuard::start("close dir", &rc, 0, 0);
     d.close().await.map_err(|e| wrap("close dir", dir, e))
 }
 
 /// Removes the file at `path` (glommio's blocking-thread pool).
 pub async fn remove_file(path: &Path) -> Result<()> {
-    let _op = OpGuard::start("remove", path, 0, 0);
+    let _op = OpGuard::start("remove", &Rc::from(path), 0, 0);
     glommio::io::remove(path)
         .await
         .map_err(|e| wrap("remove", path, e))
