@@ -14,6 +14,7 @@
 //! - decode: block payload → `Vec<Point>` ns/point (`decode_payload_into`,
 //!   the query path), median
 //!   of `--rounds`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 use std::time::Instant;

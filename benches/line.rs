@@ -8,6 +8,7 @@
 //! ```text
 //! cargo bench --bench line
 //! ```
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 use std::time::Instant;

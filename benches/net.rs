@@ -8,6 +8,7 @@
 //! `SERVER_CPUS=1 CLIENT_CPU=0` the server has one shard on CPU 1 and the
 //! client has CPU 0 to itself. With the default the client shares the cores
 //! with the server: read that figure as a floor.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn main() -> xtdb::Result<()> {
+fn main() -> xtdb::error::Result<()> {
     let conns = env("CONNS", 4);
     let batch = env("BATCH", 5000) as u32;
     let secs = env("SECS", 5);
@@ -66,7 +67,7 @@ fn main() -> xtdb::Result<()> {
                                 ts += batch as i64;
                                 acked += cl.write(&pts).await?;
                             }
-                            xtdb::Result::Ok(acked)
+                            xtdb::error::Result::Ok(acked)
                         })
                     })
                     .collect();
@@ -76,7 +77,7 @@ fn main() -> xtdb::Result<()> {
                 }
                 let elapsed = t0.elapsed();
                 let stats = Client::connect(&addr).await?.stats().await?;
-                xtdb::Result::Ok((total, elapsed, stats))
+                xtdb::error::Result::Ok((total, elapsed, stats))
             })
     })
     .join()

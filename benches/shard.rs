@@ -14,6 +14,7 @@
 //!
 //! The executor is pinned to `--cpu` (default 1). Data lives in a temporary
 //! directory under `--dir` (default the system temp dir).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -228,7 +228,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(v * mul))
 }
 
+mod logger;
+
 fn main() -> ExitCode {
+    logger::init();
     match run(Cli::parse()) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
@@ -249,7 +252,7 @@ fn emit(json: bool, v: &serde_json::Value, text: &str, ok: bool) -> bool {
     ok
 }
 
-fn run(cli: Cli) -> xtdb::Result<bool> {
+fn run(cli: Cli) -> xtdb::error::Result<bool> {
     match cli.cmd {
         Cmd::Write(a) => {
             let mut w = write::WriteConfig::new(&a.common.addr);
@@ -275,7 +278,7 @@ fn run(cli: Cli) -> xtdb::Result<bool> {
                 "native" => write::run::<C>(&w)?,
                 "influx-http" => {
                     let Some(t) = a.target else {
-                        return Err(xtdb::Error::InvalidInput(
+                        return Err(xtdb::error::Error::Config(
                             "--protocol influx-http needs --target http://host:port".into(),
                         ));
                     };
@@ -283,7 +286,7 @@ fn run(cli: Cli) -> xtdb::Result<bool> {
                     write::run::<xtdb::load::influx::InfluxHttpConn>(&w)?
                 }
                 other => {
-                    return Err(xtdb::Error::InvalidInput(format!(
+                    return Err(xtdb::error::Error::Config(format!(
                         "unknown --protocol {other:?} (native or influx-http)"
                     )))
                 }
@@ -342,8 +345,9 @@ fn run(cli: Cli) -> xtdb::Result<bool> {
         Cmd::Summarize { files } => {
             let mut objs = Vec::new();
             for f in files {
-                let text = std::fs::read_to_string(&f)
-                    .map_err(|e| xtdb::Error::io("read scenario output", Some(f.clone()), e))?;
+                let text = std::fs::read_to_string(&f).map_err(|e| {
+                    xtdb::error::Error::io("read scenario output", Some(f.clone()), e)
+                })?;
                 let last = text.lines().rev().find(|l| l.trim_start().starts_with('{'));
                 match last.and_then(|l| serde_json::from_str(l).ok()) {
                     Some(v) => objs.push(v),

@@ -11,6 +11,8 @@ use xtdb::net::limits::{TimeWindow, WireLimits};
 use xtdb::server::{ServerConfig, Shutdown};
 use xtdb::storage::SyncMode;
 
+mod logger;
+
 #[derive(Parser)]
 #[command(
     name = "xtdb",
@@ -114,7 +116,7 @@ fn parse_future(s: &str) -> Result<MaxFuture, String> {
         .map_err(|_| format!("expected seconds or `off`, got {s:?}"))
 }
 
-fn serve(a: ServeArgs) -> xtdb::Result<()> {
+fn serve(a: ServeArgs) -> xtdb::error::Result<()> {
     let mut config = ServerConfig::new(a.data_dir)?;
     if let Some(c) = a.cpus {
         config.cpus = xtdb::runtime::placement::parse_cpus(&c)?;
@@ -137,10 +139,31 @@ fn serve(a: ServeArgs) -> xtdb::Result<()> {
             max_future: a.max_future_secs.0.map(Duration::from_secs),
         },
     };
-    xtdb::server::run(config, Shutdown::on_signals()?)
+    run(config, Shutdown::on_signals()?)
 }
 
-fn stats(addr: &str, interval: Option<f64>) -> xtdb::Result<()> {
+/// Starts the server, prints its configuration and a `ready` line, blocks
+/// until `shutdown` is triggered (SIGINT/SIGTERM), then stops in order.
+fn run(config: ServerConfig, shutdown: Shutdown) -> xtdb::error::Result<()> {
+    println!("xtdb serve\n{config}");
+    let handle = xtdb::server::start(config, shutdown.clone())?;
+    match handle.http_addr() {
+        Some(h) => println!(
+            "xtdb ready: listening on {} (http on {h})",
+            handle.local_addr()
+        ),
+        None => println!("xtdb ready: listening on {}", handle.local_addr()),
+    }
+    while !shutdown.is_triggered() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("xtdb: shutting down (draining in-flight batches, syncing WALs)");
+    handle.stop()?;
+    println!("xtdb: stopped");
+    Ok(())
+}
+
+fn stats(addr: &str, interval: Option<f64>) -> xtdb::error::Result<()> {
     use xtdb::net::client::{fetch_stats_blocking, stats_table, with_rates};
     let mut s = fetch_stats_blocking(addr)?;
     if let Some(secs) = interval.filter(|s| s.is_finite() && *s > 0.0) {
@@ -152,6 +175,7 @@ fn stats(addr: &str, interval: Option<f64>) -> xtdb::Result<()> {
 }
 
 fn main() -> ExitCode {
+    logger::init();
     let result = match Cli::parse().cmd {
         Cmd::Serve(a) => serve(a),
         Cmd::Stats { addr, interval } => stats(&addr, interval),

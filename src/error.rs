@@ -1,68 +1,52 @@
-//! The crate's error type. Every variant says what it is about: the file and
-//! offset of a corruption, the input that was refused, the I/O call that failed.
+//! The application's error type, for what sits above the layers: starting
+//! a server, the binaries, the load generator. Each layer below has its own
+//! typed error ([`crate::storage::Error`], [`crate::net::ClientError`],
+//! [`crate::runtime::command::Failure`] for commands); this one wraps them
+//! with `From` impls and adds the failures of wiring them together. Every
+//! variant says what it is about.
 
 use std::fmt;
 use std::path::PathBuf;
 
-/// Result with the crate's [`Error`].
+use crate::net::ClientError;
+use crate::storage;
+
+/// Result with the application [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Everything that can go wrong in xtdb.
+/// What can go wrong above the layers.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// An I/O call failed.
+    /// The storage layer failed (open, recovery, close).
+    Storage(storage::Error),
+    /// A native-protocol call to a server failed.
+    Client(ClientError),
+    /// A setting or argument was refused (names it).
+    Config(String),
+    /// An I/O call outside storage failed (sockets, signals, local files).
     Io {
-        /// What was being done, e.g. "fdatasync wal segment".
-        context: String,
-        /// The path involved, if any.
+        /// What was being done.
+        op: String,
+        /// The file involved, if any.
         path: Option<PathBuf>,
         /// The underlying error.
         source: std::io::Error,
     },
-    /// Data on disk failed validation (checksum, magic, version, sequence).
-    Corrupt {
-        /// The file holding the damage.
-        path: PathBuf,
-        /// Byte offset of the damaged structure.
-        offset: u64,
-        /// What was wrong.
-        reason: String,
-    },
-    /// The caller's input was refused; nothing was written.
-    InvalidInput(String),
-    /// An earlier durable-write failure fenced the shard: it no longer
-    /// acknowledges writes (a retried fsync can falsely succeed on Linux).
-    Fenced(String),
-    /// The shard is closed or closing.
-    Closed,
-    /// A peer broke the wire protocol (bad frame, CRC, length, version).
-    Protocol(String),
-    /// The server answered with an error frame.
-    Remote {
-        /// Error code from the frame.
-        code: u16,
-        /// Message from the frame.
-        message: String,
-    },
+    /// Starting or stopping the shards failed (names the shard and step).
+    Startup(String),
+    /// A check that the command performs failed (e.g. `verify` found
+    /// missing points); the message says what and how much.
+    Check(String),
 }
 
 impl Error {
-    /// Wraps an I/O error with what was being done and on which path.
-    pub fn io(context: impl Into<String>, path: Option<PathBuf>, source: std::io::Error) -> Self {
+    /// An I/O error with what was being done and the file, if any.
+    pub fn io(op: impl Into<String>, path: Option<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
-            context: context.into(),
+            op: op.into(),
             path,
             source,
-        }
-    }
-
-    /// Corruption at `offset` in `path`.
-    pub fn corrupt(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
-        Error::Corrupt {
-            path: path.into(),
-            offset,
-            reason: reason.into(),
         }
     }
 }
@@ -70,34 +54,21 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Error::Storage(e) => e.fmt(f),
+            Error::Client(e) => e.fmt(f),
+            Error::Config(m) => write!(f, "invalid configuration: {m}"),
             Error::Io {
-                context,
+                op,
                 path: Some(p),
                 source,
-            } => {
-                write!(f, "{context} ({}): {source}", p.display())
-            }
+            } => write!(f, "{op} ({}): {source}", p.display()),
             Error::Io {
-                context,
+                op,
                 path: None,
                 source,
-            } => write!(f, "{context}: {source}"),
-            Error::Corrupt {
-                path,
-                offset,
-                reason,
-            } => {
-                write!(
-                    f,
-                    "corruption in {} at offset {offset}: {reason}",
-                    path.display()
-                )
-            }
-            Error::InvalidInput(m) => write!(f, "invalid input: {m}"),
-            Error::Fenced(m) => write!(f, "shard fenced after a failed durable write: {m}"),
-            Error::Closed => write!(f, "shard is closed"),
-            Error::Protocol(m) => write!(f, "protocol error: {m}"),
-            Error::Remote { code, message } => write!(f, "server error {code}: {message}"),
+            } => write!(f, "{op}: {source}"),
+            Error::Startup(m) => f.write_str(m),
+            Error::Check(m) => f.write_str(m),
         }
     }
 }
@@ -105,9 +76,23 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
+            Error::Storage(e) => Some(e),
+            Error::Client(e) => Some(e),
             Error::Io { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+impl From<storage::Error> for Error {
+    fn from(e: storage::Error) -> Self {
+        Error::Storage(e)
+    }
+}
+
+impl From<ClientError> for Error {
+    fn from(e: ClientError) -> Self {
+        Error::Client(e)
     }
 }
 
@@ -118,7 +103,7 @@ impl From<glommio::GlommioError<()>> for Error {
             glommio::GlommioError::EnhancedIoError {
                 source, op, path, ..
             } => Error::io(op.to_string(), path, source),
-            other => Error::io("glommio", None, std::io::Error::other(other.to_string())),
+            other => Error::Startup(format!("glommio: {other}")),
         }
     }
 }

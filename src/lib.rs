@@ -1,19 +1,22 @@
 //! xtdb: a thread-per-core time-series store for industrial tag data.
 //!
-//! Layout:
+//! Layers, each importing only from those below it:
 //! - [`point`]: the data model, `(tag, timestamp µs, value, quality)`.
 //! - [`storage`]: everything one shard owns (WAL, tag buffers, blocks, chunk
-//!   files, recovery). Runs inside one glommio executor; never shared.
-//! - [`runtime`]: one pinned executor per CPU, tag ownership and routing
-//!   between shards over glommio's channel mesh.
-//! - [`net`]: the native wire protocol, the per-shard connection handler and
-//!   the [`net::Client`].
-//! - [`http`]: the HTTP edge: InfluxDB line-protocol writes, the tag
-//!   catalog, a JSON query API and Prometheus `/metrics`.
-//! - [`server`]: the entry point `xtdb serve` and the tests share.
-//! - [`error`]: the crate's error type; errors name the file, offset or input
-//!   they are about.
+//!   files, recovery, the catalog store). Runs inside one glommio executor;
+//!   never shared.
+//! - [`runtime`]: one pinned executor per CPU; the shard's vocabulary
+//!   (commands, answers, typed failures); routing and the one mesh RPC
+//!   between shards; the fan-out of a client's command; admission.
+//! - [`net`] and [`http`]: the edges. The native wire protocol with its
+//!   connection handler and [`net::Client`]; the HTTP edge (InfluxDB
+//!   line-protocol writes, JSON queries, Prometheus `/metrics`).
+//! - [`server`]: wires the layers into a running server (`xtdb serve` and
+//!   the tests).
+//! - [`load`]: `xtdb-load`, the load generator and verifier (a client).
+//! - [`error`]: the application-level error wrapping the layers' own.
 #![deny(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod error;
 pub mod http;
@@ -24,5 +27,4 @@ pub mod runtime;
 pub mod server;
 pub mod storage;
 
-pub use error::{Error, Result};
 pub use point::Point;

@@ -1,14 +1,15 @@
 //! The server's library entry point, shared by `xtdb serve` and the tests:
-//! [`ServerConfig`], [`start`] (runs the shards on their own pinned threads
-//! and returns a [`ServerHandle`] that knows the bound address) and [`run`]
-//! (start, print `ready`, block until [`Shutdown`], stop in order).
+//! [`ServerConfig`] and [`start`] (runs the shards on their own pinned
+//! threads and returns a [`ServerHandle`] that knows the bound addresses;
+//! [`ServerHandle::stop`] stops in order). Wires the layers together and
+//! owns nothing else; it prints nothing (it logs through `log`).
 //!
 //! Start-up per shard: join the channel mesh (the mesh peer id is the shard
-//! index), open the shard's storage in `DATA/shard-N`, start the router,
-//! bind the `SO_REUSEPORT` listener (shard 0 first, so `:0` resolves to one
-//! port that every shard then binds). With `http` set, also join the
-//! catalog mesh, open the tag catalog (shard 0) and bind the HTTP listener
-//! the same way (see [`crate::http`]).
+//! index), open the shard's storage in `DATA/shard-N` (and on shard 0 the
+//! tag catalog, `DATA/catalog.xtcat`), start the router, bind the
+//! `SO_REUSEPORT` listener (shard 0 first, so `:0` resolves to one port
+//! that every shard then binds). With `http` set, also bind the HTTP
+//! listener the same way (see [`crate::http`]).
 //!
 //! Shutdown, in order: stop accepting, let every connection finish its
 //! in-flight request (answers included), wait until *every* shard has done
@@ -23,18 +24,20 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorPoolBuilder, PoolThreadHandles};
 
-use crate::http::catalog::{self, CatMsg, Catalog};
+use crate::error::{Error, Result};
 use crate::http::{HttpConfig, HttpState};
 use crate::net::limits::WireLimits;
-use crate::net::server::{accept_loop, Closing};
+use crate::net::server::accept_loop;
+use crate::runtime::admission::Closing;
+use crate::runtime::local::Local;
 use crate::runtime::placement::{check_shard_count, placement, shard_dir};
-use crate::runtime::router::{Local, Msg, Router, CHANNEL_CAPACITY};
+use crate::runtime::router::{mesh_builder, MeshBuilder, Router, RouterMsg};
+use crate::storage::catalog::Store;
+use crate::storage::error::glommio_io;
 use crate::storage::{Shard, ShardConfig, SyncMode};
-use crate::{Error, Result};
 
 /// Everything `xtdb serve` needs.
 #[derive(Clone, Debug)]
@@ -57,6 +60,19 @@ pub struct ServerConfig {
     pub http_config: HttpConfig,
     /// Connection limit, timeouts and timestamp window (both protocols).
     pub limits: WireLimits,
+    /// Called on each shard's thread (with the shard index) before its
+    /// storage opens. For tests that inject faults into a running server.
+    pub shard_hook: Option<ShardHook>,
+}
+
+/// A function run on each shard's thread before its storage opens.
+#[derive(Clone)]
+pub struct ShardHook(pub Arc<dyn Fn(usize) + Send + Sync>);
+
+impl fmt::Debug for ShardHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ShardHook")
+    }
 }
 
 impl ServerConfig {
@@ -72,6 +88,7 @@ impl ServerConfig {
             http: None,
             http_config: HttpConfig::default(),
             limits: WireLimits::default(),
+            shard_hook: None,
         })
     }
 }
@@ -138,8 +155,11 @@ impl Shutdown {
     pub fn on_signals() -> Result<Self> {
         let s = Self::new();
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register(sig, Arc::clone(&s.0))
-                .map_err(|e| Error::io(format!("install handler for signal {sig}"), None, e))?;
+            signal_hook::flag::register(sig, Arc::clone(&s.0)).map_err(|e| Error::Io {
+                op: format!("install handler for signal {sig}"),
+                path: None,
+                source: e,
+            })?;
         }
         Ok(s)
     }
@@ -194,11 +214,7 @@ impl ServerHandle {
         for r in t.join_all() {
             let r = match r {
                 Ok(inner) => inner,
-                Err(e) => Err(Error::io(
-                    "shard thread",
-                    None,
-                    std::io::Error::other(e.to_string()),
-                )),
+                Err(e) => Err(Error::Startup(format!("shard thread: {e}"))),
             };
             if first.is_ok() {
                 first = r;
@@ -230,7 +246,7 @@ struct Shared {
 pub fn start(config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandle> {
     let n = config.cpus.len();
     if n == 0 {
-        return Err(Error::InvalidInput("no CPU listed".into()));
+        return Err(Error::Config("no CPU listed".into()));
     }
     probe_listen(&config.listen)?;
     if let Some(h) = &config.http {
@@ -238,11 +254,7 @@ pub fn start(config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandle> {
     }
     check_shard_count(&config.data_dir, n)?;
     let placement = placement(&config.cpus)?;
-    let mesh = MeshBuilder::<Msg, _>::full(n, CHANNEL_CAPACITY);
-    let cat_mesh = config
-        .http
-        .as_ref()
-        .map(|_| MeshBuilder::<CatMsg, _>::full(n, catalog::CHANNEL_CAPACITY));
+    let mesh = mesh_builder(n);
     let shared = Arc::new(Shared {
         addr: Mutex::new(None),
         http_addr: Mutex::new(None),
@@ -256,10 +268,9 @@ pub fn start(config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandle> {
         .io_memory(config.io_memory)
         .on_all_shards(move || {
             let (cfg, sd, shared, tx, mesh) = (cfg, sd, shared, ready_tx, mesh);
-            let cat_mesh = cat_mesh;
-            async move { shard_main(cfg, sd, shared, tx, mesh, cat_mesh).await }
+            async move { shard_main(cfg, sd, shared, tx, mesh).await }
         })
-        .map_err(Error::from)?;
+        .map_err(|e| Error::Startup(format!("start the shard executors: {e}")))?;
     let mut handle = ServerHandle {
         addr: SocketAddr::from(([0, 0, 0, 0], 0)),
         http_addr: None,
@@ -280,57 +291,28 @@ pub fn start(config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandle> {
             Err(_) => {
                 handle.shutdown.trigger();
                 handle.join()?;
-                return Err(Error::Closed);
+                return Err(Error::Startup("a shard exited during start-up".into()));
             }
         }
     }
     Ok(handle)
 }
 
-/// Starts the server, prints its configuration and a `ready` line, blocks
-/// until `shutdown` is triggered, then stops in order.
-pub fn run(config: ServerConfig, shutdown: Shutdown) -> Result<()> {
-    println!("xtdb serve\n{config}");
-    let handle = start(config, shutdown.clone())?;
-    match handle.http_addr() {
-        Some(h) => println!(
-            "xtdb ready: listening on {} (http on {h})",
-            handle.local_addr()
-        ),
-        None => println!("xtdb ready: listening on {}", handle.local_addr()),
-    }
-    while !shutdown.is_triggered() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    println!("xtdb: shutting down (draining in-flight batches, syncing WALs)");
-    handle.stop()?;
-    println!("xtdb: stopped");
-    Ok(())
-}
-
 /// The native address and the HTTP address (if any) a shard listens on.
 type Addrs = (SocketAddr, Option<SocketAddr>);
-
-/// The catalog mesh ends of one shard.
-type CatEnds = (
-    glommio::channels::channel_mesh::Senders<CatMsg>,
-    glommio::channels::channel_mesh::Receivers<CatMsg>,
-);
 
 async fn shard_main(
     cfg: ServerConfig,
     shutdown: Shutdown,
     shared: Arc<Shared>,
     ready: mpsc::Sender<Result<Addrs>>,
-    mesh: MeshBuilder<Msg, glommio::channels::channel_mesh::Full>,
-    cat_mesh: Option<catalog::CatMesh>,
+    mesh: MeshBuilder,
 ) -> Result<()> {
     let n = cfg.cpus.len();
-    let (index, senders, receivers) = Router::join(mesh).await?;
-    let cat = match cat_mesh {
-        Some(m) => Some(Catalog::join_mesh(m).await?),
-        None => None,
-    };
+    let (index, senders, receivers) = Router::join(mesh)
+        .await
+        .map_err(|e| Error::Startup(format!("join the shard mesh: {e}")))?;
+    crate::runtime::local::set_log_shard(index);
     let served = serve_shard(
         index,
         &cfg,
@@ -338,7 +320,6 @@ async fn shard_main(
         &shared,
         &ready,
         (senders, receivers),
-        cat,
     )
     .await;
     if let Err(e) = &served {
@@ -350,7 +331,7 @@ async fn shard_main(
                 *a = Some(Err(format!("shard {index}: {e}")));
             }
         }
-        let _ = ready.send(Err(Error::InvalidInput(format!(
+        let _ = ready.send(Err(Error::Startup(format!(
             "shard {index} failed to start: {e}"
         ))));
     }
@@ -361,12 +342,11 @@ async fn shard_main(
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
     match served {
-        Ok(shard) => shard.close().await,
+        Ok(shard) => Ok(shard.close().await?),
         Err(e) => Err(e),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn serve_shard(
     index: usize,
     cfg: &ServerConfig,
@@ -374,19 +354,21 @@ async fn serve_shard(
     shared: &Shared,
     ready: &mpsc::Sender<Result<Addrs>>,
     (senders, receivers): (
-        glommio::channels::channel_mesh::Senders<Msg>,
-        glommio::channels::channel_mesh::Receivers<Msg>,
+        glommio::channels::channel_mesh::Senders<RouterMsg>,
+        glommio::channels::channel_mesh::Receivers<RouterMsg>,
     ),
-    cat: Option<CatEnds>,
 ) -> Result<Shard> {
     let n = cfg.cpus.len();
     let cpu = cfg.cpus.get(index).copied().unwrap_or(usize::MAX);
+    if let Some(hook) = &cfg.shard_hook {
+        (hook.0)(index);
+    }
     let mut sc = ShardConfig::new(shard_dir(&cfg.data_dir, index));
     sc.sync = cfg.sync;
     sc.memory_budget = cfg.memory_budget / n;
     let shard = Shard::open(sc).await?;
     let rec = shard.recovery();
-    println!(
+    log::info!(
         "shard {index} (cpu {cpu}): opened {} in {:?} ({} WAL records, {} points replayed)",
         shard_dir(&cfg.data_dir, index).display(),
         rec.duration,
@@ -395,36 +377,32 @@ async fn serve_shard(
     );
     let mut local = Local::new(index, cpu, shard.clone());
     local.window = cfg.limits.window;
+    if index == 0 {
+        let store = Store::open(&cfg.data_dir).await?;
+        log::info!("catalog: {} series keys", store.len());
+        local.catalog = Some(Rc::new(store));
+    }
     let router = Router::start(Rc::new(local), senders, receivers);
     let limits = Rc::new(cfg.limits.clone());
 
     let listener = bind_shared(index, &cfg.listen, &shared.addr).await?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::io("listener address", None, to_io(e)))?;
-    let http = match (&cfg.http, cat) {
-        (Some(h), Some((cs, cr))) => {
-            let store = if index == 0 {
-                let st = catalog::Store::open(&cfg.data_dir).await?;
-                println!("catalog: {} series keys", st.len());
-                Some(st)
-            } else {
-                None
-            };
-            let catalog = Catalog::start(cs, cr, store);
+    let addr = listener.local_addr().map_err(|e| Error::Io {
+        op: "listener address".into(),
+        path: None,
+        source: glommio_io(e),
+    })?;
+    let http = match &cfg.http {
+        Some(h) => {
             let l = bind_shared(index, h, &shared.http_addr).await?;
-            let a = l
-                .local_addr()
-                .map_err(|e| Error::io("http listener address", None, to_io(e)))?;
-            let state = Rc::new(HttpState {
-                router: Rc::clone(&router),
-                catalog,
-                config: cfg.http_config.clone(),
-                inflight: std::cell::Cell::new(0),
-            });
+            let a = l.local_addr().map_err(|e| Error::Io {
+                op: "http listener address".into(),
+                path: None,
+                source: glommio_io(e),
+            })?;
+            let state = Rc::new(HttpState::new(Rc::clone(&router), cfg.http_config.clone()));
             Some((l, a, state))
         }
-        _ => None,
+        None => None,
     };
     let http_addr = http.as_ref().map(|h| h.1);
     let _ = ready.send(Ok((addr, http_addr)));
@@ -465,7 +443,11 @@ async fn bind_shared(
     if index == 0 {
         let bound = TcpListener::bind(listen)
             .and_then(|l| l.local_addr().map(|a| (l, a)))
-            .map_err(|e| Error::io(format!("listen on {listen}"), None, to_io(e)));
+            .map_err(|e| Error::Io {
+                op: format!("listen on {listen}"),
+                path: None,
+                source: glommio_io(e),
+            });
         let mut a = slot.lock().unwrap_or_else(|p| p.into_inner());
         return match bound {
             Ok((l, addr)) => {
@@ -482,11 +464,15 @@ async fn bind_shared(
         let got = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
         match got {
             Some(Ok(a)) => break a,
-            Some(Err(e)) => return Err(Error::InvalidInput(format!("shard 0 failed: {e}"))),
+            Some(Err(e)) => return Err(Error::Startup(format!("shard 0 failed: {e}"))),
             None => glommio::timer::sleep(Duration::from_millis(1)).await,
         }
     };
-    TcpListener::bind(addr).map_err(|e| Error::io(format!("listen on {addr}"), None, to_io(e)))
+    TcpListener::bind(addr).map_err(|e| Error::Io {
+        op: format!("listen on {addr}"),
+        path: None,
+        source: glommio_io(e),
+    })
 }
 
 /// glommio's listeners set `SO_REUSEPORT`, so binding a port that another
@@ -504,7 +490,11 @@ async fn bind_shared(
 ///   [`LISTENER_GONE_WAIT`].
 fn probe_listen(listen: &str) -> Result<()> {
     let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(listen)
-        .map_err(|e| Error::io(format!("resolve listen address {listen}"), None, e))?
+        .map_err(|e| Error::Io {
+            op: format!("resolve listen address {listen}"),
+            path: None,
+            source: e,
+        })?
         .collect();
     let until = std::time::Instant::now() + LISTENER_GONE_WAIT;
     for addr in addrs.iter().filter(|a| a.port() != 0) {
@@ -512,22 +502,28 @@ fn probe_listen(listen: &str) -> Result<()> {
             let e = match std::net::TcpListener::bind(addr) {
                 Ok(_) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => e,
-                Err(e) => return Err(Error::io(format!("listen on {addr}"), None, e)),
+                Err(e) => {
+                    return Err(Error::Io {
+                        op: format!("listen on {addr}"),
+                        path: None,
+                        source: e,
+                    })
+                }
             };
             let live = std::net::TcpStream::connect_timeout(addr, Duration::from_millis(300));
             if live.is_err() {
                 break;
             }
             if std::time::Instant::now() >= until {
-                return Err(Error::io(
-                    format!(
+                return Err(Error::Io {
+                    op: format!(
                         "listen on {addr}: another server is running on it (still accepting \
                          after {} s)",
                         LISTENER_GONE_WAIT.as_secs()
                     ),
-                    None,
-                    e,
-                ));
+                    path: None,
+                    source: e,
+                });
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -537,11 +533,3 @@ fn probe_listen(listen: &str) -> Result<()> {
 
 /// How long [`probe_listen`] waits for a listener that accepts to go away.
 pub const LISTENER_GONE_WAIT: Duration = Duration::from_secs(10);
-
-fn to_io(e: glommio::GlommioError<()>) -> std::io::Error {
-    match e {
-        glommio::GlommioError::IoError(e) => e,
-        glommio::GlommioError::EnhancedIoError { source, .. } => source,
-        other => std::io::Error::other(other.to_string()),
-    }
-}

@@ -2,6 +2,7 @@
 //! `--help` shows defaults and env vars, `serve` prints its configuration
 //! and a `ready` line with the bound address, `stats` prints a table, and
 //! SIGTERM stops the server cleanly with exit status 0.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -3,6 +3,7 @@
 //! `/api/v2/write`, gzip on). The packages are installed with pip into
 //! `target/pyclients` on first run; without python3/pip (or without the
 //! network) the test prints why and passes without checking anything.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,5 +1,6 @@
 //! Line-protocol parsing: a table of inputs and the exact points or error
 //! each must give (see `src/http/line.rs` for the rules).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use xtdb::http::line::{parse_batch, series_key, LineError, Precision, Sample};
 use xtdb::net::limits::TimeWindow;

@@ -1,12 +1,16 @@
 //! The HTTP edge against a real two-shard server: writes read back through
 //! the query API, gzip, errors with line numbers, limits, Prometheus text,
 //! and tag ids that survive a restart.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 
 use xtdb::server::{start, ServerConfig, ServerHandle, Shutdown};
+
+mod net_common;
+use net_common::http::req;
 
 fn server(dir: &Path, max_body: usize) -> ServerHandle {
     server_with(dir, |c| c.http_config.max_body = max_body)
@@ -21,55 +25,6 @@ fn server_with(dir: &Path, f: impl FnOnce(&mut ServerConfig)) -> ServerHandle {
     c.io_memory = 1 << 20;
     f(&mut c);
     start(c, Shutdown::new()).expect("server starts")
-}
-
-struct Answer {
-    status: u16,
-    headers: String,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
-    }
-}
-
-/// One request on its own connection (`Connection: close`).
-fn req(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Answer {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    let _ = s.write_all(body);
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&raw)));
-    let headers = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let status = headers[9..12].parse().unwrap();
-    Answer {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
-    }
 }
 
 fn enc(s: &str) -> String {

@@ -1,5 +1,6 @@
 //! The load generator's points are a pure function of `(seed, tag, ts)`, and
 //! an ack log written then parsed gives back exactly the acknowledged points.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
 

@@ -1,6 +1,7 @@
 //! `verify` against a real server (`xtdb serve`, started as a process from
 //! the binary cargo built for this test): a clean write verifies, and a
 //! deliberately missing and a deliberately changed point are both caught.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::time::Duration;

@@ -3,6 +3,7 @@
 //! a timestamp window; and values stored bit-exact, NaN and ±inf included.
 //! Each abuse gets a clear error frame (or a close) while a well-behaved
 //! client keeps being served.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod net_common;
 use net_common as common;
@@ -13,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use xtdb::net::limits::{now_us, TimeWindow};
 use xtdb::net::protocol::{self, code, Response, HEADER_LEN};
-use xtdb::net::Client;
+use xtdb::net::{Client, ClientError};
 use xtdb::server::ServerHandle;
-use xtdb::{Error, Point};
+use xtdb::Point;
 
 /// One shard, so every connection lands on the same accept loop.
 fn server(
@@ -172,7 +173,7 @@ fn timestamps_outside_the_window_refuse_the_whole_batch() {
         for bad in [-1, i64::MIN, now + day + 60_000_000, i64::MAX] {
             let batch = [Point::new(7, 1_000, 1.0, 192), Point::new(8, bad, 2.0, 192)];
             match c.write(&batch).await {
-                Err(Error::Remote { code, message }) => {
+                Err(ClientError::Remote { code, message }) => {
                     assert_eq!(code, code::OUT_OF_WINDOW, "{message}");
                     assert!(
                         message.starts_with("point 1 (tag 8): timestamp"),

@@ -1,5 +1,6 @@
 //! Acknowledged points survive a clean stop and restart on the same data
 //! directory, and a restart with a different shard count is refused.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod net_common;
 use net_common as common;

@@ -1,6 +1,7 @@
 //! Two shards, concurrent clients writing overlapping tag sets: every
 //! acknowledged point is readable exactly once, from the shard that owns
 //! its tag; multi-tag latest merges the owners' answers.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod net_common;
 use net_common as common;

@@ -1,6 +1,7 @@
 //! Shutdown under load: writers busy on both shards, shutdown requested;
 //! the server drains, closes its shards and returns, and every writer ends
 //! with an error instead of hanging.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod net_common;
 use net_common as common;

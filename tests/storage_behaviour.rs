@@ -1,6 +1,7 @@
 //! What users rely on from one shard: answers merged across memory and disk,
 //! out-of-order and duplicate timestamps, and identical state after a clean
 //! close or a crash (drop without close).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! a chunk whose slot holds a raw block opens (its directory rebuilt from
 //! the self-describing blocks) and serves the raw points merged with
 //! compressed blocks and buffered points.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -9,8 +10,8 @@ use std::os::unix::fs::FileExt;
 
 use common::{life, series, small};
 use xtdb::storage::block::{self, BLOCK_SIZE};
-use xtdb::storage::buffer::Sample;
 use xtdb::storage::chunk::{chunk_file_name, Layout};
+use xtdb::storage::codec::Sample;
 use xtdb::storage::Shard;
 use xtdb::Point;
 

@@ -2,6 +2,7 @@
 //! block at a time while its newest points stay buffered (no block for the
 //! few points that arrived since), and after a crash those points come back
 //! from the WAL: the checkpoint never passes them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -2,14 +2,15 @@
 //! is truncated and counted; anything else is refused with file and offset
 //! (or, for a directory page, rebuilt from the self-describing blocks);
 //! no wrong value is ever served.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
 use common::{life, series, small};
-use xtdb::storage::{Shard, ShardConfig};
-use xtdb::{Error, Point};
+use xtdb::storage::{Error, Shard, ShardConfig};
+use xtdb::Point;
 
 const RECORD: u64 = 24 + 3 * 21;
 const FIRST: u64 = 4096;

@@ -4,6 +4,7 @@
 //! later write of a `(tag, ts)` wins). Tiny segments, chunks and budgets make
 //! every run cross WAL rotation and recycling, chunk sealing, memory-budget
 //! flushes and backpressure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

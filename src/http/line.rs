@@ -34,7 +34,7 @@ use std::fmt;
 
 use smallvec::SmallVec;
 
-use crate::net::limits::TimeWindow;
+use crate::runtime::admission::TimeWindow;
 
 /// Timestamp precision of a write request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,11 +6,10 @@
 use std::fmt::Write as _;
 use std::rc::Rc;
 
-use hyper::StatusCode;
-
-use super::api::Resp;
-use super::HttpState;
-use crate::runtime::router::{ShardReport, ShardRequest, ShardResponse};
+use super::answer::{failure_resp, Resp};
+use super::{counter, HttpState};
+use crate::runtime::dispatch;
+use crate::runtime::report::ShardReport;
 
 /// Counters that are levels or maxima, not monotonic counts.
 const GAUGES: &[&str] = &[
@@ -22,22 +21,10 @@ const GAUGES: &[&str] = &[
 
 /// Renders every shard's counters.
 pub async fn render(state: &Rc<HttpState>) -> Resp {
-    let r = &state.router;
-    let tasks: Vec<_> = (0..r.shards())
-        .map(|d| r.spawn_call(d, ShardRequest::Stats))
-        .collect();
-    let mut reports = Vec::new();
-    for t in tasks {
-        match t.await {
-            ShardResponse::Stats(rep) => reports.push(*rep),
-            other => {
-                return super::api::error_resp(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("stats: {other:?}"),
-                )
-            }
-        }
-    }
+    let reports = match dispatch::reports(&state.router).await {
+        Ok(r) => r,
+        Err(f) => return failure_resp(&f),
+    };
     let text = format_metrics(&reports);
     let mut resp = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(text)));
     resp.headers_mut().insert(
@@ -47,7 +34,7 @@ pub async fn render(state: &Rc<HttpState>) -> Resp {
     resp
 }
 
-/// The exposition text for these reports and HTTP counters.
+/// The exposition text for these reports (storage and HTTP counters).
 pub fn format_metrics(reports: &[ShardReport]) -> String {
     let mut out = String::new();
     let Some(first) = reports.first() else {
@@ -102,28 +89,12 @@ pub fn format_metrics(reports: &[ShardReport]) -> String {
             r.uptime.as_secs_f64()
         );
     }
-    type Get = fn(&super::HttpCounters) -> &u64;
-    let http: [(&str, &str, Get); 7] = [
-        ("requests", "HTTP requests answered", |c| &c.requests),
-        ("writes_ok", "HTTP write batches acknowledged", |c| {
-            &c.writes_ok
-        }),
-        ("points_ok", "points acknowledged over HTTP", |c| {
-            &c.points_ok
-        }),
-        ("client_errors", "HTTP 4xx answers", |c| &c.client_errors),
-        ("server_errors", "HTTP 5xx answers", |c| &c.server_errors),
-        ("overloaded", "HTTP 503 overload answers", |c| &c.overloaded),
-        ("connections", "HTTP connections accepted", |c| {
-            &c.connections
-        }),
-    ];
-    for (name, help, get) in http {
-        let m = format!("xtdb_http_{name}_total");
+    for (name, help) in counter::ALL {
+        let m = format!("xtdb_{name}_total");
         let _ = writeln!(out, "# HELP {m} {help}");
         let _ = writeln!(out, "# TYPE {m} counter");
         for r in reports {
-            let _ = writeln!(out, "{m}{{shard=\"{}\"}} {}", r.shard, get(&r.http));
+            let _ = writeln!(out, "{m}{{shard=\"{}\"}} {}", r.shard, r.counters.get(name));
         }
     }
     out

@@ -1,9 +1,11 @@
 //! The HTTP edge (`xtdb serve --http ADDR`): InfluxDB-compatible writes, a
 //! JSON query API, Prometheus `/metrics`. One `SO_REUSEPORT` listener per
 //! shard; each connection is served by hyper 1.x (HTTP/1.1, keep-alive) on
-//! the shard that accepted it, through [`GlommioIo`], and every request goes
-//! through the same [`Router`](crate::runtime::router::Router) as the native
-//! protocol. Never panics on input.
+//! the shard that accepted it, through [`GlommioIo`], and every request
+//! becomes a runtime [`Command`](crate::runtime::command::Command) run by
+//! the same [`dispatch`](crate::runtime::dispatch) as the native protocol.
+//! A [`Failure`](crate::runtime::command::Failure) becomes a status in one
+//! place ([`api::failure_resp`]). Never panics on input.
 //!
 //! Timeouts: glommio timers are `!Send` and hyper's `rt::Timer` wants
 //! `Send` sleeps, so hyper's header-read timer is off; instead the socket has
@@ -41,10 +43,13 @@
 //! "quality": Q|null}, ...]` in request order; `tags` answers
 //! `[{"id": N, "tag": KEY}, ...]` by id. An unknown tag name is a 404.
 
+pub mod answer;
 pub mod api;
-pub mod catalog;
 pub mod line;
 pub mod metrics;
+pub mod query;
+pub mod request;
+pub mod write;
 
 use std::pin::Pin;
 use std::rc::Rc;
@@ -54,7 +59,8 @@ use std::time::Duration;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
 
-use crate::net::server::Closing;
+use crate::runtime::admission::{Closing, Slots};
+use crate::runtime::catalog::Catalog;
 use crate::runtime::router::Router;
 
 /// HTTP settings.
@@ -79,44 +85,64 @@ impl Default for HttpConfig {
     }
 }
 
-/// One shard's HTTP counters. Each shard keeps its own (in its router's
-/// [`Local`](crate::runtime::router::Local)) and reports a copy in its
-/// stats answer, so `/metrics` on any shard gathers them over the mesh like
-/// the storage counters: nothing is shared between shards.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HttpCounters {
+/// Names of the counters the HTTP edge keeps per shard (in the shard's
+/// [`Local`](crate::runtime::local::Local), reported over the mesh with its
+/// storage counters, so nothing is shared between shards), with their
+/// `/metrics` help text.
+pub mod counter {
     /// Requests answered.
-    pub requests: u64,
+    pub const REQUESTS: &str = "http_requests";
     /// Write requests acknowledged (204).
-    pub writes_ok: u64,
+    pub const WRITES_OK: &str = "http_writes_ok";
     /// Points (one per value field of a line) acknowledged.
-    pub points_ok: u64,
+    pub const POINTS_OK: &str = "http_points_ok";
     /// 4xx answers.
-    pub client_errors: u64,
+    pub const CLIENT_ERRORS: &str = "http_client_errors";
     /// 5xx answers (503 included).
-    pub server_errors: u64,
+    pub const SERVER_ERRORS: &str = "http_server_errors";
     /// 503 overload answers (connection limit included).
-    pub overloaded: u64,
+    pub const OVERLOADED: &str = "http_overloaded";
     /// Connections accepted.
-    pub connections: u64,
+    pub const CONNECTIONS: &str = "http_connections";
+
+    /// Every HTTP counter with its help text, in `/metrics` order.
+    pub const ALL: [(&str, &str); 7] = [
+        (REQUESTS, "HTTP requests answered"),
+        (WRITES_OK, "HTTP write batches acknowledged"),
+        (POINTS_OK, "points acknowledged over HTTP"),
+        (CLIENT_ERRORS, "HTTP 4xx answers"),
+        (SERVER_ERRORS, "HTTP 5xx answers"),
+        (OVERLOADED, "HTTP 503 overload answers"),
+        (CONNECTIONS, "HTTP connections accepted"),
+    ];
 }
 
 /// What a shard's HTTP handlers share.
 pub struct HttpState {
     /// The shard's router.
     pub router: Rc<Router>,
-    /// The shard's catalog handle.
-    pub catalog: Rc<catalog::Catalog>,
+    /// The shard's catalog client.
+    pub catalog: Rc<Catalog>,
     /// Settings.
     pub config: HttpConfig,
-    /// Writes in flight on this shard.
-    pub inflight: std::cell::Cell<usize>,
+    /// Writes in flight on this shard ([`HttpConfig::max_inflight_writes`]).
+    pub writes: Slots,
 }
 
 impl HttpState {
-    /// Updates this shard's HTTP counters.
-    pub fn count(&self, f: impl FnOnce(&mut HttpCounters)) {
-        f(&mut self.router.local().http.borrow_mut());
+    /// The state of one shard's HTTP edge.
+    pub fn new(router: Rc<Router>, config: HttpConfig) -> HttpState {
+        HttpState {
+            catalog: Catalog::new(Rc::clone(&router)),
+            writes: Slots::new(config.max_inflight_writes),
+            router,
+            config,
+        }
+    }
+
+    /// Adds `n` to this shard's HTTP counter `name`.
+    pub fn count(&self, name: &'static str, n: u64) {
+        self.router.local().count(name, n);
     }
 }
 
@@ -189,14 +215,12 @@ pub async fn accept_loop(
 ) {
     let what = format!("shard {} (http)", state.router.local().index);
     let serve = |stream: TcpStream| {
-        state.count(|c| c.connections += 1);
+        state.count(counter::CONNECTIONS, 1);
         serve_conn(stream, Rc::clone(&state), closing.clone())
     };
     let refuse = |mut stream: TcpStream| {
-        state.count(|c| {
-            c.server_errors += 1;
-            c.overloaded += 1;
-        });
+        state.count(counter::SERVER_ERRORS, 1);
+        state.count(counter::OVERLOADED, 1);
         async move {
             let body = format!(
                 "{{\"error\":\"connection limit reached: this shard already serves {max_connections} connections\"}}"

@@ -28,8 +28,8 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::error::{Error, Result};
 use crate::load::gen::Group;
-use crate::{Error, Result};
 
 /// Appends records to an ack log. One per executor; lines are written whole.
 #[derive(Debug)]

@@ -5,7 +5,8 @@
 //!
 //! Futures here are `!Send`: connections live inside one glommio executor.
 
-use crate::{Point, Result};
+use crate::error::Result;
+use crate::Point;
 
 /// A connection to an xtdb server, one request outstanding at a time.
 #[allow(async_fn_in_trait)]
@@ -24,19 +25,19 @@ pub trait Conn: Sized + 'static {
 
 impl Conn for crate::net::Client {
     async fn connect(addr: &str) -> Result<Self> {
-        crate::net::Client::connect(addr).await
+        Ok(crate::net::Client::connect(addr).await?)
     }
     async fn write(&mut self, points: &[Point]) -> Result<u64> {
-        crate::net::Client::write(self, points).await
+        Ok(crate::net::Client::write(self, points).await?)
     }
     async fn range(&mut self, tag: u32, start: i64, end: i64) -> Result<Vec<Point>> {
-        crate::net::Client::range(self, tag, start, end).await
+        Ok(crate::net::Client::range(self, tag, start, end).await?)
     }
     async fn latest(&mut self, tags: &[u32]) -> Result<Vec<Option<Point>>> {
-        crate::net::Client::latest(self, tags).await
+        Ok(crate::net::Client::latest(self, tags).await?)
     }
     async fn stats(&mut self) -> Result<Vec<(String, u64)>> {
-        crate::net::Client::stats(self).await
+        Ok(crate::net::Client::stats(self).await?)
     }
 }
 
@@ -44,28 +45,25 @@ impl Conn for crate::net::Client {
 pub type NetConn = crate::net::Client;
 
 /// A short name for the kind of an error, for "errors by kind" tables.
-pub fn error_kind(e: &crate::Error) -> String {
-    use crate::Error;
+pub fn error_kind(e: &crate::error::Error) -> String {
+    use crate::error::Error;
     match e {
+        Error::Client(c) => c.kind(),
         Error::Io { source, .. } => format!("io:{:?}", source.kind()),
-        Error::Corrupt { .. } => "corrupt".into(),
-        Error::InvalidInput(_) => "invalid_input".into(),
-        Error::Fenced(_) => "fenced".into(),
-        Error::Closed => "closed".into(),
-        Error::Protocol(_) => "protocol".into(),
-        Error::Remote { code, .. } => format!("remote:{code}"),
-        #[allow(unreachable_patterns)]
+        Error::Storage(_) => "storage".into(),
+        Error::Config(_) => "invalid_input".into(),
         _ => "other".into(),
     }
 }
 
 /// Whether the connection must be dropped and re-opened after `e`: anything
-/// but an error frame after which the server keeps the connection (see the
-/// error-code table in `crate::net::protocol`: codes 1-4 and 101 close it).
-pub fn is_connection_error(e: &crate::Error) -> bool {
+/// but an error frame after which the server keeps the connection (the
+/// protocol's one rule, [`crate::net::protocol::code::closes_connection`]),
+/// or a request this connection cannot make.
+pub fn is_connection_error(e: &crate::error::Error) -> bool {
     match e {
-        crate::Error::Remote { code, .. } => matches!(code, 1..=4 | 101),
-        crate::Error::InvalidInput(_) => false,
+        crate::error::Error::Client(c) => c.closes_connection(),
+        crate::error::Error::Config(_) => false,
         _ => true,
     }
 }

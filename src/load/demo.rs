@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::error::{Error, Result};
 use crate::load::conn::Conn;
 use crate::load::scenario::{self, Outcome, ScenarioConfig};
 use crate::load::server::{self, ServerProcess, ServerSpec};
-use crate::{Error, Result};
 
 /// Demo settings.
 #[derive(Clone, Debug)]
@@ -122,7 +122,7 @@ pub fn run<C: Conn>(cfg: &DemoConfig) -> Result<DemoReport> {
     ));
     match failure {
         Some(e) => {
-            eprintln!("demo failed; server log kept in {}", spec.log.display());
+            log::error!("demo failed; server log kept in {}", spec.log.display());
             Err(e)
         }
         None => {

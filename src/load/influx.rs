@@ -20,8 +20,11 @@ use std::time::Duration;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
+use crate::error::{Error, Result};
 use crate::load::conn::Conn;
-use crate::{Error, Point, Result};
+use crate::net::ClientError;
+use crate::storage::error::glommio_io;
+use crate::Point;
 
 /// A keep-alive HTTP connection that writes line protocol.
 pub struct InfluxHttpConn {
@@ -37,16 +40,14 @@ pub struct InfluxHttpConn {
 pub fn split_target(target: &str) -> Result<(String, String)> {
     let rest = target.strip_prefix("http://").unwrap_or(target);
     if target.starts_with("https://") {
-        return Err(Error::InvalidInput(
-            "https targets are not supported".into(),
-        ));
+        return Err(Error::Config("https targets are not supported".into()));
     }
     let (host, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
     if host.is_empty() {
-        return Err(Error::InvalidInput(format!("no host in target {target:?}")));
+        return Err(Error::Config(format!("no host in target {target:?}")));
     }
     let path = if path.is_empty() || path == "/" {
         "/write?db=xtdb".to_string()
@@ -69,7 +70,10 @@ pub fn line(out: &mut String, p: &Point) {
 }
 
 fn proto(msg: impl Into<String>) -> Error {
-    Error::Protocol(msg.into())
+    Error::Client(ClientError::Protocol {
+        addr: String::new(),
+        reason: msg.into(),
+    })
 }
 
 impl InfluxHttpConn {
@@ -81,7 +85,11 @@ impl InfluxHttpConn {
             .await
             .map_err(|e| Error::io("http read", None, e))?;
         if n == 0 {
-            return Err(Error::Closed);
+            return Err(Error::Client(ClientError::Io {
+                op: "read an HTTP answer from".into(),
+                addr: self.host.clone(),
+                source: std::io::ErrorKind::UnexpectedEof.into(),
+            }));
         }
         self.rbuf.extend_from_slice(&tmp[..n]);
         Ok(())
@@ -158,7 +166,7 @@ impl Conn for InfluxHttpConn {
         let (host, path) = split_target(target)?;
         let stream = TcpStream::connect(host.as_str())
             .await
-            .map_err(|e| Error::io(format!("connect to {host}"), None, to_io(e)))?;
+            .map_err(|e| Error::io(format!("connect to {host}"), None, glommio_io(e)))?;
         let _ = stream.set_nodelay(true);
         let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
         Ok(InfluxHttpConn {
@@ -195,37 +203,29 @@ impl Conn for InfluxHttpConn {
         let (status, body) = self.response().await?;
         match status {
             200 | 204 => Ok(points.len() as u64),
-            _ => Err(Error::Remote {
+            _ => Err(Error::Client(ClientError::Remote {
                 code: status,
                 message: String::from_utf8_lossy(&body).chars().take(300).collect(),
-            }),
+            })),
         }
     }
 
     async fn range(&mut self, _tag: u32, _start: i64, _end: i64) -> Result<Vec<Point>> {
-        Err(Error::InvalidInput(
+        Err(Error::Config(
             "range is not available over influx-http".into(),
         ))
     }
 
     async fn latest(&mut self, _tags: &[u32]) -> Result<Vec<Option<Point>>> {
-        Err(Error::InvalidInput(
+        Err(Error::Config(
             "latest is not available over influx-http".into(),
         ))
     }
 
     async fn stats(&mut self) -> Result<Vec<(String, u64)>> {
-        Err(Error::InvalidInput(
+        Err(Error::Config(
             "stats are not available over influx-http".into(),
         ))
-    }
-}
-
-fn to_io(e: glommio::GlommioError<()>) -> std::io::Error {
-    match e {
-        glommio::GlommioError::IoError(e) => e,
-        glommio::GlommioError::EnhancedIoError { source, .. } => source,
-        other => std::io::Error::other(other.to_string()),
     }
 }
 

@@ -11,7 +11,11 @@
 //! - [`server`]: starting and stopping an `xtdb serve` process.
 //!
 //! Everything that talks to the server runs inside pinned glommio executors;
-//! the binary `bin/xtdb-load.rs` only parses arguments.
+//! the binary `bin/xtdb-load.rs` only parses arguments. The commands print
+//! their reports and progress lines (their output: the `--json` contract is
+//! that the last line of stdout is one JSON object); diagnostics go through
+//! `log`. A client of the server: it imports the native client and never
+//! the server's insides.
 
 pub mod acklog;
 pub mod conn;

@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 use glommio::{LocalExecutorBuilder, Placement};
 use serde_json::{json, Value};
 
+use crate::error::{Error, Result};
 use crate::load::conn::Conn;
 use crate::load::gen;
 use crate::load::report::{self, fmt_count, Latency};
 use crate::load::write::{self, WriteConfig, WriteReport};
-use crate::{Error, Result};
 
 /// Timestamp of tick 0 of the query data: 2026-01-01T00:00:00Z in µs.
 pub const QUERY_T0: i64 = 1_767_225_600_000_000;
@@ -191,7 +191,7 @@ impl QueryReport {
 /// Runs the query benchmark (preparing data first if asked).
 pub fn run<C: Conn>(cfg: &QueryConfig) -> Result<QueryReport> {
     if cfg.blocks.is_empty() || cfg.tags == 0 || cfg.points_per_block == 0 {
-        return Err(Error::InvalidInput(
+        return Err(Error::Config(
             "--blocks, --tags and --points-per-block must be non-empty / positive".into(),
         ));
     }
@@ -212,7 +212,7 @@ pub fn run<C: Conn>(cfg: &QueryConfig) -> Result<QueryReport> {
         w.json = cfg.json;
         let r = write::run::<C>(&w)?;
         if r.error_count() > 0 {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::Config(format!(
                 "preparing query data failed: {} errors ({:?})",
                 r.error_count(),
                 r.errors

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use glommio::{LocalExecutorBuilder, Placement};
 use serde_json::{json, Value};
 
+use crate::error::{Error, Result};
 use crate::load::conn::Conn;
 use crate::load::gen;
 use crate::load::query::{self, QueryConfig};
@@ -32,7 +33,6 @@ use crate::load::report::{self, fmt_count, fmt_us, Latency};
 use crate::load::server::{self, ServerProcess, ServerSpec};
 use crate::load::verify::{self, VerifyConfig};
 use crate::load::write::{self, Live, WriteConfig};
-use crate::{Error, Result};
 
 /// Names accepted by `scenario`.
 pub const NAMES: &[&str] = &[
@@ -131,7 +131,7 @@ pub fn run<C: Conn>(name: &str, cfg: &ScenarioConfig) -> Result<Outcome> {
         "query-blocks" => query_blocks::<C>(cfg),
         "flush-storm" => flush_storm::<C>(cfg),
         "recovery" => recovery::<C>(cfg),
-        other => Err(Error::InvalidInput(format!(
+        other => Err(Error::Config(format!(
             "unknown scenario {other:?}; known: {}",
             NAMES.join(", ")
         ))),
@@ -372,7 +372,7 @@ fn flush_storm<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
     mon.stop.store(true, Ordering::Relaxed);
     let probe_res = probe_thread
         .join()
-        .map_err(|_| Error::InvalidInput("probe writer thread panicked".into()))?;
+        .map_err(|_| Error::Config("probe writer thread panicked".into()))?;
     let _ = monitor.join();
     let fill_r = fill_res?;
     let probe_r = probe_res?;
@@ -543,7 +543,7 @@ fn recovery<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
     if res.as_ref().is_ok_and(|o| o.ok) && cfg.data_dir.is_none() {
         server::remove_dir(&tmp);
     } else {
-        eprintln!("recovery: keeping {} for inspection", tmp.display());
+        log::info!("recovery: keeping {} for inspection", tmp.display());
     }
     res
 }
@@ -572,7 +572,7 @@ fn recovery_inner<C: Conn>(
     first.kill9();
     let writer_res = writer
         .join()
-        .map_err(|_| Error::InvalidInput("writer thread panicked".into()))?;
+        .map_err(|_| Error::Config("writer thread panicked".into()))?;
     let wr = writer_res?;
     let wal_bytes = dir_size(&spec.data_dir);
     // Restart on the same address. If the server refuses it because the
@@ -591,7 +591,7 @@ fn recovery_inner<C: Conn>(
                 "restart on {} refused (address already in use right after kill -9); restarted on {}",
                 spec.listen, s2.listen
             );
-            eprintln!("recovery: {note}");
+            log::warn!("recovery: {note}");
             (
                 ServerProcess::start(&s2, Duration::from_secs(600))?,
                 Some((note, s2.listen)),

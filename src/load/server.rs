@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// How to start a server.
 #[derive(Clone, Debug)]
@@ -61,7 +61,7 @@ pub fn ensure_server_binary() -> Result<PathBuf> {
         if release {
             cmd.arg("--release");
         }
-        eprintln!(
+        log::info!(
             "building the xtdb server binary ({}) ...",
             if release { "release" } else { "debug" }
         );
@@ -69,13 +69,13 @@ pub fn ensure_server_binary() -> Result<PathBuf> {
             .status()
             .map_err(|e| Error::io("run cargo build --bin xtdb", None, e))?;
         if !st.success() {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::Config(format!(
                 "cargo build --bin xtdb failed: {st}"
             )));
         }
     }
     if !bin.exists() {
-        return Err(Error::InvalidInput(format!(
+        return Err(Error::Config(format!(
             "server binary {} not found: run `cargo build --release` first",
             bin.display()
         )));
@@ -125,6 +125,7 @@ impl ServerProcess {
             use std::os::unix::process::CommandExt;
             // SAFETY: pre_exec runs in the forked child before exec; it only
             // calls the async-signal-safe sched_setaffinity on a local set.
+            #[allow(unsafe_code)]
             unsafe {
                 cmd.pre_exec(move || {
                     let mut set: libc::cpu_set_t = std::mem::zeroed();
@@ -183,7 +184,7 @@ impl ServerProcess {
                 }
             }
             if let Ok(Some(st)) = child.try_wait() {
-                return Err(Error::InvalidInput(format!(
+                return Err(Error::Config(format!(
                     "xtdb serve exited before it was ready ({st}); see {}",
                     spec.log.display()
                 )));
@@ -191,7 +192,7 @@ impl ServerProcess {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(Error::InvalidInput(format!(
+                return Err(Error::Config(format!(
                     "xtdb serve not ready after {timeout:?}; see {}",
                     spec.log.display()
                 )));
@@ -209,6 +210,7 @@ impl ServerProcess {
     pub fn stop(mut self, grace: Duration) -> (bool, Duration) {
         let t = Instant::now();
         // SAFETY: kill(2) on our own child's pid.
+        #[allow(unsafe_code)]
         unsafe {
             libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
         }

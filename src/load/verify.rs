@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 use glommio::{LocalExecutorBuilder, Placement};
 use serde_json::{json, Value};
 
+use crate::error::{Error, Result};
 use crate::load::acklog::AckLog;
 use crate::load::conn::{error_kind, Conn};
 use crate::load::gen::{self, Group};
 use crate::load::report::fmt_count;
-use crate::{Error, Point, Result};
+use crate::Point;
 
 /// What to verify, against which server.
 #[derive(Clone, Debug)]

@@ -29,11 +29,12 @@ use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
+use crate::error::{Error, Result};
 use crate::load::acklog::AckLogWriter;
 use crate::load::conn::{error_kind, is_connection_error, Conn};
 use crate::load::gen::{self, Group};
 use crate::load::report::{self, fmt_count, fmt_us, Latency, Progress};
-use crate::{Error, Point, Result};
+use crate::Point;
 
 /// What to write, how fast, and where.
 #[derive(Clone, Debug)]
@@ -300,7 +301,7 @@ pub fn run_with<C: Conn>(cfg: &WriteConfig, live: Arc<Live>) -> Result<WriteRepo
     for &c in &cfg.cpus {
         let set = online.clone().filter(|l| l.cpu == c);
         if set.is_empty() {
-            return Err(Error::InvalidInput(format!("CPU {c} is not online")));
+            return Err(Error::Config(format!("CPU {c} is not online")));
         }
         sets.push(set);
     }
@@ -403,7 +404,7 @@ pub fn run_with<C: Conn>(cfg: &WriteConfig, live: Arc<Live>) -> Result<WriteRepo
 }
 
 fn validate(cfg: &WriteConfig) -> Result<()> {
-    let bad = |m: &str| Err(Error::InvalidInput(m.to_string()));
+    let bad = |m: &str| Err(Error::Config(m.to_string()));
     if cfg.tags == 0 {
         return bad("--tags must be at least 1");
     }

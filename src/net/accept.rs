@@ -14,7 +14,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Gate;
 
-use crate::net::server::Closing;
+use crate::runtime::admission::Closing;
 
 /// Refusals being written at once; past this, excess connections are
 /// dropped without an answer (a flood must not cost more than accepting).
@@ -51,7 +51,7 @@ pub async fn accept_loop<S, SF, R, RF>(
             Some(Ok(stream)) => stream,
             Some(Err(e)) => {
                 // EMFILE and friends: report, back off, keep serving.
-                eprintln!("{what}: accept failed: {e}");
+                log::warn!("{what}: accept failed: {e}");
                 glommio::timer::sleep(Duration::from_millis(10)).await;
                 continue;
             }

@@ -5,8 +5,10 @@
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
+use crate::net::error::{ClientError, ClientResult as Result};
 use crate::net::protocol::{self, Header, Response, HEADER_LEN};
-use crate::{Error, Point, Result};
+use crate::storage::error::glommio_io;
+use crate::Point;
 
 /// A connection to an xtdb server.
 pub struct Client {
@@ -19,12 +21,17 @@ pub struct Client {
 impl Client {
     /// Connects to `addr` (`host:port`) and sets `TCP_NODELAY`.
     pub async fn connect(addr: &str) -> Result<Client> {
+        let io = |op: &str, e| ClientError::Io {
+            op: op.to_string(),
+            addr: addr.to_string(),
+            source: glommio_io(e),
+        };
         let stream = TcpStream::connect(addr)
             .await
-            .map_err(|e| Error::io(format!("connect to {addr}"), None, to_io(e)))?;
+            .map_err(|e| io("connect to", e))?;
         stream
             .set_nodelay(true)
-            .map_err(|e| Error::io("set TCP_NODELAY", None, to_io(e)))?;
+            .map_err(|e| io("set TCP_NODELAY on", e))?;
         Ok(Client {
             stream,
             next_id: 1,
@@ -34,7 +41,7 @@ impl Client {
     }
 
     /// Writes a batch; returns the number of points acknowledged (durable in
-    /// their owners' WALs). `Err(Error::Remote{..})` on an error frame.
+    /// their owners' WALs). `Err(ClientError::Remote{..})` on an error frame.
     pub async fn write(&mut self, points: &[Point]) -> Result<u64> {
         let id = self.id();
         self.buf.clear();
@@ -63,7 +70,7 @@ impl Client {
         protocol::encode_latest(&mut self.buf, id, tags);
         match self.call(id).await? {
             Response::Latest(v) if v.len() == tags.len() => Ok(v),
-            Response::Latest(v) => Err(Error::Protocol(format!(
+            Response::Latest(v) => Err(self.protocol(format!(
                 "latest: asked for {} tags, server answered {}",
                 tags.len(),
                 v.len()
@@ -99,49 +106,54 @@ impl Client {
         id
     }
 
+    fn protocol(&self, reason: String) -> ClientError {
+        ClientError::Protocol {
+            addr: self.addr.clone(),
+            reason,
+        }
+    }
+
+    fn io(&self, op: &str, source: std::io::Error) -> ClientError {
+        ClientError::Io {
+            op: op.to_string(),
+            addr: self.addr.clone(),
+            source,
+        }
+    }
+
     async fn send_buf(&mut self) -> Result<()> {
-        let addr = &self.addr;
-        self.stream
-            .write_all(&self.buf)
-            .await
-            .map_err(|e| Error::io(format!("send to {addr}"), None, e))
+        let r = self.stream.write_all(&self.buf).await;
+        r.map_err(|e| self.io("send to", e))
     }
 
     async fn call(&mut self, id: u64) -> Result<Response> {
         self.send_buf().await?;
         let (got, resp) = self.read_response().await?;
         if let Response::Error { code, message } = resp {
-            return Err(Error::Remote { code, message });
+            return Err(ClientError::Remote { code, message });
         }
         if got != id {
-            return Err(Error::Protocol(format!(
-                "answer for request {got} while waiting for {id}"
-            )));
+            return Err(self.protocol(format!("answer for request {got} while waiting for {id}")));
         }
         Ok(resp)
     }
 
     async fn read_response(&mut self) -> Result<(u64, Response)> {
         let mut raw = [0u8; HEADER_LEN];
-        let addr = &self.addr;
-        self.stream
-            .read_exact(&mut raw)
-            .await
-            .map_err(|e| Error::io(format!("read answer header from {addr}"), None, e))?;
-        let h: Header = protocol::decode_header(&raw).map_err(|e| Error::Protocol(e.message))?;
+        let r = self.stream.read_exact(&mut raw).await;
+        r.map_err(|e| self.io("read answer header from", e))?;
+        let h: Header = protocol::decode_header(&raw).map_err(|e| self.protocol(e.message))?;
         self.buf.clear();
         self.buf.resize(h.len as usize, 0);
-        self.stream
-            .read_exact(&mut self.buf)
-            .await
-            .map_err(|e| Error::io(format!("read answer payload from {addr}"), None, e))?;
-        let resp = protocol::decode_response(&raw, &h, &self.buf)
-            .map_err(|e| Error::Protocol(e.message))?;
+        let r = self.stream.read_exact(&mut self.buf).await;
+        r.map_err(|e| self.io("read answer payload from", e))?;
+        let resp =
+            protocol::decode_response(&raw, &h, &self.buf).map_err(|e| self.protocol(e.message))?;
         Ok((h.id, resp))
     }
 }
 
-fn unexpected(what: &str, r: &Response) -> Error {
+fn unexpected(what: &str, r: &Response) -> ClientError {
     let kind = match r {
         Response::Ack(_) => "ack",
         Response::Points(_) => "points",
@@ -149,14 +161,9 @@ fn unexpected(what: &str, r: &Response) -> Error {
         Response::Stats(_) => "stats result",
         Response::Error { .. } => "error",
     };
-    Error::Protocol(format!("{what}: unexpected {kind} answer"))
-}
-
-fn to_io(e: glommio::GlommioError<()>) -> std::io::Error {
-    match e {
-        glommio::GlommioError::IoError(e) => e,
-        glommio::GlommioError::EnhancedIoError { source, .. } => source,
-        other => std::io::Error::other(other.to_string()),
+    ClientError::Protocol {
+        addr: String::new(),
+        reason: format!("{what}: unexpected {kind} answer"),
     }
 }
 
@@ -167,7 +174,11 @@ pub fn fetch_stats_blocking(addr: &str) -> Result<Vec<(String, u64)>> {
     let ex = glommio::LocalExecutorBuilder::default()
         .io_memory(1 << 20)
         .make()
-        .map_err(|e| Error::io("start executor", None, std::io::Error::other(e.to_string())))?;
+        .map_err(|e| ClientError::Io {
+            op: "start an executor to reach".into(),
+            addr: addr.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
     ex.run(async move { Client::connect(&addr).await?.stats().await })
 }
 

@@ -1,12 +1,14 @@
 //! What a shard allows its network clients, native protocol and HTTP
 //! alike: how many connections, how long a connection may sit idle or take
-//! to deliver a started frame, and the window of timestamps a write may
-//! carry. Owns the settings and the timestamp check; the accept loop
-//! ([`crate::net::accept`]) and the connection handlers apply them.
+//! to deliver a started frame, how many request bytes may be in flight.
+//! Owns the settings; the accept loop ([`crate::net::accept`]) and the
+//! connection handlers apply them. The timestamp window writes must fall
+//! in is the runtime's ([`TimeWindow`]), carried here so one value
+//! configures both edges.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use crate::Point;
+pub use crate::runtime::admission::{now_us, TimeWindow};
 
 /// Per-shard network limits.
 #[derive(Clone, Debug)]
@@ -47,125 +49,5 @@ impl Default for WireLimits {
             max_inflight_bytes: 256 << 20,
             window: TimeWindow::default(),
         }
-    }
-}
-
-/// The timestamps (µs since the Unix epoch) a write may carry:
-/// `min_ts <= ts <= now + max_future`. A batch with any point outside is
-/// refused as a whole, naming the first offender; nothing of it is stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TimeWindow {
-    /// Earliest accepted timestamp, µs.
-    pub min_ts: i64,
-    /// How far past the server's clock a timestamp may be; `None`: no limit.
-    pub max_future: Option<Duration>,
-}
-
-impl Default for TimeWindow {
-    /// From the epoch (1970-01-01) to one day past the server's clock.
-    fn default() -> Self {
-        TimeWindow {
-            min_ts: 0,
-            max_future: Some(Duration::from_secs(86_400)),
-        }
-    }
-}
-
-impl TimeWindow {
-    /// Accepts every timestamp.
-    pub fn unbounded() -> Self {
-        TimeWindow {
-            min_ts: i64::MIN,
-            max_future: None,
-        }
-    }
-
-    /// The latest accepted timestamp when the clock reads `now_us`.
-    pub fn max_ts(&self, now_us: i64) -> i64 {
-        match self.max_future {
-            None => i64::MAX,
-            Some(d) => now_us.saturating_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
-        }
-    }
-
-    /// Checks one timestamp against the window at `now_us`.
-    pub fn check_ts(&self, ts: i64, now_us: i64) -> Result<(), String> {
-        let max = self.max_ts(now_us);
-        if ts < self.min_ts {
-            return Err(format!(
-                "timestamp {ts} µs is before the accepted window, which starts at {} µs \
-                 (server option --min-timestamp-us)",
-                self.min_ts
-            ));
-        }
-        if ts > max {
-            return Err(format!(
-                "timestamp {ts} µs is more than {} s past the server's clock ({now_us} µs) \
-                 (server option --max-future-secs)",
-                self.max_future.map_or(0, |d| d.as_secs())
-            ));
-        }
-        Ok(())
-    }
-
-    /// Checks every point; the error names the first one outside.
-    pub fn check(&self, points: &[Point], now_us: i64) -> Result<(), String> {
-        let max = self.max_ts(now_us);
-        match points.iter().position(|p| p.ts < self.min_ts || p.ts > max) {
-            None => Ok(()),
-            Some(i) => {
-                let p = &points[i];
-                let why = self.check_ts(p.ts, now_us).err().unwrap_or_default();
-                Err(format!("point {i} (tag {}): {why}", p.tag))
-            }
-        }
-    }
-}
-
-/// The server's clock, µs since the Unix epoch.
-pub fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn window_bounds_are_inclusive_and_name_the_point() {
-        let w = TimeWindow {
-            min_ts: 100,
-            max_future: Some(Duration::from_secs(1)),
-        };
-        let now = 5_000_000;
-        let ok = [Point::new(1, 100, 0.0, 0), Point::new(2, 6_000_000, 0.0, 0)];
-        assert_eq!(w.check(&ok, now), Ok(()));
-        let early = [Point::new(1, 100, 0.0, 0), Point::new(7, 99, 0.0, 0)];
-        let e = w.check(&early, now).unwrap_err();
-        assert!(
-            e.starts_with("point 1 (tag 7): timestamp 99 µs is before"),
-            "{e}"
-        );
-        let late = [Point::new(3, 6_000_001, 0.0, 0)];
-        let e = w.check(&late, now).unwrap_err();
-        assert!(e.contains("more than 1 s past"), "{e}");
-    }
-
-    #[test]
-    fn unbounded_accepts_everything_and_max_never_overflows() {
-        let w = TimeWindow::unbounded();
-        let p = [
-            Point::new(1, i64::MIN, 0.0, 0),
-            Point::new(1, i64::MAX, 0.0, 0),
-        ];
-        assert_eq!(w.check(&p, now_us()), Ok(()));
-        let far = TimeWindow {
-            min_ts: 0,
-            max_future: Some(Duration::from_secs(u64::MAX)),
-        };
-        assert_eq!(far.max_ts(i64::MAX - 1), i64::MAX);
     }
 }

@@ -1,12 +1,16 @@
-//! The network edge: the native wire protocol ([`protocol`]), the per-shard
-//! connection handler ([`server`]) and the [`Client`]. Owns sockets and
-//! framing; never touches storage directly (requests go through the
-//! [`crate::runtime::router`], which sends them to the owning shard).
+//! The network edge: the native wire protocol ([`protocol`]: frames, codes,
+//! and how commands, answers and failures travel), the per-shard
+//! connection handler ([`server`]), the accept loop shared with HTTP
+//! ([`accept`]), connection limits ([`limits`]) and the [`Client`] with its
+//! error type. Owns sockets and framing; never touches storage directly
+//! (every request becomes a runtime command).
 
 pub mod accept;
 pub mod client;
+pub mod error;
 pub mod limits;
 pub mod protocol;
 pub mod server;
 
 pub use client::Client;
+pub use error::{ClientError, ClientResult};

@@ -54,10 +54,17 @@
 //! | 8 | too many points / tags in one request, or an answer that would exceed the frame limit (query a narrower range) | kept |
 //! | 9 | timeout: a started frame did not fully arrive within the frame timeout | closed |
 //! | 10 | a point's timestamp is outside the server's accepted window (the whole write is refused) | kept |
-//! | 100 | storage refused or failed the request; nothing of it was acknowledged | kept |
-//! | 101 | server is shutting down | closed |
+//! | 11 | the request was refused as invalid (nothing of it applied) | kept |
+//! | 100 | storage failed the request (an I/O error, ENOSPC included); nothing of it was acknowledged | kept |
+//! | 101 | server is shutting down (or the shard's storage is closed) | closed |
 //! | 102 | internal error (routing between shards failed) | kept |
 //! | 103 | connection limit reached (sent instead of serving a new connection) | closed |
+//! | 104 | a shard is fenced after a failed durable write: it acknowledges no write until the server is restarted | kept |
+//! | 105 | data on disk failed validation (the message names file and offset); it is never served | kept |
+//!
+//! Which codes close the connection is [`code::closes_connection`], the one
+//! place both the server and the clients read it from. How a
+//! [`Failure`] becomes a code is [`failure_code`].
 //!
 //! ### Limits (see [`crate::net::limits::WireLimits`])
 //!
@@ -91,6 +98,8 @@
 //! reached their owners (retrying is safe: a later write of the same
 //! `(tag, ts)` replaces the earlier one).
 
+use crate::runtime::command::{Answer, Command, Failure, Reply};
+use crate::runtime::report::named_counters;
 use crate::Point;
 
 /// Frame magic, `b"XTDB"`.
@@ -153,6 +162,8 @@ pub mod code {
     pub const TIMEOUT: u16 = 9;
     /// A timestamp outside the accepted window.
     pub const OUT_OF_WINDOW: u16 = 10;
+    /// The request was refused as invalid.
+    pub const INVALID_INPUT: u16 = 11;
     /// Storage refused or failed.
     pub const STORAGE: u16 = 100;
     /// Server shutting down.
@@ -161,6 +172,34 @@ pub mod code {
     pub const INTERNAL: u16 = 102;
     /// Connection limit reached.
     pub const BUSY: u16 = 103;
+    /// A shard is fenced after a failed durable write.
+    pub const FENCED: u16 = 104;
+    /// Data on disk failed validation.
+    pub const CORRUPT: u16 = 105;
+
+    /// Whether the server closes the connection after an error frame with
+    /// this code (the stream can no longer be framed, or the server is
+    /// going away).
+    pub fn closes_connection(code: u16) -> bool {
+        matches!(
+            code,
+            BAD_MAGIC | BAD_VERSION | TOO_LARGE | TRUNCATED | TIMEOUT | SHUTTING_DOWN | BUSY
+        )
+    }
+}
+
+/// The error code a [`Failure`] is answered with.
+pub fn failure_code(f: &Failure) -> u16 {
+    match f {
+        Failure::InvalidInput { .. } => code::INVALID_INPUT,
+        Failure::OutOfWindow { .. } => code::OUT_OF_WINDOW,
+        Failure::OverLimit { .. } => code::TOO_MANY,
+        Failure::Fenced { .. } => code::FENCED,
+        Failure::Closed { .. } | Failure::ShuttingDown => code::SHUTTING_DOWN,
+        Failure::Corrupt { .. } => code::CORRUPT,
+        Failure::Io { .. } => code::STORAGE,
+        Failure::Internal { .. } => code::INTERNAL,
+    }
 }
 
 /// A decoded frame header.
@@ -199,15 +238,7 @@ impl FrameError {
     /// Whether the stream can still be framed after this error (the
     /// connection may go on); otherwise the server answers and closes.
     pub fn recoverable(&self) -> bool {
-        !matches!(
-            self.code,
-            code::BAD_MAGIC
-                | code::BAD_VERSION
-                | code::TOO_LARGE
-                | code::TRUNCATED
-                | code::TIMEOUT
-                | code::BUSY
-        )
+        !code::closes_connection(self.code)
     }
 }
 
@@ -235,6 +266,17 @@ pub enum Request {
     Latest(Vec<u32>),
     /// Server counters.
     Stats,
+}
+
+impl From<Request> for Command {
+    fn from(r: Request) -> Command {
+        match r {
+            Request::Write(p) => Command::Write(p),
+            Request::Range { tag, start, end } => Command::Range { tag, start, end },
+            Request::Latest(t) => Command::Latest(t),
+            Request::Stats => Command::Stats,
+        }
+    }
 }
 
 /// An answer from the server.
@@ -599,6 +641,28 @@ pub fn encode_request(out: &mut Vec<u8>, id: u64, req: &Request) {
         Request::Range { tag, start, end } => encode_range(out, id, *tag, *start, *end),
         Request::Latest(t) => encode_latest(out, id, t),
         Request::Stats => encode_stats(out, id),
+    }
+}
+
+/// The wire answer to a command's reply: answers as their frames, a
+/// [`Failure`] as an error frame with [`failure_code`].
+pub fn reply_response(reply: Reply) -> Response {
+    match reply {
+        Ok(Answer::Written(n)) => Response::Ack(n),
+        Ok(Answer::Points(p)) => Response::Points(p),
+        Ok(Answer::Latest(v)) => Response::Latest(v),
+        Ok(Answer::Reports(r)) => Response::Stats(named_counters(&r)),
+        Ok(other) => {
+            let f = Failure::unexpected("native request", &other);
+            Response::Error {
+                code: failure_code(&f),
+                message: f.to_string(),
+            }
+        }
+        Err(f) => Response::Error {
+            code: failure_code(&f),
+            message: f.to_string(),
+        },
     }
 }
 

@@ -1,15 +1,13 @@
 //! The per-shard side of the native protocol: accepts connections on this
-//! shard's `SO_REUSEPORT` listener, reads frames, runs each request through
-//! the [`Router`] and writes the answer. Owns connection state only; never
-//! panics on input (a bad frame gets an error frame; if the stream can no
-//! longer be framed the connection is closed after it).
+//! shard's `SO_REUSEPORT` listener, reads frames, decodes each request into
+//! a [`Command`], runs it through the runtime's
+//! [`dispatch`](crate::runtime::dispatch) and writes the answer. Owns
+//! connection state only; never panics on input (a bad frame gets an error
+//! frame; if the stream can no longer be framed, or the server is going
+//! away, the connection is closed after it).
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -17,83 +15,12 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Semaphore;
 
 use crate::net::accept;
-use crate::net::limits::{now_us, WireLimits};
-use crate::net::protocol::{self, code, FrameError, Request, Response, HEADER_LEN};
-use crate::runtime::router::{owner, Router, ShardRequest, ShardResponse};
-use crate::Point;
-
-/// A one-way "closing" signal shared by this shard's tasks. Waiters that
-/// are dropped unregister, so long-lived connections do not accumulate
-/// wakers.
-#[derive(Clone, Default)]
-pub struct Closing {
-    inner: Rc<ClosingInner>,
-}
-
-#[derive(Default)]
-struct ClosingInner {
-    closed: Cell<bool>,
-    next: Cell<u64>,
-    wakers: RefCell<HashMap<u64, Waker>>,
-}
-
-impl Closing {
-    /// Signals every waiter.
-    pub fn close(&self) {
-        self.inner.closed.set(true);
-        let wakers: Vec<Waker> = self
-            .inner
-            .wakers
-            .borrow_mut()
-            .drain()
-            .map(|(_, w)| w)
-            .collect();
-        for w in wakers {
-            w.wake();
-        }
-    }
-
-    /// Whether [`Closing::close`] was called.
-    pub fn is_closed(&self) -> bool {
-        self.inner.closed.get()
-    }
-
-    /// Resolves once closed.
-    pub fn wait(&self) -> ClosingWait {
-        let key = self.inner.next.get();
-        self.inner.next.set(key + 1);
-        ClosingWait {
-            inner: Rc::clone(&self.inner),
-            key,
-        }
-    }
-}
-
-/// Future returned by [`Closing::wait`].
-pub struct ClosingWait {
-    inner: Rc<ClosingInner>,
-    key: u64,
-}
-
-impl Future for ClosingWait {
-    type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.inner.closed.get() {
-            return Poll::Ready(());
-        }
-        self.inner
-            .wakers
-            .borrow_mut()
-            .insert(self.key, cx.waker().clone());
-        Poll::Pending
-    }
-}
-
-impl Drop for ClosingWait {
-    fn drop(&mut self) {
-        self.inner.wakers.borrow_mut().remove(&self.key);
-    }
-}
+use crate::net::limits::WireLimits;
+use crate::net::protocol::{self, code, FrameError, Response, HEADER_LEN};
+use crate::runtime::admission::Closing;
+use crate::runtime::command::Command;
+use crate::runtime::dispatch;
+use crate::runtime::router::Router;
 
 /// Accepts native-protocol connections until `closing` (at most
 /// `limits.max_connections` at once; one more gets error frame
@@ -327,17 +254,13 @@ pub async fn serve(mut stream: TcpStream, conn: Conn) {
         }
         let resp = match protocol::decode_request(&raw, &h, &payload) {
             Ok(req) => {
-                let is_write = matches!(req, Request::Write(_));
-                let resp = execute(&router, req).await;
-                if is_write && matches!(resp, Response::Ack(_)) {
-                    let us = started.elapsed().as_micros() as u64;
-                    router
-                        .local()
-                        .ack_us
-                        .borrow_mut()
-                        .saturating_record(us.max(1));
+                let cmd = Command::from(req);
+                let is_write = matches!(cmd, Command::Write(_));
+                let reply = dispatch::execute(&router, cmd).await;
+                if is_write && reply.is_ok() {
+                    router.local().record_ack(started);
                 }
-                resp
+                protocol::reply_response(reply)
             }
             Err(e) => {
                 if !e.recoverable() {
@@ -351,6 +274,16 @@ pub async fn serve(mut stream: TcpStream, conn: Conn) {
                 continue;
             }
         };
+        if let Response::Error { code, message } = &resp {
+            if code::closes_connection(*code) {
+                let e = FrameError {
+                    code: *code,
+                    message: message.clone(),
+                    id: h.id,
+                };
+                return fatal(&mut stream, &mut out, &e).await;
+            }
+        }
         out.clear();
         protocol::encode_response(&mut out, h.id, &resp);
         if !write_answer(&mut stream, &out, &closing, &limits).await {
@@ -396,204 +329,4 @@ fn encode_error(out: &mut Vec<u8>, e: &FrameError) {
             message: e.message.clone(),
         },
     );
-}
-
-/// Runs one client request across the shards and builds its answer.
-pub async fn execute(router: &Rc<Router>, req: Request) -> Response {
-    match req {
-        Request::Write(points) => write(router, points).await,
-        Request::Range { tag, start, end } => {
-            let dest = owner(tag, router.shards());
-            match Rc::clone(router)
-                .call(dest, ShardRequest::Range { tag, start, end })
-                .await
-            {
-                ShardResponse::Points(p) => Response::Points(p),
-                other => failure(other),
-            }
-        }
-        Request::Latest(tags) => latest(router, tags).await,
-        Request::Stats => stats(router).await,
-    }
-}
-
-fn failure(r: ShardResponse) -> Response {
-    match r {
-        ShardResponse::Failed(code, message) => Response::Error { code, message },
-        other => Response::Error {
-            code: code::INTERNAL,
-            message: format!("unexpected shard answer {other:?}"),
-        },
-    }
-}
-
-/// Checks the batch against the shard's [`TimeWindow`](crate::net::limits::TimeWindow),
-/// splits it by owner, sends one sub-batch per shard concurrently and
-/// acknowledges once every sub-batch is durable.
-async fn write(router: &Rc<Router>, points: Vec<Point>) -> Response {
-    let n = points.len() as u64;
-    if points.is_empty() {
-        return Response::Ack(0);
-    }
-    if let Err(message) = router.local().window.check(&points, now_us()) {
-        return Response::Error {
-            code: code::OUT_OF_WINDOW,
-            message,
-        };
-    }
-    let shards = router.shards();
-    let mut parts: Vec<Vec<Point>> = vec![Vec::new(); shards];
-    let first = owner(points[0].tag, shards);
-    if points.iter().all(|p| owner(p.tag, shards) == first) {
-        parts[first] = points;
-    } else {
-        for p in &points {
-            parts[owner(p.tag, shards)].push(*p);
-        }
-    }
-    let tasks: Vec<_> = parts
-        .into_iter()
-        .enumerate()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(dest, v)| router.spawn_call(dest, ShardRequest::Write(v)))
-        .collect();
-    let mut err = None;
-    for t in tasks {
-        match t.await {
-            ShardResponse::Written => {}
-            other => {
-                if err.is_none() {
-                    err = Some(failure(other));
-                }
-            }
-        }
-    }
-    err.unwrap_or(Response::Ack(n))
-}
-
-/// Groups tags by owner, asks every owner concurrently and puts the answers
-/// back in request order.
-async fn latest(router: &Rc<Router>, tags: Vec<u32>) -> Response {
-    let shards = router.shards();
-    let mut groups: Vec<(Vec<usize>, Vec<u32>)> = vec![(Vec::new(), Vec::new()); shards];
-    for (i, &t) in tags.iter().enumerate() {
-        let g = &mut groups[owner(t, shards)];
-        g.0.push(i);
-        g.1.push(t);
-    }
-    let tasks: Vec<_> = groups
-        .into_iter()
-        .enumerate()
-        .filter(|(_, g)| !g.1.is_empty())
-        .map(|(dest, (pos, t))| (pos, router.spawn_call(dest, ShardRequest::Latest(t))))
-        .collect();
-    let mut out = vec![None; tags.len()];
-    let mut err = None;
-    for (pos, t) in tasks {
-        match t.await {
-            ShardResponse::Latest(v) if v.len() == pos.len() => {
-                for (i, p) in pos.into_iter().zip(v) {
-                    out[i] = p;
-                }
-            }
-            other => {
-                if err.is_none() {
-                    err = Some(failure(other));
-                }
-            }
-        }
-    }
-    err.unwrap_or(Response::Latest(out))
-}
-
-/// Gathers every shard's report and names the counters: `shardN.*` and
-/// `total.*`.
-async fn stats(router: &Rc<Router>) -> Response {
-    let tasks: Vec<_> = (0..router.shards())
-        .map(|d| router.spawn_call(d, ShardRequest::Stats))
-        .collect();
-    let mut reports = Vec::new();
-    for t in tasks {
-        match t.await {
-            ShardResponse::Stats(r) => reports.push(*r),
-            other => return failure(other),
-        }
-    }
-    let mut out = vec![("shards".to_string(), reports.len() as u64)];
-    let mut total = crate::storage::ShardStats::default();
-    let mut hist = crate::runtime::router::new_histogram();
-    let mut total_rate = 0;
-    for r in &reports {
-        let p = format!("shard{}", r.shard);
-        out.push((format!("{p}.cpu"), r.cpu as u64));
-        let rate = named(&mut out, &p, &r.stats, &r.ack_us, r.uptime);
-        total_rate += rate;
-        total.merge(&r.stats);
-        let _ = hist.add(&r.ack_us);
-        out.push((format!("{p}.uptime_ms"), r.uptime.as_millis() as u64));
-    }
-    let uptime = reports.iter().map(|r| r.uptime).max().unwrap_or_default();
-    named(&mut out, "total", &total, &hist, uptime);
-    out.push(("total.uptime_ms".to_string(), uptime.as_millis() as u64));
-    // The total rate is the sum of the shards' rates.
-    if let Some(e) = out.iter_mut().find(|(n, _)| n == "total.points_per_sec") {
-        e.1 = total_rate;
-    }
-    Response::Stats(out)
-}
-
-/// Pushes `prefix.*` counters; returns the average points/s since start.
-fn named(
-    out: &mut Vec<(String, u64)>,
-    prefix: &str,
-    s: &crate::storage::ShardStats,
-    h: &hdrhistogram::Histogram<u64>,
-    uptime: std::time::Duration,
-) -> u64 {
-    for (name, v) in s.fields() {
-        out.push((format!("{prefix}.{name}"), v));
-    }
-    let group = s.wal_synced_records.checked_div(s.wal_syncs).unwrap_or(0);
-    out.push((format!("{prefix}.wal_group_avg"), group));
-    let ms = uptime.as_millis().max(1) as u64;
-    let rate = s.points_written.saturating_mul(1000) / ms;
-    out.push((format!("{prefix}.points_per_sec"), rate));
-    out.push((format!("{prefix}.ack_count"), h.len()));
-    for (name, q) in [("p50", 0.5), ("p99", 0.99), ("p999", 0.999)] {
-        out.push((format!("{prefix}.ack_{name}_us"), h.value_at_quantile(q)));
-    }
-    out.push((format!("{prefix}.ack_max_us"), h.max()));
-    rate
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn closing_waiters_unregister_and_wake() {
-        glommio::LocalExecutorBuilder::default()
-            .io_memory(1 << 20)
-            .make()
-            .unwrap()
-            .run(async {
-                let c = Closing::default();
-                for _ in 0..100 {
-                    // A wait that loses its race is dropped and unregisters.
-                    futures_lite::future::or(c.wait(), futures_lite::future::ready(())).await;
-                    let mut w = Box::pin(c.wait());
-                    assert!(futures_lite::future::poll_once(&mut w).await.is_none());
-                }
-                assert!(c.inner.wakers.borrow().is_empty());
-                let waiter = glommio::spawn_local({
-                    let c = c.clone();
-                    async move { c.wait().await }
-                });
-                glommio::executor().yield_task_queue_now().await;
-                assert_eq!(c.inner.wakers.borrow().len(), 1);
-                c.close();
-                waiter.await;
-                assert!(c.is_closed());
-            });
-    }
 }

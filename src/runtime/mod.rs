@@ -1,8 +1,20 @@
-//! The runtime: pins one glommio executor per listed CPU ([`placement`]) and
-//! routes work between the shards they run ([`router`]): which shard owns a
-//! tag, the channel mesh between shards, and the credits that bound
-//! cross-shard work. Never blocks an executor; never awaits a mesh send in
-//! the loop that drains the shard's own receivers.
+//! The runtime: pins one glommio executor per listed CPU ([`placement`]),
+//! defines the shard's vocabulary ([`command`]: commands, answers, typed
+//! failures), runs commands on the local shard ([`local`]) or on the owning
+//! shard over the one mesh RPC ([`mesh`], [`router`]), fans a client's
+//! command out and merges the answers ([`dispatch`]), decides what is let
+//! in ([`admission`]: timestamp window, closing, in-flight slots), keeps the
+//! catalog cache ([`catalog`]) and names every shard's counters
+//! ([`report`]). Imports storage and nothing above it; never blocks an
+//! executor; never awaits a mesh send in the loop that drains the shard's
+//! own receivers.
 
+pub mod admission;
+pub mod catalog;
+pub mod command;
+pub mod dispatch;
+pub mod local;
+pub mod mesh;
 pub mod placement;
+pub mod report;
 pub mod router;

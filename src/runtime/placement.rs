@@ -9,24 +9,35 @@ use std::path::{Path, PathBuf};
 
 use glommio::{CpuSet, PoolPlacement};
 
-use crate::{Error, Result};
+use crate::storage::error::{glommio_io, Error, Result};
 
 /// Name of the file in the data directory that records the shard count.
 pub const SHARD_COUNT_FILE: &str = "shard-count";
 
 /// CPUs that are online, ascending.
 pub fn online_cpus() -> Result<Vec<usize>> {
-    let set = CpuSet::online().map_err(Error::from)?;
+    let set = CpuSet::online().map_err(online_err)?;
     let mut v: Vec<usize> = set.iter().map(|l| l.cpu).collect();
     v.sort_unstable();
     v.dedup();
     Ok(v)
 }
 
+fn online_err(e: glommio::GlommioError<()>) -> Error {
+    Error::io(
+        "read online CPUs",
+        "/sys/devices/system/cpu/online",
+        glommio_io(e),
+    )
+}
+
 /// Parses a CPU list such as `1`, `0,1` or `0-3,6`. Refuses duplicates and
 /// empty lists. Order is kept: shard `i` runs on the `i`-th listed CPU.
 pub fn parse_cpus(s: &str) -> Result<Vec<usize>> {
-    let bad = |why: String| Error::InvalidInput(format!("--cpus '{s}': {why}"));
+    let bad = |why: String| Error::InvalidConfig {
+        setting: "--cpus",
+        reason: format!("'{s}': {why}"),
+    };
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let num = |x: &str| {
@@ -61,13 +72,14 @@ pub fn placement(cpus: &[usize]) -> Result<PoolPlacement> {
     let mut sets = Vec::with_capacity(cpus.len());
     for &cpu in cpus {
         if !online.contains(&cpu) {
-            return Err(Error::InvalidInput(format!(
-                "CPU {cpu} is not online (online: {online:?})"
-            )));
+            return Err(Error::InvalidConfig {
+                setting: "--cpus",
+                reason: format!("CPU {cpu} is not online (online: {online:?})"),
+            });
         }
         sets.push(
             CpuSet::online()
-                .map_err(Error::from)?
+                .map_err(online_err)?
                 .filter(|l| l.cpu == cpu),
         );
     }
@@ -83,8 +95,7 @@ pub fn shard_dir(data_dir: &Path, i: usize) -> PathBuf {
 /// shard count. A different count is refused: data would be routed to shards
 /// that do not hold it.
 pub fn check_shard_count(data_dir: &Path, shards: usize) -> Result<()> {
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| Error::io("create data dir", Some(data_dir.into()), e))?;
+    std::fs::create_dir_all(data_dir).map_err(|e| Error::io("create data dir", data_dir, e))?;
     let path = data_dir.join(SHARD_COUNT_FILE);
     match std::fs::read_to_string(&path) {
         Ok(s) => {
@@ -92,18 +103,21 @@ pub fn check_shard_count(data_dir: &Path, shards: usize) -> Result<()> {
                 Error::corrupt(&path, 0, format!("expected a shard count, found {s:?}"))
             })?;
             if recorded != shards {
-                return Err(Error::InvalidInput(format!(
-                    "data dir {} holds {recorded} shard(s) but {shards} CPU(s) were listed; \
-                     tags are routed by hash mod shard count, so the shard count cannot \
-                     change: start with {recorded} CPU(s) in --cpus",
-                    data_dir.display()
-                )));
+                return Err(Error::InvalidConfig {
+                    setting: "--cpus",
+                    reason: format!(
+                        "data dir {} holds {recorded} shard(s) but {shards} CPU(s) were listed; \
+                         tags are routed by hash mod shard count, so the shard count cannot \
+                         change: start with {recorded} CPU(s) in --cpus",
+                        data_dir.display()
+                    ),
+                });
             }
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let tmp = data_dir.join(format!("{SHARD_COUNT_FILE}.tmp"));
-            let io = |what: &str, p: &Path, e| Error::io(what.to_string(), Some(p.into()), e);
+            let io = |what: &str, p: &Path, e| Error::io(what.to_string(), p, e);
             let mut f = std::fs::File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
             writeln!(f, "{shards}").map_err(|e| io("write", &tmp, e))?;
             f.sync_all().map_err(|e| io("fsync", &tmp, e))?;
@@ -113,7 +127,7 @@ pub fn check_shard_count(data_dir: &Path, shards: usize) -> Result<()> {
                 .map_err(|e| io("fsync data dir", data_dir, e))?;
             Ok(())
         }
-        Err(e) => Err(Error::io("read shard count", Some(path), e)),
+        Err(e) => Err(Error::io("read shard count", path, e)),
     }
 }
 

@@ -1,40 +1,16 @@
-//! Routing between shards: which shard owns a tag ([`owner`]), the messages
-//! shards exchange over glommio's channel mesh, and the [`Router`] each shard
-//! uses to run a request on the owning shard and get its answer back.
-//!
-//! Design (glommio issue #555: a shard that awaits a full channel while it
-//! is the one that should drain the peer's channel deadlocks the pair):
-//! - one receiver task per peer only *dispatches*: requests are spawned as
-//!   their own tasks, answers complete a local slot; it never awaits a send;
-//! - every request to a peer first takes a credit from that peer's
-//!   [`Semaphore`] ([`CREDITS`] per destination) and gives it back when the
-//!   answer arrives, so at most `CREDITS` requests and `CREDITS` answers are
-//!   ever queued between two shards; the channels hold `2 * CREDITS`
-//!   messages, so sends never wait on a peer that is itself waiting;
-//! - work is batched per destination: one message per sub-batch, never per
-//!   point.
+//! Routing between shards: which shard owns a tag ([`owner`]), and the
+//! [`Router`] each shard uses to run a [`Command`] on a given shard
+//! (locally, or over the [`Mesh`]) and get its [`Reply`]. Owns the routing
+//! function and the local-or-remote choice; the fan-out of a client's
+//! command over many shards is [`crate::runtime::dispatch`].
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
 
-use glommio::channels::channel_mesh::{MeshBuilder, Receivers, Senders};
-use glommio::sync::Semaphore;
-use hdrhistogram::Histogram;
+use crate::runtime::command::{Command, Failure, Reply};
+use crate::runtime::local::Local;
+use crate::runtime::mesh::{self, Mesh, Msg};
 
-use crate::net::protocol::code;
-use crate::storage::{Shard, ShardStats};
-use crate::Point;
-use futures_util::StreamExt;
-
-/// Requests in flight from one shard to one peer.
-pub const CREDITS: usize = 64;
-/// Capacity of each mesh channel: room for every request and every answer.
-pub const CHANNEL_CAPACITY: usize = 2 * CREDITS;
+pub use crate::runtime::mesh::{CHANNEL_CAPACITY, CREDITS};
 
 /// Seed of the routing hash. Changing it (or [`owner`]) moves tags between
 /// shards and orphans existing data: never do that.
@@ -59,235 +35,58 @@ pub fn tag_hash(tag: u32) -> u32 {
     h
 }
 
-/// A request one shard runs for another: the client's request, restricted
-/// to tags the destination owns (one enum for the wire and the mesh).
-pub type ShardRequest = crate::net::protocol::Request;
+/// The mesh of the router: commands and their replies.
+pub type MeshBuilder = mesh::Builder<Command, Reply>;
+/// A message between routers.
+pub type RouterMsg = Msg<Command, Reply>;
 
-/// The answer to a [`ShardRequest`].
-#[derive(Debug)]
-pub enum ShardResponse {
-    /// Write is durable.
-    Written,
-    /// Range result.
-    Points(Vec<Point>),
-    /// Latest result, in request order.
-    Latest(Vec<Option<Point>>),
-    /// Counters.
-    Stats(Box<ShardReport>),
-    /// Failure: protocol error code and message.
-    Failed(u16, String),
+/// Builds the router mesh for `shards` shards (once, before they start).
+pub fn mesh_builder(shards: usize) -> MeshBuilder {
+    mesh::builder(shards)
 }
 
-/// One shard's counters as reported to `stats`.
-#[derive(Debug, Clone)]
-pub struct ShardReport {
-    /// Shard index.
-    pub shard: usize,
-    /// CPU the shard is pinned to.
-    pub cpu: usize,
-    /// Storage counters.
-    pub stats: ShardStats,
-    /// Write-ack latency (µs) of client batches read by this shard.
-    pub ack_us: Histogram<u64>,
-    /// Time since the shard started.
-    pub uptime: Duration,
-    /// HTTP counters of connections this shard accepted.
-    pub http: crate::http::HttpCounters,
-}
-
-/// A message on the mesh.
-#[derive(Debug)]
-pub enum Msg {
-    /// A request; answer to the sender with the same id.
-    Request(u64, ShardRequest),
-    /// The answer to request `id` of the receiving shard.
-    Response(u64, ShardResponse),
-}
-
-/// What the local shard owns besides its storage: identity and the
-/// ack-latency histogram.
-pub struct Local {
-    /// Shard index (= mesh peer id).
-    pub index: usize,
-    /// CPU.
-    pub cpu: usize,
-    /// Storage.
-    pub shard: Shard,
-    /// Write-ack latency, µs.
-    pub ack_us: RefCell<Histogram<u64>>,
-    /// Start time.
-    pub started: Instant,
-    /// Timestamps a client write may carry (checked where the write enters).
-    pub window: crate::net::limits::TimeWindow,
-    /// HTTP counters of connections this shard accepted.
-    pub http: RefCell<crate::http::HttpCounters>,
-}
-
-impl Local {
-    /// Wraps an opened shard.
-    pub fn new(index: usize, cpu: usize, shard: Shard) -> Self {
-        Local {
-            index,
-            cpu,
-            shard,
-            ack_us: RefCell::new(new_histogram()),
-            started: Instant::now(),
-            window: crate::net::limits::TimeWindow::default(),
-            http: RefCell::default(),
-        }
-    }
-
-    /// Runs a request on this shard's storage.
-    pub async fn handle(&self, req: ShardRequest) -> ShardResponse {
-        let failed = |e: crate::Error| ShardResponse::Failed(code::STORAGE, e.to_string());
-        match req {
-            ShardRequest::Write(p) => match self.shard.write(&p).await {
-                Ok(()) => ShardResponse::Written,
-                Err(e) => failed(e),
-            },
-            ShardRequest::Range { tag, start, end } => {
-                match self.shard.range(tag, start, end).await {
-                    Ok(p) => ShardResponse::Points(p),
-                    Err(e) => failed(e),
-                }
-            }
-            ShardRequest::Latest(tags) => {
-                // Tags whose latest point is on disk each need a block read:
-                // keep up to LATEST_IN_FLIGHT of them in flight, answers in
-                // request order.
-                let answers: Vec<_> = futures_util::stream::iter(tags)
-                    .map(|t| self.shard.latest(t))
-                    .buffered(LATEST_IN_FLIGHT)
-                    .collect()
-                    .await;
-                let mut out = Vec::with_capacity(answers.len());
-                for a in answers {
-                    match a {
-                        Ok(p) => out.push(p),
-                        Err(e) => return failed(e),
-                    }
-                }
-                ShardResponse::Latest(out)
-            }
-            ShardRequest::Stats => ShardResponse::Stats(Box::new(ShardReport {
-                shard: self.index,
-                cpu: self.cpu,
-                stats: self.shard.stats(),
-                ack_us: self.ack_us.borrow().clone(),
-                uptime: self.started.elapsed(),
-                http: *self.http.borrow(),
-            })),
-        }
-    }
-}
-
-/// Latest-value lookups of one request run concurrently up to this many
-/// (each may read a block).
-const LATEST_IN_FLIGHT: usize = 64;
-
-/// A histogram for latencies in µs, 1 µs to 1 h, 3 significant digits.
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant histogram bounds are valid")
-}
-
-/// A one-shot slot an answer is delivered into.
-#[derive(Default)]
-struct Slot {
-    value: RefCell<Option<ShardResponse>>,
-    waker: RefCell<Option<Waker>>,
-}
-
-struct SlotFuture(Rc<Slot>);
-
-impl Future for SlotFuture {
-    type Output = ShardResponse;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ShardResponse> {
-        if let Some(v) = self.0.value.borrow_mut().take() {
-            return Poll::Ready(v);
-        }
-        *self.0.waker.borrow_mut() = Some(cx.waker().clone());
-        Poll::Pending
-    }
-}
-
-/// One shard's view of the cluster: its own storage, senders to every peer,
-/// per-peer credits and the answers it is waiting for.
+/// One shard's view of all shards: its own [`Local`] and the mesh to the
+/// others.
 pub struct Router {
     local: Rc<Local>,
-    shards: usize,
-    senders: Senders<Msg>,
-    credits: Vec<Rc<Semaphore>>,
-    pending: RefCell<HashMap<u64, Rc<Slot>>>,
-    next_id: Cell<u64>,
+    mesh: Rc<Mesh<Command, Reply>>,
 }
 
 impl Router {
     /// Joins the mesh (every shard must call this once, at start-up) and
-    /// returns the router plus the receivers to hand to [`Router::start`].
-    /// The shard index is the mesh peer id.
+    /// returns the shard index (the mesh peer id) and both ends.
     pub async fn join(
-        mesh: MeshBuilder<Msg, glommio::channels::channel_mesh::Full>,
-    ) -> crate::Result<(usize, Senders<Msg>, Receivers<Msg>)> {
-        let (s, r) = mesh.join().await.map_err(crate::Error::from)?;
-        Ok((s.peer_id(), s, r))
+        builder: MeshBuilder,
+    ) -> Result<
+        (
+            usize,
+            glommio::channels::channel_mesh::Senders<RouterMsg>,
+            glommio::channels::channel_mesh::Receivers<RouterMsg>,
+        ),
+        String,
+    > {
+        Mesh::join(builder).await
     }
 
-    /// Builds the router for `local` and spawns one dispatcher task per
-    /// peer.
+    /// Builds the router for `local` and starts serving the peers'
+    /// commands on it.
     pub fn start(
         local: Rc<Local>,
-        senders: Senders<Msg>,
-        mut receivers: Receivers<Msg>,
+        senders: glommio::channels::channel_mesh::Senders<RouterMsg>,
+        receivers: glommio::channels::channel_mesh::Receivers<RouterMsg>,
     ) -> Rc<Router> {
-        let shards = senders.nr_consumers();
-        let router = Rc::new(Router {
-            local,
-            shards,
-            senders,
-            credits: (0..shards)
-                .map(|_| Rc::new(Semaphore::new(CREDITS as u64)))
-                .collect(),
-            pending: RefCell::new(HashMap::new()),
-            next_id: Cell::new(1),
+        let handler_local = Rc::clone(&local);
+        let handler: mesh::Handler<Command, Reply> = Rc::new(move |cmd| {
+            let l = Rc::clone(&handler_local);
+            Box::pin(async move { l.handle(cmd).await })
         });
-        for (peer, rx) in receivers.streams() {
-            let r = Rc::clone(&router);
-            glommio::spawn_local(async move {
-                // Dispatch only: never await a send here (glommio #555).
-                while let Some(msg) = rx.recv().await {
-                    match msg {
-                        Msg::Request(id, req) => {
-                            let r = Rc::clone(&r);
-                            glommio::spawn_local(async move {
-                                let resp = r.local.handle(req).await;
-                                // The peer holds a credit for this request, so
-                                // there is room; a closed channel means the
-                                // peer is gone and nobody waits for the answer.
-                                let _ = r.senders.send_to(peer, Msg::Response(id, resp)).await;
-                            })
-                            .detach();
-                        }
-                        Msg::Response(id, resp) => r.complete(id, resp),
-                    }
-                }
-            })
-            .detach();
-        }
-        router
-    }
-
-    fn complete(&self, id: u64, resp: ShardResponse) {
-        if let Some(slot) = self.pending.borrow_mut().remove(&id) {
-            *slot.value.borrow_mut() = Some(resp);
-            if let Some(w) = slot.waker.borrow_mut().take() {
-                w.wake();
-            }
-        }
+        let mesh = Mesh::start(senders, receivers, handler);
+        Rc::new(Router { local, mesh })
     }
 
     /// Number of shards.
     pub fn shards(&self) -> usize {
-        self.shards
+        self.mesh.peers()
     }
 
     /// This shard.
@@ -295,41 +94,23 @@ impl Router {
         &self.local
     }
 
-    /// Runs `req` on shard `dest` (locally if it is this shard) and returns
-    /// its answer.
-    pub async fn call(self: Rc<Self>, dest: usize, req: ShardRequest) -> ShardResponse {
+    /// Runs `cmd` on shard `dest` (locally if it is this shard) and returns
+    /// its reply.
+    pub async fn call(&self, dest: usize, cmd: Command) -> Reply {
         if dest == self.local.index {
-            return self.local.handle(req).await;
+            return self.local.handle(cmd).await;
         }
-        let Some(sem) = self.credits.get(dest) else {
-            return ShardResponse::Failed(code::INTERNAL, format!("no shard {dest}"));
-        };
-        let _permit = match sem.acquire_static_permit(1).await {
-            Ok(p) => p,
-            Err(e) => return ShardResponse::Failed(code::INTERNAL, format!("credits: {e}")),
-        };
-        let id = self.next_id.get();
-        self.next_id.set(id + 1);
-        let slot = Rc::new(Slot::default());
-        self.pending.borrow_mut().insert(id, Rc::clone(&slot));
-        if let Err(e) = self.senders.send_to(dest, Msg::Request(id, req)).await {
-            self.pending.borrow_mut().remove(&id);
-            return ShardResponse::Failed(
-                code::INTERNAL,
-                format!("send to shard {dest} failed: {e}"),
-            );
+        match self.mesh.call(dest, cmd).await {
+            Ok(reply) => reply,
+            Err(reason) => Err(Failure::Internal { reason }),
         }
-        SlotFuture(slot).await
     }
 
-    /// Runs `req` on `dest` in its own task, so several destinations proceed
-    /// concurrently.
-    pub fn spawn_call(
-        self: &Rc<Self>,
-        dest: usize,
-        req: ShardRequest,
-    ) -> glommio::Task<ShardResponse> {
-        glommio::spawn_local(Rc::clone(self).call(dest, req))
+    /// Runs `cmd` on `dest` in its own task, so several destinations
+    /// proceed concurrently.
+    pub fn spawn_call(self: &Rc<Self>, dest: usize, cmd: Command) -> glommio::Task<Reply> {
+        let r = Rc::clone(self);
+        glommio::spawn_local(async move { r.call(dest, cmd).await })
     }
 }
 

@@ -42,8 +42,7 @@
 //! Timestamps are strictly increasing in both encodings. The rest of the
 //! block is zero.
 
-use crate::storage::buffer::Sample;
-use crate::storage::codec::{self, Segment};
+use crate::storage::codec::{self, Sample, Segment};
 use crate::storage::le::{u32_at, u64_at};
 use crate::Point;
 

@@ -19,19 +19,8 @@ use std::time::Instant;
 use ahash::AHashMap;
 
 use crate::storage::block::PAYLOAD_CAPACITY;
-use crate::storage::codec::{Encoder, Segment, MAX_POINT_BYTES};
+use crate::storage::codec::{Encoder, Sample, Segment, MAX_POINT_BYTES};
 use crate::Point;
-
-/// One buffered sample (the tag is the map key).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Sample {
-    /// Timestamp, µs.
-    pub ts: i64,
-    /// Value.
-    pub value: f64,
-    /// Quality.
-    pub quality: u8,
-}
 
 /// Bytes charged per out-of-order sample slot.
 pub const SAMPLE_BYTES: usize = std::mem::size_of::<Sample>();
@@ -510,6 +499,7 @@ impl Buffers {
 fn prefetch(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetch is a hint; it never dereferences or faults, whatever the address.
+    #[allow(unsafe_code)]
     unsafe {
         std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0);
     }

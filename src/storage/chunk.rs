@@ -50,9 +50,9 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use crate::storage::block::{self, BLOCK_SIZE};
-use crate::storage::file::{sync_dir, DataFile, PAGE};
+use crate::storage::error::{Error, Result};
+use crate::storage::file::{list_dir, sync_dir, DataFile, PAGE};
 use crate::storage::le::{u32_at, u64_at};
-use crate::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"XTCHUNK1";
 const DIR_MAGIC: &[u8; 4] = b"XDIR";
@@ -392,15 +392,15 @@ pub async fn open_chunk(path: &Path, scan_blocks: bool) -> Result<Option<OpenedC
     let entries = if scan_blocks || dir_err.is_some() {
         let scanned = scan(&file, layout, header.id, n).await?;
         if let Some((off, why)) = &dir_err {
-            eprintln!(
-                "xtdb: chunk {}: {why} at offset {off}; directory rebuilt from {} self-describing blocks",
+            log::warn!(
+                "chunk {}: {why} at offset {off}; directory rebuilt from {} self-describing blocks",
                 path.display(),
                 scanned.len()
             );
             rebuilt = true;
         } else if scanned != from_dir {
-            eprintln!(
-                "xtdb: chunk {}: directory disagrees with its blocks; rebuilt from the blocks",
+            log::warn!(
+                "chunk {}: directory disagrees with its blocks; rebuilt from the blocks",
                 path.display()
             );
             rebuilt = true;
@@ -457,16 +457,12 @@ async fn scan(file: &DataFile, layout: Layout, chunk_id: u64, n: usize) -> Resul
 }
 
 /// Lists chunk files in `dir`, sorted by id.
-pub fn list_chunks(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    let mut v = Vec::new();
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| Error::io("list chunk dir", Some(dir.into()), e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io("list chunk dir", Some(dir.into()), e))?;
-        if let Some(id) = entry.file_name().to_str().and_then(parse_chunk_file_name) {
-            v.push((id, entry.path()));
-        }
-    }
+pub async fn list_chunks(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut v: Vec<(u64, PathBuf)> = list_dir(dir)
+        .await?
+        .into_iter()
+        .filter_map(|(name, path)| parse_chunk_file_name(&name).map(|id| (id, path)))
+        .collect();
     v.sort();
     Ok(v)
 }

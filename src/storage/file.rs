@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions, ReadResult};
 
+use crate::storage::error::{glommio_io, Error, Result};
 use crate::storage::fault::FaultPlan;
-use crate::{Error, Result};
 
 /// Alignment of every O_DIRECT write offset and length.
 pub const PAGE: usize = 4096;
@@ -183,13 +183,7 @@ impl DataFile {
         let len = buf.len();
         debug_assert!(len <= MAX_IO, "write of {len} bytes: use write_bytes_at");
         if let Some(f) = &self.faults {
-            let io = |e| {
-                Error::io(
-                    format!("write at offset {pos}"),
-                    Some(self.path.to_path_buf()),
-                    e,
-                )
-            };
+            let io = |e| Error::io(format!("write at offset {pos}"), &*self.path, e);
             if f.before_write(&self.path, pos, len).map_err(io)? {
                 let old = self.read_at(pos, len).await?;
                 let mut old = old.to_vec();
@@ -206,7 +200,7 @@ impl DataFile {
         if n != len {
             return Err(Error::io(
                 format!("short write at offset {pos} ({n} of {len} bytes)"),
-                Some(self.path.to_path_buf()),
+                &*self.path,
                 std::io::Error::from(std::io::ErrorKind::WriteZero),
             ));
         }
@@ -259,7 +253,7 @@ impl DataFile {
     pub async fn sync(&self) -> Result<()> {
         if let Some(f) = &self.faults {
             f.before_sync(&self.path)
-                .map_err(|e| Error::io("fdatasync", Some(self.path.to_path_buf()), e))?;
+                .map_err(|e| Error::io("fdatasync", &*self.path, e))?;
         }
         let _op = OpGuard::start("fdatasync", &self.path, 0, 0);
         self.file
@@ -277,13 +271,28 @@ impl DataFile {
     pub async fn preallocate(&self, size: u64) -> Result<()> {
         if let Some(f) = &self.faults {
             f.before_preallocate(&self.path)
-                .map_err(|e| Error::io("fallocate", Some(self.path.to_path_buf()), e))?;
+                .map_err(|e| Error::io("fallocate", &*self.path, e))?;
         }
         let _op = OpGuard::start("fallocate", &self.path, 0, size as usize);
         self.file
             .pre_allocate(size, false)
             .await
             .map_err(|e| wrap("fallocate", &self.path, e))
+    }
+
+    /// Cuts the file to `size` bytes (a torn tail found at open). Treated
+    /// as immediately durable by fault injection: it only ever removes bytes
+    /// that recovery has already refused.
+    pub async fn truncate(&self, size: u64) -> Result<()> {
+        if let Some(f) = &self.faults {
+            f.before_preallocate(&self.path)
+                .map_err(|e| Error::io("truncate", &*self.path, e))?;
+        }
+        let _op = OpGuard::start("truncate", &self.path, size, 0);
+        self.file
+            .truncate(size)
+            .await
+            .map_err(|e| wrap("truncate", &self.path, e))
     }
 
     /// The file's current size.
@@ -304,12 +313,7 @@ impl DataFile {
 }
 
 fn wrap(op: &str, path: &Path, e: glommio::GlommioError<()>) -> Error {
-    let source = match e {
-        glommio::GlommioError::IoError(s) => s,
-        glommio::GlommioError::EnhancedIoError { source, .. } => source,
-        other => std::io::Error::other(other.to_string()),
-    };
-    Error::io(op, Some(path.to_path_buf()), source)
+    Error::io(op, path, glommio_io(e))
 }
 
 /// Makes the names in `dir` durable (fsync of the directory).
@@ -335,16 +339,49 @@ pub async fn remove_file(path: &Path) -> Result<()> {
         .map_err(|e| wrap("remove", path, e))
 }
 
+/// Runs blocking file-system calls (directory creation, listing, small
+/// buffered files) on glommio's blocking-thread pool, so the executor keeps
+/// running its other tasks meanwhile.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    glommio::executor().spawn_blocking(f).await
+}
+
 /// Creates `dir` (and parents) if missing, making the new name durable.
 pub async fn ensure_dir(dir: &Path) -> Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("create dir", Some(dir.into()), e))?;
-    if let Some(parent) = dir.parent() {
-        sync_dir(parent).await?;
+    let d = dir.to_path_buf();
+    let created = blocking(move || {
+        if d.is_dir() {
+            return Ok(false);
+        }
+        std::fs::create_dir_all(&d).map(|()| true)
+    })
+    .await
+    .map_err(|e| Error::io("create dir", dir, e))?;
+    if created {
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent).await?;
+        }
     }
     Ok(())
+}
+
+/// The names in `dir` (files and directories), unsorted.
+pub async fn list_dir(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>> {
+    let d = dir.to_path_buf();
+    blocking(
+        move || -> std::io::Result<Vec<(String, std::path::PathBuf)>> {
+            let mut v = Vec::new();
+            for entry in std::fs::read_dir(&d)? {
+                let entry = entry?;
+                if let Some(name) = entry.file_name().to_str() {
+                    v.push((name.to_string(), entry.path()));
+                }
+            }
+            Ok(v)
+        },
+    )
+    .await
+    .map_err(|e| Error::io("list dir", dir, e))
 }
 
 /// Contents of a shard's `FORMAT` file.
@@ -362,7 +399,9 @@ const FORMAT_TEXT: &str = "xtdb shard\nformat 1\n";
 /// synced, so its block 0 is real data and the probe answers correctly.
 pub async fn check_format(dir: &Path) -> Result<()> {
     let path = dir.join("FORMAT");
-    match std::fs::read(&path) {
+    let p = path.clone();
+    let read = blocking(move || std::fs::read(&p)).await;
+    match read {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);
             if !text.starts_with(FORMAT_TEXT) {
@@ -380,13 +419,17 @@ pub async fn check_format(dir: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut content = FORMAT_TEXT.as_bytes().to_vec();
             content.resize(PAGE, b'\n');
-            let io = |e| Error::io("write FORMAT", Some(path.clone()), e);
-            let mut f = std::fs::File::create(&path).map_err(io)?;
-            std::io::Write::write_all(&mut f, &content).map_err(io)?;
-            f.sync_all().map_err(io)?;
+            let p = path.clone();
+            blocking(move || -> std::io::Result<()> {
+                let mut f = std::fs::File::create(&p)?;
+                std::io::Write::write_all(&mut f, &content)?;
+                f.sync_all()
+            })
+            .await
+            .map_err(|e| Error::io("write FORMAT", &path, e))?;
             sync_dir(dir).await?;
         }
-        Err(e) => return Err(Error::io("read FORMAT", Some(path), e)),
+        Err(e) => return Err(Error::io("read FORMAT", path, e)),
     }
     DataFile::open(&path).await?.close().await
 }

@@ -13,6 +13,7 @@
 //! fill a block, exceed the memory budget (largest first), pin too much WAL
 //! (oldest first) or are older than the flush age.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -21,9 +22,14 @@ use futures_util::future::join_all;
 use crate::storage::block::{self, BLOCK_SIZE};
 use crate::storage::buffer::Frozen;
 use crate::storage::chunk::{ActiveChunk, DirEntry};
+use crate::storage::config::ShardConfig;
+use crate::storage::control::Control;
+use crate::storage::disk::Disk;
+use crate::storage::error::{Error, Result};
 use crate::storage::index::BlockRef;
-use crate::storage::shard::Inner;
-use crate::Result;
+use crate::storage::memory::Memory;
+use crate::storage::stats::ShardStats;
+use crate::storage::wal::Wal;
 
 /// Blocks written per commit at most (bounds memory held by a round).
 const MAX_BLOCKS_PER_COMMIT: usize = 1024;
@@ -48,41 +54,57 @@ pub(crate) enum Take {
     Sealed,
 }
 
+/// The parts of a shard a flush round works on (cheap `Rc` clones of the
+/// shard's own): its in-memory points, its durable blocks, its life cycle,
+/// counters, and the WAL (absent while recovery replays it).
+#[derive(Clone)]
+pub(crate) struct Flusher {
+    pub cfg: Rc<ShardConfig>,
+    pub mem: Rc<Memory>,
+    pub disk: Rc<Disk>,
+    pub ctl: Rc<Control>,
+    pub stats: Rc<RefCell<ShardStats>>,
+    pub wal: Option<Rc<Wal>>,
+}
+
+impl Flusher {
+    fn check(&self) -> Result<()> {
+        self.ctl.check(self.wal.as_deref())
+    }
+}
+
 /// Flushes every buffered tag (takes the flush lock).
-pub(crate) async fn flush_all(inner: &Rc<Inner>) -> Result<()> {
-    let next = inner.wal()?.next_seq();
-    flush_everything(inner, next).await
+pub(crate) async fn flush_all(f: &Flusher) -> Result<()> {
+    let next = f.wal.as_ref().ok_or(Error::Closed)?.next_seq();
+    flush_everything(f, next).await
 }
 
 /// Flushes every buffered tag, with `wal_next` as in [`flush_round`] (takes
 /// the flush lock). Recovery uses it while replaying, before the WAL exists.
-pub(crate) async fn flush_everything(inner: &Rc<Inner>, wal_next: u64) -> Result<()> {
-    inner
+pub(crate) async fn flush_everything(f: &Flusher, wal_next: u64) -> Result<()> {
+    f.ctl
         .flush_stage
         .set("flush_all: waiting for the flush lock");
-    let _permit = inner.flush_lock.acquire_permit(1).await;
-    let tags: Vec<(u32, Take)> = inner
+    let _permit = f.ctl.flush_lock.acquire_permit(1).await;
+    let tags: Vec<(u32, Take)> = f
+        .mem
         .bufs
         .borrow()
         .iter()
         .map(|(t, _)| (t, Take::All))
         .collect();
-    flush_round(inner, tags, wal_next).await
+    flush_round(f, tags, wal_next).await
 }
 
 /// Flushes `tags`. `wal_next` is a WAL sequence number no greater than any
 /// record not yet in the buffers (the checkpoint when nothing is buffered).
 /// The caller holds the flush lock.
-pub(crate) async fn flush_round(
-    inner: &Rc<Inner>,
-    tags: Vec<(u32, Take)>,
-    wal_next: u64,
-) -> Result<()> {
+pub(crate) async fn flush_round(f: &Flusher, tags: Vec<(u32, Take)>, wal_next: u64) -> Result<()> {
     let started = Instant::now();
     let mut plan = Vec::new();
     {
-        let mut bufs = inner.bufs.borrow_mut();
-        let mut frozen = inner.frozen.borrow_mut();
+        let mut bufs = f.mem.bufs.borrow_mut();
+        let mut frozen = f.mem.frozen.borrow_mut();
         for (tag, take) in tags {
             if frozen.contains_key(&tag) {
                 continue;
@@ -112,23 +134,23 @@ pub(crate) async fn flush_round(
     let mut done = 0;
     let result = async {
         while done < plan.len() {
-            inner.flush_stage.set("round: take_active");
-            let mut chunk = take_active(inner).await?;
+            f.ctl.flush_stage.set("round: take_active");
+            let mut chunk = take_active(f).await?;
             let k = (chunk.free_slots() as usize)
                 .min(plan.len() - done)
                 .min(MAX_BLOCKS_PER_COMMIT);
             let batch = &plan[done..done + k];
-            inner.flush_stage.set("round: write_blocks");
-            let entries = write_blocks(inner, &chunk, batch).await;
+            f.ctl.flush_stage.set("round: write_blocks");
+            let entries = write_blocks(f, &chunk, batch).await;
             let entries = match entries {
                 Ok(e) => e,
                 Err(e) => {
-                    *inner.active.borrow_mut() = Some(chunk);
+                    *f.disk.active.borrow_mut() = Some(chunk);
                     return Err(e);
                 }
             };
             let remaining_min = plan[done + k..].iter().map(|p| p.min_seq).min();
-            let buffered_min = inner.bufs.borrow().min_seq();
+            let buffered_min = f.mem.bufs.borrow().min_seq();
             // Never persisted lower than before: WAL segments below the
             // previous checkpoint may already be recycled, and commits
             // alternate between two header slots, so a lower value would
@@ -138,25 +160,25 @@ pub(crate) async fn flush_round(
                 .flatten()
                 .min()
                 .unwrap_or(wal_next)
-                .max(inner.checkpoint.get());
-            inner.flush_stage.set("round: commit");
+                .max(f.disk.checkpoint.get());
+            f.ctl.flush_stage.set("round: commit");
             let committed = chunk.commit(&entries, checkpoint).await;
             let sealed = chunk.header.sealed;
             let chunk_id = chunk.header.id as u32;
             if !sealed {
-                *inner.active.borrow_mut() = Some(chunk);
+                *f.disk.active.borrow_mut() = Some(chunk);
             }
             committed?;
             publish(
-                inner,
+                f,
                 chunk_id,
                 batch,
                 &entries,
                 plan.get(done + k).map(|p| p.tag),
             );
-            inner.checkpoint.set(checkpoint);
+            f.disk.checkpoint.set(checkpoint);
             if sealed {
-                inner.stats.borrow_mut().chunks_sealed += 1;
+                f.stats.borrow_mut().chunks_sealed += 1;
             }
             done += k;
         }
@@ -164,44 +186,39 @@ pub(crate) async fn flush_round(
     }
     .await;
     if let Err(e) = result {
-        eprintln!(
-            "xtdb: flush failed in {}, shard fenced: {e}",
-            inner.cfg.dir.display()
-        );
-        *inner.fenced.borrow_mut() = Some(e.to_string());
-        inner.flushed.notify(usize::MAX);
+        log::error!("flush failed in {}, shard fenced: {e}", f.cfg.dir.display());
+        f.ctl.fence(e.to_string());
         return Err(e);
     }
-    if let Some(wal) = inner.wal.get() {
-        inner.flush_stage.set("round: wal release");
-        wal.release(inner.checkpoint.get()).await?;
+    if let Some(wal) = &f.wal {
+        f.ctl.flush_stage.set("round: wal release");
+        wal.release(f.disk.checkpoint.get()).await?;
     }
-    inner.flush_stage.set("round: done");
+    f.ctl.flush_stage.set("round: done");
     let micros = started.elapsed().as_micros() as u64;
     {
-        let mut s = inner.stats.borrow_mut();
+        let mut s = f.stats.borrow_mut();
         s.flushes += 1;
         s.blocks_written += total_blocks as u64;
         s.flush_micros += micros;
         s.flush_max_micros = s.flush_max_micros.max(micros);
     }
-    inner.flushed.notify(usize::MAX);
+    f.ctl.flushed.notify(usize::MAX);
     Ok(())
 }
 
 /// The active chunk, creating the next one if there is none or it is sealed.
-async fn take_active(inner: &Rc<Inner>) -> Result<ActiveChunk> {
-    if let Some(c) = inner.active.borrow_mut().take() {
+async fn take_active(f: &Flusher) -> Result<ActiveChunk> {
+    if let Some(c) = f.disk.active.borrow_mut().take() {
         if c.free_slots() > 0 {
             return Ok(c);
         }
     }
-    let id = inner.next_chunk_id.get();
-    let dir = inner.cfg.dir.join("chunks");
-    let c =
-        ActiveChunk::create(&dir, id, inner.cfg.blocks_per_chunk, inner.checkpoint.get()).await?;
-    inner.next_chunk_id.set(id + 1);
-    inner
+    let id = f.disk.next_chunk_id.get();
+    let dir = f.cfg.dir.join("chunks");
+    let c = ActiveChunk::create(&dir, id, f.cfg.blocks_per_chunk, f.disk.checkpoint.get()).await?;
+    f.disk.next_chunk_id.set(id + 1);
+    f.disk
         .index
         .borrow_mut()
         .set_file(id as u32, c.file.clone(), c.layout);
@@ -211,7 +228,7 @@ async fn take_active(inner: &Rc<Inner>) -> Result<ActiveChunk> {
 /// Encodes `batch` into the chunk's next free slots and writes them, many
 /// writes in flight. Returns their directory entries.
 async fn write_blocks(
-    inner: &Rc<Inner>,
+    f: &Flusher,
     chunk: &ActiveChunk,
     batch: &[Planned],
 ) -> Result<Vec<DirEntry>> {
@@ -221,12 +238,12 @@ async fn write_blocks(
     for (g, group) in batch.chunks(BLOCKS_PER_WRITE).enumerate() {
         let mut buf = chunk.file.buffer(group.len() * BLOCK_SIZE);
         {
-            let frozen = inner.frozen.borrow();
+            let frozen = f.mem.frozen.borrow();
             for (i, p) in group.iter().enumerate() {
                 let slot = first_slot + (g * BLOCKS_PER_WRITE + i) as u32;
                 let Some(seg) = frozen.get(&p.tag).and_then(|f| f.segs.get(p.seg)) else {
-                    return Err(crate::Error::InvalidInput(format!(
-                        "flush plan names segment {} of tag {} that is not frozen",
+                    return Err(Error::fenced(format!(
+                        "internal error: flush plan names segment {} of tag {} that is not frozen",
                         p.seg, p.tag
                     )));
                 };
@@ -248,7 +265,7 @@ async fn write_blocks(
         writes.push(chunk.file.write_at(buf, at));
         glommio::executor().yield_if_needed().await;
     }
-    inner.flush_stage.set("round: write_blocks join");
+    f.ctl.flush_stage.set("round: write_blocks join");
     for r in join_all(writes).await {
         r?;
     }
@@ -258,14 +275,14 @@ async fn write_blocks(
 /// Makes committed blocks visible and drops frozen buffers whose blocks are
 /// all committed (`next_tag` still has blocks in a later commit).
 fn publish(
-    inner: &Inner,
+    f: &Flusher,
     chunk: u32,
     batch: &[Planned],
     entries: &[DirEntry],
     next_tag: Option<u32>,
 ) {
-    let mut index = inner.index.borrow_mut();
-    let mut frozen = inner.frozen.borrow_mut();
+    let mut index = f.disk.index.borrow_mut();
+    let mut frozen = f.mem.frozen.borrow_mut();
     for (p, e) in batch.iter().zip(entries) {
         index.add(
             p.tag,
@@ -284,13 +301,13 @@ fn publish(
 }
 
 /// Picks the tags the flusher should write out now, and what of each.
-fn pick(inner: &Inner) -> Vec<(u32, Take)> {
-    let mut tags: Vec<(u32, Take)> = std::mem::take(&mut *inner.full.borrow_mut())
+fn pick(f: &Flusher) -> Vec<(u32, Take)> {
+    let mut tags: Vec<(u32, Take)> = std::mem::take(&mut *f.mem.full.borrow_mut())
         .into_iter()
         .map(|t| (t, Take::Sealed))
         .collect();
-    let bufs = inner.bufs.borrow();
-    let budget = inner.cfg.memory_budget;
+    let bufs = f.mem.bufs.borrow();
+    let budget = f.cfg.memory_budget;
     if bufs.bytes() > budget {
         let mut by_size: Vec<(usize, u32)> = bufs.iter().map(|(t, b)| (b.bytes(), t)).collect();
         by_size.sort_unstable_by(|a, b| b.cmp(a));
@@ -303,12 +320,12 @@ fn pick(inner: &Inner) -> Vec<(u32, Take)> {
             to_free = to_free.saturating_sub(bytes);
         }
     }
-    let wal_target = inner
+    let wal_target = f
         .wal
-        .get()
-        .and_then(|w| w.flush_target(inner.cfg.wal_budget));
+        .as_ref()
+        .and_then(|w| w.flush_target(f.cfg.wal_budget));
     let now = Instant::now();
-    let age = inner.cfg.flush_age;
+    let age = f.cfg.flush_age;
     for (tag, b) in bufs.iter() {
         let old = now.duration_since(b.since) >= age;
         let pins_wal = wal_target.is_some_and(|t| b.min_seq < t);
@@ -326,33 +343,33 @@ fn pick(inner: &Inner) -> Vec<(u32, Take)> {
 /// flushes) and runs rounds until the shard closes or is fenced. On exit it
 /// wakes every writer waiting for memory, so they see the fence or the close
 /// instead of waiting for a flush that will never come.
-pub(crate) async fn run_flusher(inner: Rc<Inner>) {
-    flusher_loop(&inner).await;
-    inner.flushed.notify(usize::MAX);
+pub(crate) async fn run_flusher(f: Flusher) {
+    flusher_loop(&f).await;
+    f.ctl.flushed.notify(usize::MAX);
 }
 
-async fn flusher_loop(inner: &Rc<Inner>) {
-    let tick = (inner.cfg.flush_age / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+async fn flusher_loop(f: &Flusher) {
+    let tick = (f.cfg.flush_age / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
     loop {
-        if inner.check_fenced().is_err() {
+        if f.check().is_err() {
             return;
         }
-        let listener = inner.flush_wanted.listen();
-        let tags = pick(inner);
+        let listener = f.ctl.flush_wanted.listen();
+        let tags = pick(f);
         if tags.is_empty() {
-            inner.flush_stage.set("flusher: idle");
+            f.ctl.flush_stage.set("flusher: idle");
             futures_lite::future::or(listener, glommio::timer::sleep(tick)).await;
             continue;
         }
-        inner.flush_stage.set("flusher: waiting for the flush lock");
-        let _permit = inner.flush_lock.acquire_permit(1).await;
-        if inner.closing.get() {
+        f.ctl.flush_stage.set("flusher: waiting for the flush lock");
+        let _permit = f.ctl.flush_lock.acquire_permit(1).await;
+        if f.ctl.closing.get() {
             return;
         }
-        let Ok(next) = inner.wal().map(|w| w.next_seq()) else {
+        let Some(next) = f.wal.as_ref().map(|w| w.next_seq()) else {
             return;
         };
-        if flush_round(inner, tags, next).await.is_err() {
+        if flush_round(f, tags, next).await.is_err() {
             return;
         }
     }

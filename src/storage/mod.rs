@@ -1,25 +1,38 @@
 //! Everything one shard owns: its WAL segments, per-tag buffers, chunk files
-//! of 16 KiB blocks with their directories, and recovery. A shard lives inside
-//! one glommio executor; it is never shared across threads and never blocks
-//! the executor.
+//! of 16 KiB blocks with their directories, recovery, and (on shard 0) the
+//! durable tag catalog. A shard lives inside one glommio executor; it is
+//! never shared across threads and never blocks the executor.
+//!
+//! Inside, the layers run one way: the pure formats (`codec`, `block`,
+//! `wal::format`, `le`) below the file door (`file`, `fault`), the parts of
+//! a shard (`memory`, `disk`, `control`, `index`, `wal`) above them, the
+//! work on those parts (`flush`, `query`, `recovery`), and [`Shard`], the
+//! handle that ties them together, on top.
 
 pub mod block;
 pub mod buffer;
+pub mod catalog;
 pub mod chunk;
 pub mod codec;
 mod config;
+mod control;
+mod disk;
+pub mod error;
 pub mod fault;
 pub mod file;
 mod flush;
 pub mod index;
 pub mod keepalive;
 mod le;
+mod memory;
 mod query;
+pub mod records;
 mod recovery;
 mod shard;
 mod stats;
 pub mod wal;
 
 pub use config::{ShardConfig, SyncMode};
+pub use error::{Error, Result};
 pub use shard::{RecoveryReport, Shard};
 pub use stats::ShardStats;

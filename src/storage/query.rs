@@ -8,44 +8,56 @@
 //! tag, chunk, slot) before use: a damaged block fails the query with an
 //! error naming file and offset; it is never served.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use futures_util::stream::{self, StreamExt};
 
 use crate::storage::block::{self, BLOCK_SIZE};
-use crate::storage::buffer::Sample;
+use crate::storage::codec::Sample;
+use crate::storage::disk::Disk;
+use crate::storage::error::{Error, Result};
 use crate::storage::file::DataFile;
 use crate::storage::index::BlockRef;
-use crate::storage::shard::Inner;
-use crate::{Error, Point, Result};
+use crate::storage::memory::Memory;
+use crate::storage::stats::ShardStats;
+use crate::Point;
 
 /// Block reads in flight per query.
 const READS_IN_FLIGHT: usize = 64;
 
-pub(crate) async fn range(inner: &Rc<Inner>, tag: u32, start: i64, end: i64) -> Result<Vec<Point>> {
+/// Points of `tag` in `[start, end)`, sorted, later writes winning.
+pub(crate) async fn range(
+    mem: &Memory,
+    disk: &Disk,
+    stats: &RefCell<ShardStats>,
+    tag: u32,
+    start: i64,
+    end: i64,
+) -> Result<Vec<Point>> {
     if start >= end {
         return Ok(Vec::new());
     }
     // Snapshot memory and the block list at one instant.
-    let blocks = inner.index.borrow().overlapping(tag, start, end);
+    let blocks = disk.index.borrow().overlapping(tag, start, end);
     let mut mem_runs: Vec<Vec<Point>> = Vec::new();
-    if let Some(b) = inner.frozen.borrow().get(&tag) {
+    if let Some(b) = mem.frozen.borrow().get(&tag) {
         let mut run = Vec::new();
         b.range(tag, start, end, &mut run);
         mem_runs.push(run);
     }
-    if let Some(b) = inner.bufs.borrow_mut().get_mut(tag) {
+    if let Some(b) = mem.bufs.borrow_mut().get_mut(tag) {
         let mut run = Vec::new();
         b.range(tag, start, end, &mut run);
         mem_runs.push(run);
     }
-    let mut runs = read_blocks(inner, tag, &blocks, start, end).await?;
+    let mut runs = read_blocks(tag, &blocks, start, end).await?;
     let disk: usize = runs.iter().map(|r| r.len()).sum();
     let mem: usize = mem_runs.iter().map(|r| r.len()).sum();
     runs.extend(mem_runs);
     let merged = merge(runs);
     {
-        let mut s = inner.stats.borrow_mut();
+        let mut s = stats.borrow_mut();
         s.blocks_read += blocks.len() as u64;
         s.points_from_disk += disk as u64;
         s.points_from_memory += mem as u64;
@@ -53,30 +65,30 @@ pub(crate) async fn range(inner: &Rc<Inner>, tag: u32, start: i64, end: i64) -> 
     Ok(merged)
 }
 
-pub(crate) async fn latest(inner: &Rc<Inner>, tag: u32) -> Result<Option<Point>> {
+/// The point of `tag` with the greatest timestamp.
+pub(crate) async fn latest(
+    mem: &Memory,
+    disk: &Disk,
+    stats: &RefCell<ShardStats>,
+    tag: u32,
+) -> Result<Option<Point>> {
     let mut best: Option<Sample> = None;
-    if let Some(b) = inner.frozen.borrow().get(&tag) {
+    if let Some(b) = mem.frozen.borrow().get(&tag) {
         best = b.last();
     }
-    if let Some(b) = inner.bufs.borrow_mut().get_mut(tag) {
+    if let Some(b) = mem.bufs.borrow_mut().get_mut(tag) {
         if let Some(s) = b.last() {
             if best.is_none_or(|x| s.ts >= x.ts) {
                 best = Some(s);
             }
         }
     }
-    let newest = inner.index.borrow().newest(tag);
+    let newest = disk.index.borrow().newest(tag);
     let mut from_disk = false;
     if let Some((r, file, off)) = newest {
         if best.is_none_or(|m| r.max_ts > m.ts) {
-            let runs = read_blocks(
-                inner,
-                tag,
-                &[(r, file, off)],
-                r.max_ts,
-                r.max_ts.saturating_add(1),
-            )
-            .await?;
+            let runs =
+                read_blocks(tag, &[(r, file, off)], r.max_ts, r.max_ts.saturating_add(1)).await?;
             if let Some(p) = runs.into_iter().flatten().last() {
                 best = Some(Sample {
                     ts: p.ts,
@@ -87,7 +99,7 @@ pub(crate) async fn latest(inner: &Rc<Inner>, tag: u32) -> Result<Option<Point>>
             }
         }
     }
-    let mut s = inner.stats.borrow_mut();
+    let mut s = stats.borrow_mut();
     if from_disk {
         s.blocks_read += 1;
         s.points_from_disk += 1;
@@ -105,7 +117,6 @@ pub(crate) async fn latest(inner: &Rc<Inner>, tag: u32) -> Result<Option<Point>>
 /// Reads and verifies `blocks` concurrently; returns each block's samples in
 /// `[start, end)`, in the order given.
 async fn read_blocks(
-    _inner: &Rc<Inner>,
     tag: u32,
     blocks: &[(BlockRef, Rc<DataFile>, u64)],
     start: i64,

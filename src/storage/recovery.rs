@@ -15,26 +15,30 @@ use std::time::Instant;
 use glommio::{Latency, Shares};
 
 use crate::storage::chunk::{list_chunks, open_chunk, ActiveChunk, Layout};
-use crate::storage::file::{check_format, ensure_dir};
+use crate::storage::config::ShardConfig;
+use crate::storage::error::{Error, Result};
+use crate::storage::file::{check_format, ensure_dir, remove_file};
 use crate::storage::flush::{flush_everything, run_flusher};
 use crate::storage::index::BlockRef;
 use crate::storage::keepalive::{self, KeepAliveStop};
 use crate::storage::shard::{Inner, Shard};
 use crate::storage::wal::replay::WalRecovery;
 use crate::storage::wal::{format, Wal};
-use crate::storage::ShardConfig;
-use crate::{Error, Result};
 
-/// Opens the shard, with the executor kept awake (see [`keepalive`]) from
-/// the first I/O of recovery until the shard is closed.
-pub(crate) async fn open(cfg: ShardConfig) -> Result<Shard> {
-    let keepalive = KeepAliveStop::default();
-    glommio::spawn_local(keepalive::run(keepalive.clone())).detach();
-    let opened = open_inner(cfg, keepalive.clone()).await;
-    if opened.is_err() {
-        keepalive.stop();
+impl Shard {
+    /// Opens (creating or recovering) the shard in `config.dir`. Must run
+    /// inside a glommio executor. The executor is kept awake (see
+    /// [`keepalive`]) from the first I/O of recovery until the shard is
+    /// closed.
+    pub async fn open(config: ShardConfig) -> Result<Shard> {
+        let keepalive = KeepAliveStop::default();
+        glommio::spawn_local(keepalive::run(keepalive.clone())).detach();
+        let opened = open_inner(config, keepalive.clone()).await;
+        if opened.is_err() {
+            keepalive.stop();
+        }
+        opened
     }
-    opened
 }
 
 async fn open_inner(cfg: ShardConfig, keepalive: KeepAliveStop) -> Result<Shard> {
@@ -50,7 +54,7 @@ async fn open_inner(cfg: ShardConfig, keepalive: KeepAliveStop) -> Result<Shard>
     let mut report = inner.recovery.borrow().clone();
 
     // Chunks: every directory into the index; the newest unsealed chunk is active.
-    let chunks = list_chunks(&chunk_dir)?;
+    let chunks = list_chunks(&chunk_dir).await?;
     let mut checkpoint = 0u64;
     for (i, (id, path)) in chunks.iter().enumerate() {
         let last = i + 1 == chunks.len();
@@ -63,8 +67,7 @@ async fn open_inner(cfg: ShardConfig, keepalive: KeepAliveStop) -> Result<Shard>
                 ));
             }
             // Creation was interrupted before its header was durable: nothing in it.
-            std::fs::remove_file(path)
-                .map_err(|e| Error::io("remove empty chunk", Some(path.clone()), e))?;
+            remove_file(path).await?;
             continue;
         };
         if c.header.id != *id {
@@ -78,7 +81,7 @@ async fn open_inner(cfg: ShardConfig, keepalive: KeepAliveStop) -> Result<Shard>
             blocks: c.header.blocks,
         };
         {
-            let mut index = inner.index.borrow_mut();
+            let mut index = inner.disk.index.borrow_mut();
             index.set_file(*id as u32, c.file.clone(), layout);
             for e in &c.entries {
                 index.add(
@@ -97,9 +100,9 @@ async fn open_inner(cfg: ShardConfig, keepalive: KeepAliveStop) -> Result<Shard>
         report.blocks_indexed += c.entries.len() as u64;
         report.directories_rebuilt += c.rebuilt as u64;
         checkpoint = checkpoint.max(c.header.checkpoint);
-        inner.next_chunk_id.set(id + 1);
+        inner.disk.next_chunk_id.set(id + 1);
         if last && !c.header.sealed {
-            *inner.active.borrow_mut() = Some(ActiveChunk {
+            *inner.disk.active.borrow_mut() = Some(ActiveChunk {
                 file: c.file,
                 layout,
                 header: c.header,
@@ -107,7 +110,7 @@ async fn open_inner(cfg: ShardConfig, keepalive: KeepAliveStop) -> Result<Shard>
             });
         }
     }
-    inner.checkpoint.set(checkpoint);
+    inner.disk.checkpoint.set(checkpoint);
     report.checkpoint = checkpoint;
     report.chunks_duration = started.elapsed();
 
@@ -121,11 +124,11 @@ async fn open_inner(cfg: ShardConfig, keepalive: KeepAliveStop) -> Result<Shard>
             decoded.clear();
             decoded.extend(format::points(payload));
             report.wal_points_replayed += decoded.len() as u64;
-            inner.buffer_points(&decoded, seq, now);
+            inner.mem.insert(&decoded, seq, now, cfg.memory_budget);
         }
-        if inner.bufs.borrow().bytes() > cfg.memory_budget {
+        if inner.mem.active_bytes() > cfg.memory_budget {
             let next = seg.records.last().map_or(checkpoint, |r| r.0 + 1);
-            flush_everything(&inner, next).await?;
+            flush_everything(&inner.flusher(), next).await?;
         }
     }
     report.replay_duration = started.elapsed() - report.chunks_duration;
@@ -135,7 +138,7 @@ async fn open_inner(cfg: ShardConfig, keepalive: KeepAliveStop) -> Result<Shard>
     let recovered = rec.finish().await?;
     let wal = Rc::new(Wal::new(wal_dir, cfg.wal_segment_size, cfg.sync, recovered));
     wal.start().await?;
-    wal.release(inner.checkpoint.get()).await?;
+    wal.release(inner.disk.checkpoint.get()).await?;
     let _ = inner.wal.set(wal.clone());
 
     // Tasks: the WAL writer at high priority, the flusher below ingest.
@@ -147,23 +150,23 @@ async fn open_inner(cfg: ShardConfig, keepalive: KeepAliveStop) -> Result<Shard>
     let spawn_err = |e: glommio::GlommioError<()>| {
         Error::io(
             "spawn shard task",
-            None,
+            &cfg.dir,
             std::io::Error::other(e.to_string()),
         )
     };
     let writer = glommio::spawn_local_into(wal.clone().run_writer(), wal_q)
         .map_err(spawn_err)?
         .detach();
-    let flusher = glommio::spawn_local_into(run_flusher(inner.clone()), flush_q)
+    let flusher = glommio::spawn_local_into(run_flusher(inner.flusher()), flush_q)
         .map_err(spawn_err)?
         .detach();
     inner.tasks.borrow_mut().extend([writer, flusher]);
-    if !inner.full.borrow().is_empty() {
-        inner.flush_wanted.notify(1);
+    if !inner.mem.full.borrow().is_empty() {
+        inner.ctl.flush_wanted.notify(1);
     }
 
     report.duration = started.elapsed();
-    eprintln!("xtdb: shard {}: {report}", cfg.dir.display());
+    log::info!("shard {}: {report}", cfg.dir.display());
     *inner.recovery.borrow_mut() = report;
     Ok(Shard { inner })
 }
@@ -173,15 +176,19 @@ fn validate(cfg: &ShardConfig) -> Result<()> {
     if !cfg.wal_segment_size.is_multiple_of(4096)
         || cfg.wal_segment_size < min_seg.next_multiple_of(4096)
     {
-        return Err(Error::InvalidInput(format!(
-            "wal segment size {} must be a multiple of 4096 and at least 8192",
-            cfg.wal_segment_size
-        )));
+        return Err(Error::InvalidConfig {
+            setting: "wal segment size",
+            reason: format!(
+                "{} must be a multiple of 4096 and at least 8192",
+                cfg.wal_segment_size
+            ),
+        });
     }
     if cfg.blocks_per_chunk == 0 {
-        return Err(Error::InvalidInput(
-            "blocks per chunk must be at least 1".into(),
-        ));
+        return Err(Error::InvalidConfig {
+            setting: "blocks per chunk",
+            reason: "must be at least 1".into(),
+        });
     }
     Ok(())
 }

@@ -8,21 +8,23 @@
 //! Flushing runs on a lower-priority task queue ([`super::flush`]); queries
 //! are in [`super::query`]; open and recovery in [`super::recovery`].
 
-use std::cell::{Cell, OnceCell, RefCell};
+use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use ahash::AHashMap;
-use event_listener::Event;
 use glommio::task::JoinHandle;
 
-use crate::storage::buffer::{Buffers, Frozen};
-use crate::storage::chunk::ActiveChunk;
-use crate::storage::index::Index;
+use crate::storage::config::ShardConfig;
+use crate::storage::control::Control;
+use crate::storage::disk::Disk;
+use crate::storage::error::{Error, Result};
+use crate::storage::flush::{self, Flusher};
 use crate::storage::keepalive::KeepAliveStop;
+use crate::storage::memory::Memory;
+use crate::storage::query;
+use crate::storage::stats::ShardStats;
 use crate::storage::wal::Wal;
-use crate::storage::{ShardConfig, ShardStats};
-use crate::{Error, Point, Result};
+use crate::Point;
 
 /// What recovery found when the shard opened.
 #[derive(Clone, Debug, Default)]
@@ -71,38 +73,18 @@ impl std::fmt::Display for RecoveryReport {
     }
 }
 
-/// Shard state shared by its tasks.
+/// Shard state shared by its tasks: the parts (each an `Rc`, so a task
+/// such as the flusher holds just the parts it works on), the WAL once
+/// recovery has replayed it, and the shard's own tasks.
 pub(crate) struct Inner {
-    pub cfg: ShardConfig,
+    pub cfg: Rc<ShardConfig>,
     pub wal: OnceCell<Rc<Wal>>,
-    pub bufs: RefCell<Buffers>,
-    /// Buffers being flushed: still served by queries until their blocks
-    /// are committed.
-    pub frozen: RefCell<AHashMap<u32, Frozen>>,
-    pub index: RefCell<Index>,
-    /// Taken by the flusher for the duration of a round.
-    pub active: RefCell<Option<ActiveChunk>>,
-    pub next_chunk_id: Cell<u64>,
-    pub checkpoint: Cell<u64>,
-    /// Serialises flush rounds.
-    pub flush_lock: glommio::sync::Semaphore,
-    /// Wakes the flusher.
-    pub flush_wanted: Event,
-    /// Fired after each flush round (writers waiting for memory).
-    pub flushed: Event,
-    /// Tags whose buffer holds a block's worth of points.
-    pub full: RefCell<Vec<u32>>,
-    pub stats: RefCell<ShardStats>,
+    pub mem: Rc<Memory>,
+    pub disk: Rc<Disk>,
+    pub ctl: Rc<Control>,
+    pub stats: Rc<RefCell<ShardStats>>,
     pub recovery: RefCell<RecoveryReport>,
-    pub closing: Cell<bool>,
-    /// Set when a flush failed: the shard stops acknowledging writes.
-    pub fenced: RefCell<Option<String>>,
     pub tasks: RefCell<Vec<JoinHandle<()>>>,
-    /// What the flusher (or a caller's flush round) is doing now, for stall
-    /// reports.
-    pub flush_stage: Cell<&'static str>,
-    /// How far `close` got, for stall reports.
-    pub close_stage: Cell<&'static str>,
     /// Stops the task that keeps the executor from sleeping through a
     /// runnable task (see [`crate::storage::keepalive`]).
     pub keepalive: KeepAliveStop,
@@ -111,25 +93,14 @@ pub(crate) struct Inner {
 impl Inner {
     pub(crate) fn new(cfg: ShardConfig, keepalive: KeepAliveStop) -> Inner {
         Inner {
-            cfg,
+            cfg: Rc::new(cfg),
             wal: OnceCell::new(),
-            bufs: RefCell::new(Buffers::default()),
-            frozen: RefCell::new(AHashMap::new()),
-            index: RefCell::new(Index::default()),
-            active: RefCell::new(None),
-            next_chunk_id: Cell::new(0),
-            checkpoint: Cell::new(0),
-            flush_lock: glommio::sync::Semaphore::new(1),
-            flush_wanted: Event::new(),
-            flushed: Event::new(),
-            full: RefCell::new(Vec::new()),
-            stats: RefCell::new(ShardStats::default()),
+            mem: Rc::default(),
+            disk: Rc::default(),
+            ctl: Rc::default(),
+            stats: Rc::default(),
             recovery: RefCell::new(RecoveryReport::default()),
-            closing: Cell::new(false),
-            fenced: RefCell::new(None),
             tasks: RefCell::new(Vec::new()),
-            flush_stage: Cell::new("idle"),
-            close_stage: Cell::new("open"),
             keepalive,
         }
     }
@@ -138,29 +109,21 @@ impl Inner {
         self.wal.get().ok_or(Error::Closed)
     }
 
-    /// Inserts points written in WAL records starting at `seq` into the
-    /// buffers. Returns true if a flush should be triggered.
-    pub(crate) fn buffer_points(&self, points: &[Point], seq: u64, now: Instant) -> bool {
-        let mut bufs = self.bufs.borrow_mut();
-        let mut full = self.full.borrow_mut();
-        let before = full.len();
-        bufs.insert_batch(points, seq, now, &mut full);
-        full.len() > before || bufs.bytes() > self.cfg.memory_budget
+    /// The parts a flush round works on.
+    pub(crate) fn flusher(&self) -> Flusher {
+        Flusher {
+            cfg: self.cfg.clone(),
+            mem: self.mem.clone(),
+            disk: self.disk.clone(),
+            ctl: self.ctl.clone(),
+            stats: self.stats.clone(),
+            wal: self.wal.get().cloned(),
+        }
     }
 
-    /// `Err` if a failed WAL write or sync, or a failed flush, fenced the
-    /// shard (one fence for the whole shard), or if it is closing.
+    /// See [`Control::check`].
     pub(crate) fn check_fenced(&self) -> Result<()> {
-        if let Some(why) = self.fenced.borrow().as_ref() {
-            return Err(Error::Fenced(why.clone()));
-        }
-        if let Some(why) = self.wal.get().and_then(|w| w.fenced()) {
-            return Err(Error::Fenced(why));
-        }
-        if self.closing.get() {
-            return Err(Error::Closed);
-        }
-        Ok(())
+        self.ctl.check(self.wal.get().map(|w| &**w))
     }
 }
 
@@ -172,12 +135,6 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// Opens (creating or recovering) the shard in `config.dir`. Must run
-    /// inside a glommio executor. See [`super::recovery`].
-    pub async fn open(config: ShardConfig) -> Result<Shard> {
-        super::recovery::open(config).await
-    }
-
     /// Writes a batch. Resolves once the batch is durable under the shard's
     /// sync mode. Within a batch and across batches, a later write of the same
     /// `(tag, ts)` replaces the earlier one.
@@ -188,20 +145,23 @@ impl Shard {
         let inner = &self.inner;
         inner.check_fenced()?;
         // Backpressure: past twice the budget, wait for the flusher.
-        while inner.bufs.borrow().bytes() > 2 * inner.cfg.memory_budget {
+        while inner.mem.active_bytes() > 2 * inner.cfg.memory_budget {
             inner.stats.borrow_mut().backpressure_waits += 1;
-            let listener = inner.flushed.listen();
+            let listener = inner.ctl.flushed.listen();
             // Checked after listening: a flusher that exits (fence, close)
             // fires `flushed` after setting the reason, so no wake-up is lost.
             inner.check_fenced()?;
-            inner.flush_wanted.notify(1);
+            inner.ctl.flush_wanted.notify(1);
             listener.await;
         }
         inner.check_fenced()?;
         let wal = inner.wal()?;
         let (first, last) = wal.append(points)?;
-        if inner.buffer_points(points, first, Instant::now()) {
-            inner.flush_wanted.notify(1);
+        if inner
+            .mem
+            .insert(points, first, Instant::now(), inner.cfg.memory_budget)
+        {
+            inner.ctl.flush_wanted.notify(1);
         }
         {
             let mut s = inner.stats.borrow_mut();
@@ -213,18 +173,20 @@ impl Shard {
 
     /// Points of `tag` with `start <= ts < end`, sorted by timestamp.
     pub async fn range(&self, tag: u32, start: i64, end: i64) -> Result<Vec<Point>> {
-        super::query::range(&self.inner, tag, start, end).await
+        let i = &self.inner;
+        query::range(&i.mem, &i.disk, &i.stats, tag, start, end).await
     }
 
     /// The point of `tag` with the greatest timestamp.
     pub async fn latest(&self, tag: u32) -> Result<Option<Point>> {
-        super::query::latest(&self.inner, tag).await
+        let i = &self.inner;
+        query::latest(&i.mem, &i.disk, &i.stats, tag).await
     }
 
     /// Flushes every buffered point to blocks and advances the checkpoint.
     pub async fn flush(&self) -> Result<()> {
         self.inner.check_fenced()?;
-        super::flush::flush_all(&self.inner).await
+        flush::flush_all(&self.inner.flusher()).await
     }
 
     /// A snapshot of the shard's counters.
@@ -239,12 +201,7 @@ impl Shard {
             s.wal_max_group = c.max_group;
             s.wal_segments_recycled = c.recycled;
         }
-        let bufs = inner.bufs.borrow();
-        let frozen = inner.frozen.borrow();
-        s.points_buffered =
-            (bufs.points() + frozen.values().map(|b| b.len()).sum::<usize>()) as u64;
-        s.buffered_bytes =
-            (bufs.bytes() + frozen.values().map(|b| b.bytes()).sum::<usize>()) as u64;
+        (s.points_buffered, s.buffered_bytes) = inner.mem.totals();
         s
     }
 
@@ -255,14 +212,14 @@ impl Shard {
         format!(
             "{}; close stage {}; flush stage {}; flush permits {}; fenced {:?}; closing {}; frozen {}; full {}; buffered {} bytes; tasks {}; {}",
             i.wal.get().map_or("no wal".into(), |w| w.debug_state()),
-            i.close_stage.get(),
-            i.flush_stage.get(),
-            i.flush_lock.available(),
-            i.fenced.borrow(),
-            i.closing.get(),
-            i.frozen.borrow().len(),
-            i.full.borrow().len(),
-            i.bufs.borrow().bytes(),
+            i.ctl.close_stage.get(),
+            i.ctl.flush_stage.get(),
+            i.ctl.flush_lock.available(),
+            i.ctl.fenced.borrow(),
+            i.ctl.closing.get(),
+            i.mem.frozen.borrow().len(),
+            i.mem.full.borrow().len(),
+            i.mem.active_bytes(),
             i.tasks.borrow().len(),
             crate::storage::file::in_flight_report()
         )
@@ -276,7 +233,7 @@ impl Shard {
     /// Waits for pending writes, flushes every buffer to blocks (so the next
     /// open replays nothing), stops the shard's tasks and closes its files.
     pub async fn close(self) -> Result<()> {
-        if self.inner.closing.replace(true) {
+        if self.inner.ctl.closing.replace(true) {
             return Err(Error::Closed);
         }
         let closed = self.close_inner().await;
@@ -288,36 +245,36 @@ impl Shard {
         let inner = &self.inner;
         let wal = inner.wal()?.clone();
         let last = wal.next_seq();
-        inner.close_stage.set("waiting for durability");
+        inner.ctl.close_stage.set("waiting for durability");
         let durable = if last > 0 {
             wal.wait_durable(last - 1).await
         } else {
             Ok(())
         };
-        inner.close_stage.set("final flush");
-        let flushed = if durable.is_ok() && inner.fenced.borrow().is_none() {
-            super::flush::flush_all(inner).await
+        inner.ctl.close_stage.set("final flush");
+        let flushed = if durable.is_ok() && inner.ctl.fenced.borrow().is_none() {
+            flush::flush_all(&inner.flusher()).await
         } else {
             Ok(())
         };
         wal.begin_close();
-        inner.flush_wanted.notify(usize::MAX);
+        inner.ctl.flush_wanted.notify(usize::MAX);
         let tasks: Vec<_> = inner.tasks.borrow_mut().drain(..).collect();
-        inner.close_stage.set("waiting for tasks");
+        inner.ctl.close_stage.set("waiting for tasks");
         for t in tasks {
             t.await;
         }
-        inner.close_stage.set("closing WAL files");
+        inner.ctl.close_stage.set("closing WAL files");
         wal.close_files().await?;
-        inner.close_stage.set("closing chunk files");
-        let files = inner.index.borrow_mut().take_files();
-        inner.active.borrow_mut().take();
+        inner.ctl.close_stage.set("closing chunk files");
+        let files = inner.disk.index.borrow_mut().take_files();
+        inner.disk.active.borrow_mut().take();
         for f in files {
             if let Ok(f) = Rc::try_unwrap(f) {
                 f.close().await?;
             }
         }
-        inner.close_stage.set("closed");
+        inner.ctl.close_stage.set("closed");
         durable?;
         flushed
     }

@@ -2,6 +2,8 @@
 //! and 1 with small io memory, run client code on a glommio executor.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::future::Future;
 use std::io::Read;
 use std::net::TcpStream;
@@ -14,7 +16,7 @@ use xtdb::server::{start, ServerConfig, ServerHandle, Shutdown};
 use xtdb::storage::SyncMode;
 
 /// Starts a server on `cpus` over `dir`, listening on a free port.
-pub fn server_on(dir: &Path, cpus: &[usize]) -> xtdb::Result<ServerHandle> {
+pub fn server_on(dir: &Path, cpus: &[usize]) -> xtdb::error::Result<ServerHandle> {
     server_with(dir, cpus, |_| {})
 }
 
@@ -23,7 +25,7 @@ pub fn server_with(
     dir: &Path,
     cpus: &[usize],
     tweak: impl FnOnce(&mut ServerConfig),
-) -> xtdb::Result<ServerHandle> {
+) -> xtdb::error::Result<ServerHandle> {
     let mut c = ServerConfig::new(dir)?;
     c.cpus = cpus.to_vec();
     c.listen = "127.0.0.1:0".into();

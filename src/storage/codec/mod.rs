@@ -18,7 +18,6 @@ pub mod values;
 
 use smallvec::SmallVec;
 
-use crate::storage::buffer::Sample;
 use crate::Point;
 use bits::{put, BitReader};
 pub use quality::QRun;
@@ -28,6 +27,18 @@ use values::ValueState;
 /// both fields, rounded up, plus a new quality run).
 pub const MAX_POINT_BYTES: usize =
     (timestamps::MAX_BITS + values::MAX_BITS).div_ceil(8) as usize + 1 + quality::RUN_BYTES;
+
+/// One sample of a series whose tag is known from context (a tag buffer's
+/// key, a block's header): what the codec encodes and decodes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    /// Timestamp, µs.
+    pub ts: i64,
+    /// Value.
+    pub value: f64,
+    /// Quality.
+    pub quality: u8,
+}
 
 /// Quality runs: almost always one, kept inline.
 pub type Runs = SmallVec<[QRun; 1]>;
@@ -289,7 +300,10 @@ pub fn decode_payload_into(
     );
     // SAFETY: the first `k` slots of the spare capacity were initialised
     // above, and `len + k` is within the capacity.
-    unsafe { out.set_len(len + k) };
+    #[allow(unsafe_code)]
+    unsafe {
+        out.set_len(len + k)
+    };
     r
 }
 

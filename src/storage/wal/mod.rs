@@ -24,9 +24,10 @@ use std::rc::Rc;
 
 use event_listener::Event;
 
+use crate::storage::config::SyncMode;
+use crate::storage::error::{Error, Result};
 use crate::storage::file::{page_up, remove_file, sync_dir, DataFile, PAGE};
-use crate::storage::SyncMode;
-use crate::{Error, Point, Result};
+use crate::Point;
 use format::{SegmentHeader, MAX_RECORD_POINTS, SEGMENT_HEADER};
 
 /// A segment file in use (or free for reuse).
@@ -146,7 +147,7 @@ impl Wal {
         let per = self.max_record_points();
         let mut st = self.st.borrow_mut();
         if let Some(why) = &st.fenced {
-            return Err(Error::Fenced(why.clone()));
+            return Err(Error::fenced(why.clone()));
         }
         if st.closing {
             return Err(Error::Closed);
@@ -175,7 +176,7 @@ impl Wal {
                     return Ok(());
                 }
                 if let Some(why) = &st.fenced {
-                    return Err(Error::Fenced(why.clone()));
+                    return Err(Error::fenced(why.clone()));
                 }
             }
             let listener = self.durable.listen();
@@ -258,7 +259,9 @@ impl Wal {
                 if next_first > checkpoint {
                     break;
                 }
-                let seg = st.live.pop_front().expect("front exists");
+                let Some(seg) = st.live.pop_front() else {
+                    break;
+                };
                 st.counters.recycled += 1;
                 if st.free.len() < MAX_FREE {
                     st.free.push(seg.file);
@@ -316,7 +319,7 @@ impl Wal {
                     }
                 }
                 Err(e) => {
-                    eprintln!("xtdb: WAL write failed, shard fenced: {e}");
+                    log::error!("WAL write failed, shard fenced: {e}");
                     self.st.borrow_mut().fenced = Some(e.to_string());
                     self.durable.notify(usize::MAX);
                     return;

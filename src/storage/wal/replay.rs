@@ -19,8 +19,8 @@ use std::rc::Rc;
 
 use super::format::{self, Decoded, SegmentHeader, SEGMENT_HEADER};
 use super::{parse_segment_file_name, Active, Recovered, Segment};
-use crate::storage::file::{DataFile, PAGE};
-use crate::{Error, Result};
+use crate::storage::error::{Error, Result};
+use crate::storage::file::{list_dir, DataFile, PAGE};
 
 /// One replayed segment: its bytes and the records at or after the
 /// checkpoint, as `(seq, offset, len)` of each payload.
@@ -65,15 +65,10 @@ impl WalRecovery {
     /// Lists the segments in `dir` and picks the chain holding `checkpoint`.
     pub async fn open(dir: &Path, segment_size: u64, checkpoint: u64) -> Result<WalRecovery> {
         let mut found: Vec<(u32, Rc<DataFile>, Option<SegmentHeader>)> = Vec::new();
-        let entries =
-            std::fs::read_dir(dir).map_err(|e| Error::io("list wal dir", Some(dir.into()), e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io("list wal dir", Some(dir.into()), e))?;
-            let name = entry.file_name();
-            let Some(no) = name.to_str().and_then(parse_segment_file_name) else {
+        for (name, path) in list_dir(dir).await? {
+            let Some(no) = parse_segment_file_name(&name) else {
                 continue;
             };
-            let path = entry.path();
             let file = DataFile::open(&path).await?;
             let page = file.read_at(0, SEGMENT_HEADER).await?;
             let header =
@@ -235,8 +230,8 @@ impl WalRecovery {
                 end = (end / PAGE + 1) * PAGE;
             }
             let torn = (end.min(data.len()) - pos) as u64;
-            eprintln!(
-                "xtdb: WAL {}: torn tail at offset {pos} ({why}): dropped {torn} bytes after sequence {}",
+            log::warn!(
+                "WAL {}: torn tail at offset {pos} ({why}): dropped {torn} bytes after sequence {}",
                 file.path().display(),
                 self.expected.saturating_sub(1)
             );

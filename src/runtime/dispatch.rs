@@ -1,0 +1,136 @@
+//! The one fan-out and merge of a client's [`Command`] over the shards,
+//! used by every edge (native protocol, HTTP, `/metrics`, and later
+//! InfluxQL): a write is checked against the [`TimeWindow`], split by
+//! owner and acknowledged once every sub-batch is durable; a range goes to
+//! its tag's owner; `latest` asks every owner concurrently and puts the
+//! answers back in request order; `stats` gathers every shard's report;
+//! catalog commands go to shard 0. Owns routing decisions and merging;
+//! never touches sockets or storage directly.
+//!
+//! [`TimeWindow`]: crate::runtime::admission::TimeWindow
+
+use std::rc::Rc;
+
+use crate::runtime::admission::now_us;
+use crate::runtime::command::{Answer, Command, Failure, Reply};
+use crate::runtime::report::ShardReport;
+use crate::runtime::router::{owner, Router};
+use crate::Point;
+
+/// The shard that holds the tag catalog.
+pub const CATALOG_SHARD: usize = 0;
+
+/// Runs one client command across the shards and merges the answer.
+pub async fn execute(router: &Rc<Router>, cmd: Command) -> Reply {
+    match cmd {
+        Command::Write(points) => write(router, points).await,
+        Command::Range { tag, start, end } => {
+            let dest = owner(tag, router.shards());
+            router.call(dest, Command::Range { tag, start, end }).await
+        }
+        Command::Latest(tags) => latest(router, tags).await,
+        Command::Stats => reports(router).await.map(Answer::Reports),
+        c @ (Command::Resolve { .. } | Command::ListTags { .. }) => {
+            router.call(CATALOG_SHARD, c).await
+        }
+    }
+}
+
+/// Checks the batch against the shard's timestamp window, splits it by
+/// owner, sends one sub-batch per shard concurrently and acknowledges once
+/// every sub-batch is durable.
+async fn write(router: &Rc<Router>, points: Vec<Point>) -> Reply {
+    let n = points.len() as u64;
+    if points.is_empty() {
+        return Ok(Answer::Written(0));
+    }
+    if let Err((index, tag, reason)) = router.local().window.check_point(&points, now_us()) {
+        return Err(Failure::OutOfWindow { index, tag, reason });
+    }
+    let shards = router.shards();
+    let mut parts: Vec<Vec<Point>> = vec![Vec::new(); shards];
+    let first = owner(points[0].tag, shards);
+    if points.iter().all(|p| owner(p.tag, shards) == first) {
+        parts[first] = points;
+    } else {
+        for p in &points {
+            parts[owner(p.tag, shards)].push(*p);
+        }
+    }
+    let tasks: Vec<_> = parts
+        .into_iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(dest, v)| router.spawn_call(dest, Command::Write(v)))
+        .collect();
+    let mut err = None;
+    for t in tasks {
+        match t.await {
+            Ok(Answer::Written(_)) => {}
+            Ok(other) => {
+                err.get_or_insert(Failure::unexpected("write", &other));
+            }
+            Err(f) => {
+                err.get_or_insert(f);
+            }
+        }
+    }
+    match err {
+        Some(f) => Err(f),
+        None => Ok(Answer::Written(n)),
+    }
+}
+
+/// Groups tags by owner, asks every owner concurrently and puts the answers
+/// back in request order.
+async fn latest(router: &Rc<Router>, tags: Vec<u32>) -> Reply {
+    let shards = router.shards();
+    let mut groups: Vec<(Vec<usize>, Vec<u32>)> = vec![(Vec::new(), Vec::new()); shards];
+    for (i, &t) in tags.iter().enumerate() {
+        let g = &mut groups[owner(t, shards)];
+        g.0.push(i);
+        g.1.push(t);
+    }
+    let tasks: Vec<_> = groups
+        .into_iter()
+        .enumerate()
+        .filter(|(_, g)| !g.1.is_empty())
+        .map(|(dest, (pos, t))| (pos, router.spawn_call(dest, Command::Latest(t))))
+        .collect();
+    let mut out = vec![None; tags.len()];
+    let mut err = None;
+    for (pos, t) in tasks {
+        match t.await {
+            Ok(Answer::Latest(v)) if v.len() == pos.len() => {
+                for (i, p) in pos.into_iter().zip(v) {
+                    out[i] = p;
+                }
+            }
+            Ok(other) => {
+                err.get_or_insert(Failure::unexpected("latest", &other));
+            }
+            Err(f) => {
+                err.get_or_insert(f);
+            }
+        }
+    }
+    match err {
+        Some(f) => Err(f),
+        None => Ok(Answer::Latest(out)),
+    }
+}
+
+/// Every shard's report, in shard order.
+pub async fn reports(router: &Rc<Router>) -> Result<Vec<ShardReport>, Failure> {
+    let tasks: Vec<_> = (0..router.shards())
+        .map(|d| router.spawn_call(d, Command::Stats))
+        .collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        match t.await? {
+            Answer::Reports(r) => out.extend(r),
+            other => return Err(Failure::unexpected("stats", &other)),
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,148 @@
+//! What the local shard owns besides its storage engine, and how it runs a
+//! [`Command`] on its own data: identity (index, CPU), the write-ack
+//! latency histogram, the edges' counters, the timestamp window, and on
+//! shard 0 the tag catalog's store. Never routes (that is
+//! [`crate::runtime::dispatch`]); never blocks.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use hdrhistogram::Histogram;
+
+use crate::runtime::admission::TimeWindow;
+use crate::runtime::command::{Answer, Command, Failure, Reply};
+use crate::runtime::report::{new_histogram, Counters, ShardReport};
+use crate::storage::catalog::Store;
+use crate::storage::Shard;
+
+/// Latest-value lookups of one request run concurrently up to this many
+/// (each may read a block).
+const LATEST_IN_FLIGHT: usize = 64;
+
+/// One shard's own state.
+pub struct Local {
+    /// Shard index (= mesh peer id).
+    pub index: usize,
+    /// CPU.
+    pub cpu: usize,
+    /// Storage.
+    pub shard: Shard,
+    /// The tag catalog's store (shard 0 only).
+    pub catalog: Option<Rc<Store>>,
+    /// Write-ack latency, µs.
+    pub ack_us: RefCell<Histogram<u64>>,
+    /// Start time.
+    pub started: Instant,
+    /// Timestamps a client write may carry (checked where the write enters).
+    pub window: TimeWindow,
+    /// Counters the edges keep for this shard.
+    pub counters: RefCell<Counters>,
+}
+
+impl Local {
+    /// Wraps an opened shard.
+    pub fn new(index: usize, cpu: usize, shard: Shard) -> Self {
+        Local {
+            index,
+            cpu,
+            shard,
+            catalog: None,
+            ack_us: RefCell::new(new_histogram()),
+            started: Instant::now(),
+            window: TimeWindow::default(),
+            counters: RefCell::default(),
+        }
+    }
+
+    /// Adds `n` to the edge counter `name`.
+    pub fn count(&self, name: &'static str, n: u64) {
+        self.counters.borrow_mut().add(name, n);
+    }
+
+    /// Records one client batch's write-ack latency.
+    pub fn record_ack(&self, since: Instant) {
+        let us = since.elapsed().as_micros() as u64;
+        self.ack_us.borrow_mut().saturating_record(us.max(1));
+    }
+
+    /// This shard's report.
+    pub fn report(&self) -> ShardReport {
+        ShardReport {
+            shard: self.index,
+            cpu: self.cpu,
+            stats: self.shard.stats(),
+            ack_us: self.ack_us.borrow().clone(),
+            uptime: self.started.elapsed(),
+            counters: self.counters.borrow().clone(),
+        }
+    }
+
+    fn failed(&self, e: crate::storage::Error) -> Failure {
+        Failure::from_storage(self.index, e)
+    }
+
+    fn catalog(&self) -> Result<&Rc<Store>, Failure> {
+        self.catalog.as_ref().ok_or_else(|| Failure::Internal {
+            reason: format!("shard {} holds no catalog", self.index),
+        })
+    }
+
+    /// Runs `cmd` on this shard's own data (the caller has routed it here).
+    pub async fn handle(&self, cmd: Command) -> Reply {
+        match cmd {
+            Command::Write(p) => {
+                let n = p.len() as u64;
+                self.shard.write(&p).await.map_err(|e| self.failed(e))?;
+                Ok(Answer::Written(n))
+            }
+            Command::Range { tag, start, end } => self
+                .shard
+                .range(tag, start, end)
+                .await
+                .map(Answer::Points)
+                .map_err(|e| self.failed(e)),
+            Command::Latest(tags) => {
+                // Tags whose latest point is on disk each need a block read:
+                // keep up to LATEST_IN_FLIGHT of them in flight, answers in
+                // request order.
+                let answers: Vec<_> = futures_util::stream::iter(tags)
+                    .map(|t| self.shard.latest(t))
+                    .buffered(LATEST_IN_FLIGHT)
+                    .collect()
+                    .await;
+                let mut out = Vec::with_capacity(answers.len());
+                for a in answers {
+                    out.push(a.map_err(|e| self.failed(e))?);
+                }
+                Ok(Answer::Latest(out))
+            }
+            Command::Stats => Ok(Answer::Reports(vec![self.report()])),
+            Command::Resolve { keys, create } => self
+                .catalog()?
+                .resolve(&keys, create)
+                .await
+                .map(Answer::Ids)
+                .map_err(|e| self.failed(e)),
+            Command::ListTags { pattern, limit } => {
+                Ok(Answer::Tags(self.catalog()?.list(&pattern, limit)))
+            }
+        }
+    }
+}
+
+thread_local! {
+    static LOG_SHARD: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Marks this thread as running shard `index`, so log lines written on it
+/// can carry the shard's id ([`log_shard`]).
+pub fn set_log_shard(index: usize) {
+    LOG_SHARD.with(|s| s.set(Some(index)));
+}
+
+/// The shard this thread runs, if any (for loggers).
+pub fn log_shard() -> Option<usize> {
+    LOG_SHARD.with(|s| s.get())
+}
