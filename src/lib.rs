@@ -10,6 +10,8 @@
 //!   the [`net::Client`].
 //! - [`http`]: the HTTP edge: InfluxDB line-protocol writes, the tag
 //!   catalog, a JSON query API and Prometheus `/metrics`.
+//! - [`influxql`]: the InfluxQL parser (syntax tree, errors with
+//!   positions, time ranges of `WHERE` clauses); pure, no execution.
 //! - [`server`]: the entry point `xtdb serve` and the tests share.
 //! - [`error`]: the crate's error type; errors name the file, offset or input
 //!   they are about.
@@ -17,6 +19,7 @@
 
 pub mod error;
 pub mod http;
+pub mod influxql;
 pub mod load;
 pub mod net;
 pub mod point;
