@@ -274,7 +274,8 @@ pub fn time_range(cond: &Expr, now_ns: i64) -> Result<TimeCondition, TimeError> 
     };
     let rest = split(cond, now_ns, &mut b)?;
     let clamp = |v: i128| v.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
-    let (start, end) = if b.lo != i128::MIN && b.hi != i128::MAX && b.lo >= b.hi {
+    let empty = b.lo >= b.hi || b.lo > i64::MAX as i128 || b.hi <= i64::MIN as i128;
+    let (start, end) = if empty {
         // Empty: keep it visibly empty even where a bound is out of range.
         (Some(clamp(b.lo)), Some(clamp(b.lo)))
     } else {

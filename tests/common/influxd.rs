@@ -162,14 +162,23 @@ bind-address = "127.0.0.1:{rpc}"
 
     /// `POST /query` with `q`, and `db` / `params` (a JSON object) if given.
     pub fn query(&self, db: Option<&str>, q: &str, params: Option<&str>) -> Response {
-        let mut body = format!("q={}", encode(q));
+        let mut form = vec![("q", q)];
         if let Some(db) = db {
-            body.push_str(&format!("&db={}", encode(db)));
+            form.push(("db", db));
         }
         if let Some(p) = params {
-            body.push_str(&format!("&params={}", encode(p)));
+            form.push(("params", p));
         }
-        self.request("POST", "/query", &body)
+        self.query_form(&form)
+    }
+
+    /// `POST /query` with these form fields (`q`, `db`, `epoch`, `params`...).
+    pub fn query_form(&self, form: &[(&str, &str)]) -> Response {
+        let body: Vec<String> = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", encode(v)))
+            .collect();
+        self.request("POST", "/query", &body.join("&"))
             .unwrap_or_else(|e| panic!("influxd /query: {e}\n{}", self.log()))
     }
 
