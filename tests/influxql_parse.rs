@@ -515,8 +515,9 @@ fn messages_read_like_influxdb() {
     }
 }
 
-/// Deterministic mutations of corpus queries: delete, duplicate or swap a
-/// token-ish chunk, or insert a character that matters to the grammar.
+/// Deterministic mutations of corpus queries: one to three edits, each
+/// deleting, duplicating or swapping a chunk, inserting a character that
+/// matters to the grammar, or splicing in a piece of another query.
 fn mutations(n: usize) -> Vec<String> {
     let base: Vec<&str> = GRAFANA.iter().chain(CLIENT).chain(FORMS).copied().collect();
     let inserts = [
@@ -530,25 +531,33 @@ fn mutations(n: usize) -> Vec<String> {
     let mut r = rng::Rng::seeded(seed);
     let mut out = Vec::new();
     while out.len() < n {
-        let q = base[r.below(base.len())];
-        let chars: Vec<char> = q.chars().collect();
-        if chars.is_empty() {
-            continue;
-        }
-        let at = r.below(chars.len());
-        let len = 1 + r.below(4).min(chars.len() - at - 1);
-        let mut m: Vec<char> = chars.clone();
-        match r.below(3) {
-            0 => {
-                m.drain(at..at + len);
+        let mut m: Vec<char> = base[r.below(base.len())].chars().collect();
+        for _ in 0..1 + r.below(3) {
+            if m.is_empty() {
+                break;
             }
-            1 => {
-                let ins = inserts[r.below(inserts.len())];
-                m.splice(at..at, ins.chars());
-            }
-            _ => {
-                let b = r.below(chars.len());
-                m.swap(at, b);
+            let at = r.below(m.len());
+            let len = 1 + r.below(4).min(m.len() - at - 1);
+            match r.below(4) {
+                0 => {
+                    m.drain(at..at + len);
+                }
+                1 => {
+                    let ins = inserts[r.below(inserts.len())];
+                    m.splice(at..at, ins.chars());
+                }
+                2 => {
+                    let b = r.below(m.len());
+                    m.swap(at, b);
+                }
+                _ => {
+                    let other: Vec<char> = base[r.below(base.len())].chars().collect();
+                    if !other.is_empty() {
+                        let from = r.below(other.len());
+                        let to = (from + 1 + r.below(12)).min(other.len());
+                        m.splice(at..at, other[from..to].iter().copied());
+                    }
+                }
             }
         }
         let m: String = m.into_iter().collect();
@@ -620,6 +629,8 @@ fn differential_against_influxdb() {
             rejected += 1;
             if i.contains(&o.to_string()) {
                 same_message += 1;
+            } else if std::env::var_os("XTDB_INFLUXQL_SHOW_MESSAGES").is_some() {
+                println!("message differs: {q}\n    influxdb: {i}\n    xtdb:     {o}");
             }
         }
     }
