@@ -32,7 +32,15 @@
 //! - a NUL character is an illegal character; InfluxDB ends the query there;
 //! - duration overflow is always an error (InfluxDB may wrap silently);
 //! - `too many segments` and `fill(...)`/`tz(...)`/`ORDER BY` errors carry
-//!   the position of the clause (InfluxDB reports line 1, char 1 or none).
+//!   the position of the clause (InfluxDB reports line 1, char 1 or none);
+//!   `found EOF` is placed just after the last character (InfluxDB places
+//!   it one further), and a bad string at its opening quote (InfluxDB: one
+//!   before).
+//!
+//! Not the parser's job, so the executor must do it: a blank `q` is HTTP
+//! 400 `missing required parameter "q"` in InfluxDB (its handler checks
+//! before parsing), and a parse error is HTTP 400 `{"error": "error parsing
+//! query: <ParseError>"}`.
 
 mod ast;
 mod lexer;
