@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing (cargo fuzz / libFuzzer, nightly toolchain) of every
 # decoder that reads untrusted bytes: native protocol frames, line protocol
-# bodies, storage blocks, WAL records. Runs each target for SECS seconds
+# bodies, storage blocks, WAL records, InfluxQL queries. Runs each target for SECS seconds
 # (default 60) and prints one line per target: runs, corpus size, crashes.
 # A crash leaves its input in fuzz/artifacts/TARGET/ and makes this exit 1;
 # replay it with `cargo +nightly fuzz run TARGET fuzz/artifacts/TARGET/crash-...`.
 #
-# Env: SECS TARGETS ("frame line block wal_record") JOBS (parallel workers per target, default 1)
+# Env: SECS TARGETS ("frame line block wal_record influxql") JOBS (parallel workers per target, default 1)
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
 SECS=${SECS:-60}
-TARGETS=${TARGETS:-"frame line block wal_record"}
+TARGETS=${TARGETS:-"frame line block wal_record influxql"}
 JOBS=${JOBS:-1}
 
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

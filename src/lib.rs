@@ -11,6 +11,9 @@
 //! - [`net`] and [`http`]: the edges. The native wire protocol with its
 //!   connection handler and [`net::Client`]; the HTTP edge (InfluxDB
 //!   line-protocol writes, JSON queries, Prometheus `/metrics`).
+//! - [`influxql`]: the InfluxQL front end (syntax tree, errors with
+//!   positions, time ranges of `WHERE` clauses); pure, no execution. Edge
+//!   level: the HTTP `/query` endpoint executes it.
 //! - [`server`]: wires the layers into a running server (`xtdb serve` and
 //!   the tests).
 //! - [`load`]: `xtdb-load`, the load generator and verifier (a client).
@@ -20,6 +23,7 @@
 
 pub mod error;
 pub mod http;
+pub mod influxql;
 pub mod load;
 pub mod net;
 pub mod point;
