@@ -2,6 +2,9 @@
 //!
 //! Layout:
 //! - [`point`]: the data model, `(tag, timestamp µs, value, quality)`.
+//! - [`aggregate`]: pure aggregation kernels of the read side (per-segment
+//!   summaries, windowed aggregates, fill, interpolation, plot values,
+//!   InfluxQL transforms); no I/O, below storage.
 //! - [`storage`]: everything one shard owns (WAL, tag buffers, blocks, chunk
 //!   files, recovery). Runs inside one glommio executor; never shared.
 //! - [`runtime`]: one pinned executor per CPU, tag ownership and routing
@@ -15,6 +18,7 @@
 //!   they are about.
 #![deny(missing_docs)]
 
+pub mod aggregate;
 pub mod error;
 pub mod http;
 pub mod load;
