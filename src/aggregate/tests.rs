@@ -140,8 +140,12 @@ fn feed<A: Accumulator>(w: &mut Windowed<A>, pts: &[P], runs: &[usize], summarie
                 continue;
             }
         }
-        for p in run {
-            w.push(p.ts, p.v, p.q);
+        if r % 2 == 0 {
+            w.push_all(run.iter().map(|p| (p.ts, p.v, p.q)));
+        } else {
+            for p in run {
+                w.push(p.ts, p.v, p.q);
+            }
         }
     }
     taken

@@ -109,6 +109,46 @@ impl<A: Accumulator> Windowed<A> {
         self.push_slow(ts, value, quality);
     }
 
+    /// Pushes many points, same as [`Windowed::push`] on each, but the run
+    /// of points inside the open window is a tight loop with the hot state
+    /// in registers (for a decoder that is an iterator). Prefer this on hot
+    /// paths.
+    pub fn push_all<I: IntoIterator<Item = (i64, f64, u8)>>(&mut self, points: I) {
+        let mut it = points.into_iter();
+        loop {
+            if !self.open {
+                match it.next() {
+                    Some((ts, value, quality)) => self.push(ts, value, quality),
+                    None => return,
+                }
+                continue;
+            }
+            let (hi, good_only) = (self.cur_hi, self.good_only);
+            let (mut order, mut last) = (self.order_ts, self.last);
+            let acc = &mut self.acc;
+            let mut pending = None;
+            for (ts, value, quality) in it.by_ref() {
+                if value.is_nan() || (good_only && quality < GOOD) {
+                    continue;
+                }
+                if ts < hi && ts > order {
+                    acc.push(ts, value, quality >= GOOD);
+                    order = ts;
+                    last = Sample::new(ts, value);
+                } else {
+                    pending = Some((ts, value, quality));
+                    break;
+                }
+            }
+            self.order_ts = order;
+            self.last = last;
+            match pending {
+                Some((ts, value, quality)) => self.push_slow(ts, value, quality),
+                None => return,
+            }
+        }
+    }
+
     /// Supplies the last point before the query start (same as pushing it).
     pub fn set_before(&mut self, ts: i64, value: f64, quality: u8) -> Result<(), AggError> {
         if ts >= self.spec.start() {
