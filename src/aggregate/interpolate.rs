@@ -112,7 +112,8 @@ impl Interpolator {
             end,
             prev: None,
             order_ts: None,
-            out: Vec::with_capacity(needed as usize),
+            // Grows with the output; only a small head start up front.
+            out: Vec::with_capacity((needed as usize).min(4096)),
             error: None,
         })
     }
