@@ -2,6 +2,9 @@
 //!
 //! Layers, each importing only from those below it:
 //! - [`point`]: the data model, `(tag, timestamp µs, value, quality)`.
+//! - [`aggregate`]: pure aggregation kernels of the read side (per-segment
+//!   summaries, windowed aggregates, fill, interpolation, plot values,
+//!   InfluxQL transforms); no I/O, below storage.
 //! - [`storage`]: everything one shard owns (WAL, tag buffers, blocks, chunk
 //!   files, recovery, the catalog store). Runs inside one glommio executor;
 //!   never shared.
@@ -21,6 +24,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod aggregate;
 pub mod error;
 pub mod http;
 pub mod influxql;
