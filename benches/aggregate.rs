@@ -10,6 +10,7 @@
 //! cargo bench --bench aggregate
 //! cargo bench --bench aggregate -- --points 10000000 --rounds 5
 //! ```
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -68,7 +69,11 @@ fn cpu_ns() -> f64 {
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    // SAFETY: clock_gettime writes one timespec into `t`, which we own.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t)
+    };
     t.tv_sec as f64 * 1e9 + t.tv_nsec as f64
 }
 

@@ -17,6 +17,7 @@
 //! to the executor; xtdb bounds nesting depth; InfluxDB 1.6's scanner
 //! refuses a comment or `,/re/` right after a `FROM` measurement (a
 //! look-ahead bug); `$param` parses here without `params`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "common/influxd.rs"]
 mod influxd;
