@@ -6,7 +6,7 @@ use super::{seconds, AggError, GOOD};
 use crate::point::Point;
 
 /// Bytes in [`Summary::encode`].
-pub const SUMMARY_LEN: usize = 88;
+pub const SUMMARY_LEN: usize = 104;
 
 /// Summary of one tag's visible points in time order (one segment of a
 /// block, or any run).
@@ -23,7 +23,7 @@ pub const SUMMARY_LEN: usize = 88;
 /// `count` is a u32: a summary of more than `u32::MAX` points is refused
 /// ([`AggError::CountOverflow`]); segments hold far fewer.
 ///
-/// # Byte layout ([`Summary::encode`], all little-endian, 88 bytes)
+/// # Byte layout ([`Summary::encode`], all little-endian, 104 bytes)
 /// | offset | size | field |
 /// |---:|---:|---|
 /// | 0 | 4 | `count` u32 |
@@ -38,6 +38,8 @@ pub const SUMMARY_LEN: usize = 88;
 /// | 64 | 8 | `last` f64 |
 /// | 72 | 8 | `integral_step` f64 |
 /// | 80 | 8 | `integral_linear` f64 |
+/// | 88 | 8 | `min_ts` i64 |
+/// | 96 | 8 | `max_ts` i64 |
 ///
 /// f64 fields are stored as their IEEE-754 bits, so a round trip is
 /// bit-exact. [`Summary::decode`] checks the structure (length, `good <=
@@ -73,6 +75,11 @@ pub struct Summary {
     /// Same with linear interpolation between points (trapezoids), in
     /// value·seconds.
     pub integral_linear: f64,
+    /// Timestamp of the (first) point holding `min`, so a `min()` selector
+    /// answered from summaries can report when it happened.
+    pub min_ts: i64,
+    /// Timestamp of the (first) point holding `max`.
+    pub max_ts: i64,
 }
 
 impl Default for Summary {
@@ -96,6 +103,8 @@ impl Summary {
         last: 0.0,
         integral_step: 0.0,
         integral_linear: 0.0,
+        min_ts: 0,
+        max_ts: 0,
     };
 
     /// Summary of `points` (one tag, strictly increasing timestamps; the tag
@@ -131,6 +140,8 @@ impl Summary {
                 last: value,
                 integral_step: 0.0,
                 integral_linear: 0.0,
+                min_ts: ts,
+                max_ts: ts,
             };
             return Ok(());
         }
@@ -155,9 +166,11 @@ impl Summary {
         self.good += good;
         if value < self.min {
             self.min = value;
+            self.min_ts = ts;
         }
         if value > self.max {
             self.max = value;
+            self.max_ts = ts;
         }
         self.last_ts = ts;
         self.last = value;
@@ -197,9 +210,11 @@ impl Summary {
         self.good += later.good;
         if later.min < self.min {
             self.min = later.min;
+            self.min_ts = later.min_ts;
         }
         if later.max > self.max {
             self.max = later.max;
+            self.max_ts = later.max_ts;
         }
         self.last_ts = later.last_ts;
         self.last = later.last;
@@ -222,7 +237,7 @@ impl Summary {
         let mut b = [0u8; SUMMARY_LEN];
         b[0..4].copy_from_slice(&self.count.to_le_bytes());
         b[4..8].copy_from_slice(&self.good.to_le_bytes());
-        let words: [u64; 10] = [
+        let words: [u64; 12] = [
             self.min.to_bits(),
             self.max.to_bits(),
             self.sum.to_bits(),
@@ -233,6 +248,8 @@ impl Summary {
             self.last.to_bits(),
             self.integral_step.to_bits(),
             self.integral_linear.to_bits(),
+            self.min_ts as u64,
+            self.max_ts as u64,
         ];
         for (chunk, w) in b[8..].chunks_exact_mut(8).zip(words) {
             chunk.copy_from_slice(&w.to_le_bytes());
@@ -247,7 +264,7 @@ impl Summary {
         if bytes.len() != SUMMARY_LEN {
             return Err(AggError::Decode {
                 offset: bytes.len(),
-                what: "length is not 88 bytes",
+                what: "length is not 104 bytes",
             });
         }
         let u32_at = |o: usize| -> Result<u32, AggError> {
@@ -284,6 +301,8 @@ impl Summary {
             last: f64_at(64)?,
             integral_step: f64_at(72)?,
             integral_linear: f64_at(80)?,
+            min_ts: u64_at(88)? as i64,
+            max_ts: u64_at(96)? as i64,
         };
         let bad = |offset, what| Err(AggError::Decode { offset, what });
         if s.count == 0 {
@@ -315,6 +334,11 @@ impl Summary {
         if s.m2 < 0.0 {
             return bad(32, "negative m2");
         }
+        for (offset, t) in [(88, s.min_ts), (96, s.max_ts)] {
+            if t < s.first_ts || t > s.last_ts {
+                return bad(offset, "min/max time outside [first_ts, last_ts]");
+            }
+        }
         Ok(s)
     }
 }
@@ -340,6 +364,7 @@ mod unit {
             (s.first_ts, s.first, s.last_ts, s.last),
             (0, 1.0, 2_000_000, 2.0)
         );
+        assert_eq!((s.min_ts, s.max_ts), (0, 1_000_000));
         assert_eq!(s.integral_step, 4.0);
         assert_eq!(s.integral_linear, 4.5);
         assert!(!s.usable_for(true));
@@ -372,7 +397,7 @@ mod unit {
         let ok = Summary::of(&pts).unwrap();
         assert_eq!(Summary::decode(&ok.encode()), Ok(ok));
         type Break = fn(&mut Summary);
-        let broken: [(usize, Break); 9] = [
+        let broken: [(usize, Break); 11] = [
             (4, |s| s.good = 4),
             (8, |s| s.min = f64::NAN),
             (8, |s| s.min = 5.0),
@@ -381,6 +406,8 @@ mod unit {
             (56, |s| s.last_ts = 11),
             (56, |s| s.last_ts = i64::MIN),
             (32, |s| s.m2 = -1.0),
+            (88, |s| s.min_ts = 5),
+            (96, |s| s.max_ts = 31),
             (0, |s| {
                 *s = Summary::EMPTY;
                 s.sum = 1.0;
@@ -411,6 +438,6 @@ mod unit {
         let mut b = Summary::EMPTY.encode();
         b[20] ^= 1;
         assert!(Summary::decode(&b).is_err());
-        assert!(Summary::decode(&b[..87]).is_err());
+        assert!(Summary::decode(&b[..103]).is_err());
     }
 }

@@ -641,6 +641,8 @@ fn summary_close(a: &Summary, b: &Summary, scale_v: f64, span_s: f64) -> bool {
         && a.last.to_bits() == b.last.to_bits()
         && a.min == b.min
         && a.max == b.max
+        && a.min_ts == b.min_ts
+        && a.max_ts == b.max_ts
         && close(a.sum, b.sum, scale_v * n)
         && close(a.m2, b.m2, scale_v * scale_v * n)
         && close(a.integral_step, b.integral_step, scale_v * span_s)
@@ -702,6 +704,9 @@ proptest! {
             last: v[v.len() - 1].v,
             integral_step: step,
             integral_linear: lin,
+            // The first point holding the extreme (ties: the earliest).
+            min_ts: v.iter().find(|p| p.v == v.iter().map(|p| p.v).fold(INF, f64::min)).map_or(0, |p| p.ts),
+            max_ts: v.iter().find(|p| p.v == v.iter().map(|p| p.v).fold(-INF, f64::max)).map_or(0, |p| p.ts),
         };
         let any_inf = v.iter().any(|p| p.v.is_infinite());
         let span = (want.last_ts - want.first_ts) as f64 / 1e6;
