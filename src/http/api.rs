@@ -75,8 +75,10 @@ async fn route(state: &Rc<HttpState>, req: Request<Incoming>) -> Resp {
     match path.as_str() {
         "/ping" if get || post => {
             let mut r = no_content();
-            r.headers_mut()
-                .insert("X-Influxdb-Version", HeaderValue::from_static("xtdb"));
+            r.headers_mut().insert(
+                "X-Influxdb-Version",
+                HeaderValue::from_static("1.8.10-xtdb"),
+            );
             r
         }
         "/health" if get => json_resp(StatusCode::OK, &json!({"status": "ok"})),
@@ -86,7 +88,7 @@ async fn route(state: &Rc<HttpState>, req: Request<Incoming>) -> Resp {
                 .find(|(k, _)| k == "precision")
                 .map(|(_, v)| v);
             match Precision::parse_v1(p.map(String::as_str).or(Some("ns"))) {
-                Some(pr) => write(state, req, pr).await,
+                Some(pr) => write(state, req, pr, state.config.atomic_writes).await,
                 None => bad_precision(p),
             }
         }
@@ -96,7 +98,7 @@ async fn route(state: &Rc<HttpState>, req: Request<Incoming>) -> Resp {
                 .find(|(k, _)| k == "precision")
                 .map(|(_, v)| v);
             match Precision::parse_v2(p.map(String::as_str).unwrap_or("ns")) {
-                Some(pr) => write(state, req, pr).await,
+                Some(pr) => write(state, req, pr, true).await,
                 None => bad_precision(p),
             }
         }
@@ -257,7 +259,15 @@ impl Drop for InFlight<'_> {
     }
 }
 
-async fn write(state: &Rc<HttpState>, req: Request<Incoming>, precision: Precision) -> Resp {
+/// A write: the good lines are stored (durable before the answer), bad
+/// lines are answered 400 naming them; with `atomic`, any bad line refuses
+/// the whole batch and nothing is stored.
+async fn write(
+    state: &Rc<HttpState>,
+    req: Request<Incoming>,
+    precision: Precision,
+    atomic: bool,
+) -> Resp {
     let started = Instant::now();
     if state.inflight.get() >= state.config.max_inflight_writes {
         state.count(|c| c.overloaded += 1);
@@ -276,61 +286,114 @@ async fn write(state: &Rc<HttpState>, req: Request<Incoming>, precision: Precisi
         Err(r) => return r,
     };
     let mut samples = Vec::new();
-    if let Err(e) = line::parse_batch(
+    let report = line::parse_batch(
         &body,
         precision,
         now_us(),
         &state.router.local().window,
+        &state.config.line,
         &mut samples,
-    ) {
-        return json_resp(
-            StatusCode::BAD_REQUEST,
-            &json!({"error": format!("line {}: {}", e.line, e.message), "line": e.line}),
+    );
+    if atomic && !report.is_clean() {
+        return bad_lines(&report, true);
+    }
+    if !samples.is_empty() {
+        let keys: Vec<&str> = samples.iter().map(|s| s.key.as_str()).collect();
+        let ids = match state.catalog.resolve(&keys, true).await {
+            Ok(ids) => ids,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("catalog: {e}")),
+        };
+        let mut points = Vec::with_capacity(samples.len());
+        for (s, id) in samples.iter().zip(ids) {
+            let Some(id) = id else {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("catalog gave no id for {:?}", s.key),
+                );
+            };
+            points.push(Point::new(id, s.ts, s.value, s.quality));
+        }
+        let n = points.len() as u64;
+        match execute(&state.router, NativeRequest::Write(points)).await {
+            NativeResponse::Ack(_) => {
+                let us = started.elapsed().as_micros() as u64;
+                state
+                    .router
+                    .local()
+                    .ack_us
+                    .borrow_mut()
+                    .saturating_record(us.max(1));
+                state.count(|c| {
+                    c.writes_ok += u64::from(report.is_clean());
+                    c.points_ok += n;
+                });
+            }
+            NativeResponse::Error { message, .. } => {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("storage: {message}"),
+                )
+            }
+            other => {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("unexpected answer {other:?}"),
+                )
+            }
+        }
+    }
+    let mut r = if report.is_clean() {
+        no_content()
+    } else {
+        bad_lines(&report, false)
+    };
+    if report.dropped_string_fields > 0 {
+        r.headers_mut().insert(
+            "X-Xtdb-Dropped-Fields",
+            HeaderValue::from(report.dropped_string_fields),
         );
     }
-    if samples.is_empty() {
-        return no_content();
-    }
-    let keys: Vec<&str> = samples.iter().map(|s| s.key.as_str()).collect();
-    let ids = match state.catalog.resolve(&keys, true).await {
-        Ok(ids) => ids,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("catalog: {e}")),
+    r
+}
+
+/// Bad lines shown with their reason in a 400 answer.
+const REASONS_SHOWN: usize = 5;
+
+/// The 400 answer for a batch with bad lines: `error` (InfluxDB-style,
+/// `partial write: ...` when other lines were stored, else `unable to
+/// parse: ...`; both phrases make Telegraf and the InfluxDB clients drop
+/// the batch instead of retrying it), `line` (the first bad line),
+/// `lines` (the first bad lines) and `dropped` (lines not stored); when
+/// `atomic`, also InfluxDB 2.x's `code` and `message`.
+fn bad_lines(report: &line::ParseReport, atomic: bool) -> Resp {
+    let first = report.bad.first().map_or(0, |e| e.line);
+    let reasons = report.summary(REASONS_SHOWN);
+    let (msg, dropped) = if atomic {
+        (
+            format!(
+                "unable to parse: {reasons} (the whole batch of {} lines is refused, nothing was stored) dropped={}",
+                report.lines, report.lines
+            ),
+            report.lines,
+        )
+    } else if report.good_lines() == 0 {
+        (
+            format!("unable to parse: {reasons} dropped={}", report.bad_lines),
+            report.bad_lines,
+        )
+    } else {
+        (
+            format!("partial write: {reasons} dropped={}", report.bad_lines),
+            report.bad_lines,
+        )
     };
-    let mut points = Vec::with_capacity(samples.len());
-    for (s, id) in samples.iter().zip(ids) {
-        let Some(id) = id else {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("catalog gave no id for {:?}", s.key),
-            );
-        };
-        points.push(Point::new(id, s.ts, s.value, s.quality));
+    let mut body = json!({"error": msg, "line": first, "lines": report.bad_line_numbers(), "dropped": dropped});
+    if atomic {
+        // InfluxDB 2.x error shape, read by its client libraries.
+        body["code"] = json!("invalid");
+        body["message"] = body["error"].clone();
     }
-    let n = points.len() as u64;
-    match execute(&state.router, NativeRequest::Write(points)).await {
-        NativeResponse::Ack(_) => {
-            let us = started.elapsed().as_micros() as u64;
-            state
-                .router
-                .local()
-                .ack_us
-                .borrow_mut()
-                .saturating_record(us.max(1));
-            state.count(|c| {
-                c.writes_ok += 1;
-                c.points_ok += n;
-            });
-            no_content()
-        }
-        NativeResponse::Error { message, .. } => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("storage: {message}"),
-        ),
-        other => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected answer {other:?}"),
-        ),
-    }
+    json_resp(StatusCode::BAD_REQUEST, &body)
 }
 
 /// Unit of query timestamps: factor from µs.
