@@ -350,7 +350,7 @@ impl<'a> Lines<'a> {
         }
         let no = self.line;
         // Fast path: no `"` before the newline, so no string can hold one.
-        let end = match b[start..].iter().position(|&c| c == b'\n' || c == b'"') {
+        let end = match memchr::memchr2(b'\n', b'"', &b[start..]) {
             None => b.len(),
             Some(k) if b[start + k] == b'\n' => start + k,
             Some(_) => {
@@ -379,12 +379,7 @@ impl<'a> Lines<'a> {
     /// quote, so the scans cover disjoint stretches of the body.
     fn quoted_end(&self, start: usize) -> usize {
         let b = self.body;
-        let first_newline = || {
-            b[start..]
-                .iter()
-                .position(|&c| c == b'\n')
-                .map_or(b.len(), |k| start + k)
-        };
+        let first_newline = || memchr::memchr(b'\n', &b[start..]).map_or(b.len(), |k| start + k);
         let mut i = start;
         while i < b.len() && matches!(b[i], b' ' | b'\t') {
             i += 1;
@@ -724,15 +719,15 @@ fn string_end(s: &[u8], start: usize) -> Option<usize> {
     None
 }
 
-/// A key that occurs twice among `keys`: a quadratic scan for the usual
-/// handful, sorting (O(n log n)) beyond.
-fn duplicate<'k>(keys: &[&'k str]) -> Option<&'k str> {
-    if keys.len() <= 8 {
-        return (1..keys.len())
-            .find(|&i| keys[..i].contains(&keys[i]))
-            .map(|i| keys[i]);
+/// A field key that occurs twice: a quadratic scan for the usual handful,
+/// sorting (O(n log n)) beyond.
+fn duplicate<'k>(fields: &'k [(Cow<'_, str>, Value)]) -> Option<&'k str> {
+    if fields.len() <= 8 {
+        return (1..fields.len())
+            .find(|&i| fields[..i].iter().any(|(k, _)| *k == fields[i].0))
+            .map(|i| fields[i].0.as_ref());
     }
-    let mut v: SmallVec<[&str; 16]> = keys.iter().copied().collect();
+    let mut v: SmallVec<[&str; 16]> = fields.iter().map(|(k, _)| k.as_ref()).collect();
     v.sort_unstable();
     v.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
 }
@@ -839,8 +834,7 @@ fn parse_line(line: &str, ctx: &Ctx<'_>, out: &mut Vec<Sample>) -> Result<Parsed
         }
         break;
     }
-    let keys: SmallVec<[&str; 8]> = fields.iter().map(|(k, _)| k.as_ref()).collect();
-    if let Some(k) = duplicate(&keys) {
+    if let Some(k) = duplicate(&fields) {
         return Err(format!("duplicate field key {}", quote(k)));
     }
     while i < s.len() && s[i] == b' ' {
