@@ -2,9 +2,10 @@
 //! `parse_batch` turns InfluxDB line protocol into samples, for the lines
 //! `xtdb-load --protocol influx-http` and `scripts/compare.sh` send
 //! (`plant,tag=tN v=F,q=Ii TS`) and for a wider industrial shape (three
-//! tags, two value fields). Reports the median of `--rounds` over
+//! tags, two value fields), with `--quality-field q` as those lines
+//! expect (one sample per value field). Reports the median of `--rounds` over
 //! `--lines` lines in batches of `--batch`. Then the pathological line: one
-//! line of `--patho-tags` tags (default 100,000, 1.3 MB), parsed with the
+//! line of `--patho-tags` tags (default 100,000, 1.4 MB), parsed with the
 //! default limits (refused for its length), with the line limit lifted
 //! (refused at the tag limit) and with every limit lifted but the
 //! catalog's key length (all tags read and sorted, then refused for the
