@@ -28,7 +28,7 @@ struct Cli {
 enum Cmd {
     /// Run the server: one shard per listed CPU, native protocol on --listen,
     /// HTTP on --http.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a running server's counters (total and per shard) as a table.
     Stats {
         /// Server address.
@@ -75,6 +75,24 @@ struct ServeArgs {
     /// HTTP idle / read / write timeout, seconds.
     #[arg(long, env = "XTDB_HTTP_TIMEOUT", default_value_t = 60)]
     http_timeout: u64,
+    /// Line protocol: longest line, bytes; a longer one is a bad line.
+    #[arg(long, env = "XTDB_MAX_LINE_BYTES", default_value_t = 64 << 10)]
+    max_line_bytes: usize,
+    /// Line protocol: most tags on one line; more make it a bad line.
+    #[arg(long, env = "XTDB_MAX_TAGS_PER_LINE", default_value_t = 256)]
+    max_tags_per_line: usize,
+    /// Line protocol: most fields on one line; more make it a bad line.
+    #[arg(long, env = "XTDB_MAX_FIELDS_PER_LINE", default_value_t = 256)]
+    max_fields_per_line: usize,
+    /// Line protocol: the field that carries a line's quality (an integer
+    /// 0..=255) instead of being a series, e.g. `q` [default: none, every
+    /// field is a series].
+    #[arg(long, env = "XTDB_QUALITY_FIELD")]
+    quality_field: Option<String>,
+    /// `/write` refuses the whole batch when any line is bad (as
+    /// `/api/v2/write` always does) instead of storing the good lines.
+    #[arg(long, env = "XTDB_ATOMIC_WRITES")]
+    atomic_writes: bool,
     /// Connections served at once per shard and listener (native and HTTP
     /// apart); one more is answered with an error and closed.
     #[arg(long, env = "XTDB_MAX_CONNECTIONS", default_value_t = 1024)]
@@ -129,6 +147,12 @@ fn serve(a: ServeArgs) -> xtdb::error::Result<()> {
     config.http_config.max_body = a.http_max_body;
     config.http_config.max_inflight_writes = a.http_max_inflight.max(1);
     config.http_config.idle_timeout = Duration::from_secs(a.http_timeout.max(1));
+    let line = &mut config.http_config.line;
+    line.limits.max_line_bytes = a.max_line_bytes;
+    line.limits.max_tags = a.max_tags_per_line;
+    line.limits.max_fields = a.max_fields_per_line;
+    line.quality_field = a.quality_field.filter(|f| !f.is_empty());
+    config.http_config.atomic_writes = a.atomic_writes;
     config.limits = WireLimits {
         max_connections: a.max_connections.max(1),
         idle_timeout: Duration::from_secs(a.idle_timeout.max(1)),
@@ -177,7 +201,7 @@ fn stats(addr: &str, interval: Option<f64>) -> xtdb::error::Result<()> {
 fn main() -> ExitCode {
     logger::init();
     let result = match Cli::parse().cmd {
-        Cmd::Serve(a) => serve(a),
+        Cmd::Serve(a) => serve(*a),
         Cmd::Stats { addr, interval } => stats(&addr, interval),
     };
     match result {
