@@ -62,6 +62,17 @@ struct ServeArgs {
     /// glommio registered-buffer memory per shard, bytes.
     #[arg(long, env = "XTDB_IO_MEMORY", default_value_t = 4 << 20)]
     io_memory: usize,
+    /// WAL bytes per shard: above half of it the tags holding the oldest
+    /// segment are flushed (what a restart replays at most).
+    #[arg(long, env = "XTDB_WAL_BUDGET", default_value_t = 512 << 20)]
+    wal_budget: u64,
+    /// Keep points for this long (`30d`, `52w`, `10y`, `12h`); older points
+    /// are never served and their chunk files are deleted [default: forever].
+    #[arg(long, env = "XTDB_RETENTION", value_parser = parse_retention)]
+    retention: Option<Duration>,
+    /// Bytes per second compaction may read and write, per shard.
+    #[arg(long, env = "XTDB_COMPACT_RATE", default_value_t = 128 << 20)]
+    compact_rate: u64,
     /// HTTP address (InfluxDB-compatible writes, JSON queries, /metrics);
     /// off when not given.
     #[arg(long, env = "XTDB_HTTP")]
@@ -134,6 +145,31 @@ fn parse_future(s: &str) -> Result<MaxFuture, String> {
         .map_err(|_| format!("expected seconds or `off`, got {s:?}"))
 }
 
+/// `--retention`: a number with a unit (`s`, `m`, `h`, `d`, `w`, `y`).
+fn parse_retention(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("expected a number and a unit (30d, 12h, 10y), got {s:?}"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        "y" => 365 * 86_400,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {s:?} (use s, m, h, d, w or y)"
+            ))
+        }
+    };
+    if n == 0 {
+        return Err("retention must be longer than 0".into());
+    }
+    Ok(Duration::from_secs(n.saturating_mul(secs)))
+}
+
 fn serve(a: ServeArgs) -> xtdb::error::Result<()> {
     let mut config = ServerConfig::new(a.data_dir)?;
     if let Some(c) = a.cpus {
@@ -143,6 +179,9 @@ fn serve(a: ServeArgs) -> xtdb::error::Result<()> {
     config.sync = a.sync;
     config.memory_budget = a.memory_budget;
     config.io_memory = a.io_memory;
+    config.wal_budget = a.wal_budget.max(1 << 20);
+    config.retention = a.retention;
+    config.compact_rate = a.compact_rate;
     config.http = a.http;
     config.http_config.max_body = a.http_max_body;
     config.http_config.max_inflight_writes = a.http_max_inflight.max(1);

@@ -73,7 +73,28 @@ struct Blocks {
 }
 
 impl Blocks {
+    /// Makes every block of `want` cached: blocks not wanted are evicted
+    /// first (oldest first) when the cache would grow past its size; the
+    /// wanted ones stay, even if they alone are more.
     async fn fetch(&mut self, c: &Compactor, want: Vec<(u64, u32)>, pace: &mut Pace) -> Result<()> {
+        let wanted: std::collections::HashSet<(u64, u32)> = want.iter().copied().collect();
+        let new = wanted
+            .iter()
+            .filter(|k| !self.cache.contains_key(k))
+            .count();
+        let mut keep = VecDeque::with_capacity(self.fifo.len());
+        while self.cache.len() + new > CACHE_BLOCKS {
+            let Some(old) = self.fifo.pop_front() else {
+                break;
+            };
+            if wanted.contains(&old) {
+                keep.push_back(old);
+            } else {
+                self.cache.remove(&old);
+            }
+        }
+        keep.append(&mut self.fifo);
+        self.fifo = keep;
         let missing: Vec<(u64, u32, Rc<DataFile>, u64)> = {
             let index = c.disk.index.borrow();
             let mut v = Vec::new();
@@ -118,11 +139,6 @@ impl Blocks {
             .await;
         for r in got {
             let (k, data) = r?;
-            if self.fifo.len() >= CACHE_BLOCKS {
-                if let Some(old) = self.fifo.pop_front() {
-                    self.cache.remove(&old);
-                }
-            }
             self.fifo.push_back(k);
             self.cache.insert(k, Rc::new(data));
         }
@@ -289,25 +305,33 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
     let mut dropped = 0u64;
     let dir = c.cfg.dir.join("chunks");
     let result: Result<()> = async {
-        for batch in tags.chunks(TAG_BATCH) {
+        let mut next = 0;
+        while next < tags.len() {
             if c.ctl.closing.get() {
                 return Err(Error::Closed);
             }
-            // The batch's segments, and the blocks to read for them.
+            // The next tags whose segments' blocks fit the cache (at least
+            // one tag), and the blocks to read for them.
             let segs: Vec<(u32, Vec<SegRef>)> = {
                 let index = c.disk.index.borrow();
-                batch
-                    .iter()
-                    .map(|&t| {
-                        let v: Vec<SegRef> = index
-                            .segments_of(t)
-                            .iter()
-                            .filter(|r| input_set.contains(&r.chunk))
-                            .copied()
-                            .collect();
-                        (t, v)
-                    })
-                    .collect()
+                let mut segs = Vec::new();
+                let mut blocks_needed = 0;
+                while next < tags.len() && segs.len() < TAG_BATCH {
+                    let t = tags[next];
+                    let v: Vec<SegRef> = index
+                        .segments_of(t)
+                        .iter()
+                        .filter(|r| input_set.contains(&r.chunk))
+                        .copied()
+                        .collect();
+                    if !segs.is_empty() && blocks_needed + v.len() > CACHE_BLOCKS {
+                        break;
+                    }
+                    blocks_needed += v.len();
+                    segs.push((t, v));
+                    next += 1;
+                }
+                segs
             };
             let want: Vec<(u64, u32)> = segs
                 .iter()

@@ -328,7 +328,11 @@ pub(crate) async fn run_compactor(c: Compactor) {
                     c.cfg.dir.display()
                 );
                 drop(_permit);
-                glommio::timer::sleep(backoff).await;
+                // Close wakes the wait (it fires `compact_wanted`).
+                let wake = c.ctl.compact_wanted.listen();
+                if !c.ctl.closing.get() {
+                    futures_lite::future::or(wake, glommio::timer::sleep(backoff)).await;
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(60));
                 continue;
             }
