@@ -203,6 +203,9 @@ struct ScenarioArgs {
     /// steady: simulated minutes at 1 Hz.
     #[arg(long, default_value_t = 60)]
     minutes: u32,
+    /// steady: points per second offered (0: as fast as acknowledged).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
 }
 
 #[derive(Args)]
@@ -349,6 +352,7 @@ fn run(cli: Cli) -> xtdb::error::Result<bool> {
             s.data_dir = a.data_dir;
             s.server_cpu = a.server_cpu;
             s.minutes = a.minutes;
+            s.rate = a.rate;
             s.signal = a.signal.unwrap_or(if a.name == "steady" {
                 xtdb::load::gen::Signal::Plant
             } else {

@@ -167,7 +167,9 @@ fn retention_deletes_expired_chunks_and_never_serves_expired_points() {
     cfg.retention = Some(Duration::from_secs(30 * 86_400));
     let now = xtdb::runtime::admission::now_us();
     let old = now - 90 * DAY_US;
-    let recent = now - DAY_US;
+    // An hour into yesterday: its 1,000 points stay inside yesterday's
+    // partition whatever the time of day.
+    let recent = (now / DAY_US - 1) * DAY_US + 3_600_000_000;
     let c2 = cfg.clone();
     life(move || async move {
         let shard = Shard::open(cfg).await.unwrap();
@@ -227,7 +229,10 @@ fn retention_deletes_expired_chunks_and_never_serves_expired_points() {
 #[test]
 fn close_writes_nothing_out_and_the_reopen_replays_the_wal() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = small(dir.path());
+    let mut cfg = small(dir.path());
+    // A WAL budget these writes stay well inside: nothing asks for a flush.
+    cfg.wal_segment_size = 1 << 20;
+    cfg.wal_budget = 64 << 20;
     let c2 = cfg.clone();
     life(move || async move {
         let shard = Shard::open(cfg).await.unwrap();

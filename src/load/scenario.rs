@@ -80,6 +80,8 @@ pub struct ScenarioConfig {
     pub signal: crate::load::gen::Signal,
     /// steady: simulated minutes at 1 Hz.
     pub minutes: u32,
+    /// steady: points per second offered (0: as fast as acknowledged).
+    pub rate: u64,
     /// Print progress.
     pub progress: bool,
     /// Progress to stderr (stdout carries JSON).
@@ -105,6 +107,7 @@ impl ScenarioConfig {
             seed: 1,
             signal: crate::load::gen::Signal::Noise,
             minutes: 60,
+            rate: 0,
             progress: true,
             json: false,
         }

@@ -59,6 +59,14 @@ fn disk_bytes(dir: &std::path::Path) -> u64 {
     total
 }
 
+/// What the shard was doing in a second of the run.
+#[derive(Clone, Copy)]
+enum Activity {
+    Quiet = 0,
+    Flushing = 1,
+    Compacting = 2,
+}
+
 /// Bytes the codec alone needs for every tag's points (one stream per tag,
 /// cut at a block's payload like the engine cuts them).
 fn codec_bytes(g: &gen::Group, ticks: u64) -> u64 {
@@ -127,7 +135,7 @@ fn run_inner<C: Conn>(cfg: &ScenarioConfig, data_dir: &std::path::Path) -> Resul
     w.progress = cfg.progress;
     w.json = cfg.json;
     w.tags = tags;
-    w.rate = 0;
+    w.rate = cfg.rate;
     w.batch = 5_000;
     w.conns = 4.min(tags);
     w.t0 = Some(t0);
@@ -221,51 +229,56 @@ fn run_inner<C: Conn>(cfg: &ScenarioConfig, data_dir: &std::path::Path) -> Resul
             stat(&after, "total.blocks_read").saturating_sub(before),
         )
     };
-    // p99 in seconds with and without flushing or compaction.
+    // p99 in seconds with compaction, with flushing only, and with neither.
     let samples = samples.lock().map(|v| v.clone()).unwrap_or_default();
-    let busy_at = |t: f64| -> bool {
+    let activity_at = |t: f64| -> Activity {
         let mut prev: Option<&Sample> = None;
+        let mut seen = Activity::Quiet;
         for s in &samples {
             if s.t >= t + 1.0 {
                 break;
             }
             if s.t >= t - 0.25 {
                 if let Some(p) = prev {
-                    if s.flush_micros > p.flush_micros || s.compaction_micros > p.compaction_micros
-                    {
-                        return true;
+                    if s.compaction_micros > p.compaction_micros {
+                        return Activity::Compacting;
+                    }
+                    if s.flush_micros > p.flush_micros {
+                        seen = Activity::Flushing;
                     }
                 }
             }
             prev = Some(s);
         }
-        false
+        seen
     };
-    let (mut busy, mut quiet): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
+    let mut by: [Vec<u64>; 3] = Default::default();
     for s in &r.timeline {
         if s.points == 0 {
             continue;
         }
-        if busy_at(s.t - 1.0) {
-            busy.push(s.p99);
-        } else {
-            quiet.push(s.p99);
-        }
+        by[activity_at(s.t - 1.0) as usize].push(s.p99);
     }
     let median = |v: &mut Vec<u64>| -> Option<u64> {
         v.sort_unstable();
         v.get(v.len() / 2).copied()
     };
-    let (busy_p99, quiet_p99) = (median(&mut busy), median(&mut quiet));
+    let p99s: Vec<Option<u64>> = by.iter_mut().map(median).collect();
+    let secs: Vec<usize> = by.iter().map(Vec::len).collect();
     let bpp = chunk_bytes as f64 / points as f64;
     let codec_bpp = codec as f64 / (u64::from(tags) * ticks) as f64;
     let amp = written_chunks as f64 / held.max(1) as f64;
     let total_amp = (written_chunks + wal_written) as f64 / held.max(1) as f64;
     let text = format!(
-        "scenario steady: {} tags of {} signals, {} simulated minutes at 1 Hz, as fast as acknowledged\n{}  settled after        {:.1} s (buffers flushed, flush chunks compacted)\n  points on disk       {}\n  chunk files          {} bytes = {:.3} bytes/point (codec alone: {:.3}, ratio {:.3})\n  with the WAL files   {} bytes = {:.3} bytes/point\n  write amplification  chunks {:.2}, WAL + chunks {:.2} (bytes written per byte held)\n  ack p99 per second   median {} in seconds with flushing or compaction ({} s), {} without ({} s)\n  whole range of tag 7 {} points, {} blocks read, {}\n",
+        "scenario steady: {} tags of {} signals, {} simulated minutes at 1 Hz, {}\n{}  settled after        {:.1} s (buffers flushed, flush chunks compacted)\n  points on disk       {}\n  chunk files          {} bytes = {:.3} bytes/point (codec alone: {:.3}, ratio {:.3})\n  with the WAL files   {} bytes = {:.3} bytes/point\n  write amplification  chunks {:.2}, WAL + chunks {:.2} (bytes written per byte held)\n  ack p99 per second   median {} in seconds without flushing or compaction ({} s), {} flushing only ({} s), {} compacting ({} s)\n  whole range of tag 7 {} points, {} blocks read, {}\n",
         fmt_count(u64::from(tags)),
         cfg.signal.name(),
         minutes,
+        if cfg.rate == 0 {
+            "as fast as acknowledged".to_string()
+        } else {
+            format!("{} points/s offered", fmt_count(cfg.rate))
+        },
         r.text(),
         settle_s,
         fmt_count(points),
@@ -277,10 +290,12 @@ fn run_inner<C: Conn>(cfg: &ScenarioConfig, data_dir: &std::path::Path) -> Resul
         (chunk_bytes + wal_files) as f64 / points as f64,
         amp,
         total_amp,
-        busy_p99.map_or("n/a".into(), fmt_us),
-        busy.len(),
-        quiet_p99.map_or("n/a".into(), fmt_us),
-        quiet.len(),
+        p99s[0].map_or("n/a".into(), fmt_us),
+        secs[0],
+        p99s[1].map_or("n/a".into(), fmt_us),
+        secs[1],
+        p99s[2].map_or("n/a".into(), fmt_us),
+        secs[2],
         fmt_count(range_points as u64),
         blocks_read,
         fmt_us(range_us),
@@ -301,10 +316,12 @@ fn run_inner<C: Conn>(cfg: &ScenarioConfig, data_dir: &std::path::Path) -> Resul
         "codec_bytes_per_point": codec_bpp,
         "chunk_write_amplification": amp,
         "total_write_amplification": total_amp,
-        "ack_p99_us_busy_seconds": busy_p99,
-        "ack_p99_us_quiet_seconds": quiet_p99,
-        "busy_seconds": busy.len(),
-        "quiet_seconds": quiet.len(),
+        "ack_p99_us_quiet_seconds": p99s[0],
+        "ack_p99_us_flushing_seconds": p99s[1],
+        "ack_p99_us_compacting_seconds": p99s[2],
+        "quiet_seconds": secs[0],
+        "flushing_seconds": secs[1],
+        "compacting_seconds": secs[2],
         "range_points": range_points,
         "range_blocks_read": blocks_read,
         "range_us": range_us,

@@ -16,6 +16,8 @@
 
 use std::time::Instant;
 
+use std::collections::BTreeSet;
+
 use ahash::AHashMap;
 
 use crate::storage::block::PAYLOAD_CAPACITY;
@@ -347,6 +349,11 @@ pub struct Buffers {
     index: AHashMap<u32, u32>,
     slots: Vec<(u32, TagBuffer)>,
     free: Vec<u32>,
+    /// Every buffered tag by `(min_seq, tag)`: the tags pinning the oldest
+    /// WAL records first, without scanning every buffer.
+    by_seq: BTreeSet<(u64, u32)>,
+    /// Where the next [`Buffers::scan_aged`] continues in `slots`.
+    age_cursor: usize,
     /// Slot of each point of the batch being inserted (reused).
     scratch: Vec<u32>,
     points: usize,
@@ -434,6 +441,7 @@ impl Buffers {
             }
         };
         self.index.insert(tag, slot);
+        self.by_seq.insert((seq, tag));
         slot as usize
     }
 
@@ -454,6 +462,7 @@ impl Buffers {
         let slot = self.index.remove(&tag)?;
         let empty = TagBuffer::new(0, self.slots[slot as usize].1.since);
         let b = std::mem::replace(&mut self.slots[slot as usize].1, empty);
+        self.by_seq.remove(&(b.min_seq, tag));
         self.free.push(slot);
         self.points -= b.inserted;
         self.bytes -= b.bytes();
@@ -481,6 +490,8 @@ impl Buffers {
         buf.inserted -= k;
         self.points -= k;
         let min_seq = std::mem::replace(&mut buf.min_seq, buf.head_seq);
+        self.by_seq.remove(&(min_seq, tag));
+        self.by_seq.insert((buf.min_seq, tag));
         self.bytes = self.bytes + buf.heap_bytes() - before;
         Some((segs, min_seq, buf.head_seq))
     }
@@ -497,7 +508,33 @@ impl Buffers {
 
     /// Lowest WAL sequence still only in memory.
     pub fn min_seq(&self) -> Option<u64> {
-        self.iter().map(|(_, b)| b.min_seq).min()
+        self.by_seq.first().map(|&(seq, _)| seq)
+    }
+
+    /// The tags whose buffers hold WAL records below `seq`, lowest
+    /// `min_seq` first: `(min_seq, tag)`.
+    pub fn pinning_below(&self, seq: u64) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.by_seq.range(..(seq, 0)).copied()
+    }
+
+    /// Looks at up to `n` buffers after where the last call stopped
+    /// (wrapping around), calling `f` with each non-empty one: a bounded
+    /// slice of a sweep over every buffer, so no single call walks 100,000.
+    pub fn scan_aged(&mut self, n: usize, mut f: impl FnMut(u32, &TagBuffer)) {
+        let len = self.slots.len();
+        if len == 0 {
+            return;
+        }
+        let n = n.min(len);
+        let mut at = self.age_cursor % len;
+        for _ in 0..n {
+            let (tag, b) = &self.slots[at];
+            if !b.is_empty() && self.index.get(tag) == Some(&(at as u32)) {
+                f(*tag, b);
+            }
+            at = (at + 1) % len;
+        }
+        self.age_cursor = at;
     }
 
     /// Iterates `(tag, buffer)`.

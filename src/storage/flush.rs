@@ -45,6 +45,13 @@ pub const ROUND_BYTES: usize = 1 << 20;
 const ROUND_TAGS: usize = 16_384;
 /// Blocks per write request.
 const BLOCKS_PER_WRITE: usize = 64;
+/// Buffers one pick looks at for the flush age (a sweep over 100,000 tags
+/// takes 13 picks; the flusher picks at least once a second).
+const AGE_SCAN: usize = 8_192;
+/// A paced round is followed by a pause this many times its own length.
+const PACE: u32 = 4;
+/// The longest pause after a paced round.
+const MAX_PAUSE: Duration = Duration::from_millis(500);
 
 /// The parts of a shard a flush round works on (cheap `Rc` clones of the
 /// shard's own): its in-memory points, its durable blocks, its life cycle,
@@ -407,11 +414,13 @@ fn publish(f: &Flusher, chunk: &Chunk, entries: &[DirEntry], plan: &[Planned], n
 }
 
 /// Picks the tags the flusher should write out now, and what of each, at
-/// most about [`ROUND_BYTES`] of buffers.
-fn pick(f: &Flusher) -> Vec<(u32, Take)> {
+/// most about [`ROUND_BYTES`] of buffers; and whether the round is urgent
+/// (full tags, over the memory budget, or the WAL past three quarters of
+/// its budget) or may be paced.
+fn pick(f: &Flusher) -> (Vec<(u32, Take)>, bool) {
     let mut budget = ROUND_BYTES;
     let mut tags: Vec<(u32, Take)> = Vec::new();
-    let bufs = f.mem.bufs.borrow();
+    let mut bufs = f.mem.bufs.borrow_mut();
     let mut add = |tags: &mut Vec<(u32, Take)>, tag: u32, take: Take, bytes: usize| -> bool {
         if budget == 0 || tags.len() >= ROUND_TAGS {
             return false;
@@ -447,40 +456,44 @@ fn pick(f: &Flusher) -> Vec<(u32, Take)> {
             to_free = to_free.saturating_sub(bytes);
         }
     }
+    let mut urgent = !tags.is_empty();
     let wal_target = f
         .wal
         .as_ref()
         .and_then(|w| w.flush_target(f.cfg.wal_budget / 2));
+    if wal_target.is_some()
+        && f.wal.as_ref().map_or(0, |w| w.live_bytes()) > f.cfg.wal_budget / 4 * 3
+    {
+        urgent = true;
+    }
     if let Some(target) = wal_target {
         // The tags pinning the oldest segments, oldest first.
-        let mut old: Vec<(u64, u32, usize)> = bufs
-            .iter()
-            .filter(|(_, b)| b.min_seq < target)
-            .map(|(t, b)| (b.min_seq, t, b.bytes()))
-            .collect();
-        let n = old.len().min(ROUND_TAGS);
-        if n > 0 && n < old.len() {
-            old.select_nth_unstable(n - 1);
-            old.truncate(n);
-        }
-        old.sort_unstable();
-        for (_, tag, bytes) in old {
+        let bufs = &*bufs;
+        for (_, tag) in bufs.pinning_below(target) {
+            let bytes = bufs.get(tag).map_or(0, |b| b.bytes());
             if !add(&mut tags, tag, Take::All, bytes) {
                 break;
             }
         }
     }
+    // Buffers older than the flush age, a bounded slice of them per pick.
     let now = Instant::now();
     let age = f.cfg.flush_age;
-    for (tag, b) in bufs.iter() {
-        if now.duration_since(b.since) >= age && !add(&mut tags, tag, Take::All, b.bytes()) {
+    let mut aged = Vec::new();
+    bufs.scan_aged(AGE_SCAN, |tag, b| {
+        if now.duration_since(b.since) >= age {
+            aged.push((tag, b.bytes()));
+        }
+    });
+    for (tag, bytes) in aged {
+        if !add(&mut tags, tag, Take::All, bytes) {
             break;
         }
     }
     // `All` sorts first, so it wins over `Sealed` for the same tag.
     tags.sort_unstable();
     tags.dedup_by_key(|t| t.0);
-    tags
+    (tags, urgent)
 }
 
 /// The flusher task: waits for work (or a periodic tick for age-based
@@ -499,7 +512,7 @@ async fn flusher_loop(f: &Flusher) {
             return;
         }
         let listener = f.ctl.flush_wanted.listen();
-        let tags = pick(f);
+        let (tags, urgent) = pick(f);
         if tags.is_empty() {
             f.ctl.flush_stage.set("flusher: idle");
             futures_lite::future::or(listener, glommio::timer::sleep(tick)).await;
@@ -513,10 +526,24 @@ async fn flusher_loop(f: &Flusher) {
         let Some(next) = f.wal.as_ref().map(|w| w.next_seq()) else {
             return;
         };
+        let started = Instant::now();
         if flush_round(f, tags, next).await.is_err() {
             return;
         }
-        glommio::executor().yield_if_needed().await;
+        drop(_permit);
+        if urgent {
+            glommio::executor().yield_if_needed().await;
+        } else {
+            // Trimming the WAL or flushing by age has time: spread the
+            // rounds out (at most 1 / (1 + PACE) of the time), so 100,000
+            // tags pinning one segment do not become a burst of rounds and
+            // syncs that acknowledgements queue behind. Urgent work (a
+            // writer over the memory budget, a full tag) cuts the pause.
+            f.ctl.flush_stage.set("flusher: pacing");
+            let pause = (started.elapsed() * PACE).min(MAX_PAUSE);
+            let listener = f.ctl.flush_wanted.listen();
+            futures_lite::future::or(listener, glommio::timer::sleep(pause)).await;
+        }
     }
 }
 

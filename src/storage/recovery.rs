@@ -109,6 +109,9 @@ async fn open_inner(cfg: ShardConfig, keepalive: KeepAliveStop) -> Result<Shard>
     let writer = glommio::spawn_local_into(wal.clone().run_writer(), wal_q)
         .map_err(spawn_err)?
         .detach();
+    let spares = glommio::spawn_local_into(wal.clone().run_spares(), flush_q)
+        .map_err(spawn_err)?
+        .detach();
     let flusher = glommio::spawn_local_into(run_flusher(inner.flusher()), flush_q)
         .map_err(spawn_err)?
         .detach();
@@ -118,7 +121,7 @@ async fn open_inner(cfg: ShardConfig, keepalive: KeepAliveStop) -> Result<Shard>
     inner
         .tasks
         .borrow_mut()
-        .extend([writer, flusher, compactor]);
+        .extend([writer, spares, flusher, compactor]);
     if !inner.mem.full.borrow().is_empty() {
         inner.ctl.flush_wanted.notify(1);
     }

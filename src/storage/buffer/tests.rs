@@ -184,3 +184,69 @@ proptest! {
         prop_assert_eq!(got, every);
     }
 }
+
+/// What a property test does to the buffers of a few tags.
+#[derive(Clone, Debug)]
+enum Op {
+    /// Appends `n` points to a tag (sealing a segment now and then).
+    Insert(u32, u16),
+    /// A flush of everything of a tag.
+    Take(u32),
+    /// A flush of a tag's sealed segments only.
+    TakeSealed(u32),
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// The ordered view of the buffers (`min_seq`, `pinning_below`) always
+    /// equals a scan of every buffer, and `scan_aged` visits each buffered
+    /// tag exactly once per sweep.
+    #[test]
+    fn the_seq_order_matches_a_scan_of_every_buffer(
+        ops in proptest::collection::vec(prop_oneof![
+            (0u32..6, 1u16..3000).prop_map(|(t, n)| Op::Insert(t, n)),
+            (0u32..6).prop_map(Op::Take),
+            (0u32..6).prop_map(Op::TakeSealed),
+        ], 1..60),
+        probe in 0u64..80,
+    ) {
+        let now = Instant::now();
+        let mut b = Buffers::default();
+        let mut full = Vec::new();
+        let mut ts = [0i64; 6];
+        for (seq, op) in ops.into_iter().enumerate() {
+            let seq = seq as u64;
+            match op {
+                Op::Insert(t, n) => {
+                    let pts: Vec<Point> = (0..n)
+                        .map(|_| {
+                            ts[t as usize] += 1_000_000;
+                            Point::new(t, ts[t as usize], (ts[t as usize] % 977) as f64 * 0.37, 192)
+                        })
+                        .collect();
+                    b.insert_batch(&pts, seq, now, &mut full);
+                }
+                Op::Take(t) => {
+                    b.take(t);
+                }
+                Op::TakeSealed(t) => {
+                    b.take_sealed(t);
+                }
+            }
+            let mut scan: Vec<(u64, u32)> = b.iter().map(|(t, buf)| (buf.min_seq, t)).collect();
+            scan.sort_unstable();
+            prop_assert_eq!(b.min_seq(), scan.first().map(|x| x.0));
+            let below: Vec<_> = b.pinning_below(probe).collect();
+            let want: Vec<_> = scan.iter().copied().filter(|x| x.0 < probe).collect();
+            prop_assert_eq!(below, want);
+            let mut seen = Vec::new();
+            let slots = b.slots.len();
+            b.scan_aged(slots, |t, _| seen.push(t));
+            seen.sort_unstable();
+            let mut tags: Vec<u32> = scan.iter().map(|x| x.1).collect();
+            tags.sort_unstable();
+            prop_assert_eq!(seen, tags);
+        }
+    }
+}

@@ -67,6 +67,15 @@ pub struct Encoder {
 }
 
 impl Encoder {
+    /// An empty stream with room for `bytes` of bit stream, for writers that
+    /// know about how large the segment will get (compaction fills a block).
+    pub fn with_capacity(bytes: usize) -> Self {
+        Encoder {
+            bits: Vec::with_capacity(bytes),
+            ..Encoder::default()
+        }
+    }
+
     /// Points encoded.
     pub fn count(&self) -> u32 {
         self.count

@@ -40,6 +40,10 @@ const READS_IN_FLIGHT: usize = 32;
 const WRITE_BLOCKS: usize = 64;
 /// Tags whose blocks are read ahead together.
 const TAG_BATCH: usize = 256;
+/// The least room in an open block worth splitting a tag's points for: a
+/// split costs a block entry, a directory entry with its summary and a
+/// codec restart (about 200 bytes).
+const MIN_SPLIT: usize = 1024;
 
 /// Byte-rate bound for compaction's reads and writes.
 struct Pace {
@@ -164,6 +168,21 @@ struct Output {
 }
 
 impl Output {
+    /// Payload bytes a segment started now can take and still join the
+    /// open block; a whole block's when the open block is (nearly) full,
+    /// since it is closed before such a segment joins.
+    fn room(&self) -> usize {
+        if self.open.is_empty() || self.open.len() == MAX_SEGMENTS {
+            return PAYLOAD_CAPACITY;
+        }
+        let room = BODY.saturating_sub(self.open_used + block::ENTRY);
+        if room < MIN_SPLIT {
+            PAYLOAD_CAPACITY
+        } else {
+            room
+        }
+    }
+
     /// Adds one segment of `tag`; next-fit into the open block.
     async fn add(
         &mut self,
@@ -346,6 +365,7 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
                     part: None,
                     enc: Encoder::default(),
                     sum: Summary::EMPTY,
+                    limit: PAYLOAD_CAPACITY,
                 };
                 for cluster in clusters(&refs) {
                     let points = merged(c, &blocks, tag, &cluster)?;
@@ -378,9 +398,14 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
                                     },
                                 );
                             }
-                        } else if w.enc.payload_len() + MAX_POINT_BYTES > PAYLOAD_CAPACITY {
+                        } else if w.enc.payload_len() + MAX_POINT_BYTES > w.limit {
                             w.finish(&mut outputs, &mut pace, &mut written).await?;
                             w.part = Some(part);
+                        }
+                        if w.enc.count() == 0 {
+                            w.limit = outputs.get(&part).map_or(PAYLOAD_CAPACITY, Output::room);
+                            // Room for the whole segment: no regrowth.
+                            w.enc = Encoder::with_capacity(w.limit + 64);
                         }
                         w.push(&p)?;
                     }
@@ -508,6 +533,9 @@ struct TagWriter {
     part: Option<Partition>,
     enc: Encoder,
     sum: Summary,
+    /// Payload bytes the current segment may take: the room left in its
+    /// output's open block, so blocks are filled rather than padded.
+    limit: usize,
 }
 
 impl TagWriter {
