@@ -43,7 +43,7 @@ use crate::net::limits::WireLimits;
 use crate::net::server::{accept_loop, Edge};
 use crate::net::tls::{load_server_configs, ServerConfigs, ServerTls, TlsFiles};
 use crate::runtime::admission::Closing;
-use crate::runtime::auth::{Guard, Mode};
+use crate::runtime::auth::{Guard, Mode, Slowdown};
 use crate::runtime::local::Local;
 use crate::runtime::placement::{check_shard_count, placement, shard_dir};
 use crate::runtime::router::{mesh_builder, MeshBuilder, Router, RouterMsg};
@@ -82,6 +82,8 @@ pub struct ServerConfig {
     pub insecure: bool,
     /// TLS on both listeners (`--tls-cert`, `--tls-key`); `None`: plain.
     pub tls: Option<TlsFiles>,
+    /// How refusals of a peer that fails authentication often are delayed.
+    pub auth_slowdown: Slowdown,
 }
 
 /// `--auth on|off`, or the default: on whenever a listener (native or
@@ -137,6 +139,7 @@ impl ServerConfig {
             auth: AuthSetting::Auto,
             insecure: false,
             tls: None,
+            auth_slowdown: Slowdown::default(),
         })
     }
 }
@@ -562,6 +565,7 @@ async fn serve_shard(
         shared.auth,
         tokens::path_in(&cfg.data_dir),
         shared.tokens.clone(),
+        cfg.auth_slowdown,
         Rc::clone(router.local()),
     ));
     let tls = match (&cfg.tls, &shared.tls) {

@@ -144,44 +144,68 @@ impl std::fmt::Display for Denied {
     }
 }
 
-/// Failed authentications a peer may make in a burst before its refusals
-/// are delayed.
-pub const FREE_FAILURES: f64 = 10.0;
-/// A peer's failure score drains at this rate (failures per second that
-/// never lead to a delay).
-pub const FAILURES_PER_SEC: f64 = 5.0;
-/// Delay per failure above [`FREE_FAILURES`].
-pub const DELAY_STEP: Duration = Duration::from_millis(100);
-/// Longest delay of one refusal.
-pub const MAX_DELAY: Duration = Duration::from_secs(2);
+/// How refusals of a peer that fails often are slowed down.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Slowdown {
+    /// Failed authentications a peer may make in a burst before its
+    /// refusals are delayed (default 10).
+    pub free: f64,
+    /// A peer's failure score drains at this rate: failures per second that
+    /// never lead to a delay (default 5).
+    pub per_sec: f64,
+    /// Delay per failure above `free` (default 100 ms).
+    pub step: Duration,
+    /// Longest delay of one refusal (default 2 s).
+    pub max: Duration,
+}
+
+impl Default for Slowdown {
+    fn default() -> Self {
+        Slowdown {
+            free: 10.0,
+            per_sec: 5.0,
+            step: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+        }
+    }
+}
+
 /// Peers tracked per shard; beyond it the least suspicious is forgotten.
 pub const MAX_PEERS: usize = 1024;
 
 /// Recent failed authentications per peer address, bounded to
 /// [`MAX_PEERS`] entries. Each failure adds 1 to the peer's score, which
-/// drains at [`FAILURES_PER_SEC`]; above [`FREE_FAILURES`] each refusal is
-/// delayed by [`DELAY_STEP`] per point, up to [`MAX_DELAY`].
+/// drains at [`Slowdown::per_sec`]; above [`Slowdown::free`] each refusal
+/// is delayed by [`Slowdown::step`] per point, up to [`Slowdown::max`].
 #[derive(Debug, Default)]
 pub struct Failures {
+    policy: Slowdown,
     peers: HashMap<IpAddr, (f64, Instant)>,
 }
 
 impl Failures {
-    fn decayed(score: f64, at: Instant, now: Instant) -> f64 {
-        (score - now.saturating_duration_since(at).as_secs_f64() * FAILURES_PER_SEC).max(0.0)
+    /// An empty tracker with `policy`.
+    pub fn new(policy: Slowdown) -> Failures {
+        Failures {
+            policy,
+            peers: HashMap::new(),
+        }
     }
 
     /// Records one failure of `peer` at `now`; returns how long to delay
     /// its answer.
     pub fn record(&mut self, peer: IpAddr, now: Instant) -> Duration {
+        let rate = self.policy.per_sec;
+        let decayed = move |s: f64, at: Instant| {
+            (s - now.saturating_duration_since(at).as_secs_f64() * rate).max(0.0)
+        };
         if !self.peers.contains_key(&peer) && self.peers.len() >= MAX_PEERS {
-            self.peers
-                .retain(|_, (s, at)| Self::decayed(*s, *at, now) >= 1.0);
+            self.peers.retain(|_, (s, at)| decayed(*s, *at) >= 1.0);
             if self.peers.len() >= MAX_PEERS {
                 let least = self
                     .peers
                     .iter()
-                    .map(|(ip, (s, at))| (*ip, Self::decayed(*s, *at, now)))
+                    .map(|(ip, (s, at))| (*ip, decayed(*s, *at)))
                     .min_by(|a, b| a.1.total_cmp(&b.1))
                     .map(|(ip, _)| ip);
                 if let Some(ip) = least {
@@ -189,14 +213,14 @@ impl Failures {
                 }
             }
         }
-        let e = self.peers.entry(peer).or_insert((0.0, now));
-        let score = Self::decayed(e.0, e.1, now) + 1.0;
-        *e = (score, now);
-        let over = score - FREE_FAILURES;
+        let (old, at) = self.peers.get(&peer).copied().unwrap_or((0.0, now));
+        let score = decayed(old, at) + 1.0;
+        self.peers.insert(peer, (score, now));
+        let over = score - self.policy.free;
         if over <= 0.0 {
             Duration::ZERO
         } else {
-            DELAY_STEP.mul_f64(over).min(MAX_DELAY)
+            self.policy.step.mul_f64(over).min(self.policy.max)
         }
     }
 
@@ -260,11 +284,13 @@ pub struct Guard {
 
 impl Guard {
     /// A guard over the token file at `path`, starting with `snapshot`
-    /// (what the server read at start-up; ignored when `mode` is off).
+    /// (what the server read at start-up; ignored when `mode` is off),
+    /// slowing failing peers down by `slowdown`.
     pub fn new(
         mode: Mode,
         path: PathBuf,
         snapshot: Option<tokens::Snapshot>,
+        slowdown: Slowdown,
         local: Rc<Local>,
     ) -> Guard {
         let (set, end) = snapshot.map_or((TokenSet::default(), 0), |s| (s.set, s.end));
@@ -278,7 +304,7 @@ impl Guard {
                 generation: 0,
                 stale: false,
             }),
-            failures: RefCell::default(),
+            failures: RefCell::new(Failures::new(slowdown)),
             log: RefCell::default(),
             reload_log: RefCell::default(),
             generation: Cell::new(0),
@@ -470,7 +496,8 @@ mod tests {
 
     #[test]
     fn a_failing_peer_is_delayed_and_others_are_not() {
-        let mut f = Failures::default();
+        let p = Slowdown::default();
+        let mut f = Failures::new(p);
         let t0 = Instant::now();
         let bad: IpAddr = [10, 0, 0, 1].into();
         let good: IpAddr = [10, 0, 0, 2].into();
@@ -478,17 +505,17 @@ mod tests {
         for _ in 0..40 {
             delays.push(f.record(bad, t0));
         }
-        assert!(delays[..FREE_FAILURES as usize - 1]
-            .iter()
-            .all(|d| d.is_zero()));
+        let free = p.free as usize;
+        assert!(delays[..free].iter().all(|d| d.is_zero()), "{delays:?}");
+        assert!(delays[free] > Duration::ZERO);
         assert!(delays.windows(2).all(|w| w[0] <= w[1]), "{delays:?}");
-        assert_eq!(*delays.last().unwrap(), MAX_DELAY);
+        assert_eq!(*delays.last().unwrap(), p.max);
         // Another peer failing once is answered at once.
         assert_eq!(f.record(good, t0), Duration::ZERO);
         // The score drains: after 10 s of quiet the bad peer starts afresh.
         assert_eq!(f.record(bad, t0 + Duration::from_secs(10)), Duration::ZERO);
         // A steady trickle below the drain rate never waits.
-        let mut f = Failures::default();
+        let mut f = Failures::new(p);
         for i in 0..1000u64 {
             let at = t0 + Duration::from_millis(250 * i);
             assert_eq!(f.record(bad, at), Duration::ZERO, "failure {i}");
@@ -497,7 +524,7 @@ mod tests {
 
     #[test]
     fn tracked_peers_are_bounded_and_the_worst_are_kept() {
-        let mut f = Failures::default();
+        let mut f = Failures::new(Slowdown::default());
         let t0 = Instant::now();
         let worst: IpAddr = [192, 0, 2, 1].into();
         for _ in 0..30 {
