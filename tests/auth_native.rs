@@ -11,7 +11,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use net_common::*;
-use xtdb::net::protocol::{self, code, Response};
+use xtdb::net::protocol::{self, code};
 use xtdb::net::{Client, ClientError, ClientOptions};
 use xtdb::runtime::auth::Slowdown;
 use xtdb::server::{AuthSetting, ServerHandle};
