@@ -750,3 +750,61 @@ fn probe_listen(listen: &str) -> Result<()> {
 
 /// How long [`probe_listen`] waits for a listener that accepts to go away.
 pub const LISTENER_GONE_WAIT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(
+        dir: &std::path::Path,
+        listen: &str,
+        http: Option<&str>,
+        auth: AuthSetting,
+    ) -> ServerConfig {
+        let mut c = ServerConfig::new(dir).unwrap();
+        c.listen = listen.into();
+        c.http = http.map(String::from);
+        c.auth = auth;
+        c
+    }
+
+    #[test]
+    fn auth_follows_the_listen_addresses_and_needs_a_token() {
+        assert!(is_loopback("127.0.0.1:7070"));
+        assert!(is_loopback("[::1]:0"));
+        assert!(is_loopback("localhost:0"));
+        assert!(!is_loopback("0.0.0.0:7070"));
+        assert!(!is_loopback("[::]:7070"));
+        assert!(!is_loopback("no-such-host.invalid:1"));
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let off = |c: &ServerConfig| decide_auth(c).map(|(m, _)| m).map_err(|e| e.to_string());
+        assert_eq!(
+            off(&cfg(d, "127.0.0.1:0", Some("[::1]:0"), AuthSetting::Auto)),
+            Ok(Mode::Off)
+        );
+        assert_eq!(
+            off(&cfg(d, "127.0.0.1:0", None, AuthSetting::Off)),
+            Ok(Mode::Off)
+        );
+        // Auto on a non-loopback address (native or HTTP) is on, and with no
+        // token file the start is refused with how to make one.
+        for c in [
+            cfg(d, "0.0.0.0:0", None, AuthSetting::Auto),
+            cfg(d, "127.0.0.1:0", Some("0.0.0.0:0"), AuthSetting::Auto),
+            cfg(d, "127.0.0.1:0", None, AuthSetting::On),
+        ] {
+            let e = off(&c).unwrap_err();
+            assert!(
+                e.contains("xtdb token create") && e.contains("tokens.xtauth"),
+                "{e}"
+            );
+        }
+        // Off on a non-loopback address needs --insecure.
+        let mut c = cfg(d, "0.0.0.0:0", None, AuthSetting::Off);
+        let e = off(&c).unwrap_err();
+        assert!(e.contains("--insecure"), "{e}");
+        c.insecure = true;
+        assert_eq!(off(&c), Ok(Mode::Off));
+    }
+}
