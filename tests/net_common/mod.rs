@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod pki;
 
 use std::future::Future;
 use std::io::Read;
