@@ -209,10 +209,11 @@ fn permissions_are_checked_per_request_and_keep_the_connection() {
 #[test]
 fn a_revoked_token_stops_working_on_open_connections() {
     let dir = tempfile::tempdir().unwrap();
-    let (h, _t) = setup(dir.path());
+    let (h, t) = setup(dir.path());
     let addr = h.local_addr().to_string();
     let late = make_tokens(dir.path(), &[("late", Perms::WRITE), ("hup", Perms::WRITE)]);
     let d = dir.path().to_path_buf();
+    let (d2, rw_token) = (d.clone(), t.rw.clone());
     let a = addr.clone();
     let h = std::sync::Arc::new(h);
     let h2 = std::sync::Arc::clone(&h);
@@ -264,6 +265,34 @@ fn a_revoked_token_stops_working_on_open_connections() {
         while c.write(&pts(300)).await.is_ok() {
             assert!(Instant::now() < deadline, "reload did not revoke");
             glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+        // A token file that disappears leaves no token valid.
+        let mut rw = Client::connect_with(&a, &opts(&rw_token)).await.unwrap();
+        std::fs::remove_file(xtdb::storage::tokens::path_in(&d2)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while rw.stats().await.is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "a removed token file kept tokens valid"
+            );
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+        // Each shard re-reads the file on its own: new connections (on
+        // either shard) are refused too once both have.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut refused = 0;
+        while refused < 8 {
+            match Client::connect_with(&a, &opts(&rw_token)).await {
+                Ok(_) => refused = 0,
+                Err(e) => {
+                    assert!(matches!(e, ClientError::Remote { code: 21, .. }), "{e}");
+                    refused += 1;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "a removed token file kept tokens valid"
+            );
         }
         took
     });
