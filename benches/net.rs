@@ -21,6 +21,24 @@ use xtdb::server::{start, AuthSetting, ServerConfig, Shutdown};
 use xtdb::storage::tokens::{Perms, TokenStore};
 use xtdb::Point;
 
+/// CPU time (ns) the server's shard threads (`xtdb-shard*`) have used, from
+/// `/proc/self/task/*/schedstat`: steadier than throughput on a shared
+/// machine, where other jobs take turns on the cores.
+fn shard_cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.starts_with("xtdb-shard"))
+        })
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// A token made in `dir` on a throw-away executor.
 fn make_token(dir: &std::path::Path) -> String {
     let d = dir.to_path_buf();
@@ -93,6 +111,7 @@ fn main() -> xtdb::error::Result<()> {
     }
     let server = start(cfg, Shutdown::new())?;
     let addr = server.local_addr().to_string();
+    let cpu0 = shard_cpu_ns();
     let (points, elapsed, stats) = std::thread::spawn(move || {
         let placement = match client_cpu {
             Some(cpu) => glommio::Placement::Fixed(cpu),
@@ -137,12 +156,14 @@ fn main() -> xtdb::error::Result<()> {
     })
     .join()
     .expect("client thread")?;
+    let cpu = shard_cpu_ns().saturating_sub(cpu0);
     server.stop()?;
     let _ = std::fs::remove_dir_all(&dir);
     let get = |n: &str| stats.iter().find(|(k, _)| k == n).map_or(0, |(_, v)| *v);
     println!(
         "net write (auth {}, tls {}): {conns} conns x {batch} points/batch, {:.1} s: {:.0} points/s acknowledged; \
-         server ack latency p50 {} us, p99 {} us, p999 {} us, max {} us; shard0/shard1 points {}/{}",
+         server ack latency p50 {} us, p99 {} us, p999 {} us, max {} us; shard0/shard1 points {}/{}; \
+         server CPU {:.1} ns/point",
         if auth { "on" } else { "off" },
         if tls { "on" } else { "off" },
         elapsed.as_secs_f64(),
@@ -153,6 +174,7 @@ fn main() -> xtdb::error::Result<()> {
         get("total.ack_max_us"),
         get("shard0.points_written"),
         get("shard1.points_written"),
+        cpu as f64 / get("total.points_written").max(1) as f64,
     );
     Ok(())
 }

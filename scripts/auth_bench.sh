@@ -3,7 +3,10 @@
 # `xtdb serve` plain, with `--auth on` (a read+write token), and with TLS on
 # both listeners plus auth ("tls"), in alternating rounds (plain, auth, tls,
 # plain, auth, tls, ...), so drift on a shared machine hits every mode alike.
-# Prints every run and the median per mode, with its ratio to plain.
+# Prints every run and the median per mode, with its ratio to plain, for
+# throughput and for the server's CPU time per point (the sum of its
+# threads' /proc/PID/task/*/schedstat run times over the load run: steadier
+# than throughput on a shared machine).
 #
 #   http:   xtdb-load write --protocol influx-http --target http[s]://... \
 #           [--token T] [--tls-ca CA]   (line protocol, batches of BATCH lines)
@@ -50,6 +53,10 @@ json_get() { python3 -c 'import json,sys; d=json.loads(sys.stdin.read().strip().
 for k in sys.argv[1].split("."): v=v[k]
 print(v)' "$1"; }
 
+cpu_ns() { # pid: CPU time of all its threads, ns
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s+=$1} END {printf "%d", s}'
+}
+
 wait_ready() { # log
     for _ in $(seq 1 600); do
         grep -q "ready" "$1" 2>/dev/null && return 0
@@ -59,7 +66,7 @@ wait_ready() { # log
     return 1
 }
 
-# run PROTOCOL MODE: prints "points/s p50_us p99_us"
+# run PROTOCOL MODE: prints "points/s p50_us p99_us cpu_ns_per_point"
 run() {
     local proto=$1 mode=$2 dir="$WORK_DIR/run"
     rm -rf "$dir"; mkdir -p "$dir"
@@ -87,37 +94,46 @@ run() {
     else
         target=(--addr "127.0.0.1:$port")
     fi
-    local out
+    local out cpu0 cpu1
+    cpu0=$(cpu_ns "$SERVER_PID")
     out=$("$BIN/xtdb-load" write "${target[@]}" "${client[@]}" --tags "$TAGS" --batch "$BATCH" \
         --conns "$CONNS" --duration "$DURATION" --cpus "$GEN_CPU" --json -q || true)
+    cpu1=$(cpu_ns "$SERVER_PID")
     stop_server
-    echo "$(echo "$out" | json_get points_per_sec) $(echo "$out" | json_get latency_us.p50) $(echo "$out" | json_get latency_us.p99)"
+    local acked
+    acked=$(echo "$out" | json_get points_acked)
+    echo "$(echo "$out" | json_get points_per_sec) $(echo "$out" | json_get latency_us.p50) $(echo "$out" | json_get latency_us.p99) $(python3 -c "print(f'{($cpu1-$cpu0)/max($acked,1):.1f}')")"
 }
 
-declare -A ALL
+declare -A ALL CPU
 for proto in $PROTOCOLS; do
     for r in $(seq 1 "$ROUNDS"); do
         for mode in $MODES; do
             res=$(run "$proto" "$mode")
-            ALL[$proto.$mode]="${ALL[$proto.$mode]:-} ${res%% *}"
-            printf '%s %-5s round %s: %s points/s, batch p50 %s us, p99 %s us\n' \
-                "$proto" "$mode" "$r" $res >&2
+            read -r rate p50 p99 cpu <<<"$res"
+            ALL[$proto.$mode]="${ALL[$proto.$mode]:-} $rate"
+            CPU[$proto.$mode]="${CPU[$proto.$mode]:-} $cpu"
+            printf '%s %-5s round %s: %s points/s, batch p50 %s us, p99 %s us, server CPU %s ns/point\n' \
+                "$proto" "$mode" "$r" "$rate" "$p50" "$p99" "$cpu" >&2
         done
     done
 done
 
-median() { python3 -c 'import sys,statistics; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.0f}")' "$@"; }
+median() { python3 -c 'import sys,statistics; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.1f}")' "$@"; }
 
 echo
 echo "Ingest with auth and TLS, $TAGS tags, batches of $BATCH, $CONNS connections, $DURATION per run, $ROUNDS alternating rounds; server (1 shard) on CPU $SERVER_CPU, generator on CPU $GEN_CPU ($(date -u +%F))"
 echo
-echo "| protocol | mode | runs (points/s) | median | ÷ plain |"
-echo "|---|---|---|---|---|"
+echo "| protocol | mode | runs (points/s) | median | ÷ plain | server CPU ns/point (runs) | median | ÷ plain |"
+echo "|---|---|---|---|---|---|---|---|"
 for proto in $PROTOCOLS; do
     base=$(median ${ALL[$proto.plain]:-0})
+    cbase=$(median ${CPU[$proto.plain]:-0})
     for mode in $MODES; do
         m=$(median ${ALL[$proto.$mode]})
+        c=$(median ${CPU[$proto.$mode]})
         ratio=$(python3 -c "print(f'{$m/$base:.3f}' if $base else '-')")
-        echo "| $proto | $mode | $(echo ${ALL[$proto.$mode]} | sed 's/ / \/ /g') | $m | $ratio |"
+        cratio=$(python3 -c "print(f'{$c/$cbase:.3f}' if $cbase else '-')")
+        echo "| $proto | $mode | $(echo ${ALL[$proto.$mode]} | sed 's/ / \/ /g') | $m | $ratio | $(echo ${CPU[$proto.$mode]} | sed 's/ / \/ /g') | $c | $cratio |"
     done
 done

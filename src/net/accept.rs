@@ -94,14 +94,12 @@ impl Drop for Counted {
 /// peer already sent, so the close is not a reset that would destroy the
 /// answer before the peer reads it.
 pub async fn answer_and_close(stream: &mut Stream, answer: &[u8]) {
-    let _ = stream.tcp().set_write_timeout(Some(Duration::from_secs(1)));
+    stream.set_write_timeout(Some(Duration::from_secs(1)));
     if stream.write_all(answer).await.is_err() {
         return;
     }
     let _ = stream.close().await;
-    let _ = stream
-        .tcp()
-        .set_read_timeout(Some(Duration::from_millis(100)));
+    stream.set_read_timeout(Some(Duration::from_millis(100)));
     let mut sink = [0u8; 4096];
     let mut drained = 0usize;
     while drained < (1 << 20) {

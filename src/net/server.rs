@@ -159,7 +159,9 @@ enum Payload {
 
 /// Reads `len` payload bytes into `buf` by `deadline`. The buffer grows
 /// with what has arrived (at most 1 MiB ahead of it), so a header that
-/// merely claims a large payload costs no memory.
+/// merely claims a large payload costs no memory. One deadline timer and
+/// one shutdown wait cover the whole payload, however many reads it takes
+/// (a TLS connection reads it a record at a time).
 async fn read_payload(
     stream: &mut Stream,
     buf: &mut Vec<u8>,
@@ -168,31 +170,47 @@ async fn read_payload(
     closing: &Closing,
 ) -> Payload {
     buf.clear();
-    let mut got = 0;
-    while got < len {
-        if buf.len() == got {
-            buf.resize(got + (len - got).min(1 << 20), 0);
+    let got = std::cell::Cell::new(0usize);
+    let read_all = async {
+        let mut g = 0;
+        while g < len {
+            if buf.len() == g {
+                buf.resize(g + (len - g).min(1 << 20), 0);
+            }
+            match stream.read(&mut buf[g..]).await {
+                Ok(0) | Err(_) => return Payload::Eof(g),
+                Ok(n) => {
+                    g += n;
+                    got.set(g);
+                }
+            }
         }
-        let read = futures_lite::future::or(
-            async { Some(within(deadline, stream.read(&mut buf[got..])).await) },
+        Payload::Read
+    };
+    let stop = async {
+        futures_lite::future::or(
             async {
+                glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+                Payload::TimedOut(0)
+            },
+            async {
+                // A request whose payload has not fully arrived is not in
+                // flight yet: shutdown does not wait for a client that
+                // stalls inside one.
                 closing.wait().await;
-                None
+                Payload::Closing
             },
         )
-        .await;
-        match read {
-            // A request whose payload has not fully arrived is not in
-            // flight yet: shutdown does not wait for a client that stalls
-            // inside one.
-            None => return Payload::Closing,
-            Some(None) => return Payload::TimedOut(got),
-            Some(Some(Ok(0))) | Some(Some(Err(_))) => return Payload::Eof(got),
-            Some(Some(Ok(n))) => got += n,
+        .await
+    };
+    match futures_lite::future::or(read_all, stop).await {
+        Payload::Read => {
+            buf.truncate(len);
+            Payload::Read
         }
+        Payload::TimedOut(_) => Payload::TimedOut(got.get()),
+        other => other,
     }
-    buf.truncate(len);
-    Payload::Read
 }
 
 /// Per-connection buffers above this are released after each request, so

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 use futures_rustls::{TlsAcceptor, TlsConnector};
-use glommio::net::TcpStream;
+use glommio::net::{Preallocated, TcpStream};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
@@ -47,26 +47,49 @@ pub mod counter {
     ];
 }
 
+/// Bytes read from the socket at once under TLS. rustls asks for 4 KiB at a
+/// time and a record is up to 16 KiB; every socket read is an io_uring
+/// operation, so TLS reads go through a buffer of this size.
+pub const TLS_READ_BUFFER: usize = 64 << 10;
+
+/// The TCP stream under TLS: read through a [`TLS_READ_BUFFER`] buffer.
+pub type TlsTcp = TcpStream<Preallocated>;
+
 /// A connection: plain TCP, or TLS over it (either side).
 pub enum Stream {
     /// Plain TCP.
     Plain(TcpStream),
     /// TLS over TCP.
-    Tls(Box<futures_rustls::TlsStream<TcpStream>>),
+    Tls(Box<futures_rustls::TlsStream<TlsTcp>>),
+}
+
+fn buffered(tcp: TcpStream) -> TlsTcp {
+    tcp.buffered_with(Preallocated::new(TLS_READ_BUFFER))
 }
 
 impl Stream {
-    /// The TCP socket underneath.
-    pub fn tcp(&self) -> &TcpStream {
+    /// The peer's address, if the socket knows it.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
         match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(t) => t.get_ref().0,
+            Stream::Plain(s) => s.peer_addr().ok(),
+            Stream::Tls(t) => t.get_ref().0.peer_addr().ok(),
         }
     }
 
-    /// The peer's address, if the socket knows it.
-    pub fn peer_addr(&self) -> Option<SocketAddr> {
-        self.tcp().peer_addr().ok()
+    /// Sets the socket's read timeout (`None`: none).
+    pub fn set_read_timeout(&self, d: Option<Duration>) {
+        let _ = match self {
+            Stream::Plain(s) => s.set_read_timeout(d),
+            Stream::Tls(t) => t.get_ref().0.set_read_timeout(d),
+        };
+    }
+
+    /// Sets the socket's write timeout (`None`: none).
+    pub fn set_write_timeout(&self, d: Option<Duration>) {
+        let _ = match self {
+            Stream::Plain(s) => s.set_write_timeout(d),
+            Stream::Tls(t) => t.get_ref().0.set_write_timeout(d),
+        };
     }
 
     /// Whether this is a TLS connection.
@@ -234,7 +257,7 @@ impl ServerTls {
             Listener::Http => Arc::clone(&self.configs.borrow().http),
         };
         let peer = tcp.peer_addr().ok();
-        let hs = TlsAcceptor::from(config).accept(tcp);
+        let hs = TlsAcceptor::from(config).accept(buffered(tcp));
         let res = futures_lite::future::or(async { Some(hs.await) }, async {
             futures_lite::future::or(glommio::timer::sleep(timeout), closing.wait()).await;
             None
@@ -339,7 +362,7 @@ impl TlsClient {
             )
         })?;
         let s = TlsConnector::from(Arc::clone(&self.config))
-            .connect(name, tcp)
+            .connect(name, buffered(tcp))
             .await?;
         Ok(Stream::Tls(Box::new(s.into())))
     }
