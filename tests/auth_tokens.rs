@@ -243,3 +243,138 @@ fn a_torn_or_damaged_token_file_stops_the_server_and_names_the_file() {
         text(&o)
     );
 }
+
+#[test]
+fn stats_and_load_authenticate_and_sighup_reloads() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let rw = create(&d, "ops", &["--read", "--write"]);
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--cpus",
+            "0",
+            "--listen",
+            "127.0.0.1:0",
+            "--auth",
+            "on",
+        ])
+        .arg("--data-dir")
+        .arg(&d)
+        .env("XTDB_IO_MEMORY", "1048576")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    let addr = loop {
+        let line = lines.next().expect("server exited before ready").unwrap();
+        printed.push(line.clone());
+        if line.contains("ready") {
+            break line.rsplit(' ').next().unwrap().to_string();
+        }
+    };
+    assert!(
+        printed.iter().any(|l| l.starts_with("auth:          on")),
+        "{printed:?}"
+    );
+    let stats = |token: Option<&str>| {
+        let mut c = Command::new(BIN);
+        c.args(["stats", "--addr", &addr]).env_remove("XTDB_TOKEN");
+        if let Some(t) = token {
+            c.env("XTDB_TOKEN", t);
+        }
+        c.output().unwrap()
+    };
+    let o = stats(None);
+    assert!(
+        !o.status.success() && text(&o).contains("server error 20"),
+        "{}",
+        text(&o)
+    );
+    let o = stats(Some("xtdb_nope"));
+    assert!(
+        !o.status.success() && text(&o).contains("server error 21"),
+        "{}",
+        text(&o)
+    );
+    let o = stats(Some(&rw));
+    assert!(
+        o.status.success() && text(&o).contains("shards: 1"),
+        "{}",
+        text(&o)
+    );
+
+    let load = env!("CARGO_BIN_EXE_xtdb-load");
+    let o = Command::new(load)
+        .args([
+            "write", "--addr", &addr, "--tags", "10", "--batch", "10", "--ticks", "3",
+        ])
+        .args(["--quiet", "--json", "--token", &rw])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let o = Command::new(load)
+        .args([
+            "query",
+            "--addr",
+            &addr,
+            "--prepare",
+            "--blocks",
+            "1",
+            "--iterations",
+            "2",
+        ])
+        .args(["--tags", "1", "--latest-iterations", "2", "--quiet"])
+        .env("XTDB_TOKEN", &rw)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let o = Command::new(load)
+        .args([
+            "query",
+            "--addr",
+            &addr,
+            "--blocks",
+            "1",
+            "--iterations",
+            "1",
+            "--quiet",
+        ])
+        .env_remove("XTDB_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "query without a token: {}", text(&o));
+
+    // SIGHUP re-reads the token file: a token revoked by the command is
+    // refused right after.
+    let o = xtdb(&["token", "revoke", "ops"], &d);
+    assert!(o.status.success(), "{}", text(&o));
+    // SAFETY: kill(2) on our own child's pid.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGHUP);
+    }
+    loop {
+        let line = lines.next().expect("server exited").unwrap();
+        if line.contains("SIGHUP") {
+            break;
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while stats(Some(&rw)).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "revoked token still accepted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: as above.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    assert!(child.wait().unwrap().success());
+}
