@@ -54,7 +54,7 @@ for k in sys.argv[1].split("."): v=v[k]
 print(v)' "$1"; }
 
 cpu_ns() { # pid: CPU time of all its threads, ns
-    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s+=$1} END {printf "%d", s}'
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s+=$1} END {printf "%.0f", s}'
 }
 
 wait_ready() { # log
