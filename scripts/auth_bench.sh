@@ -2,7 +2,8 @@
 # What authentication and TLS cost on ingest: the same workload against
 # `xtdb serve` plain, with `--auth on` (a read+write token), and with TLS on
 # both listeners plus auth ("tls"), in alternating rounds (plain, auth, tls,
-# plain, auth, tls, ...), so drift on a shared machine hits every mode alike.
+# then auth, tls, plain, ...: the order rotates), so drift on a shared
+# machine hits every mode alike.
 # Prints every run and the median per mode, with its ratio to plain, for
 # throughput and for the server's CPU time per point (the sum of its
 # threads' /proc/PID/task/*/schedstat run times over the load run: steadier
@@ -108,7 +109,11 @@ run() {
 declare -A ALL CPU
 for proto in $PROTOCOLS; do
     for r in $(seq 1 "$ROUNDS"); do
-        for mode in $MODES; do
+        # Rotate the order each round (plain auth tls, auth tls plain, ...)
+        # so no mode always runs first, after the previous run's cleanup.
+        modes=($MODES)
+        k=$(( (r - 1) % ${#modes[@]} ))
+        for mode in "${modes[@]:k}" "${modes[@]:0:k}"; do
             res=$(run "$proto" "$mode")
             read -r rate p50 p99 cpu <<<"$res"
             ALL[$proto.$mode]="${ALL[$proto.$mode]:-} $rate"
