@@ -2,7 +2,7 @@
 //! is on (checked on the header, before any other payload is read), the
 //! permission each request type needs, and a token revoked while the
 //! connection is open. Decides with the shard's
-//! [`Guard`](crate::runtime::auth::Guard) and answers with error codes 20
+//! [`Guard`] and answers with error codes 20
 //! (closes), 21 (closes) and 22 (kept) of [`crate::net::protocol::code`].
 //! Owns the per-connection identity; never touches sockets.
 
