@@ -2,8 +2,14 @@
 //! `parse_batch` turns InfluxDB line protocol into samples, for the lines
 //! `xtdb-load --protocol influx-http` and `scripts/compare.sh` send
 //! (`plant,tag=tN v=F,q=Ii TS`) and for a wider industrial shape (three
-//! tags, two value fields). Reports the median of `--rounds` over
-//! `--lines` lines in batches of `--batch`.
+//! tags, two value fields), with `--quality-field q` as those lines
+//! expect (one sample per value field). Reports the median of `--rounds` over
+//! `--lines` lines in batches of `--batch`. Then the pathological line: one
+//! line of `--patho-tags` tags (default 100,000, 1.4 MB), parsed with the
+//! default limits (refused for its length), with the line limit lifted
+//! (refused at the tag limit) and with every limit lifted but the
+//! catalog's key length (all tags read and sorted, then refused for the
+//! key length): wall time of each, median of `--rounds`.
 //!
 //! ```text
 //! cargo bench --bench line
@@ -14,7 +20,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use clap::Parser;
-use xtdb::http::line::{parse_batch, Precision};
+use xtdb::http::line::{parse_batch, LineConfig, Precision};
 use xtdb::net::limits::TimeWindow;
 
 #[derive(Parser)]
@@ -28,6 +34,9 @@ struct Args {
     /// Rounds (median reported).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// Tags on the pathological line (0: skip it).
+    #[arg(long, default_value_t = 100_000)]
+    patho_tags: usize,
     /// Ignored (cargo bench passes it).
     #[arg(long, hide = true)]
     bench: bool,
@@ -60,6 +69,10 @@ fn bodies(a: &Args, shape: &str) -> Vec<Vec<u8>> {
 fn main() {
     let a = Args::parse();
     let window = TimeWindow::default();
+    let config = LineConfig {
+        quality_field: Some("q".into()),
+        ..LineConfig::default()
+    };
     println!("| shape | lines | bytes/line | samples/line | median ns/line | lines/s |");
     println!("|---|---|---|---|---|---|");
     for shape in ["xtdb-load", "3 tags, 2 fields"] {
@@ -73,7 +86,8 @@ fn main() {
             let t = Instant::now();
             for b in &bodies {
                 out.clear();
-                parse_batch(b, Precision::Ns, NOW_US, &window, &mut out).expect("valid lines");
+                let r = parse_batch(b, Precision::Ns, NOW_US, &window, &config, &mut out);
+                assert!(r.is_clean(), "{:?}", r.bad.first());
                 samples += out.len();
                 black_box(&out);
             }
@@ -88,5 +102,54 @@ fn main() {
             samples as f64 / a.lines as f64,
             1e9 / ns
         );
+    }
+    if a.patho_tags > 0 {
+        pathological(&a, &window);
+    }
+}
+
+fn pathological(a: &Args, window: &TimeWindow) {
+    let mut line = String::from("m");
+    for i in 0..a.patho_tags {
+        line.push_str(&format!(",k{i}=v{i}"));
+    }
+    line.push_str(" v=1 1767225600000000000\n");
+    let mut lifted = LineConfig::default();
+    lifted.limits.max_line_bytes = usize::MAX;
+    let mut all = lifted.clone();
+    all.limits.max_tags = usize::MAX;
+    println!();
+    println!(
+        "| one line of {} tags, {} bytes | median ms | answer |",
+        a.patho_tags,
+        line.len()
+    );
+    println!("|---|---|---|");
+    for (what, config) in [
+        ("default limits", LineConfig::default()),
+        ("--max-line-bytes lifted", lifted),
+        ("line and tag limits lifted", all),
+    ] {
+        let mut times = Vec::new();
+        let mut answer = String::new();
+        for _ in 0..a.rounds.max(1) {
+            let mut out = Vec::new();
+            let t = Instant::now();
+            let r = parse_batch(
+                line.as_bytes(),
+                Precision::Ns,
+                NOW_US,
+                window,
+                &config,
+                &mut out,
+            );
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            black_box(&out);
+            answer = r.bad.first().map_or("accepted".into(), |e| {
+                format!("{}...", e.message.chars().take(48).collect::<String>())
+            });
+        }
+        times.sort_by(f64::total_cmp);
+        println!("| {what} | {:.3} | {answer} |", times[times.len() / 2]);
     }
 }

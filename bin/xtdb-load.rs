@@ -108,6 +108,10 @@ struct WriteArgs {
     /// Seed of the value function.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// What the values look like: `noise` (analog with full-precision
+    /// noise) or `plant` (quantised analog, steps, booleans, counters).
+    #[arg(long, default_value = "noise")]
+    signal: xtdb::load::gen::Signal,
     /// µs between ticks (default tags*1e6/rate, or 1000 at rate 0).
     #[arg(long)]
     period_us: Option<i64>,
@@ -182,7 +186,7 @@ struct QueryArgs {
 
 #[derive(Args)]
 struct ScenarioArgs {
-    /// tags-100k | max-write | query-blocks | flush-storm | recovery
+    /// tags-100k | max-write | query-blocks | flush-storm | recovery | steady
     name: String,
     #[command(flatten)]
     common: Common,
@@ -213,9 +217,15 @@ struct ScenarioArgs {
     /// recovery: data dir (default: a temporary one).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// recovery: pin the server to this CPU.
+    /// recovery, steady: pin the server to this CPU.
     #[arg(long)]
     server_cpu: Option<usize>,
+    /// Values: `noise` or `plant` (default: plant for steady, noise otherwise).
+    #[arg(long)]
+    signal: Option<xtdb::load::gen::Signal>,
+    /// steady: simulated minutes at 1 Hz.
+    #[arg(long, default_value_t = 60)]
+    minutes: u32,
 }
 
 #[derive(Args)]
@@ -293,6 +303,7 @@ fn run(cli: Cli) -> xtdb::error::Result<bool> {
             w.max_ticks = a.ticks;
             w.cpus = a.cpus;
             w.seed = a.seed;
+            w.signal = a.signal;
             w.period_us = a.period_us;
             w.t0 = a.t0;
             w.ack_log = a.ack_log;
@@ -364,6 +375,12 @@ fn run(cli: Cli) -> xtdb::error::Result<bool> {
             s.server_bin = a.server_bin;
             s.data_dir = a.data_dir;
             s.server_cpu = a.server_cpu;
+            s.minutes = a.minutes;
+            s.signal = a.signal.unwrap_or(if a.name == "steady" {
+                xtdb::load::gen::Signal::Plant
+            } else {
+                xtdb::load::gen::Signal::Noise
+            });
             s.progress = !a.common.quiet;
             s.json = a.common.json;
             let o = scenario::run::<C>(&a.name, &s)?;

@@ -31,7 +31,7 @@ struct Cli {
 enum Cmd {
     /// Run the server: one shard per listed CPU, native protocol on --listen,
     /// HTTP on --http.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a running server's counters (total and per shard) as a table.
     Stats {
         /// Server address.
@@ -121,6 +121,17 @@ struct ServeArgs {
     /// glommio registered-buffer memory per shard, bytes.
     #[arg(long, env = "XTDB_IO_MEMORY", default_value_t = 4 << 20)]
     io_memory: usize,
+    /// WAL bytes per shard: above half of it the tags holding the oldest
+    /// segment are flushed (what a restart replays at most).
+    #[arg(long, env = "XTDB_WAL_BUDGET", default_value_t = 512 << 20)]
+    wal_budget: u64,
+    /// Keep points for this long (`30d`, `52w`, `10y`, `12h`); older points
+    /// are never served and their chunk files are deleted [default: forever].
+    #[arg(long, env = "XTDB_RETENTION", value_parser = parse_retention)]
+    retention: Option<Duration>,
+    /// Bytes per second compaction may read and write, per shard.
+    #[arg(long, env = "XTDB_COMPACT_RATE", default_value_t = 128 << 20)]
+    compact_rate: u64,
     /// HTTP address (InfluxDB-compatible writes, JSON queries, /metrics);
     /// off when not given.
     #[arg(long, env = "XTDB_HTTP")]
@@ -134,6 +145,24 @@ struct ServeArgs {
     /// HTTP idle / read / write timeout, seconds.
     #[arg(long, env = "XTDB_HTTP_TIMEOUT", default_value_t = 60)]
     http_timeout: u64,
+    /// Line protocol: longest line, bytes; a longer one is a bad line.
+    #[arg(long, env = "XTDB_MAX_LINE_BYTES", default_value_t = 64 << 10)]
+    max_line_bytes: usize,
+    /// Line protocol: most tags on one line; more make it a bad line.
+    #[arg(long, env = "XTDB_MAX_TAGS_PER_LINE", default_value_t = 256)]
+    max_tags_per_line: usize,
+    /// Line protocol: most fields on one line; more make it a bad line.
+    #[arg(long, env = "XTDB_MAX_FIELDS_PER_LINE", default_value_t = 256)]
+    max_fields_per_line: usize,
+    /// Line protocol: the field that carries a line's quality (an integer
+    /// 0..=255) instead of being a series, e.g. `q` [default: none, every
+    /// field is a series].
+    #[arg(long, env = "XTDB_QUALITY_FIELD")]
+    quality_field: Option<String>,
+    /// `/write` refuses the whole batch when any line is bad (as
+    /// `/api/v2/write` always does) instead of storing the good lines.
+    #[arg(long, env = "XTDB_ATOMIC_WRITES")]
+    atomic_writes: bool,
     /// Connections served at once per shard and listener (native and HTTP
     /// apart); one more is answered with an error and closed.
     #[arg(long, env = "XTDB_MAX_CONNECTIONS", default_value_t = 1024)]
@@ -201,6 +230,31 @@ fn parse_future(s: &str) -> Result<MaxFuture, String> {
         .map_err(|_| format!("expected seconds or `off`, got {s:?}"))
 }
 
+/// `--retention`: a number with a unit (`s`, `m`, `h`, `d`, `w`, `y`).
+fn parse_retention(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("expected a number and a unit (30d, 12h, 10y), got {s:?}"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        "y" => 365 * 86_400,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {s:?} (use s, m, h, d, w or y)"
+            ))
+        }
+    };
+    if n == 0 {
+        return Err("retention must be longer than 0".into());
+    }
+    Ok(Duration::from_secs(n.saturating_mul(secs)))
+}
+
 fn serve(a: ServeArgs) -> xtdb::error::Result<()> {
     let mut config = ServerConfig::new(a.data_dir)?;
     if let Some(c) = a.cpus {
@@ -210,6 +264,9 @@ fn serve(a: ServeArgs) -> xtdb::error::Result<()> {
     config.sync = a.sync;
     config.memory_budget = a.memory_budget;
     config.io_memory = a.io_memory;
+    config.wal_budget = a.wal_budget.max(1 << 20);
+    config.retention = a.retention;
+    config.compact_rate = a.compact_rate;
     config.http = a.http;
     config.http_config.max_body = a.http_max_body;
     config.http_config.max_inflight_writes = a.http_max_inflight.max(1);
@@ -221,6 +278,12 @@ fn serve(a: ServeArgs) -> xtdb::error::Result<()> {
         .tls_cert
         .zip(a.tls_key)
         .map(|(cert, key)| TlsFiles { cert, key });
+    let line = &mut config.http_config.line;
+    line.limits.max_line_bytes = a.max_line_bytes;
+    line.limits.max_tags = a.max_tags_per_line;
+    line.limits.max_fields = a.max_fields_per_line;
+    line.quality_field = a.quality_field.filter(|f| !f.is_empty());
+    config.http_config.atomic_writes = a.atomic_writes;
     config.limits = WireLimits {
         max_connections: a.max_connections.max(1),
         idle_timeout: Duration::from_secs(a.idle_timeout.max(1)),
@@ -355,7 +418,7 @@ fn token(cmd: TokenCmd) -> xtdb::error::Result<()> {
 fn main() -> ExitCode {
     logger::init();
     let result = match Cli::parse().cmd {
-        Cmd::Serve(a) => serve(a),
+        Cmd::Serve(a) => serve(*a),
         Cmd::Stats {
             addr,
             interval,

@@ -3,23 +3,31 @@
 # InfluxDB 1.x, each in turn pinned to the same single CPU (Go peers with
 # GOMAXPROCS=1), the load generator (`xtdb-load write --protocol influx-http`)
 # pinned to the other CPU, the identical workload against each:
-#   plant,tag=t<N> v=<float>,q=<quality>i <ns timestamp>   (current timestamps)
-# 100,000 tags, batches of 5,000 lines, 4 keep-alive connections, 15 s.
+#   plant,tag=t<N> v=<float>,q=<quality>i <ns timestamp>
+# 100,000 tags, batches of 5,000 lines, 4 keep-alive connections. Two modes:
+# - TICKS=0 (default): 15 s at full speed, current timestamps 1 ms apart;
+# - TICKS=N: exactly N points per tag, 1 s apart, ending now (the same lines
+#   for every system, so disk bytes per point compare), SIGNAL=plant values
+#   by default, then SETTLE seconds (120) with the server idle before the
+#   data dir is measured (VictoriaMetrics merges its parts, InfluxDB
+#   compacts, xtdb flushes and compacts by then).
 #
 # Installs `victoria-metrics` and `influxdb` from Debian when missing (they
 # are started by hand here, not as services). Checks that the acknowledged
 # points landed (xtdb: points written; VictoriaMetrics: count_over_time;
 # InfluxDB: SELECT count), then prints a markdown table: lines/s, batch
 # latency p50/p99, server RSS at the end, disk bytes per point (allocated
-# bytes of the data dir after a clean stop / flush; xtdb's WAL segments are
-# preallocated, so short runs overstate its figure), ratio xtdb/peer.
+# bytes of the whole data dir, and without the WAL: xtdb's WAL segments are
+# preallocated, so short runs overstate its whole-dir figure), ratio
+# xtdb/peer.
 #
 # What an acknowledgement means differs: xtdb after WAL fdatasync, InfluxDB
 # after its WAL write+fsync, VictoriaMetrics once in memory.
 #
 # Knobs (environment): SYSTEMS (default "xtdb victoria-metrics influxdb"),
-# TAGS (100000), BATCH (5000), CONNS (4), DURATION (15s), SERVER_CPU (1),
-# GEN_CPU (0), COMPARE_DIR (default a new temp dir, removed).
+# TAGS (100000), BATCH (5000), CONNS (4), DURATION (15s), TICKS (0), SIGNAL
+# (noise, or plant with TICKS), SETTLE (120 with TICKS, else 0), SERVER_CPU
+# (1), GEN_CPU (0), COMPARE_DIR (default a new temp dir, removed).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -28,6 +36,15 @@ TAGS=${TAGS:-100000}
 BATCH=${BATCH:-5000}
 CONNS=${CONNS:-4}
 DURATION=${DURATION:-15s}
+TICKS=${TICKS:-0}
+if [ "$TICKS" -gt 0 ]; then
+    SIGNAL=${SIGNAL:-plant}; SETTLE=${SETTLE:-120}
+    T0=$(( ($(date +%s) - TICKS) * 1000000 ))
+    SHAPE=(--ticks "$TICKS" --period-us 1000000 --t0 "$T0")
+else
+    SIGNAL=${SIGNAL:-noise}; SETTLE=${SETTLE:-0}
+    SHAPE=(--duration "$DURATION")
+fi
 SERVER_CPU=${SERVER_CPU:-1}
 GEN_CPU=${GEN_CPU:-0}
 if [ "$(nproc)" -lt 2 ]; then SERVER_CPU=0; GEN_CPU=0; fi
@@ -61,14 +78,15 @@ json_get() { python3 -c 'import json,sys; d=json.loads(sys.stdin.read().strip().
 for k in sys.argv[1].split("."): v=v[k]
 print(v)' "$1"; }
 
-declare -A RATE P50 P99 RSS BPP LANDED ACKED
+declare -A RATE P50 P99 RSS BPP BPPW LANDED ACKED
 for sys in $SYSTEMS; do
     dir="$COMPARE_DIR/$sys"; rm -rf "$dir"; mkdir -p "$dir"
     port=$(free_port)
     case "$sys" in
     xtdb)
         taskset -c "$SERVER_CPU" "$BIN/xtdb" serve --data-dir "$dir/data" --cpus "$SERVER_CPU" \
-            --listen "127.0.0.1:$(free_port)" --http "127.0.0.1:$port" >"$dir/server.log" 2>&1 &
+            --listen "127.0.0.1:$(free_port)" --http "127.0.0.1:$port" --quality-field q \
+            >"$dir/server.log" 2>&1 &
         SERVER_PID=$!
         target="http://127.0.0.1:$port/write?db=xtdb"
         wait_http "http://127.0.0.1:$port/ping" || { cat "$dir/server.log" >&2; exit 1; }
@@ -106,7 +124,7 @@ CONF
     esac
     echo "== $sys (pid $SERVER_PID, CPU $SERVER_CPU) <- xtdb-load on CPU $GEN_CPU: $TAGS tags, batch $BATCH, $CONNS conns, $DURATION" >&2
     out=$("$BIN/xtdb-load" write --protocol influx-http --target "$target" --tags "$TAGS" \
-        --batch "$BATCH" --conns "$CONNS" --duration "$DURATION" --cpus "$GEN_CPU" --json -q || true)
+        --batch "$BATCH" --conns "$CONNS" "${SHAPE[@]}" --signal "$SIGNAL" --cpus "$GEN_CPU" --json -q || true)
     echo "$out" | head -n -1 >&2 || true
     ACKED[$sys]=$(echo "$out" | json_get points_acked)
     RATE[$sys]=$(echo "$out" | json_get points_per_sec)
@@ -128,17 +146,27 @@ CONF
             | python3 -c 'import json,sys; s=json.load(sys.stdin)["results"][0].get("series"); print(s[0]["values"][0][1] if s else 0)')
         ;;
     esac
-    stop_server
+    if [ "$SETTLE" -gt 0 ]; then
+        echo "   settling $SETTLE s" >&2
+        sleep "$SETTLE"
+    fi
     bytes=$(du -s --block-size=1 "$dir" | cut -f1)
-    BPP[$sys]=$(python3 -c "a=$((ACKED[$sys])); print(f'{$bytes/a:.1f}' if a else '?')")
+    wal=0
+    for w in "$dir/data/shard-0/wal" "$dir/wal"; do
+        [ -d "$w" ] && wal=$((wal + $(du -s --block-size=1 "$w" | cut -f1)))
+    done
+    stop_server
+    BPP[$sys]=$(python3 -c "a=$((ACKED[$sys])); print(f'{$bytes/a:.2f}' if a else '?')")
+    BPPW[$sys]=$(python3 -c "a=$((ACKED[$sys])); print(f'{($bytes-$wal)/a:.2f}' if a else '?')")
     echo "   acked ${ACKED[$sys]}, landed ${LANDED[$sys]}, ${RATE[$sys]} lines/s, RSS ${RSS[$sys]} MB, $bytes bytes on disk" >&2
 done
 
 echo
-echo "HTTP line-protocol ingest, $TAGS tags, batches of $BATCH lines, $CONNS connections, $DURATION; server on CPU $SERVER_CPU, generator on CPU $GEN_CPU ($(date -u +%F))"
+if [ "$TICKS" -gt 0 ]; then shape="$TICKS points per tag 1 s apart ($SIGNAL values), settled $SETTLE s"; else shape="$DURATION ($SIGNAL values)"; fi
+echo "HTTP line-protocol ingest, $TAGS tags, batches of $BATCH lines, $CONNS connections, $shape; server on CPU $SERVER_CPU, generator on CPU $GEN_CPU ($(date -u +%F))"
 echo
-echo "| system | lines/s | batch p50 | batch p99 | RSS MB | disk B/point | points acked / landed | xtdb lines/s ÷ this |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| system | lines/s | batch p50 | batch p99 | RSS MB | disk B/point | without WAL | points acked / landed | xtdb lines/s ÷ this |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for sys in $SYSTEMS; do
     ratio="-"
     if [ -n "${RATE[xtdb]:-}" ] && [ "${RATE[$sys]%.*}" != "0" ]; then
@@ -146,7 +174,7 @@ for sys in $SYSTEMS; do
     fi
     check="ok"
     if [ "${LANDED[$sys]%.*}" -lt "${ACKED[$sys]%.*}" ] 2>/dev/null; then check="MISSING"; fi
-    printf '| %s | %.0f | %.1f ms | %.1f ms | %s | %s | %s / %s %s | %s |\n' "$sys" "${RATE[$sys]}" \
+    printf '| %s | %.0f | %.1f ms | %.1f ms | %s | %s | %s | %s / %s %s | %s |\n' "$sys" "${RATE[$sys]}" \
         "$(python3 -c "print(${P50[$sys]}/1000)")" "$(python3 -c "print(${P99[$sys]}/1000)")" \
-        "${RSS[$sys]}" "${BPP[$sys]}" "${ACKED[$sys]}" "${LANDED[$sys]}" "$check" "$ratio"
+        "${RSS[$sys]}" "${BPP[$sys]}" "${BPPW[$sys]}" "${ACKED[$sys]}" "${LANDED[$sys]}" "$check" "$ratio"
 done

@@ -67,6 +67,12 @@ pub struct ServerConfig {
     pub memory_budget: usize,
     /// glommio `io_memory` (registered buffers) per executor, bytes.
     pub io_memory: usize,
+    /// WAL bytes per shard before its oldest segment is flushed away.
+    pub wal_budget: u64,
+    /// Drop points older than this (`None`: keep forever).
+    pub retention: Option<Duration>,
+    /// Bytes per second compaction may read and write, per shard.
+    pub compact_rate: u64,
     /// HTTP listen address (`host:port`); `None`: no HTTP.
     pub http: Option<String>,
     /// HTTP limits and timeouts.
@@ -132,6 +138,9 @@ impl ServerConfig {
             sync: SyncMode::Always,
             memory_budget: 1 << 30,
             io_memory: 4 << 20,
+            wal_budget: ShardConfig::new("").wal_budget,
+            retention: None,
+            compact_rate: ShardConfig::new("").compact_rate,
             http: None,
             http_config: HttpConfig::default(),
             limits: WireLimits::default(),
@@ -166,6 +175,14 @@ impl fmt::Display for ServerConfig {
             self.memory_budget / n
         )?;
         writeln!(f, "io memory:     {} bytes per shard", self.io_memory)?;
+        writeln!(
+            f,
+            "storage:       WAL budget {} bytes per shard; compaction at most {} bytes/s; retention {}",
+            self.wal_budget,
+            self.compact_rate,
+            self.retention
+                .map_or("forever".to_string(), |r| format!("{} s", r.as_secs()))
+        )?;
         match self.auth {
             AuthSetting::Auto => writeln!(
                 f,
@@ -543,6 +560,9 @@ async fn serve_shard(
     let mut sc = ShardConfig::new(shard_dir(&cfg.data_dir, index));
     sc.sync = cfg.sync;
     sc.memory_budget = cfg.memory_budget / n;
+    sc.wal_budget = cfg.wal_budget;
+    sc.retention = cfg.retention;
+    sc.compact_rate = cfg.compact_rate;
     let shard = Shard::open(sc).await?;
     let rec = shard.recovery();
     log::info!(

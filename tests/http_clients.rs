@@ -82,6 +82,7 @@ fn python_influx_clients_write_through_both_endpoints() {
     c.http = Some("127.0.0.1:0".into());
     c.memory_budget = 64 << 20;
     c.io_memory = 1 << 20;
+    c.http_config.line.quality_field = Some("q".into());
     let h = start(c, Shutdown::new()).unwrap();
     let a = h.http_addr().unwrap();
     let out = Command::new("python3")

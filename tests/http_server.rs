@@ -23,6 +23,8 @@ fn server_with(dir: &Path, f: impl FnOnce(&mut ServerConfig)) -> ServerHandle {
     c.http = Some("127.0.0.1:0".into());
     c.memory_budget = 64 << 20;
     c.io_memory = 1 << 20;
+    // These tests (and xtdb-load) send the quality as a field `q`.
+    c.http_config.line.quality_field = Some("q".into());
     f(&mut c);
     start(c, Shutdown::new()).expect("server starts")
 }
@@ -121,11 +123,11 @@ fn write_then_read_back_gzip_and_errors() {
         r.text()
     );
 
-    // The whole batch is rejected, naming the first bad line.
+    // The whole batch is rejected (2.x), naming the first bad line.
     let r = req(
         a,
         "POST",
-        "/write",
+        "/api/v2/write",
         &[],
         b"plant,tag=new v=1\nplant,tag=new v=1e400\nbad\n",
     );
@@ -422,9 +424,9 @@ fn connections_over_the_limit_get_503_and_timestamps_outside_the_window_400() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     // A timestamp before the epoch (the default window's start) on line 2:
-    // 400 naming the line, and nothing of the batch is stored.
+    // 400 naming the line, and nothing of the (2.x) batch is stored.
     let body = b"w,id=1 v=1 1000\nw,id=2 v=2 -5000\n";
-    let r = req(a, "POST", "/write?precision=us", &[], body);
+    let r = req(a, "POST", "/api/v2/write?precision=us", &[], body);
     assert_eq!(r.status, 400, "{}", r.text());
     let j = r.json();
     assert_eq!(j["line"], 2, "{j}");

@@ -63,6 +63,7 @@ fn verify_json_has_the_documented_keys_and_fails_when_unchecked() {
             n_tags: 2,
             t0: 1_000_000,
             period_us: 1_000,
+            signal: xtdb::load::gen::Signal::Noise,
         };
         w.group("t.0", &g).expect("group");
         w.batch("t.0", 0, 4).expect("batch");

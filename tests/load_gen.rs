@@ -16,6 +16,7 @@ fn group(seed: u64, tag_lo: u32, n_tags: u32) -> Group {
         n_tags,
         t0: 1_767_225_600_000_000,
         period_us: 1_000_000,
+        signal: xtdb::load::gen::Signal::Noise,
     }
 }
 

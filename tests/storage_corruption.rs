@@ -157,16 +157,18 @@ fn missing_wal_segment_is_refused() {
     );
 }
 
-/// Chunk 0 sealed with 8 blocks (tags 0..8), tag 100 in chunk 1; closed cleanly.
+/// Chunk 0 sealed with 8 blocks (one flush, so one block, per tag 0..8),
+/// tag 100 in a block of chunk 1; closed cleanly.
 fn sealed_chunk(dir: &Path) {
     let cfg = small(dir);
     life(move || async move {
         let shard = Shard::open(cfg).await.unwrap();
         for tag in 0..8 {
             shard.write(&series(tag, 0, 1, 10, 0)).await.unwrap();
+            shard.flush().await.unwrap();
         }
-        shard.flush().await.unwrap();
         shard.write(&series(100, 0, 1, 10, 0)).await.unwrap();
+        shard.flush().await.unwrap();
         assert_eq!(shard.stats().chunks_sealed, 1);
         shard.close().await.unwrap();
     });
@@ -176,23 +178,27 @@ fn chunk(dir: &Path, id: u64) -> PathBuf {
     dir.join("chunks").join(format!("chunk-{id:016x}.xtc"))
 }
 
-/// Offset of block `slot` in a chunk of 8 slots: 2 header pages + 1 directory page.
+/// Offset of block `slot`: after the 2 header pages.
 fn block_at(slot: u64) -> u64 {
-    3 * 4096 + slot * 16384
+    2 * 4096 + slot * 16384
 }
+
+/// Offset of the sealed chunk's directory: after its 8 blocks.
+const DIRECTORY: u64 = 2 * 4096 + 8 * 16384;
 
 #[test]
 fn block_bit_flip_in_a_sealed_chunk_fails_only_queries_reading_it() {
     let d = tempfile::tempdir().unwrap();
     sealed_chunk(d.path());
-    // Which slot holds tag 3? Ask the self-describing block headers.
+    // Which slot holds tag 3? Ask the self-describing blocks (the first
+    // entry of a block's segment table names its tag).
     let bytes = std::fs::read(chunk(d.path(), 0)).unwrap();
     let slot = (0..8u64)
         .find(|&s| {
-            bytes[(block_at(s) + 8) as usize..(block_at(s) + 12) as usize] == 3u32.to_le_bytes()
+            bytes[(block_at(s) + 64) as usize..(block_at(s) + 68) as usize] == 3u32.to_le_bytes()
         })
         .unwrap();
-    flip(&chunk(d.path(), 0), block_at(slot) + 64 + 5, 0x01);
+    flip(&chunk(d.path(), 0), block_at(slot) + 64 + 36 + 5, 0x01);
     let cfg = small(d.path());
     life(move || async move {
         let shard = Shard::open(cfg).await.unwrap();
@@ -234,7 +240,7 @@ fn block_bit_flip_in_the_active_chunk_is_refused_at_open() {
 fn directory_bit_flip_is_rebuilt_from_the_blocks() {
     let d = tempfile::tempdir().unwrap();
     sealed_chunk(d.path());
-    flip(&chunk(d.path(), 0), 2 * 4096 + 16 + 32 * 2 + 9, 0x40);
+    flip(&chunk(d.path(), 0), DIRECTORY + 40 * 2 + 9, 0x40);
     let cfg = small(d.path());
     life(move || async move {
         let shard = Shard::open(cfg).await.unwrap();
@@ -264,9 +270,9 @@ fn damaged_chunk_header_is_refused() {
 fn unknown_format_version_is_refused() {
     let d = tempfile::tempdir().unwrap();
     sealed_chunk(d.path());
-    std::fs::write(d.path().join("FORMAT"), "xtdb shard\nformat 2\n").unwrap();
+    std::fs::write(d.path().join("FORMAT"), "xtdb shard\nformat 3\n").unwrap();
     let msg = open_fails(small(d.path()));
-    assert!(msg.contains("format 2"), "{msg}");
+    assert!(msg.contains("format 3"), "{msg}");
 }
 
 /// 200 WAL records of three points each (tag 1), spanning several pages; crash.

@@ -1,9 +1,11 @@
-//! Property test: any sequence of writes, flushes, clean reopens and crashes
-//! (drop without close, in a fresh executor per life) answers `range` and
-//! `latest` exactly like a simple in-memory model (a `BTreeMap` where the
-//! later write of a `(tag, ts)` wins). Tiny segments, chunks and budgets make
-//! every run cross WAL rotation and recycling, chunk sealing, memory-budget
-//! flushes and backpressure.
+//! Property test: any sequence of writes, flushes, compactions, clean
+//! reopens and crashes (drop without close, in a fresh executor per life)
+//! answers `range` and `latest` exactly like a simple in-memory model (a
+//! `BTreeMap` where the later write of a `(tag, ts)` wins). Tiny segments,
+//! chunks, partitions and budgets make every run cross WAL rotation and
+//! recycling, chunk sealing, memory-budget flushes, backpressure, packed
+//! and compacted segments over several time partitions, and rewrites of
+//! points that compaction has already merged.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -20,6 +22,7 @@ use xtdb::Point;
 enum Op {
     Write(Vec<(u32, i64, f64, u8)>),
     Flush,
+    Compact,
     Reopen,
     Crash,
 }
@@ -38,6 +41,7 @@ fn op() -> impl Strategy<Value = Op> {
         12 => prop::collection::vec((0u32..6, 0i64..400, value(), prop_oneof![Just(192u8), Just(0u8)]), 1..60)
             .prop_map(Op::Write),
         2 => Just(Op::Flush),
+        2 => Just(Op::Compact),
         1 => Just(Op::Reopen),
         1 => Just(Op::Crash),
     ]
@@ -50,6 +54,8 @@ fn config(dir: &std::path::Path) -> ShardConfig {
     c.blocks_per_chunk = 4;
     c.memory_budget = 4096;
     c.flush_age = Duration::from_secs(3600);
+    c.partition = Duration::from_micros(100);
+    common::manual_compaction(&mut c);
     c
 }
 
@@ -112,6 +118,10 @@ proptest! {
                             }
                         }
                         Op::Flush => shard.flush().await.unwrap(),
+                        Op::Compact => {
+                            shard.compact().await.unwrap();
+                            check(&shard, &model, &format!("after compacting in life {n}")).await;
+                        }
                         Op::Reopen => {
                             check(&shard, &model, &format!("before closing life {n}")).await;
                             shard.close().await.unwrap();

@@ -77,8 +77,11 @@ async fn route(state: &Rc<HttpState>, peer: Option<IpAddr>, req: Request<Incomin
     match path.as_str() {
         "/ping" if get || post => {
             let mut r = no_content();
-            r.headers_mut()
-                .insert("X-Influxdb-Version", HeaderValue::from_static("xtdb"));
+            // Clients parse this as a version number.
+            r.headers_mut().insert(
+                "X-Influxdb-Version",
+                HeaderValue::from_static("1.8.10-xtdb"),
+            );
             r
         }
         "/health" if get => json_resp(StatusCode::OK, &json!({"status": "ok"})),
@@ -88,7 +91,7 @@ async fn route(state: &Rc<HttpState>, peer: Option<IpAddr>, req: Request<Incomin
                 .find(|(k, _)| k == "precision")
                 .map(|(_, v)| v);
             match Precision::parse_v1(p.map(String::as_str).or(Some("ns"))) {
-                Some(pr) => write(state, req, pr).await,
+                Some(pr) => write(state, req, pr, state.config.atomic_writes).await,
                 None => bad_precision(p),
             }
         }
@@ -98,7 +101,7 @@ async fn route(state: &Rc<HttpState>, peer: Option<IpAddr>, req: Request<Incomin
                 .find(|(k, _)| k == "precision")
                 .map(|(_, v)| v);
             match Precision::parse_v2(p.map(String::as_str).unwrap_or("ns")) {
-                Some(pr) => write(state, req, pr).await,
+                Some(pr) => write(state, req, pr, true).await,
                 None => bad_precision(p),
             }
         }

@@ -17,6 +17,15 @@ const GAUGES: &[&str] = &[
     "flush_max_micros",
     "points_buffered",
     "buffered_bytes",
+    "wal_live_bytes",
+    "disk_flush_bytes",
+    "disk_compacted_bytes",
+    "disk_v1_bytes",
+    "compaction_backlog_bytes",
+    "chunks",
+    "segments_indexed",
+    "points_on_disk",
+    "chunk_write_amp_x1000",
 ];
 
 /// Renders every shard's counters.

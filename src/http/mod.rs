@@ -17,7 +17,7 @@
 //! |---|---|
 //! | `POST /write?db=&precision=n\|ns\|u\|us\|ms\|s\|m\|h` | InfluxDB 1.x write |
 //! | `POST /api/v2/write?bucket=&org=&precision=ns\|us\|ms\|s` | InfluxDB 2.x write |
-//! | `GET /ping` | 204 |
+//! | `GET /ping` | 204, `X-Influxdb-Version: 1.8.10-xtdb` |
 //! | `GET /health` | 200 `{"status":"ok"}` |
 //! | `GET /api/v1/range?tag=KEY\|id=N&start=&end=&precision=` | points of one series |
 //! | `GET /api/v1/latest?tag=KEY&tag=..&id=N&precision=` | latest point per series |
@@ -32,15 +32,28 @@
 //! listener speaks HTTPS only.
 //!
 //! Writes (see [`line`] for the accepted syntax): `204` once every point
-//! is durable (WAL fdatasync under `--sync always`, like native writes);
-//! `400 {"error": "...", "line": N}` for the first bad line — the whole
-//! batch is rejected, nothing of it is stored (InfluxDB 2.x behaviour);
-//! `400` for an unknown `precision` or a bad gzip body; `413` when the body
-//! or its decompressed form exceeds [`HttpConfig::max_body`]; `503` with
-//! `Retry-After: 1` when the shard already has
-//! [`HttpConfig::max_inflight_writes`] writes in flight; `500` for a storage
-//! or catalog failure. `db`, `bucket`, `org` and `rp` are accepted and
-//! ignored: xtdb has one namespace. `Content-Encoding: gzip` is supported.
+//! is durable (WAL fdatasync under `--sync always`, like native writes).
+//! Bad lines (syntax, a per-line limit, a timestamp outside the window):
+//! - `/write` (InfluxDB 1.x): the good lines are stored and durable, then
+//!   the answer is `400 {"error": "partial write: line 3: ...; line 9: ...
+//!   dropped=2", "line": 3, "lines": [3, 9], "dropped": 2}` (the first
+//!   five reasons in `error`, the first 100 line numbers in `lines`); if
+//!   no line was good, `error` starts with `unable to parse:` instead.
+//!   Nothing of a bad line is stored or enters the catalog.
+//! - `/api/v2/write` (InfluxDB 2.x, whose OSS server refuses a batch with
+//!   a malformed line as a whole), and `/write` with
+//!   [`HttpConfig::atomic_writes`]: nothing of the batch is stored; `400`
+//!   with the same fields plus 2.x's `code: "invalid"` and `message`.
+//!
+//! String fields are dropped (xtdb stores numbers): the answer (204 or
+//! 400) then carries `X-Xtdb-Dropped-Fields: N`.
+//! Other answers: `400` for an unknown `precision` or a bad gzip body;
+//! `413` when the body or its decompressed form exceeds
+//! [`HttpConfig::max_body`]; `503` with `Retry-After: 1` when the shard
+//! already has [`HttpConfig::max_inflight_writes`] writes in flight; `500`
+//! for a storage or catalog failure. `db`, `bucket`, `org` and `rp` are
+//! accepted and ignored: xtdb has one namespace. `Content-Encoding: gzip`
+//! is supported.
 //!
 //! Queries: timestamps are in `precision` (default `us`); `start`
 //! (inclusive, default the earliest) and `end` (exclusive, default the
@@ -83,6 +96,12 @@ pub struct HttpConfig {
     pub idle_timeout: Duration,
     /// Writes in flight per shard before new ones get 503.
     pub max_inflight_writes: usize,
+    /// Line-protocol limits and quality mapping.
+    pub line: line::LineConfig,
+    /// `/write` refuses the whole batch when a line is bad, as
+    /// `/api/v2/write` always does (default: off, InfluxDB 1.x partial
+    /// writes).
+    pub atomic_writes: bool,
     /// `/metrics` without credentials even when auth is on.
     pub metrics_open: bool,
 }
@@ -93,6 +112,8 @@ impl Default for HttpConfig {
             max_body: 32 << 20,
             idle_timeout: Duration::from_secs(60),
             max_inflight_writes: 64,
+            line: line::LineConfig::default(),
+            atomic_writes: false,
             metrics_open: false,
         }
     }
@@ -117,9 +138,13 @@ pub mod counter {
     pub const OVERLOADED: &str = "http_overloaded";
     /// Connections accepted.
     pub const CONNECTIONS: &str = "http_connections";
+    /// Lines refused (not stored) by the line-protocol parser.
+    pub const BAD_LINES: &str = "http_bad_lines";
+    /// String fields dropped from stored lines (xtdb stores numbers).
+    pub const DROPPED_STRING_FIELDS: &str = "http_dropped_string_fields";
 
     /// Every HTTP counter with its help text, in `/metrics` order.
-    pub const ALL: [(&str, &str); 7] = [
+    pub const ALL: [(&str, &str); 9] = [
         (REQUESTS, "HTTP requests answered"),
         (WRITES_OK, "HTTP write batches acknowledged"),
         (POINTS_OK, "points acknowledged over HTTP"),
@@ -127,6 +152,11 @@ pub mod counter {
         (SERVER_ERRORS, "HTTP 5xx answers"),
         (OVERLOADED, "HTTP 503 overload answers"),
         (CONNECTIONS, "HTTP connections accepted"),
+        (BAD_LINES, "line-protocol lines refused"),
+        (
+            DROPPED_STRING_FIELDS,
+            "string fields dropped from stored lines",
+        ),
     ];
 }
 

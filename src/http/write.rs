@@ -19,8 +19,16 @@ use crate::runtime::command::{Answer, Command, Failure};
 use crate::runtime::dispatch::execute;
 use crate::Point;
 
-/// Handles one write request.
-pub async fn write(state: &Rc<HttpState>, req: Request<Incoming>, precision: Precision) -> Resp {
+/// Handles one write request. With `atomic` (InfluxDB 2.x's
+/// `/api/v2/write`, or `--atomic-writes`), one bad line refuses the whole
+/// batch; otherwise (InfluxDB 1.x's `/write`) the good lines are stored and
+/// durable before the answer names the bad ones.
+pub async fn write(
+    state: &Rc<HttpState>,
+    req: Request<Incoming>,
+    precision: Precision,
+    atomic: bool,
+) -> Resp {
     let started = Instant::now();
     let Some(_slot) = state.writes.try_take() else {
         state.count(counter::OVERLOADED, 1);
@@ -37,45 +45,97 @@ pub async fn write(state: &Rc<HttpState>, req: Request<Incoming>, precision: Pre
         Err(r) => return r,
     };
     let mut samples = Vec::new();
-    if let Err(e) = line::parse_batch(
+    let report = line::parse_batch(
         &body,
         precision,
         now_us(),
         &state.router.local().window,
+        &state.config.line,
         &mut samples,
-    ) {
-        return json_resp(
-            StatusCode::BAD_REQUEST,
-            &json!({"error": format!("line {}: {}", e.line, e.message), "line": e.line}),
+    );
+    state.count(counter::BAD_LINES, report.bad_lines as u64);
+    state.count(counter::DROPPED_STRING_FIELDS, report.dropped_string_fields);
+    if atomic && !report.is_clean() {
+        return bad_lines(&report, true);
+    }
+    if !samples.is_empty() {
+        let keys: Vec<&str> = samples.iter().map(|s| s.key.as_str()).collect();
+        let ids = match state.catalog.resolve(&keys, true).await {
+            Ok(ids) => ids,
+            Err(f) => return failure_resp(&f),
+        };
+        let mut points = Vec::with_capacity(samples.len());
+        for (s, id) in samples.iter().zip(ids) {
+            let Some(id) = id else {
+                return failure_resp(&Failure::Internal {
+                    reason: format!("catalog gave no id for {:?}", s.key),
+                });
+            };
+            points.push(Point::new(id, s.ts, s.value, s.quality));
+        }
+        let n = points.len() as u64;
+        match execute(&state.router, Command::Write(points)).await {
+            Ok(Answer::Written(_)) => {
+                state.router.local().record_ack(started);
+                if report.is_clean() {
+                    state.count(counter::WRITES_OK, 1);
+                }
+                state.count(counter::POINTS_OK, n);
+            }
+            Ok(other) => return failure_resp(&Failure::unexpected("write", &other)),
+            Err(f) => return failure_resp(&f),
+        }
+    }
+    let mut r = if report.is_clean() {
+        no_content()
+    } else {
+        bad_lines(&report, false)
+    };
+    if report.dropped_string_fields > 0 {
+        r.headers_mut().insert(
+            "X-Xtdb-Dropped-Fields",
+            HeaderValue::from(report.dropped_string_fields),
         );
     }
-    if samples.is_empty() {
-        return no_content();
-    }
-    let keys: Vec<&str> = samples.iter().map(|s| s.key.as_str()).collect();
-    let ids = match state.catalog.resolve(&keys, true).await {
-        Ok(ids) => ids,
-        Err(f) => return failure_resp(&f),
+    r
+}
+
+/// Bad lines shown with their reason in a 400 answer.
+const REASONS_SHOWN: usize = 5;
+
+/// The 400 answer for a batch with bad lines: `error` (InfluxDB-style,
+/// `partial write: ...` when other lines were stored, else `unable to
+/// parse: ...`; both phrases make Telegraf and the InfluxDB clients drop
+/// the batch instead of retrying it), `line` (the first bad line),
+/// `lines` (the first bad lines) and `dropped` (lines not stored); when
+/// `atomic`, also InfluxDB 2.x's `code` and `message`.
+fn bad_lines(report: &line::ParseReport, atomic: bool) -> Resp {
+    let first = report.bad.first().map_or(0, |e| e.line);
+    let reasons = report.summary(REASONS_SHOWN);
+    let (msg, dropped) = if atomic {
+        (
+            format!(
+                "unable to parse: {reasons} (the whole batch of {} lines is refused, nothing was stored) dropped={}",
+                report.lines, report.lines
+            ),
+            report.lines,
+        )
+    } else if report.good_lines() == 0 {
+        (
+            format!("unable to parse: {reasons} dropped={}", report.bad_lines),
+            report.bad_lines,
+        )
+    } else {
+        (
+            format!("partial write: {reasons} dropped={}", report.bad_lines),
+            report.bad_lines,
+        )
     };
-    let mut points = Vec::with_capacity(samples.len());
-    for (s, id) in samples.iter().zip(ids) {
-        let Some(id) = id else {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("catalog gave no id for {:?}", s.key),
-            );
-        };
-        points.push(Point::new(id, s.ts, s.value, s.quality));
+    let mut body = json!({"error": msg, "line": first, "lines": report.bad_line_numbers(), "dropped": dropped});
+    if atomic {
+        // InfluxDB 2.x error shape, read by its client libraries.
+        body["code"] = json!("invalid");
+        body["message"] = body["error"].clone();
     }
-    let n = points.len() as u64;
-    match execute(&state.router, Command::Write(points)).await {
-        Ok(Answer::Written(_)) => {
-            state.router.local().record_ack(started);
-            state.count(counter::WRITES_OK, 1);
-            state.count(counter::POINTS_OK, n);
-            no_content()
-        }
-        Ok(other) => failure_resp(&Failure::unexpected("write", &other)),
-        Err(f) => failure_resp(&f),
-    }
+    json_resp(StatusCode::BAD_REQUEST, &body)
 }

@@ -7,11 +7,13 @@
 //!
 //! ```text
 //! # xtdb-load ack log v1                       (comment; ignored)
-//! G <id> <seed> <tag_lo> <n_tags> <t0_us> <period_us> <crc>
+//! G <id> <seed> <tag_lo> <n_tags> <t0_us> <period_us> [<signal>] <crc>
 //! B <id> <first_index> <count> <crc>
 //! ```
 //!
 //! A `G` line declares a [`Group`] under a token `id` (unique per run and
+//! connection; `signal` is `noise` when absent, as logs before it had no
+//! such field)
 //! connection: `<run nonce>.<connection>`); a later `G` with the same id
 //! replaces it. A `B` line says the points with indices
 //! `first_index .. first_index + count` of group `id` were acknowledged (see
@@ -29,7 +31,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::load::gen::Group;
+use crate::load::gen::{Group, Signal};
 
 /// Appends records to an ack log. One per executor; lines are written whole.
 #[derive(Debug)]
@@ -73,10 +75,21 @@ impl AckLogWriter {
 
     /// Declares group `id`.
     pub fn group(&mut self, id: &str, g: &Group) -> Result<()> {
-        self.emit(format_args!(
-            "G {id} {} {} {} {} {}",
-            g.seed, g.tag_lo, g.n_tags, g.t0, g.period_us
-        ))
+        match g.signal {
+            Signal::Noise => self.emit(format_args!(
+                "G {id} {} {} {} {} {}",
+                g.seed, g.tag_lo, g.n_tags, g.t0, g.period_us
+            )),
+            s => self.emit(format_args!(
+                "G {id} {} {} {} {} {} {}",
+                g.seed,
+                g.tag_lo,
+                g.n_tags,
+                g.t0,
+                g.period_us,
+                s.name()
+            )),
+        }
     }
 
     /// Records that points `first .. first + count` of group `id` were acknowledged.
@@ -156,13 +169,17 @@ impl AckLog {
         }
         let f: Vec<&str> = body.split(' ').collect();
         match f.as_slice() {
-            ["G", id, seed, lo, n, t0, period] => {
+            ["G", id, seed, lo, n, t0, period, signal @ ..] if signal.len() <= 1 => {
                 let g = Group {
                     seed: seed.parse().ok()?,
                     tag_lo: lo.parse().ok()?,
                     n_tags: n.parse().ok()?,
                     t0: t0.parse().ok()?,
                     period_us: period.parse().ok()?,
+                    signal: match signal {
+                        [s] => s.parse().ok()?,
+                        _ => Signal::Noise,
+                    },
                 };
                 if g.n_tags == 0 || g.period_us <= 0 {
                     return None;

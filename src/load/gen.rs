@@ -61,6 +61,85 @@ pub fn point(seed: u64, tag: u32, ts: i64) -> Point {
     Point::new(tag, ts, value, quality)
 }
 
+/// What the values of a run look like.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Signal {
+    /// [`point`]: analog values with full-precision noise (about 7 bytes a
+    /// point compressed: close to the codec's worst realistic case).
+    #[default]
+    Noise,
+    /// [`plant_point`]: a plant's mix, by tag: quantised analog
+    /// measurements, setpoint steps, booleans and counters.
+    Plant,
+}
+
+impl Signal {
+    /// The name used on the command line and in ack logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Noise => "noise",
+            Signal::Plant => "plant",
+        }
+    }
+}
+
+impl std::str::FromStr for Signal {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "noise" => Ok(Signal::Noise),
+            "plant" => Ok(Signal::Plant),
+            o => Err(format!("unknown signal {o:?} (expected noise or plant)")),
+        }
+    }
+}
+
+/// The point for `tag` at `ts` under `seed` with plant-like values. Each
+/// tag is one kind of signal (chosen by its hash), in these shares:
+/// - 50 % quantised analog: level, slow sine and ±0.2 % noise, rounded to
+///   0.01, 0.1 or 1 (a transmitter's resolution);
+/// - 20 % steps: a setpoint that moves among five levels every 5 to 60 min;
+/// - 15 % booleans (valve open, pump running) that flip every 1 to 30 min;
+/// - 15 % counters: a totaliser growing at 0.1 to 10 units a second.
+///
+/// Quality as in [`point`].
+pub fn plant_point(seed: u64, tag: u32, ts: i64) -> Point {
+    let tag_h = mix64(seed ^ mix64(u64::from(tag)) ^ 0x0050_4C41_4E54);
+    let t_s = ts as f64 / 1e6;
+    let held = |min_s: f64, max_s: f64| {
+        let hold_us = ((min_s + unit(mix64(tag_h ^ 7)) * (max_s - min_s)) * 1e6) as i64;
+        mix64(tag_h ^ mix64(ts.div_euclid(hold_us.max(1)) as u64))
+    };
+    let class = tag_h % 100;
+    let value = if class < 50 {
+        let base = 1.0 + unit(tag_h) * 999.0;
+        let amp = base * 0.1 * unit(mix64(tag_h ^ 1));
+        let period_s = 600.0 + unit(mix64(tag_h ^ 2)) * 10_200.0;
+        let phase = unit(mix64(tag_h ^ 3)) * std::f64::consts::TAU;
+        let wave = (t_s / period_s * std::f64::consts::TAU + phase).sin();
+        let noise = (unit(mix64(tag_h ^ mix64(ts as u64))) - 0.5) * base * 0.004;
+        let step = [0.01, 0.1, 1.0][(mix64(tag_h ^ 4) % 3) as usize];
+        ((base + amp * wave + noise) / step).round() * step
+    } else if class < 70 {
+        let base = (unit(tag_h) * 200.0).round();
+        base + 5.0 * (held(300.0, 3600.0) % 5) as f64
+    } else if class < 85 {
+        (held(60.0, 1800.0) & 1) as f64
+    } else {
+        let rate = 0.1 + unit(mix64(tag_h ^ 5)) * 9.9;
+        (t_s * rate).floor()
+    };
+    let q = mix64(tag_h ^ mix64(ts as u64) ^ 9) % 5000;
+    let quality = if q == 0 {
+        QUALITY_BAD
+    } else if q < 10 {
+        QUALITY_UNCERTAIN
+    } else {
+        QUALITY_GOOD
+    };
+    Point::new(tag, ts, value, quality)
+}
+
 /// A group of consecutive tags written tick by tick (see the module doc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Group {
@@ -74,6 +153,8 @@ pub struct Group {
     pub t0: i64,
     /// Microseconds between ticks (at least 1).
     pub period_us: i64,
+    /// What the values look like.
+    pub signal: Signal,
 }
 
 impl Group {
@@ -89,7 +170,10 @@ impl Group {
     /// The point with index `i`, or `None` if its tag or timestamp overflows.
     pub fn point_at(&self, i: u64) -> Option<Point> {
         let (tag, ts) = self.locate(i)?;
-        Some(point(self.seed, tag, ts))
+        Some(match self.signal {
+            Signal::Noise => point(self.seed, tag, ts),
+            Signal::Plant => plant_point(self.seed, tag, ts),
+        })
     }
 
     /// Appends points `first .. first + count` to `out`; stops at the first
@@ -159,6 +243,7 @@ mod tests {
             n_tags: 7,
             t0: 0,
             period_us: 1000,
+            signal: Signal::Noise,
         };
         for first in 0..30u64 {
             for count in 0..25u64 {

@@ -4,8 +4,9 @@
 //! Influx-compatible server (InfluxDB 1.x, VictoriaMetrics, ...).
 //!
 //! One line per point: `plant,tag=t<TAG> v=<value>,q=<quality>i <ts ns>`
-//! (nanosecond timestamps, the default precision everywhere). On xtdb, `q`
-//! becomes the point's quality; elsewhere it is a second field. A batch is
+//! (nanosecond timestamps, the default precision everywhere). On xtdb
+//! started with `--quality-field q`, `q` becomes the point's quality;
+//! otherwise (and on other servers) it is a second field. A batch is
 //! acknowledged on 204 (or 200); any other status is an error carrying the
 //! status and the body, and the writer re-sends the batch.
 //!

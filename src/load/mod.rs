@@ -26,6 +26,7 @@ pub mod query;
 pub mod report;
 pub mod scenario;
 pub mod server;
+pub mod steady;
 pub mod summary;
 pub mod verify;
 pub mod write;

@@ -13,6 +13,9 @@
 //!   after (until no flush round finished for 3 s).
 //! - `recovery`: start a server, write at full speed, `kill -9` it mid-write,
 //!   restart, time to `ready`, verify every acknowledged point.
+//! - `steady`: the storage lifecycle (see [`crate::load::steady`]): disk
+//!   bytes per point after settling, write amplification, ack p99 while
+//!   flushing and compacting.
 //!
 //! Every scenario returns a JSON object and a text report; figures come only
 //! from what was measured in the run.
@@ -42,6 +45,7 @@ pub const NAMES: &[&str] = &[
     "query-blocks",
     "flush-storm",
     "recovery",
+    "steady",
 ];
 
 /// Settings shared by the scenarios (each uses what applies to it).
@@ -76,6 +80,10 @@ pub struct ScenarioConfig {
     pub server_cpu: Option<usize>,
     /// Seed of generated values.
     pub seed: u64,
+    /// What the values look like (steady: plant by default).
+    pub signal: crate::load::gen::Signal,
+    /// steady: simulated minutes at 1 Hz.
+    pub minutes: u32,
     /// Print progress.
     pub progress: bool,
     /// Progress to stderr (stdout carries JSON).
@@ -100,6 +108,8 @@ impl ScenarioConfig {
             data_dir: None,
             server_cpu: None,
             seed: 1,
+            signal: crate::load::gen::Signal::Noise,
+            minutes: 60,
             progress: true,
             json: false,
         }
@@ -110,6 +120,7 @@ impl ScenarioConfig {
         w.client = self.client.clone();
         w.cpus = self.cpus.clone();
         w.seed = self.seed;
+        w.signal = self.signal;
         w.progress = self.progress;
         w.json = self.json;
         w
@@ -137,6 +148,7 @@ pub fn run<C: Conn>(name: &str, cfg: &ScenarioConfig) -> Result<Outcome> {
         "query-blocks" => query_blocks::<C>(cfg),
         "flush-storm" => flush_storm::<C>(cfg),
         "recovery" => recovery::<C>(cfg),
+        "steady" => crate::load::steady::run::<C>(cfg),
         other => Err(Error::Config(format!(
             "unknown scenario {other:?}; known: {}",
             NAMES.join(", ")

@@ -62,6 +62,8 @@ pub struct WriteConfig {
     pub cpus: Vec<usize>,
     /// Seed of the value function.
     pub seed: u64,
+    /// What the values look like.
+    pub signal: crate::load::gen::Signal,
     /// Timestamp of tick 0 (default: now, rounded down to a second).
     pub t0: Option<i64>,
     /// µs between ticks (default: `tags * 1e6 / rate`, or 1,000 at rate 0).
@@ -89,6 +91,7 @@ impl WriteConfig {
             max_ticks: None,
             cpus: vec![0],
             seed: 1,
+            signal: crate::load::gen::Signal::Noise,
             t0: None,
             period_us: None,
             ack_log: None,
@@ -491,6 +494,7 @@ async fn run_shard<C: Conn>(
             n_tags: hi - lo,
             t0,
             period_us: period,
+            signal: cfg.signal,
         };
         let rate = if cfg.rate == 0 {
             0.0

@@ -81,8 +81,12 @@ pub struct TagBuffer {
     /// Lowest WAL sequence holding any of these samples.
     pub min_seq: u64,
     /// A WAL sequence no greater than that of any point in the head (the
-    /// buffer's `min_seq` once its sealed segments are flushed).
+    /// buffer's `min_seq` once its sealed segments are flushed), and no
+    /// less than that of any point in the sealed segments.
     head_seq: u64,
+    /// Highest WAL sequence holding any of these samples: the write order
+    /// of the segments they become.
+    pub max_seq: u64,
     /// When the first sample arrived.
     pub since: Instant,
     /// Samples inserted (what the shard's point count was charged).
@@ -98,6 +102,7 @@ impl TagBuffer {
             stream_last: i64::MIN,
             min_seq,
             head_seq: min_seq,
+            max_seq: min_seq,
             since,
             inserted: 0,
         }
@@ -129,6 +134,7 @@ impl TagBuffer {
     #[inline(always)]
     fn push(&mut self, s: Sample, seq: u64) -> bool {
         self.inserted += 1;
+        self.max_seq = self.max_seq.max(seq);
         if self.streamed > 0 && s.ts <= self.stream_last {
             self.push_ooo(s);
             return false;
@@ -182,12 +188,14 @@ impl TagBuffer {
     /// Re-encodes stream and side buffer into one stream.
     fn compact(&mut self) {
         let all = self.merged();
-        let (min_seq, since, inserted) = (self.min_seq, self.since, self.inserted);
+        let (min_seq, max_seq, since, inserted) =
+            (self.min_seq, self.max_seq, self.since, self.inserted);
         *self = TagBuffer::new(min_seq, since);
         for s in all {
             self.push(s, min_seq);
         }
         self.inserted = inserted;
+        self.max_seq = max_seq;
     }
 
     /// Calls `f` for stream points in `[start, end)`, in order.
@@ -430,6 +438,12 @@ impl Buffers {
     }
 
     /// The buffer of `tag`, if any.
+    pub fn get(&self, tag: u32) -> Option<&TagBuffer> {
+        let slot = *self.index.get(&tag)? as usize;
+        Some(&self.slots[slot].1)
+    }
+
+    /// The buffer of `tag`, if any, to read or change it.
     pub fn get_mut(&mut self, tag: u32) -> Option<&mut TagBuffer> {
         let slot = *self.index.get(&tag)? as usize;
         Some(&mut self.slots[slot].1)
@@ -450,8 +464,9 @@ impl Buffers {
     /// leaves its head buffered, so a full tag does not also write a block
     /// holding the few points that arrived since. `None` when there are none
     /// or the buffer holds out-of-order points (flush all of it then).
-    /// Returns the segments and the lowest WAL sequence they may hold.
-    pub fn take_sealed(&mut self, tag: u32) -> Option<(Vec<Segment>, u64)> {
+    /// Returns the segments, the lowest WAL sequence they may hold and the
+    /// highest.
+    pub fn take_sealed(&mut self, tag: u32) -> Option<(Vec<Segment>, u64, u64)> {
         let slot = *self.index.get(&tag)? as usize;
         let buf = &mut self.slots[slot].1;
         let c = buf.cold.as_ref()?;
@@ -467,7 +482,7 @@ impl Buffers {
         self.points -= k;
         let min_seq = std::mem::replace(&mut buf.min_seq, buf.head_seq);
         self.bytes = self.bytes + buf.heap_bytes() - before;
-        Some((segs, min_seq))
+        Some((segs, min_seq, buf.head_seq))
     }
 
     /// Buffered samples.

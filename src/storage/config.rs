@@ -48,14 +48,30 @@ pub struct ShardConfig {
     pub memory_budget: usize,
     /// Size of one preallocated WAL segment, in bytes (multiple of 4 KiB).
     pub wal_segment_size: u64,
-    /// WAL bytes kept before the oldest buffered tags are flushed so their
-    /// segments can be recycled.
+    /// WAL bytes kept: above half of it the tags pinning the oldest
+    /// segment are flushed continuously so it can be recycled, which
+    /// bounds what a restart replays.
     pub wal_budget: u64,
     /// Number of 16 KiB blocks in one chunk file.
     pub blocks_per_chunk: u32,
     /// A tag's buffered points are flushed at the latest this long after the
     /// first of them arrived.
     pub flush_age: Duration,
+    /// Width of the time partitions compaction writes (each compacted
+    /// chunk holds one partition, so retention deletes whole files).
+    pub partition: Duration,
+    /// Bytes of sealed flush chunks that start a compaction job.
+    pub compact_backlog: u64,
+    /// With no write for this long, the shard settles: buffers are
+    /// flushed and everything is compacted into one run per partition.
+    pub settle_after: Duration,
+    /// A partition is closed this long after its end: its runs and the
+    /// flush chunks holding its points are merged into one run.
+    pub close_grace: Duration,
+    /// Points older than now minus this are dropped (`None`: kept forever).
+    pub retention: Option<Duration>,
+    /// Bytes per second compaction reads and writes at most.
+    pub compact_rate: u64,
 }
 
 impl ShardConfig {
@@ -66,9 +82,15 @@ impl ShardConfig {
             sync: SyncMode::Always,
             memory_budget: 1 << 30,
             wal_segment_size: 64 << 20,
-            wal_budget: 1 << 30,
+            wal_budget: 512 << 20,
             blocks_per_chunk: 4064,
             flush_age: Duration::from_secs(600),
+            partition: Duration::from_secs(86_400),
+            compact_backlog: 1 << 30,
+            settle_after: Duration::from_secs(10),
+            close_grace: Duration::from_secs(900),
+            retention: None,
+            compact_rate: 128 << 20,
         }
     }
 }

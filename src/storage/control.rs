@@ -19,6 +19,8 @@ pub(crate) struct Control {
     pub closing: Cell<bool>,
     /// Serialises flush rounds.
     pub flush_lock: glommio::sync::Semaphore,
+    /// Serialises compaction jobs and retention passes.
+    pub compact_lock: glommio::sync::Semaphore,
     /// Wakes the flusher.
     pub flush_wanted: Event,
     /// Fired after each flush round (writers waiting for memory).
@@ -27,6 +29,12 @@ pub(crate) struct Control {
     pub flush_stage: Cell<&'static str>,
     /// How far `close` got.
     pub close_stage: Cell<&'static str>,
+    /// When the last write arrived (compaction settles after a quiet spell).
+    pub last_write: Cell<std::time::Instant>,
+    /// What compaction is doing now.
+    pub compact_stage: Cell<&'static str>,
+    /// Fired when the compactor should look for work now.
+    pub compact_wanted: Event,
 }
 
 impl Default for Control {
@@ -35,10 +43,14 @@ impl Default for Control {
             fenced: RefCell::new(None),
             closing: Cell::new(false),
             flush_lock: glommio::sync::Semaphore::new(1),
+            compact_lock: glommio::sync::Semaphore::new(1),
             flush_wanted: Event::new(),
             flushed: Event::new(),
             flush_stage: Cell::new("idle"),
             close_stage: Cell::new("open"),
+            last_write: Cell::new(std::time::Instant::now()),
+            compact_stage: Cell::new("idle"),
+            compact_wanted: Event::new(),
         }
     }
 }

@@ -15,6 +15,10 @@
 //! - **EIO on `fdatasync`** at the n-th sync (the pages stay unsynced, as on
 //!   Linux, so a later power loss may still drop them).
 //! - **ENOSPC** on writes and preallocation while switched on.
+//! - **Directory entries**: a file created, or removed, is durable only
+//!   once its directory is synced. At the power loss, creations and
+//!   removals not yet covered by a directory sync are undone (all of them,
+//!   a prefix of them per directory, or none, following the loss mode).
 //!
 //! [`DataFile`]: super::file::DataFile
 
@@ -41,6 +45,19 @@ struct Undo {
     old: Vec<u8>,
 }
 
+enum DirOp {
+    Created(PathBuf),
+    Removed(PathBuf, Vec<u8>),
+}
+
+impl DirOp {
+    fn dir(&self) -> Option<&Path> {
+        match self {
+            DirOp::Created(p) | DirOp::Removed(p, _) => p.parent(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     ops: u64,
@@ -51,6 +68,9 @@ struct State {
     enospc: bool,
     /// Unsynced writes per file, oldest first.
     unsynced: HashMap<PathBuf, Vec<Undo>>,
+    /// Creations and removals not yet covered by a sync of their directory,
+    /// oldest first.
+    dir_ops: Vec<DirOp>,
     injected: Vec<String>,
 }
 
@@ -121,10 +141,53 @@ impl FaultPlan {
     pub fn apply_power_loss(&self, mode: LossMode, seed: u64) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
         let unsynced = std::mem::take(&mut self.st.borrow_mut().unsynced);
+        let dir_ops = std::mem::take(&mut self.st.borrow_mut().dir_ops);
         let mut rng = seed | 1;
+        // Directory entries first: a removal that is undone brings the file
+        // back as it was when removed; a creation that is undone takes it away.
+        let mut dirs: Vec<PathBuf> = dir_ops
+            .iter()
+            .filter_map(|o| o.dir().map(Path::to_path_buf))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        let mut gone: Vec<PathBuf> = Vec::new();
+        for dir in dirs {
+            let ops: Vec<&DirOp> = dir_ops
+                .iter()
+                .filter(|o| o.dir() == Some(dir.as_path()))
+                .collect();
+            let keep = match mode {
+                LossMode::DropAll => 0,
+                LossMode::KeepPrefix => {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    (rng % (ops.len() as u64 + 1)) as usize
+                }
+                LossMode::TearLastPage => ops.len(),
+            };
+            for op in ops[keep..].iter().rev() {
+                match op {
+                    DirOp::Created(p) => {
+                        if p.exists() {
+                            std::fs::remove_file(p)?;
+                        }
+                        gone.push(p.clone());
+                    }
+                    DirOp::Removed(p, bytes) => {
+                        std::fs::write(p, bytes)?;
+                        gone.retain(|g| g != p);
+                    }
+                }
+            }
+        }
         let mut paths: Vec<_> = unsynced.keys().cloned().collect();
         paths.sort();
         for path in paths {
+            if gone.contains(&path) || !path.exists() {
+                continue;
+            }
             let writes = &unsynced[&path];
             let f = std::fs::OpenOptions::new().write(true).open(&path)?;
             let revert_from = match mode {
@@ -205,6 +268,33 @@ impl FaultPlan {
             return Err(io::Error::from_raw_os_error(5));
         }
         Ok(())
+    }
+
+    /// Called before `path` is created (it does not exist yet).
+    pub(crate) fn on_create(&self, path: &Path) {
+        self.st
+            .borrow_mut()
+            .dir_ops
+            .push(DirOp::Created(path.to_path_buf()));
+    }
+
+    /// Called before `path` is removed; `bytes` is what it holds.
+    pub(crate) fn on_remove(&self, path: &Path, bytes: Vec<u8>) -> io::Result<()> {
+        let mut st = self.st.borrow_mut();
+        if st.failed {
+            return Err(io::Error::other("simulated power loss"));
+        }
+        st.unsynced.remove(path);
+        st.dir_ops.push(DirOp::Removed(path.to_path_buf(), bytes));
+        Ok(())
+    }
+
+    /// Called after a successful sync of directory `dir`.
+    pub(crate) fn after_sync_dir(&self, dir: &Path) {
+        self.st
+            .borrow_mut()
+            .dir_ops
+            .retain(|o| o.dir() != Some(dir));
     }
 
     /// Called after a successful `fdatasync` of `path`.

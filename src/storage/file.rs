@@ -150,6 +150,13 @@ impl DataFile {
     /// Opens `path` for reading and writing, creating it if missing.
     pub async fn open(path: &Path) -> Result<DataFile> {
         let path: Rc<Path> = Rc::from(path);
+        let faults = FaultPlan::current();
+        if let Some(f) = &faults {
+            // Fault injection only (tests): a stat to tell a creation.
+            if !path.exists() {
+                f.on_create(&path);
+            }
+        }
         let _op = OpGuard::start("open", &path, 0, 0);
         let file = OpenOptions::new()
             .read(true)
@@ -158,11 +165,7 @@ impl DataFile {
             .dma_open(&*path)
             .await
             .map_err(|e| wrap("open", &path, e))?;
-        Ok(DataFile {
-            file,
-            path,
-            faults: FaultPlan::current(),
-        })
+        Ok(DataFile { file, path, faults })
     }
 
     /// The file's path.
@@ -327,12 +330,25 @@ pub async fn sync_dir(dir: &Path) -> Result<()> {
     let op = OpGuard::start("fsync dir", &rc, 0, 0);
     d.sync().await.map_err(|e| wrap("fsync dir", dir, e))?;
     drop(op);
+    if let Some(f) = FaultPlan::current() {
+        f.after_sync_dir(dir);
+    }
     let _op = OpGuard::start("close dir", &rc, 0, 0);
     d.close().await.map_err(|e| wrap("close dir", dir, e))
 }
 
 /// Removes the file at `path` (glommio's blocking-thread pool).
 pub async fn remove_file(path: &Path) -> Result<()> {
+    if let Some(f) = FaultPlan::current() {
+        // Fault injection only (tests): keep the bytes in case the removal
+        // is undone by a power loss.
+        let p = path.to_path_buf();
+        let bytes = blocking(move || std::fs::read(&p))
+            .await
+            .unwrap_or_default();
+        f.on_remove(path, bytes)
+            .map_err(|e| Error::io("remove", path, e))?;
+    }
     let _op = OpGuard::start("remove", &Rc::from(path), 0, 0);
     glommio::io::remove(path)
         .await
@@ -385,10 +401,15 @@ pub async fn list_dir(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>> {
 }
 
 /// Contents of a shard's `FORMAT` file.
-const FORMAT_TEXT: &str = "xtdb shard\nformat 1\n";
+const FORMAT_TEXT: &str = "xtdb shard\nformat 2\n";
+/// What format 1 (before issue 12) wrote; still opened, and upgraded.
+const FORMAT_1: &str = "xtdb shard\nformat 1\n";
 
 /// Checks (or writes, for a new shard) the shard's `FORMAT` file and opens it
-/// as the first DMA file of this thread.
+/// as the first DMA file of this thread. A format 1 shard (chunks of format
+/// version 1, which this build still reads and compaction rewrites) is
+/// marked format 2 from now on: new chunks are version 2, which a format 1
+/// build cannot read, so it must refuse the directory.
 ///
 /// Why first: glommio 0.9 decides once per thread and device whether reads
 /// may use the io_uring poll ring, by reading block 0 of the first DMA file
@@ -401,35 +422,43 @@ pub async fn check_format(dir: &Path) -> Result<()> {
     let path = dir.join("FORMAT");
     let p = path.clone();
     let read = blocking(move || std::fs::read(&p)).await;
-    match read {
+    let write = match read {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);
-            if !text.starts_with(FORMAT_TEXT) {
+            if text.starts_with(FORMAT_1) {
+                log::info!("{}: format 1, upgraded to format 2", dir.display());
+                true
+            } else if !text.starts_with(FORMAT_TEXT) {
                 let first = text.lines().take(2).collect::<Vec<_>>().join(" / ");
                 return Err(Error::corrupt(
                     &path,
                     0,
                     format!(
-                        "unsupported shard format '{first}' (this build reads '{}')",
-                        FORMAT_TEXT.replace('\n', " / ")
+                        "unsupported shard format '{first}' (this build reads '{}' and '{}')",
+                        FORMAT_TEXT.replace('\n', " / "),
+                        FORMAT_1.replace('\n', " / ")
                     ),
                 ));
+            } else {
+                false
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut content = FORMAT_TEXT.as_bytes().to_vec();
-            content.resize(PAGE, b'\n');
-            let p = path.clone();
-            blocking(move || -> std::io::Result<()> {
-                let mut f = std::fs::File::create(&p)?;
-                std::io::Write::write_all(&mut f, &content)?;
-                f.sync_all()
-            })
-            .await
-            .map_err(|e| Error::io("write FORMAT", &path, e))?;
-            sync_dir(dir).await?;
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
         Err(e) => return Err(Error::io("read FORMAT", path, e)),
+    };
+    if write {
+        let mut content = FORMAT_TEXT.as_bytes().to_vec();
+        content.resize(PAGE, b'\n');
+        let (p, tmp) = (path.clone(), dir.join("FORMAT.tmp"));
+        blocking(move || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, &content)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &p)
+        })
+        .await
+        .map_err(|e| Error::io("write FORMAT", &path, e))?;
+        sync_dir(dir).await?;
     }
     DataFile::open(&path).await?.close().await
 }

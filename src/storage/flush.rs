@@ -1,17 +1,24 @@
-//! Flushing: moving tag buffers into 16 KiB blocks of the active chunk.
+//! Flushing: moving tag buffers into packed blocks of the active flush
+//! chunk, continuously and in bounded rounds.
 //!
-//! A round freezes the chosen buffers into block-sized compressed segments
-//! (still visible to queries; a buffer without out-of-order points hands
-//! over its encoded bytes as they are), wraps each segment in a block
-//! header, writes runs of contiguous slots with many writes in flight, then commits: directory pages, `fdatasync`, header with the new
-//! checkpoint, `fdatasync` ([`ActiveChunk::commit`]). Only then are the
-//! blocks published to the index and the frozen buffers dropped, and WAL
-//! segments below the checkpoint released. Rounds are serialised by the
-//! shard's flush lock.
+//! A round freezes the chosen buffers into compressed segments (still
+//! visible to queries; a buffer without out-of-order points hands over its
+//! encoded bytes as they are), packs the segments into shared blocks in tag
+//! order (a small flush costs its own bytes plus a 36-byte table entry, not
+//! a block per tag; a tag with a block's worth gets a block of its own),
+//! writes them with many writes in flight, then commits ([`Chunk::commit`]:
+//! `fdatasync`, header with the new checkpoint, `fdatasync`). Only then are
+//! the segments published to the index and the frozen buffers dropped, and
+//! WAL segments below the checkpoint released. A full chunk is sealed (its
+//! directory written) and the next one created. Rounds are serialised by
+//! the shard's flush lock.
 //!
-//! The flusher task runs on a low-priority task queue and picks tags that
-//! fill a block, exceed the memory budget (largest first), pin too much WAL
-//! (oldest first) or are older than the flush age.
+//! The flusher task runs on a low-priority task queue and picks, per round,
+//! at most [`ROUND_BYTES`] of buffers: tags that filled a block, the
+//! largest buffers while over the memory budget, the tags pinning the
+//! oldest WAL segment while the log is over half its budget (so the log is
+//! trimmed a segment at a time, never 100,000 tags at once), and buffers
+//! older than the flush age.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -19,40 +26,25 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 
-use crate::storage::block::{self, BLOCK_SIZE};
+use crate::storage::block::{self, Part, BLOCK_SIZE, BODY, MAX_SEGMENTS};
 use crate::storage::buffer::Frozen;
-use crate::storage::chunk::{ActiveChunk, DirEntry};
+use crate::storage::chunk::{self, block_offset, Chunk, DirEntry, Kind, V2_ORDER};
 use crate::storage::config::ShardConfig;
 use crate::storage::control::Control;
 use crate::storage::disk::Disk;
 use crate::storage::error::{Error, Result};
-use crate::storage::index::BlockRef;
+use crate::storage::file::sync_dir;
+use crate::storage::index::ChunkInfo;
 use crate::storage::memory::Memory;
 use crate::storage::stats::ShardStats;
 use crate::storage::wal::Wal;
 
-/// Blocks written per commit at most (bounds memory held by a round).
-const MAX_BLOCKS_PER_COMMIT: usize = 1024;
+/// Buffer bytes one round takes at most (its output is about as large).
+pub const ROUND_BYTES: usize = 1 << 20;
+/// Tags one round takes at most.
+const ROUND_TAGS: usize = 16_384;
 /// Blocks per write request.
 const BLOCKS_PER_WRITE: usize = 64;
-
-/// One planned block: a segment of a frozen buffer.
-struct Planned {
-    tag: u32,
-    seg: usize,
-    min_seq: u64,
-}
-
-/// What a flush takes from a tag's buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Take {
-    /// Everything.
-    All,
-    /// Only the sealed, block-sized segments (the tag filled a block); the
-    /// head stays buffered. Falls back to `All` if the buffer holds
-    /// out-of-order points.
-    Sealed,
-}
 
 /// The parts of a shard a flush round works on (cheap `Rc` clones of the
 /// shard's own): its in-memory points, its durable blocks, its life cycle,
@@ -73,10 +65,38 @@ impl Flusher {
     }
 }
 
-/// Flushes every buffered tag (takes the flush lock).
+/// What a flush takes from a tag's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Take {
+    /// Everything.
+    All,
+    /// Only the sealed, block-sized segments (the tag filled a block); the
+    /// head stays buffered. Falls back to `All` if the buffer holds
+    /// out-of-order points.
+    Sealed,
+}
+
+/// One frozen segment to place: its tag, its index in the tag's frozen
+/// list, its write order and the lowest WAL sequence it may hold.
+struct Planned {
+    tag: u32,
+    seg: usize,
+    order: u64,
+    min_seq: u64,
+    footprint: usize,
+}
+
+/// Flushes every buffered tag, in bounded rounds (takes the flush lock per
+/// round). Writes that arrive meanwhile may stay buffered.
 pub(crate) async fn flush_all(f: &Flusher) -> Result<()> {
-    let next = f.wal.as_ref().ok_or(Error::Closed)?.next_seq();
-    flush_everything(f, next).await
+    let mut tags: Vec<u32> = f.mem.bufs.borrow().iter().map(|(t, _)| t).collect();
+    tags.sort_unstable();
+    for part in tags.chunks(ROUND_TAGS) {
+        let next = f.wal.as_ref().ok_or(Error::Closed)?.next_seq();
+        let _permit = f.ctl.flush_lock.acquire_permit(1).await;
+        flush_round(f, part.iter().map(|&t| (t, Take::All)).collect(), next).await?;
+    }
+    Ok(())
 }
 
 /// Flushes every buffered tag, with `wal_next` as in [`flush_round`] (takes
@@ -86,13 +106,14 @@ pub(crate) async fn flush_everything(f: &Flusher, wal_next: u64) -> Result<()> {
         .flush_stage
         .set("flush_all: waiting for the flush lock");
     let _permit = f.ctl.flush_lock.acquire_permit(1).await;
-    let tags: Vec<(u32, Take)> = f
+    let mut tags: Vec<(u32, Take)> = f
         .mem
         .bufs
         .borrow()
         .iter()
         .map(|(t, _)| (t, Take::All))
         .collect();
+    tags.sort_unstable();
     flush_round(f, tags, wal_next).await
 }
 
@@ -101,95 +122,19 @@ pub(crate) async fn flush_everything(f: &Flusher, wal_next: u64) -> Result<()> {
 /// The caller holds the flush lock.
 pub(crate) async fn flush_round(f: &Flusher, tags: Vec<(u32, Take)>, wal_next: u64) -> Result<()> {
     let started = Instant::now();
-    let mut plan = Vec::new();
-    {
-        let mut bufs = f.mem.bufs.borrow_mut();
-        let mut frozen = f.mem.frozen.borrow_mut();
-        for (tag, take) in tags {
-            if frozen.contains_key(&tag) {
-                continue;
-            }
-            let sealed = match take {
-                Take::Sealed => bufs.take_sealed(tag),
-                Take::All => None,
-            };
-            let (segs, min_seq) = match sealed {
-                Some(x) => x,
-                None => {
-                    let Some(b) = bufs.take(tag) else {
-                        continue;
-                    };
-                    let min_seq = b.min_seq;
-                    (b.freeze(), min_seq)
-                }
-            };
-            plan.extend((0..segs.len()).map(|seg| Planned { tag, seg, min_seq }));
-            frozen.insert(tag, Frozen { segs });
-        }
-    }
+    let plan = freeze(f, tags);
     if plan.is_empty() {
         return Ok(());
     }
-    let total_blocks = plan.len();
-    let mut done = 0;
-    let result = async {
-        while done < plan.len() {
-            f.ctl.flush_stage.set("round: take_active");
-            let mut chunk = take_active(f).await?;
-            let k = (chunk.free_slots() as usize)
-                .min(plan.len() - done)
-                .min(MAX_BLOCKS_PER_COMMIT);
-            let batch = &plan[done..done + k];
-            f.ctl.flush_stage.set("round: write_blocks");
-            let entries = write_blocks(f, &chunk, batch).await;
-            let entries = match entries {
-                Ok(e) => e,
-                Err(e) => {
-                    *f.disk.active.borrow_mut() = Some(chunk);
-                    return Err(e);
-                }
-            };
-            let remaining_min = plan[done + k..].iter().map(|p| p.min_seq).min();
-            let buffered_min = f.mem.bufs.borrow().min_seq();
-            // Never persisted lower than before: WAL segments below the
-            // previous checkpoint may already be recycled, and commits
-            // alternate between two header slots, so a lower value would
-            // become the chunk's newest once the older slot is overwritten.
-            let checkpoint = [remaining_min, buffered_min, Some(wal_next)]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(wal_next)
-                .max(f.disk.checkpoint.get());
-            f.ctl.flush_stage.set("round: commit");
-            let committed = chunk.commit(&entries, checkpoint).await;
-            let sealed = chunk.header.sealed;
-            let chunk_id = chunk.header.id as u32;
-            if !sealed {
-                *f.disk.active.borrow_mut() = Some(chunk);
-            }
-            committed?;
-            publish(
-                f,
-                chunk_id,
-                batch,
-                &entries,
-                plan.get(done + k).map(|p| p.tag),
-            );
-            f.disk.checkpoint.set(checkpoint);
-            if sealed {
-                f.stats.borrow_mut().chunks_sealed += 1;
-            }
-            done += k;
+    let result = write_plan(f, &plan, wal_next).await;
+    let (segments, blocks, bytes) = match result {
+        Ok(x) => x,
+        Err(e) => {
+            log::error!("flush failed in {}, shard fenced: {e}", f.cfg.dir.display());
+            f.ctl.fence(e.to_string());
+            return Err(e);
         }
-        Ok(())
-    }
-    .await;
-    if let Err(e) = result {
-        log::error!("flush failed in {}, shard fenced: {e}", f.cfg.dir.display());
-        f.ctl.fence(e.to_string());
-        return Err(e);
-    }
+    };
     if let Some(wal) = &f.wal {
         f.ctl.flush_stage.set("round: wal release");
         wal.release(f.disk.checkpoint.get()).await?;
@@ -199,7 +144,9 @@ pub(crate) async fn flush_round(f: &Flusher, tags: Vec<(u32, Take)>, wal_next: u
     {
         let mut s = f.stats.borrow_mut();
         s.flushes += 1;
-        s.blocks_written += total_blocks as u64;
+        s.segments_flushed += segments as u64;
+        s.blocks_written += blocks as u64;
+        s.flush_bytes_written += bytes;
         s.flush_micros += micros;
         s.flush_max_micros = s.flush_max_micros.max(micros);
     }
@@ -207,61 +154,219 @@ pub(crate) async fn flush_round(f: &Flusher, tags: Vec<(u32, Take)>, wal_next: u
     Ok(())
 }
 
-/// The active chunk, creating the next one if there is none or it is sealed.
-async fn take_active(f: &Flusher) -> Result<ActiveChunk> {
+/// Freezes the chosen buffers and plans their segments in tag order.
+fn freeze(f: &Flusher, tags: Vec<(u32, Take)>) -> Vec<Planned> {
+    let mut plan = Vec::new();
+    let mut bufs = f.mem.bufs.borrow_mut();
+    let mut frozen = f.mem.frozen.borrow_mut();
+    for (tag, take) in tags {
+        if frozen.contains_key(&tag) {
+            continue;
+        }
+        let sealed = match take {
+            Take::Sealed => bufs.take_sealed(tag),
+            Take::All => None,
+        };
+        let (segs, min_seq, max_seq) = match sealed {
+            Some(x) => x,
+            None => {
+                let Some(b) = bufs.take(tag) else {
+                    continue;
+                };
+                let (min_seq, max_seq) = (b.min_seq, b.max_seq);
+                (b.freeze(), min_seq, max_seq)
+            }
+        };
+        plan.extend(segs.iter().enumerate().map(|(seg, s)| Planned {
+            tag,
+            seg,
+            order: V2_ORDER + max_seq,
+            min_seq,
+            footprint: block::footprint(s),
+        }));
+        frozen.insert(tag, Frozen { segs });
+    }
+    plan.sort_by_key(|p| p.tag);
+    plan
+}
+
+/// Splits `plan` into blocks, next-fit in plan order: `(start, end)` ranges.
+fn pack(plan: &[Planned]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let (mut start, mut used) = (0, 0);
+    for (i, p) in plan.iter().enumerate() {
+        if i > start && (used + p.footprint > BODY || i - start == MAX_SEGMENTS) {
+            out.push((start, i));
+            start = i;
+            used = 0;
+        }
+        used += p.footprint;
+    }
+    if start < plan.len() {
+        out.push((start, plan.len()));
+    }
+    out
+}
+
+/// Writes the plan's blocks into the active chunk (sealing it and creating
+/// the next when full), commits, publishes. Returns segments, blocks and
+/// bytes written.
+async fn write_plan(f: &Flusher, plan: &[Planned], wal_next: u64) -> Result<(usize, usize, u64)> {
+    let blocks = pack(plan);
+    let mut done = 0;
+    let mut bytes = 0u64;
+    while done < blocks.len() {
+        f.ctl.flush_stage.set("round: take_active");
+        let mut chunk = take_active(f).await?;
+        let k = (chunk.free_slots() as usize).min(blocks.len() - done);
+        let batch = &blocks[done..done + k];
+        f.ctl.flush_stage.set("round: write_blocks");
+        let written = write_blocks(f, &chunk, plan, batch).await;
+        let entries = match written {
+            Ok(e) => e,
+            Err(e) => {
+                *f.disk.active.borrow_mut() = Some(chunk);
+                return Err(e);
+            }
+        };
+        let next_plan = batch.last().map_or(plan.len(), |b| b.1);
+        let remaining_min = plan[next_plan..].iter().map(|p| p.min_seq).min();
+        let buffered_min = f.mem.bufs.borrow().min_seq();
+        // Never persisted lower than before: WAL segments below the
+        // previous checkpoint may already be recycled, and commits
+        // alternate between two header slots, so a lower value would
+        // become the chunk's newest once the older slot is overwritten.
+        let checkpoint = [remaining_min, buffered_min, Some(wal_next)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(wal_next)
+            .max(f.disk.checkpoint.get());
+        f.ctl.flush_stage.set("round: commit");
+        let committed = chunk.commit(k as u32, checkpoint).await;
+        if let Err(e) = committed {
+            *f.disk.active.borrow_mut() = Some(chunk);
+            return Err(e);
+        }
+        bytes += (k * BLOCK_SIZE) as u64;
+        publish(f, &chunk, &entries, plan, next_plan);
+        f.disk.checkpoint.set(checkpoint);
+        if chunk.free_slots() == 0 {
+            f.ctl.flush_stage.set("round: seal");
+            let sealed = seal(f, &mut chunk, checkpoint).await;
+            if let Err(e) = sealed {
+                *f.disk.active.borrow_mut() = Some(chunk);
+                return Err(e);
+            }
+        } else {
+            *f.disk.active.borrow_mut() = Some(chunk);
+        }
+        done += k;
+    }
+    Ok((plan.len(), blocks.len(), bytes))
+}
+
+/// Seals a full (or idle) flush chunk: its directory, then the sealed
+/// header. Its segments stay indexed; it is now compaction's input.
+pub(crate) async fn seal(f: &Flusher, chunk: &mut Chunk, checkpoint: u64) -> Result<()> {
+    let id = chunk.header.id;
+    let entries = std::mem::take(&mut *f.disk.active_entries.borrow_mut());
+    let committed = chunk.header.committed;
+    let sealed = chunk.seal(committed, &entries, &[], &[], checkpoint).await;
+    if sealed.is_err() {
+        *f.disk.active_entries.borrow_mut() = entries;
+        return sealed;
+    }
+    let dir_end = chunk.header.dir_offset + chunk.header.dir_len as u64;
+    if let Some(c) = f.disk.index.borrow_mut().chunk_mut(id) {
+        c.sealed = true;
+        c.bytes = dir_end.next_multiple_of(crate::storage::file::PAGE as u64);
+        c.checkpoint = chunk.header.checkpoint;
+    }
+    f.stats.borrow_mut().chunks_sealed += 1;
+    f.disk.note_sealed();
+    Ok(())
+}
+
+/// The active chunk, creating the next one if there is none or it is full.
+async fn take_active(f: &Flusher) -> Result<Chunk> {
     if let Some(c) = f.disk.active.borrow_mut().take() {
         if c.free_slots() > 0 {
             return Ok(c);
         }
     }
-    let id = f.disk.next_chunk_id.get();
+    let id = f.disk.new_chunk_id();
     let dir = f.cfg.dir.join("chunks");
-    let c = ActiveChunk::create(&dir, id, f.cfg.blocks_per_chunk, f.disk.checkpoint.get()).await?;
-    f.disk.next_chunk_id.set(id + 1);
-    f.disk
-        .index
-        .borrow_mut()
-        .set_file(id as u32, c.file.clone(), c.layout);
+    let c = Chunk::create_flush(&dir, id, f.cfg.blocks_per_chunk, f.disk.checkpoint.get()).await?;
+    sync_dir(&dir).await?;
+    f.disk.index.borrow_mut().add_chunk(
+        id,
+        ChunkInfo {
+            file: c.file.clone(),
+            kind: Kind::Flush,
+            sealed: false,
+            partition: None,
+            data_offset: chunk::HEADER_BYTES,
+            blocks: 0,
+            bytes: block_offset(f.cfg.blocks_per_chunk),
+            min_ts: i64::MAX,
+            max_ts: i64::MIN,
+            checkpoint: c.header.checkpoint,
+            tags: Vec::new(),
+            points: 0,
+            job: 0,
+        },
+    );
     Ok(c)
 }
 
-/// Encodes `batch` into the chunk's next free slots and writes them, many
-/// writes in flight. Returns their directory entries.
+/// Encodes `batch` (block ranges of `plan`) into the chunk's next free
+/// slots and writes them, many writes in flight. Returns their entries.
 async fn write_blocks(
     f: &Flusher,
-    chunk: &ActiveChunk,
-    batch: &[Planned],
+    chunk: &Chunk,
+    plan: &[Planned],
+    batch: &[(usize, usize)],
 ) -> Result<Vec<DirEntry>> {
     let first_slot = chunk.header.committed;
-    let mut entries = Vec::with_capacity(batch.len());
+    let id = chunk.header.id;
+    let mut entries = Vec::new();
     let mut writes = Vec::new();
     for (g, group) in batch.chunks(BLOCKS_PER_WRITE).enumerate() {
         let mut buf = chunk.file.buffer(group.len() * BLOCK_SIZE);
         {
             let frozen = f.mem.frozen.borrow();
-            for (i, p) in group.iter().enumerate() {
+            for (i, &(a, b)) in group.iter().enumerate() {
                 let slot = first_slot + (g * BLOCKS_PER_WRITE + i) as u32;
-                let Some(seg) = frozen.get(&p.tag).and_then(|f| f.segs.get(p.seg)) else {
-                    return Err(Error::fenced(format!(
-                        "internal error: flush plan names segment {} of tag {} that is not frozen",
-                        p.seg, p.tag
-                    )));
-                };
+                let mut parts = Vec::with_capacity(b - a);
+                for p in &plan[a..b] {
+                    let Some(seg) = frozen.get(&p.tag).and_then(|x| x.segs.get(p.seg)) else {
+                        return Err(Error::fenced(format!(
+                            "internal error: flush plan names segment {} of tag {} that is not frozen",
+                            p.seg, p.tag
+                        )));
+                    };
+                    parts.push(Part {
+                        tag: p.tag,
+                        seg,
+                        order: p.order,
+                    });
+                }
                 let out = &mut buf.as_bytes_mut()[i * BLOCK_SIZE..(i + 1) * BLOCK_SIZE];
-                let (h, crc) = block::encode(out, p.tag, seg, p.min_seq, chunk.header.id, slot);
-                entries.push(DirEntry {
-                    tag: h.tag,
-                    count: h.count,
-                    min_ts: h.min_ts,
-                    max_ts: h.max_ts,
+                let (segs, _) = block::encode(out, &parts, id, slot);
+                entries.extend(segs.iter().enumerate().map(|(j, s)| DirEntry {
+                    tag: s.tag,
+                    count: s.count,
+                    min_ts: s.min_ts,
+                    max_ts: s.max_ts,
+                    order: s.order,
                     slot,
-                    crc,
-                });
+                    index: j as u16,
+                    summary: None,
+                }));
             }
         }
-        let at = chunk
-            .layout
-            .block_offset(first_slot + (g * BLOCKS_PER_WRITE) as u32);
+        let at = block_offset(first_slot + (g * BLOCKS_PER_WRITE) as u32);
         writes.push(chunk.file.write_at(buf, at));
         glommio::executor().yield_if_needed().await;
     }
@@ -272,65 +377,104 @@ async fn write_blocks(
     Ok(entries)
 }
 
-/// Makes committed blocks visible and drops frozen buffers whose blocks are
-/// all committed (`next_tag` still has blocks in a later commit).
-fn publish(
-    f: &Flusher,
-    chunk: u32,
-    batch: &[Planned],
-    entries: &[DirEntry],
-    next_tag: Option<u32>,
-) {
-    let mut index = f.disk.index.borrow_mut();
+/// Makes committed segments visible and drops frozen buffers whose
+/// segments are all committed (those of plan entries from `next` on are
+/// still to be written).
+fn publish(f: &Flusher, chunk: &Chunk, entries: &[DirEntry], plan: &[Planned], next: usize) {
+    let id = chunk.header.id;
+    {
+        let mut index = f.disk.index.borrow_mut();
+        for e in entries {
+            index.add(id, e);
+        }
+        index.finish_chunk(id);
+        if let Some(c) = index.chunk_mut(id) {
+            c.blocks = chunk.header.committed;
+            c.checkpoint = chunk.header.checkpoint;
+        }
+    }
+    f.disk
+        .active_entries
+        .borrow_mut()
+        .extend_from_slice(entries);
+    let pending: Vec<u32> = plan[next..].iter().map(|p| p.tag).collect();
     let mut frozen = f.mem.frozen.borrow_mut();
-    for (p, e) in batch.iter().zip(entries) {
-        index.add(
-            p.tag,
-            BlockRef {
-                chunk,
-                slot: e.slot,
-                count: e.count,
-                min_ts: e.min_ts,
-                max_ts: e.max_ts,
-            },
-        );
-        if Some(p.tag) != next_tag {
-            frozen.remove(&p.tag);
+    for e in entries {
+        if !pending.contains(&e.tag) {
+            frozen.remove(&e.tag);
         }
     }
 }
 
-/// Picks the tags the flusher should write out now, and what of each.
+/// Picks the tags the flusher should write out now, and what of each, at
+/// most about [`ROUND_BYTES`] of buffers.
 fn pick(f: &Flusher) -> Vec<(u32, Take)> {
-    let mut tags: Vec<(u32, Take)> = std::mem::take(&mut *f.mem.full.borrow_mut())
-        .into_iter()
-        .map(|t| (t, Take::Sealed))
-        .collect();
+    let mut budget = ROUND_BYTES;
+    let mut tags: Vec<(u32, Take)> = Vec::new();
     let bufs = f.mem.bufs.borrow();
-    let budget = f.cfg.memory_budget;
-    if bufs.bytes() > budget {
-        let mut by_size: Vec<(usize, u32)> = bufs.iter().map(|(t, b)| (b.bytes(), t)).collect();
-        by_size.sort_unstable_by(|a, b| b.cmp(a));
-        let mut to_free = bufs.bytes() - budget / 2;
-        for (bytes, tag) in by_size {
-            if to_free == 0 {
+    let mut add = |tags: &mut Vec<(u32, Take)>, tag: u32, take: Take, bytes: usize| -> bool {
+        if budget == 0 || tags.len() >= ROUND_TAGS {
+            return false;
+        }
+        tags.push((tag, take));
+        budget = budget.saturating_sub(bytes.max(1));
+        true
+    };
+    {
+        let mut full = f.mem.full.borrow_mut();
+        while let Some(&t) = full.last() {
+            let bytes = bufs.get(t).map_or(0, |b| b.bytes());
+            if !add(&mut tags, t, Take::Sealed, bytes) {
                 break;
             }
-            tags.push((tag, Take::All));
+            full.pop();
+        }
+    }
+    let mem_budget = f.cfg.memory_budget;
+    if bufs.bytes() > mem_budget {
+        let mut by_size: Vec<(usize, u32)> = bufs.iter().map(|(t, b)| (b.bytes(), t)).collect();
+        let n = by_size.len().min(ROUND_TAGS);
+        if n > 0 && n < by_size.len() {
+            by_size.select_nth_unstable_by(n - 1, |a, b| b.cmp(a));
+            by_size.truncate(n);
+        }
+        by_size.sort_unstable_by(|a, b| b.cmp(a));
+        let mut to_free = bufs.bytes() - mem_budget / 2;
+        for (bytes, tag) in by_size {
+            if to_free == 0 || !add(&mut tags, tag, Take::All, bytes) {
+                break;
+            }
             to_free = to_free.saturating_sub(bytes);
         }
     }
     let wal_target = f
         .wal
         .as_ref()
-        .and_then(|w| w.flush_target(f.cfg.wal_budget));
+        .and_then(|w| w.flush_target(f.cfg.wal_budget / 2));
+    if let Some(target) = wal_target {
+        // The tags pinning the oldest segments, oldest first.
+        let mut old: Vec<(u64, u32, usize)> = bufs
+            .iter()
+            .filter(|(_, b)| b.min_seq < target)
+            .map(|(t, b)| (b.min_seq, t, b.bytes()))
+            .collect();
+        let n = old.len().min(ROUND_TAGS);
+        if n > 0 && n < old.len() {
+            old.select_nth_unstable(n - 1);
+            old.truncate(n);
+        }
+        old.sort_unstable();
+        for (_, tag, bytes) in old {
+            if !add(&mut tags, tag, Take::All, bytes) {
+                break;
+            }
+        }
+    }
     let now = Instant::now();
     let age = f.cfg.flush_age;
     for (tag, b) in bufs.iter() {
-        let old = now.duration_since(b.since) >= age;
-        let pins_wal = wal_target.is_some_and(|t| b.min_seq < t);
-        if old || pins_wal {
-            tags.push((tag, Take::All));
+        if now.duration_since(b.since) >= age && !add(&mut tags, tag, Take::All, b.bytes()) {
+            break;
         }
     }
     // `All` sorts first, so it wins over `Sealed` for the same tag.
@@ -371,6 +515,53 @@ async fn flusher_loop(f: &Flusher) {
         };
         if flush_round(f, tags, next).await.is_err() {
             return;
+        }
+        glommio::executor().yield_if_needed().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planned(footprints: &[usize]) -> Vec<Planned> {
+        footprints
+            .iter()
+            .enumerate()
+            .map(|(i, &footprint)| Planned {
+                tag: i as u32,
+                seg: 0,
+                order: 0,
+                min_seq: 0,
+                footprint,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn packing_is_next_fit_and_never_overfills() {
+        for sizes in [
+            vec![BODY],
+            vec![BODY, 100, BODY, 100],
+            vec![100; 1000],
+            vec![5000, 5000, 5000, 5000, 7000, 9000],
+            vec![60; MAX_SEGMENTS * 3 + 7],
+        ] {
+            let plan = planned(&sizes);
+            let blocks = pack(&plan);
+            let mut next = 0;
+            for &(a, b) in &blocks {
+                assert_eq!(a, next);
+                assert!(b > a && b - a <= MAX_SEGMENTS);
+                let used: usize = plan[a..b].iter().map(|p| p.footprint).sum();
+                assert!(used <= BODY || b - a == 1, "{used}");
+                // Next fit: the next segment would not have fitted.
+                if let Some(n) = plan.get(b) {
+                    assert!(used + n.footprint > BODY || b - a == MAX_SEGMENTS);
+                }
+                next = b;
+            }
+            assert_eq!(next, plan.len());
         }
     }
 }

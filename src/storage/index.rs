@@ -1,62 +1,166 @@
-//! The shard's in-memory index of durable blocks: per tag, the blocks in the
-//! order they were committed (later blocks hold later writes), and the open
-//! chunk files to read them from. Built at open from chunk directories and
-//! extended after each flush commit.
+//! The shard's in-memory index of durable segments: per tag, its segments
+//! in write order (a later segment holds later writes, so it wins on equal
+//! timestamps), each with where it is and what it covers, and for
+//! compacted segments their summaries; and the registry of live chunk files
+//! (kind, partition, size, time range, checkpoint). Built at open from the
+//! chunks' directories and kept current by flushes, compaction and
+//! retention. Owns bookkeeping only; never does I/O.
 
 use std::rc::Rc;
 
 use ahash::AHashMap;
 
-use crate::storage::chunk::Layout;
+use crate::aggregate::Summary;
+use crate::storage::block::BLOCK_SIZE;
+use crate::storage::chunk::{DirEntry, Kind, Partition};
 use crate::storage::file::DataFile;
 
-/// Where one block is and what it covers.
-#[derive(Clone, Copy, Debug)]
-pub struct BlockRef {
+const NO_SUMMARY: u32 = u32::MAX;
+
+/// Where one segment is and what it covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegRef {
     /// Chunk id.
-    pub chunk: u32,
-    /// Slot in the chunk.
+    pub chunk: u64,
+    /// Slot of its block in the chunk.
     pub slot: u32,
+    /// Index of the segment in its block.
+    pub index: u16,
     /// Points.
     pub count: u32,
     /// Smallest timestamp.
     pub min_ts: i64,
     /// Largest timestamp.
     pub max_ts: i64,
+    /// Write order (see [`crate::storage::block::SegEntry::order`]).
+    pub order: u64,
+    summary: u32,
 }
 
-/// Blocks per tag plus the chunk files.
+/// A live chunk file.
+pub struct ChunkInfo {
+    /// The file.
+    pub file: Rc<DataFile>,
+    /// Kind.
+    pub kind: Kind,
+    /// Sealed (never written again).
+    pub sealed: bool,
+    /// Time partition (compacted chunks).
+    pub partition: Option<Partition>,
+    /// Offset of block slot 0.
+    pub data_offset: u64,
+    /// Blocks committed.
+    pub blocks: u32,
+    /// Bytes the file holds on disk (blocks, header and directory).
+    pub bytes: u64,
+    /// Smallest and largest timestamp of its segments.
+    pub min_ts: i64,
+    /// Largest timestamp of its segments.
+    pub max_ts: i64,
+    /// The WAL checkpoint its header records.
+    pub checkpoint: u64,
+    /// Tags with segments in it (sorted, unique once [`Index::finish_chunk`] ran).
+    pub tags: Vec<u32>,
+    /// Points it holds.
+    pub points: u64,
+    /// The compaction job that wrote it (compacted chunks; 0 otherwise).
+    pub job: u64,
+}
+
+impl ChunkInfo {
+    /// Offset of `slot`'s block.
+    pub fn block_offset(&self, slot: u32) -> u64 {
+        self.data_offset + slot as u64 * BLOCK_SIZE as u64
+    }
+}
+
+/// Segments per tag plus the chunk files.
 #[derive(Default)]
 pub struct Index {
-    tags: AHashMap<u32, Vec<BlockRef>>,
-    files: Vec<Option<(Rc<DataFile>, Layout)>>,
-    blocks: u64,
+    tags: AHashMap<u32, Vec<SegRef>>,
+    chunks: AHashMap<u64, ChunkInfo>,
+    summaries: Vec<Summary>,
+    free_summaries: Vec<u32>,
+    segments: u64,
 }
 
 impl Index {
-    /// Registers chunk `id`'s file.
-    pub fn set_file(&mut self, id: u32, file: Rc<DataFile>, layout: Layout) {
-        let i = id as usize;
-        if self.files.len() <= i {
-            self.files.resize(i + 1, None);
+    /// Registers a chunk file (before its segments are added).
+    pub fn add_chunk(&mut self, id: u64, info: ChunkInfo) {
+        self.chunks.insert(id, info);
+    }
+
+    /// The chunk `id`, if live.
+    pub fn chunk(&self, id: u64) -> Option<&ChunkInfo> {
+        self.chunks.get(&id)
+    }
+
+    /// The chunk `id`, if live, to update its bookkeeping.
+    pub fn chunk_mut(&mut self, id: u64) -> Option<&mut ChunkInfo> {
+        self.chunks.get_mut(&id)
+    }
+
+    /// Every live chunk.
+    pub fn chunks(&self) -> impl Iterator<Item = (u64, &ChunkInfo)> {
+        self.chunks.iter().map(|(id, c)| (*id, c))
+    }
+
+    /// Adds a durable segment of chunk `chunk` (registered), keeping the
+    /// tag's segments in write order.
+    pub fn add(&mut self, chunk: u64, e: &DirEntry) {
+        let summary = match e.summary {
+            Some(s) => match self.free_summaries.pop() {
+                Some(i) => {
+                    self.summaries[i as usize] = s;
+                    i
+                }
+                None => {
+                    self.summaries.push(s);
+                    (self.summaries.len() - 1) as u32
+                }
+            },
+            None => NO_SUMMARY,
+        };
+        let r = SegRef {
+            chunk,
+            slot: e.slot,
+            index: e.index,
+            count: e.count,
+            min_ts: e.min_ts,
+            max_ts: e.max_ts,
+            order: e.order,
+            summary,
+        };
+        let v = self.tags.entry(e.tag).or_default();
+        // Flushes append newer segments; only compaction outputs (whose
+        // order is that of their newest input) may land before the end.
+        let at = v.partition_point(|x| x.order <= r.order);
+        v.insert(at, r);
+        self.segments += 1;
+        if let Some(c) = self.chunks.get_mut(&chunk) {
+            c.tags.push(e.tag);
+            c.points += e.count as u64;
+            c.min_ts = c.min_ts.min(e.min_ts);
+            c.max_ts = c.max_ts.max(e.max_ts);
         }
-        self.files[i] = Some((file, layout));
     }
 
-    /// Adds a committed block (call in commit order).
-    pub fn add(&mut self, tag: u32, r: BlockRef) {
-        self.tags.entry(tag).or_default().push(r);
-        self.blocks += 1;
+    /// Sorts and de-duplicates a chunk's tag list once its segments are in.
+    pub fn finish_chunk(&mut self, chunk: u64) {
+        if let Some(c) = self.chunks.get_mut(&chunk) {
+            c.tags.sort_unstable();
+            c.tags.dedup();
+        }
     }
 
-    /// Blocks of `tag` overlapping `[start, end)`, oldest first, with the
-    /// file and offset to read each from.
-    pub fn overlapping(
-        &self,
-        tag: u32,
-        start: i64,
-        end: i64,
-    ) -> Vec<(BlockRef, Rc<DataFile>, u64)> {
+    /// The summary of a segment, if it has one.
+    pub fn summary(&self, r: &SegRef) -> Option<&Summary> {
+        (r.summary != NO_SUMMARY).then(|| &self.summaries[r.summary as usize])
+    }
+
+    /// Segments of `tag` overlapping `[start, end)`, oldest write first,
+    /// with the file and offset of each one's block.
+    pub fn overlapping(&self, tag: u32, start: i64, end: i64) -> Vec<(SegRef, Rc<DataFile>, u64)> {
         self.tags
             .get(&tag)
             .map(|v| {
@@ -68,29 +172,71 @@ impl Index {
             .unwrap_or_default()
     }
 
-    /// The block of `tag` holding its greatest timestamp (the most recently
-    /// committed one on ties).
-    pub fn newest(&self, tag: u32) -> Option<(BlockRef, Rc<DataFile>, u64)> {
+    /// Every segment of `tag`, oldest write first.
+    pub fn segments_of(&self, tag: u32) -> &[SegRef] {
+        self.tags.get(&tag).map_or(&[], Vec::as_slice)
+    }
+
+    /// The segment of `tag` holding its greatest timestamp (the latest
+    /// write on ties).
+    pub fn newest(&self, tag: u32) -> Option<(SegRef, Rc<DataFile>, u64)> {
         let v = self.tags.get(&tag)?;
-        let best = v.iter().rev().max_by_key(|r| r.max_ts)?;
-        // `max_by_key` returns the last maximum of the reversed iterator,
-        // i.e. the earliest; find the latest block with that max instead.
-        let best = v.iter().rev().find(|r| r.max_ts == best.max_ts)?;
+        let max = v.iter().map(|r| r.max_ts).max()?;
+        let best = v.iter().rev().find(|r| r.max_ts == max)?;
         self.locate(best).map(|(f, off)| (*best, f, off))
     }
 
-    fn locate(&self, r: &BlockRef) -> Option<(Rc<DataFile>, u64)> {
-        let (f, layout) = self.files.get(r.chunk as usize)?.as_ref()?;
-        Some((f.clone(), layout.block_offset(r.slot)))
+    /// The file and block offset of a segment.
+    pub fn locate(&self, r: &SegRef) -> Option<(Rc<DataFile>, u64)> {
+        let c = self.chunks.get(&r.chunk)?;
+        Some((c.file.clone(), c.block_offset(r.slot)))
     }
 
-    /// Blocks indexed.
-    pub fn blocks(&self) -> u64 {
-        self.blocks
+    /// Drops chunks `ids` and all their segments (compaction replaced
+    /// them, or retention expired them). Returns their files.
+    pub fn remove_chunks(&mut self, ids: &[u64]) -> Vec<(u64, ChunkInfo)> {
+        let mut out = Vec::new();
+        for &id in ids {
+            let Some(c) = self.chunks.remove(&id) else {
+                continue;
+            };
+            for tag in &c.tags {
+                let Some(v) = self.tags.get_mut(tag) else {
+                    continue;
+                };
+                let before = v.len();
+                let mut freed = Vec::new();
+                v.retain(|r| {
+                    let keep = r.chunk != id;
+                    if !keep && r.summary != NO_SUMMARY {
+                        freed.push(r.summary);
+                    }
+                    keep
+                });
+                self.segments -= (before - v.len()) as u64;
+                self.free_summaries.extend(freed);
+                if v.is_empty() {
+                    self.tags.remove(tag);
+                }
+            }
+            out.push((id, c));
+        }
+        out
+    }
+
+    /// Segments indexed.
+    pub fn segments(&self) -> u64 {
+        self.segments
+    }
+
+    /// Tags with at least one durable segment.
+    pub fn tag_count(&self) -> usize {
+        self.tags.len()
     }
 
     /// Takes every chunk file out (for closing).
     pub fn take_files(&mut self) -> Vec<Rc<DataFile>> {
-        self.files.drain(..).flatten().map(|(f, _)| f).collect()
+        self.tags.clear();
+        self.chunks.drain().map(|(_, c)| c.file).collect()
     }
 }

@@ -15,6 +15,7 @@ pub mod buffer;
 pub mod catalog;
 pub mod chunk;
 pub mod codec;
+mod compact;
 mod config;
 mod control;
 mod disk;

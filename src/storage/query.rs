@@ -2,11 +2,13 @@
 //! being flushed and durable blocks.
 //!
 //! Precedence for the same `(tag, ts)`: the active buffer over frozen
-//! buffers over blocks, and among blocks the later committed one. That is
-//! write order, so "later write wins" holds wherever the points live.
-//! Block reads are issued concurrently and each block is verified (CRC,
-//! tag, chunk, slot) before use: a damaged block fails the query with an
-//! error naming file and offset; it is never served.
+//! buffers over segments on disk, and among segments the one with the
+//! higher write order (the highest WAL sequence of its points). That is
+//! write order, so "later write wins" holds wherever the points live, and
+//! whether or not compaction has rewritten them. Block reads are issued
+//! concurrently and each block is verified (CRC, chunk, slot, and the
+//! segment's tag and count) before use: a damaged block fails the query
+//! with an error naming file and offset; it is never served.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -18,7 +20,7 @@ use crate::storage::codec::Sample;
 use crate::storage::disk::Disk;
 use crate::storage::error::{Error, Result};
 use crate::storage::file::DataFile;
-use crate::storage::index::BlockRef;
+use crate::storage::index::SegRef;
 use crate::storage::memory::Memory;
 use crate::storage::stats::ShardStats;
 use crate::Point;
@@ -51,7 +53,7 @@ pub(crate) async fn range(
         b.range(tag, start, end, &mut run);
         mem_runs.push(run);
     }
-    let mut runs = read_blocks(tag, &blocks, start, end).await?;
+    let mut runs = read_segments(tag, &blocks, start, end).await?;
     let disk: usize = runs.iter().map(|r| r.len()).sum();
     let mem: usize = mem_runs.iter().map(|r| r.len()).sum();
     runs.extend(mem_runs);
@@ -88,7 +90,7 @@ pub(crate) async fn latest(
     if let Some((r, file, off)) = newest {
         if best.is_none_or(|m| r.max_ts > m.ts) {
             let runs =
-                read_blocks(tag, &[(r, file, off)], r.max_ts, r.max_ts.saturating_add(1)).await?;
+                read_segments(tag, &[(r, file, off)], r.max_ts, r.max_ts.saturating_add(1)).await?;
             if let Some(p) = runs.into_iter().flatten().last() {
                 best = Some(Sample {
                     ts: p.ts,
@@ -114,37 +116,20 @@ pub(crate) async fn latest(
     }))
 }
 
-/// Reads and verifies `blocks` concurrently; returns each block's samples in
-/// `[start, end)`, in the order given.
-async fn read_blocks(
+/// Reads and verifies the blocks of `segs` concurrently; returns each
+/// segment's points in `[start, end)`, in the order given.
+pub(crate) async fn read_segments(
     tag: u32,
-    blocks: &[(BlockRef, Rc<DataFile>, u64)],
+    segs: &[(SegRef, Rc<DataFile>, u64)],
     start: i64,
     end: i64,
 ) -> Result<Vec<Vec<Point>>> {
-    let reads = blocks.iter().map(|(r, file, off)| {
+    let reads = segs.iter().map(|(r, file, off)| {
         let (r, file, off) = (*r, file.clone(), *off);
         async move {
             let data = file.read_at(off, BLOCK_SIZE).await?;
-            let (h, _) =
-                block::verify(&data).map_err(|why| Error::corrupt(file.path(), off, why))?;
-            if h.tag != tag
-                || h.slot != r.slot
-                || h.chunk_id != r.chunk as u64
-                || h.count != r.count
-            {
-                return Err(Error::corrupt(
-                    file.path(),
-                    off,
-                    format!(
-                        "block claims tag {} chunk {} slot {}, index expected tag {tag}",
-                        h.tag, h.chunk_id, h.slot
-                    ),
-                ));
-            }
             let mut out = Vec::new();
-            block::decode_into(&data, &h, tag, start, end, &mut out)
-                .map_err(|why| Error::corrupt(file.path(), off, why))?;
+            decode_segment(&data, &r, tag, file.path(), off, start, end, &mut out)?;
             Ok(out)
         }
     });
@@ -155,9 +140,45 @@ async fn read_blocks(
     results.into_iter().collect()
 }
 
+/// Verifies block `data` (read from `path` at `off`) against what the
+/// index expects of segment `r` of `tag`, and appends its points in
+/// `[start, end)` to `out`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn decode_segment(
+    data: &[u8],
+    r: &SegRef,
+    tag: u32,
+    path: &std::path::Path,
+    off: u64,
+    start: i64,
+    end: i64,
+    out: &mut Vec<Point>,
+) -> Result<()> {
+    let blk = block::verify(data).map_err(|why| Error::corrupt(path, off, why))?;
+    let seg = blk.segments.get(r.index as usize);
+    // Version 1 blocks carry their lowest WAL sequence, not the order the
+    // index gave them (their place in commit order).
+    let ok = seg.is_some_and(|s| {
+        s.tag == tag && s.count == r.count && (blk.version == 1 || s.order == r.order)
+    }) && blk.slot == r.slot
+        && blk.chunk_id == r.chunk;
+    let Some(seg) = seg.filter(|_| ok) else {
+        return Err(Error::corrupt(
+            path,
+            off,
+            format!(
+                "block claims chunk {} slot {} without segment {} of tag {tag} the index expects",
+                blk.chunk_id, blk.slot, r.index
+            ),
+        ));
+    };
+    block::decode_into(data, &blk, seg, start, end, out)
+        .map_err(|why| Error::corrupt(path, off, why))
+}
+
 /// Merges runs (each sorted and unique, given oldest write first) into one
 /// sorted run where the latest run wins on equal timestamps.
-fn merge(mut runs: Vec<Vec<Point>>) -> Vec<Point> {
+pub(crate) fn merge(mut runs: Vec<Vec<Point>>) -> Vec<Point> {
     runs.retain(|r| !r.is_empty());
     if runs.len() <= 1 {
         return runs.pop().unwrap_or_default();

@@ -14,12 +14,16 @@ use std::time::Instant;
 
 use glommio::{Latency, Shares};
 
-use crate::storage::chunk::{list_chunks, open_chunk, ActiveChunk, Layout};
+use std::collections::HashSet;
+use std::path::Path;
+
+use crate::storage::chunk::{self, list_chunks, open_chunk, v1, Chunk, Found, Kind, Opened};
+use crate::storage::compact::run_compactor;
 use crate::storage::config::ShardConfig;
 use crate::storage::error::{Error, Result};
-use crate::storage::file::{check_format, ensure_dir, remove_file};
+use crate::storage::file::{check_format, ensure_dir, remove_file, sync_dir};
 use crate::storage::flush::{flush_everything, run_flusher};
-use crate::storage::index::BlockRef;
+use crate::storage::index::ChunkInfo;
 use crate::storage::keepalive::{self, KeepAliveStop};
 use crate::storage::shard::{Inner, Shard};
 use crate::storage::wal::replay::WalRecovery;
@@ -53,63 +57,10 @@ async fn open_inner(cfg: ShardConfig, keepalive: KeepAliveStop) -> Result<Shard>
     let inner = Rc::new(Inner::new(cfg.clone(), keepalive));
     let mut report = inner.recovery.borrow().clone();
 
-    // Chunks: every directory into the index; the newest unsealed chunk is active.
-    let chunks = list_chunks(&chunk_dir).await?;
-    let mut checkpoint = 0u64;
-    for (i, (id, path)) in chunks.iter().enumerate() {
-        let last = i + 1 == chunks.len();
-        let Some(c) = open_chunk(path, last).await? else {
-            if !last {
-                return Err(Error::corrupt(
-                    path,
-                    0,
-                    "chunk header never written, but later chunks exist",
-                ));
-            }
-            // Creation was interrupted before its header was durable: nothing in it.
-            remove_file(path).await?;
-            continue;
-        };
-        if c.header.id != *id {
-            return Err(Error::corrupt(
-                path,
-                0,
-                format!("header names chunk {}", c.header.id),
-            ));
-        }
-        let layout = Layout {
-            blocks: c.header.blocks,
-        };
-        {
-            let mut index = inner.disk.index.borrow_mut();
-            index.set_file(*id as u32, c.file.clone(), layout);
-            for e in &c.entries {
-                index.add(
-                    e.tag,
-                    BlockRef {
-                        chunk: *id as u32,
-                        slot: e.slot,
-                        count: e.count,
-                        min_ts: e.min_ts,
-                        max_ts: e.max_ts,
-                    },
-                );
-            }
-        }
-        report.chunks_loaded += 1;
-        report.blocks_indexed += c.entries.len() as u64;
-        report.directories_rebuilt += c.rebuilt as u64;
-        checkpoint = checkpoint.max(c.header.checkpoint);
-        inner.disk.next_chunk_id.set(id + 1);
-        if last && !c.header.sealed {
-            *inner.disk.active.borrow_mut() = Some(ActiveChunk {
-                file: c.file,
-                layout,
-                header: c.header,
-                entries: c.entries,
-            });
-        }
-    }
+    // Chunks: every directory into the index; unfinished compaction
+    // outputs and the inputs of finished jobs are deleted; the newest
+    // unsealed flush chunk is active.
+    let checkpoint = load_chunks(&inner, &chunk_dir, &mut report).await?;
     inner.disk.checkpoint.set(checkpoint);
     report.checkpoint = checkpoint;
     report.chunks_duration = started.elapsed();
@@ -147,6 +98,7 @@ async fn open_inner(cfg: ShardConfig, keepalive: KeepAliveStop) -> Result<Shard>
     let ex = glommio::executor();
     let wal_q = ex.create_task_queue(Shares::Static(1000), Latency::NotImportant, "xtdb-wal");
     let flush_q = ex.create_task_queue(Shares::Static(100), Latency::NotImportant, "xtdb-flush");
+    let compact_q = ex.create_task_queue(Shares::Static(25), Latency::NotImportant, "xtdb-compact");
     let spawn_err = |e: glommio::GlommioError<()>| {
         Error::io(
             "spawn shard task",
@@ -160,7 +112,13 @@ async fn open_inner(cfg: ShardConfig, keepalive: KeepAliveStop) -> Result<Shard>
     let flusher = glommio::spawn_local_into(run_flusher(inner.flusher()), flush_q)
         .map_err(spawn_err)?
         .detach();
-    inner.tasks.borrow_mut().extend([writer, flusher]);
+    let compactor = glommio::spawn_local_into(run_compactor(inner.compactor()), compact_q)
+        .map_err(spawn_err)?
+        .detach();
+    inner
+        .tasks
+        .borrow_mut()
+        .extend([writer, flusher, compactor]);
     if !inner.mem.full.borrow().is_empty() {
         inner.ctl.flush_wanted.notify(1);
     }
@@ -169,6 +127,164 @@ async fn open_inner(cfg: ShardConfig, keepalive: KeepAliveStop) -> Result<Shard>
     log::info!("shard {}: {report}", cfg.dir.display());
     *inner.recovery.borrow_mut() = report;
     Ok(Shard { inner })
+}
+
+/// Opens every chunk file into the index and returns the checkpoint (the
+/// highest any chunk records: compaction outputs carry their inputs').
+async fn load_chunks(
+    inner: &Inner,
+    chunk_dir: &Path,
+    report: &mut crate::storage::RecoveryReport,
+) -> Result<u64> {
+    let files = list_chunks(chunk_dir).await?;
+    let last_v1 = files.len().checked_sub(1);
+    let mut opened: Vec<Opened> = Vec::new();
+    let mut removed = false;
+    let mut max_id = None;
+    for (i, (id, path)) in files.iter().enumerate() {
+        max_id = max_id.max(Some(*id));
+        match open_chunk(path, Some(i) == last_v1).await? {
+            Found::Chunk(c) => {
+                if c.header.id != *id {
+                    return Err(Error::corrupt(
+                        path,
+                        0,
+                        format!("header names chunk {}", c.header.id),
+                    ));
+                }
+                opened.push(c);
+            }
+            Found::Empty => {
+                // Creation was interrupted before its header was durable.
+                remove_file(path).await?;
+                removed = true;
+            }
+            Found::Unfinished(h) => {
+                log::warn!(
+                    "chunk {}: output {} of compaction job {} never finished; deleted (its inputs are intact)",
+                    path.display(),
+                    h.job_index,
+                    h.job
+                );
+                remove_file(path).await?;
+                removed = true;
+                report.compactions_rolled_back += 1;
+            }
+        }
+    }
+    if let Some(id) = max_id {
+        inner.disk.next_chunk_id.set(id + 1);
+    }
+    // A job counts only if each of its outputs is here, or was itself
+    // superseded by a later job that counts; then the chunks it names are
+    // superseded. Later jobs first, since only they can supersede outputs.
+    let present: HashSet<u64> = opened.iter().map(|c| c.header.id).collect();
+    /// A job's outputs (as each lists them), the inputs it names, the
+    /// outputs found.
+    type Job = (Vec<u64>, Vec<u64>, Vec<u64>);
+    let mut jobs: std::collections::BTreeMap<u64, Job> = std::collections::BTreeMap::new();
+    for c in opened.iter().filter(|c| c.header.kind == Kind::Compacted) {
+        let j = jobs.entry(c.header.job).or_default();
+        j.0 = c.siblings.clone();
+        j.1.extend(c.claims.iter().copied());
+        j.2.push(c.header.id);
+    }
+    let mut superseded: HashSet<u64> = HashSet::new();
+    let mut unfinished: HashSet<u64> = HashSet::new();
+    for (_, (siblings, claims, outputs)) in jobs.iter().rev() {
+        let complete = !siblings.is_empty()
+            && siblings
+                .iter()
+                .all(|s| present.contains(s) || superseded.contains(s));
+        if complete {
+            superseded.extend(claims.iter().copied());
+        } else {
+            unfinished.extend(outputs.iter().copied());
+        }
+    }
+    let checkpoint = opened
+        .iter()
+        .map(|c| c.header.checkpoint)
+        .max()
+        .unwrap_or(0);
+    let mut active: Vec<Opened> = Vec::new();
+    for c in opened {
+        let id = c.header.id;
+        if superseded.contains(&id) || unfinished.contains(&id) {
+            if unfinished.contains(&id) {
+                report.compactions_rolled_back += 1;
+            } else {
+                report.superseded_deleted += 1;
+            }
+            let path = c.file.path().to_path_buf();
+            drop(c);
+            remove_file(&path).await?;
+            removed = true;
+            continue;
+        }
+        report.chunks_loaded += 1;
+        report.blocks_indexed += c.entries.len() as u64;
+        report.directories_rebuilt += c.rebuilt as u64;
+        let data_offset = match c.header.kind {
+            Kind::V1 => v1::Layout {
+                blocks: c.header.capacity,
+            }
+            .data_offset(),
+            _ => chunk::HEADER_BYTES,
+        };
+        let bytes = c.file.size().await?;
+        {
+            let mut index = inner.disk.index.borrow_mut();
+            index.add_chunk(
+                id,
+                ChunkInfo {
+                    file: c.file.clone(),
+                    kind: c.header.kind,
+                    sealed: c.header.sealed,
+                    partition: c.header.partition,
+                    data_offset,
+                    blocks: c.header.committed,
+                    bytes,
+                    min_ts: i64::MAX,
+                    max_ts: i64::MIN,
+                    checkpoint: c.header.checkpoint,
+                    tags: Vec::new(),
+                    points: 0,
+                    job: c.header.job,
+                },
+            );
+            for e in &c.entries {
+                index.add(id, e);
+            }
+            index.finish_chunk(id);
+        }
+        if c.header.kind == Kind::Flush && !c.header.sealed {
+            active.push(c);
+        }
+    }
+    if removed {
+        sync_dir(chunk_dir).await?;
+    }
+    // The newest unsealed flush chunk goes on taking blocks; an older one
+    // (a crash between sealing and creating the next) is sealed now.
+    active.sort_by_key(|c| c.header.id);
+    let newest = active.pop();
+    for c in active {
+        let mut chunk = Chunk::from_opened(&c);
+        let entries = c.entries.clone();
+        let committed = chunk.header.committed;
+        chunk
+            .seal(committed, &entries, &[], &[], checkpoint)
+            .await?;
+        if let Some(info) = inner.disk.index.borrow_mut().chunk_mut(c.header.id) {
+            info.sealed = true;
+        }
+    }
+    if let Some(c) = newest {
+        *inner.disk.active_entries.borrow_mut() = c.entries.clone();
+        *inner.disk.active.borrow_mut() = Some(Chunk::from_opened(&c));
+    }
+    Ok(checkpoint)
 }
 
 fn validate(cfg: &ShardConfig) -> Result<()> {

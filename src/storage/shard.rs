@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use glommio::task::JoinHandle;
 
+use crate::storage::chunk::Kind;
+use crate::storage::compact::{self, retention, Compactor, Reason};
 use crate::storage::config::ShardConfig;
 use crate::storage::control::Control;
 use crate::storage::disk::Disk;
@@ -51,19 +53,26 @@ pub struct RecoveryReport {
     pub directories_rebuilt: u64,
     /// The checkpoint found: WAL records below it were already in blocks.
     pub checkpoint: u64,
+    /// Outputs of unfinished compaction jobs deleted (their inputs stay).
+    pub compactions_rolled_back: u64,
+    /// Inputs of finished compaction jobs whose deletion had not reached
+    /// the disk, deleted now.
+    pub superseded_deleted: u64,
 }
 
 impl std::fmt::Display for RecoveryReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "recovered in {:.1} ms (chunks {:.1} ms, WAL replay {:.1} ms): {} chunks, {} blocks indexed, {} directories rebuilt; WAL from checkpoint {}: {} records / {} points / {} bytes replayed, {} torn bytes dropped",
+            "recovered in {:.1} ms (chunks {:.1} ms, WAL replay {:.1} ms): {} chunks, {} segments indexed, {} directories rebuilt, {} unfinished compaction outputs and {} superseded chunks deleted; WAL from checkpoint {}: {} records / {} points / {} bytes replayed, {} torn bytes dropped",
             self.duration.as_secs_f64() * 1e3,
             self.chunks_duration.as_secs_f64() * 1e3,
             self.replay_duration.as_secs_f64() * 1e3,
             self.chunks_loaded,
             self.blocks_indexed,
             self.directories_rebuilt,
+            self.compactions_rolled_back,
+            self.superseded_deleted,
             self.checkpoint,
             self.wal_records_replayed,
             self.wal_points_replayed,
@@ -121,6 +130,23 @@ impl Inner {
         }
     }
 
+    /// The parts compaction works on.
+    pub(crate) fn compactor(&self) -> Compactor {
+        Compactor {
+            cfg: self.cfg.clone(),
+            mem: self.mem.clone(),
+            disk: self.disk.clone(),
+            ctl: self.ctl.clone(),
+            stats: self.stats.clone(),
+            flusher: self.flusher(),
+        }
+    }
+
+    /// The first timestamp still inside the retention window.
+    fn cutoff(&self) -> i64 {
+        retention::cutoff(self.cfg.retention, compact::now_us())
+    }
+
     /// See [`Control::check`].
     pub(crate) fn check_fenced(&self) -> Result<()> {
         self.ctl.check(self.wal.get().map(|w| &**w))
@@ -155,6 +181,7 @@ impl Shard {
             listener.await;
         }
         inner.check_fenced()?;
+        inner.ctl.last_write.set(Instant::now());
         let wal = inner.wal()?;
         let (first, last) = wal.append(points)?;
         if inner
@@ -171,22 +198,45 @@ impl Shard {
         wal.wait_durable(last).await
     }
 
-    /// Points of `tag` with `start <= ts < end`, sorted by timestamp.
+    /// Points of `tag` with `start <= ts < end`, sorted by timestamp
+    /// (never older than the retention window).
     pub async fn range(&self, tag: u32, start: i64, end: i64) -> Result<Vec<Point>> {
         let i = &self.inner;
+        let start = start.max(i.cutoff());
         query::range(&i.mem, &i.disk, &i.stats, tag, start, end).await
     }
 
-    /// The point of `tag` with the greatest timestamp.
+    /// The point of `tag` with the greatest timestamp (inside the retention
+    /// window).
     pub async fn latest(&self, tag: u32) -> Result<Option<Point>> {
         let i = &self.inner;
-        query::latest(&i.mem, &i.disk, &i.stats, tag).await
+        let p = query::latest(&i.mem, &i.disk, &i.stats, tag).await?;
+        Ok(p.filter(|p| p.ts >= i.cutoff()))
     }
 
     /// Flushes every buffered point to blocks and advances the checkpoint.
     pub async fn flush(&self) -> Result<()> {
         self.inner.check_fenced()?;
         flush::flush_all(&self.inner.flusher()).await
+    }
+
+    /// Flushes, seals the active chunk and compacts everything into one run
+    /// per time partition now (what the shard also does by itself after a
+    /// quiet spell), then applies retention. Returns whether a job ran.
+    pub async fn compact(&self) -> Result<bool> {
+        self.inner.check_fenced()?;
+        let c = self.inner.compactor();
+        let _permit = c.ctl.compact_lock.acquire_permit(1).await;
+        let ran = compact::compact_once(&c, Some(Reason::Asked)).await?;
+        retention::apply(&c, compact::now_us()).await?;
+        Ok(ran)
+    }
+
+    /// Applies retention as if the clock read `now_us` (tests).
+    pub async fn apply_retention_at(&self, now_us: i64) -> Result<u64> {
+        let c = self.inner.compactor();
+        let _permit = c.ctl.compact_lock.acquire_permit(1).await;
+        retention::apply(&c, now_us).await
     }
 
     /// A snapshot of the shard's counters.
@@ -202,6 +252,28 @@ impl Shard {
             s.wal_segments_recycled = c.recycled;
         }
         (s.points_buffered, s.buffered_bytes) = inner.mem.totals();
+        if let Some(w) = inner.wal.get() {
+            s.wal_live_bytes = w.live_bytes();
+        }
+        let index = inner.disk.index.borrow();
+        s.segments_indexed = index.segments();
+        for (_, c) in index.chunks() {
+            s.chunks += 1;
+            s.points_on_disk += c.points;
+            match c.kind {
+                Kind::Flush => {
+                    s.disk_flush_bytes += c.bytes;
+                    if c.sealed {
+                        s.compaction_backlog_bytes += c.bytes;
+                    }
+                }
+                Kind::Compacted => s.disk_compacted_bytes += c.bytes,
+                Kind::V1 => {
+                    s.disk_v1_bytes += c.bytes;
+                    s.compaction_backlog_bytes += c.bytes;
+                }
+            }
+        }
         s
     }
 
@@ -230,8 +302,9 @@ impl Shard {
         self.inner.recovery.borrow().clone()
     }
 
-    /// Waits for pending writes, flushes every buffer to blocks (so the next
-    /// open replays nothing), stops the shard's tasks and closes its files.
+    /// Waits for pending writes to be durable, stops the shard's tasks and
+    /// closes its files. Buffers are not written out: the WAL holds them,
+    /// and the next open replays at most the WAL budget.
     pub async fn close(self) -> Result<()> {
         if self.inner.ctl.closing.replace(true) {
             return Err(Error::Closed);
@@ -251,14 +324,9 @@ impl Shard {
         } else {
             Ok(())
         };
-        inner.ctl.close_stage.set("final flush");
-        let flushed = if durable.is_ok() && inner.ctl.fenced.borrow().is_none() {
-            flush::flush_all(&inner.flusher()).await
-        } else {
-            Ok(())
-        };
         wal.begin_close();
         inner.ctl.flush_wanted.notify(usize::MAX);
+        inner.ctl.compact_wanted.notify(usize::MAX);
         let tasks: Vec<_> = inner.tasks.borrow_mut().drain(..).collect();
         inner.ctl.close_stage.set("waiting for tasks");
         for t in tasks {
@@ -269,13 +337,13 @@ impl Shard {
         inner.ctl.close_stage.set("closing chunk files");
         let files = inner.disk.index.borrow_mut().take_files();
         inner.disk.active.borrow_mut().take();
+        inner.disk.active_entries.borrow_mut().clear();
         for f in files {
             if let Ok(f) = Rc::try_unwrap(f) {
                 f.close().await?;
             }
         }
         inner.ctl.close_stage.set("closed");
-        durable?;
-        flushed
+        durable
     }
 }

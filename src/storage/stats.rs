@@ -22,6 +22,10 @@ pub struct ShardStats {
     pub flushes: u64,
     /// Blocks written by flushes.
     pub blocks_written: u64,
+    /// Segments written by flushes.
+    pub segments_flushed: u64,
+    /// Bytes of chunk files written by flushes (whole blocks).
+    pub flush_bytes_written: u64,
     /// Total time spent in flush rounds, microseconds.
     pub flush_micros: u64,
     /// Longest flush round, microseconds.
@@ -40,6 +44,40 @@ pub struct ShardStats {
     pub buffered_bytes: u64,
     /// Times a writer waited because the memory budget was exceeded.
     pub backpressure_waits: u64,
+    /// Compaction jobs finished.
+    pub compactions: u64,
+    /// Bytes of blocks compaction read.
+    pub compaction_bytes_read: u64,
+    /// Bytes of chunk files compaction wrote.
+    pub compaction_bytes_written: u64,
+    /// Points compaction rewrote.
+    pub compaction_points: u64,
+    /// Time spent in compaction jobs, microseconds.
+    pub compaction_micros: u64,
+    /// Chunk files deleted because every point in them was older than the
+    /// retention window.
+    pub retention_chunks_deleted: u64,
+    /// Bytes those files held.
+    pub retention_bytes_reclaimed: u64,
+    /// Points compaction dropped for being older than the retention window.
+    pub retention_points_dropped: u64,
+    /// Gauge: WAL bytes in live segments (preallocated, so disk use).
+    pub wal_live_bytes: u64,
+    /// Gauge: bytes of flush (level 0) chunk files.
+    pub disk_flush_bytes: u64,
+    /// Gauge: bytes of compacted chunk files.
+    pub disk_compacted_bytes: u64,
+    /// Gauge: bytes of chunk files from format version 1.
+    pub disk_v1_bytes: u64,
+    /// Gauge: bytes of sealed flush chunks (and version 1 chunks) waiting
+    /// for compaction.
+    pub compaction_backlog_bytes: u64,
+    /// Gauge: live chunk files.
+    pub chunks: u64,
+    /// Gauge: segments in the index.
+    pub segments_indexed: u64,
+    /// Gauge: points in chunk files (what the disk bytes hold).
+    pub points_on_disk: u64,
 }
 
 impl ShardStats {
@@ -55,6 +93,8 @@ impl ShardStats {
             ("wal_segments_recycled", self.wal_segments_recycled),
             ("flushes", self.flushes),
             ("blocks_written", self.blocks_written),
+            ("segments_flushed", self.segments_flushed),
+            ("flush_bytes_written", self.flush_bytes_written),
             ("flush_micros", self.flush_micros),
             ("flush_max_micros", self.flush_max_micros),
             ("chunks_sealed", self.chunks_sealed),
@@ -64,6 +104,23 @@ impl ShardStats {
             ("points_buffered", self.points_buffered),
             ("buffered_bytes", self.buffered_bytes),
             ("backpressure_waits", self.backpressure_waits),
+            ("compactions", self.compactions),
+            ("compaction_bytes_read", self.compaction_bytes_read),
+            ("compaction_bytes_written", self.compaction_bytes_written),
+            ("compaction_points", self.compaction_points),
+            ("compaction_micros", self.compaction_micros),
+            ("retention_chunks_deleted", self.retention_chunks_deleted),
+            ("retention_bytes_reclaimed", self.retention_bytes_reclaimed),
+            ("retention_points_dropped", self.retention_points_dropped),
+            ("wal_live_bytes", self.wal_live_bytes),
+            ("disk_flush_bytes", self.disk_flush_bytes),
+            ("disk_compacted_bytes", self.disk_compacted_bytes),
+            ("disk_v1_bytes", self.disk_v1_bytes),
+            ("compaction_backlog_bytes", self.compaction_backlog_bytes),
+            ("chunks", self.chunks),
+            ("segments_indexed", self.segments_indexed),
+            ("points_on_disk", self.points_on_disk),
+            ("chunk_write_amp_x1000", self.chunk_write_amp_x1000()),
         ]
     }
 
@@ -78,6 +135,8 @@ impl ShardStats {
         self.wal_segments_recycled += o.wal_segments_recycled;
         self.flushes += o.flushes;
         self.blocks_written += o.blocks_written;
+        self.segments_flushed += o.segments_flushed;
+        self.flush_bytes_written += o.flush_bytes_written;
         self.flush_micros += o.flush_micros;
         self.flush_max_micros = self.flush_max_micros.max(o.flush_max_micros);
         self.chunks_sealed += o.chunks_sealed;
@@ -87,5 +146,32 @@ impl ShardStats {
         self.points_buffered += o.points_buffered;
         self.buffered_bytes += o.buffered_bytes;
         self.backpressure_waits += o.backpressure_waits;
+        self.compactions += o.compactions;
+        self.compaction_bytes_read += o.compaction_bytes_read;
+        self.compaction_bytes_written += o.compaction_bytes_written;
+        self.compaction_points += o.compaction_points;
+        self.compaction_micros += o.compaction_micros;
+        self.retention_chunks_deleted += o.retention_chunks_deleted;
+        self.retention_bytes_reclaimed += o.retention_bytes_reclaimed;
+        self.retention_points_dropped += o.retention_points_dropped;
+        self.wal_live_bytes += o.wal_live_bytes;
+        self.disk_flush_bytes += o.disk_flush_bytes;
+        self.disk_compacted_bytes += o.disk_compacted_bytes;
+        self.disk_v1_bytes += o.disk_v1_bytes;
+        self.compaction_backlog_bytes += o.compaction_backlog_bytes;
+        self.chunks += o.chunks;
+        self.segments_indexed += o.segments_indexed;
+        self.points_on_disk += o.points_on_disk;
+    }
+
+    /// Chunk write amplification × 1000: bytes written to chunk files
+    /// (flushes and compaction) per byte the chunk files hold now. 0 while
+    /// nothing is on disk.
+    pub fn chunk_write_amp_x1000(&self) -> u64 {
+        let held = self.disk_flush_bytes + self.disk_compacted_bytes + self.disk_v1_bytes;
+        (self.flush_bytes_written + self.compaction_bytes_written)
+            .saturating_mul(1000)
+            .checked_div(held)
+            .unwrap_or(0)
     }
 }

@@ -34,7 +34,10 @@ where
 }
 
 /// A shard config with tiny segments and chunks so tests cross every
-/// boundary (rotation, recycling, sealing) with little data.
+/// boundary (rotation, recycling, sealing) with little data. Compaction
+/// runs only when a test asks (`Shard::compact`): the tests' timestamps are
+/// in 1970, whose partitions are long closed, so it would otherwise start
+/// at once and at a moment no test chose.
 pub fn small(dir: &Path) -> ShardConfig {
     let mut c = ShardConfig::new(dir);
     c.wal_segment_size = 64 * 1024;
@@ -42,7 +45,15 @@ pub fn small(dir: &Path) -> ShardConfig {
     c.blocks_per_chunk = 8;
     c.memory_budget = 64 << 20;
     c.flush_age = Duration::from_secs(3600);
+    manual_compaction(&mut c);
     c
+}
+
+/// Switches off the compaction the shard would start by itself.
+pub fn manual_compaction(c: &mut ShardConfig) {
+    c.close_grace = Duration::from_secs(1 << 40);
+    c.settle_after = Duration::from_secs(1 << 40);
+    c.compact_backlog = u64::MAX;
 }
 
 /// A deterministic value for `(tag, ts, version)`.

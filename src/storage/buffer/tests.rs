@@ -92,7 +92,7 @@ fn take_sealed_leaves_the_head_with_its_own_wal_sequence() {
     }
     let sealed_at = seq - 1;
     let (points, bytes) = (b.points(), b.bytes());
-    let (segs, min_seq) = b.take_sealed(4).unwrap();
+    let (segs, min_seq, _) = b.take_sealed(4).unwrap();
     assert_eq!(min_seq, 10);
     assert_eq!(segs.len(), 1);
     let in_segs = segs[0].count as usize;

@@ -230,16 +230,18 @@ impl Wal {
     }
 
     /// The sequence number below which buffered data must be flushed so that
-    /// the live segments fit in `budget` bytes again, or `None` if they do.
+    /// the live segments fit in `budget` bytes again, or `None` if they do:
+    /// the first sequence of the oldest segment that may stay. Flushing up
+    /// to it releases the oldest segments one by one, so flushing is
+    /// continuous instead of one storm per half of the log.
     pub fn flush_target(&self, budget: u64) -> Option<u64> {
         let st = self.st.borrow();
         let have = (st.live.len() as u64 + 1) * self.segment_size;
         if have <= budget || st.live.is_empty() {
             return None;
         }
-        // Release the older half of the live segments.
-        let keep = st.live.len() / 2;
-        let idx = st.live.len() - keep;
+        let excess = (have - budget).div_ceil(self.segment_size) as usize;
+        let idx = excess.min(st.live.len());
         Some(st.live.get(idx).map_or_else(
             || st.active.as_ref().map_or(0, |a| a.seg.first_seq),
             |s| s.first_seq,

@@ -1,0 +1,349 @@
+//! Background compaction and retention: the task that decides when flush
+//! chunks (level 0, many tags' small segments packed together) are merged
+//! into compacted chunks (one time partition each, every tag's points in as
+//! few dense segments as possible, with per-segment summaries), and when
+//! expired chunks are deleted. It runs on a low-priority task queue with a
+//! byte-rate bound, so ingest keeps its CPU and most of the disk.
+//!
+//! When a job runs (checked every second, and when a flush chunk is
+//! sealed):
+//! - **settle**: no write for `settle_after` (10 s): buffers are flushed,
+//!   the active flush chunk is sealed, and every partition with level-0
+//!   data or more than one run is merged into one run;
+//! - **backlog**: sealed flush chunks hold `compact_backlog` (1 GiB) or
+//!   more: they are compacted; closed partitions they touch are merged with
+//!   their runs, open ones get a new run;
+//! - **closed partition**: a partition ended `close_grace` ago and has more
+//!   than one run, or flush chunks that may hold its points: they are all
+//!   merged into one run.
+//!
+//! Correctness does not depend on the policy. Every job's inputs are whole
+//! chunks; each of a tag's segments keeps its write order, and an output
+//! segment carries the highest order of what it merged, so later writes
+//! win exactly as before. Inputs are chosen so that no excluded segment's
+//! order falls between an output's inputs' (all sealed flush chunks, or
+//! every flush chunk whose time range overlaps the partition, with all the
+//! partition's runs). The job's outputs become live atomically at open (a
+//! job counts only when all its outputs are sealed; see
+//! [`crate::storage::chunk`]) and in memory (one index swap), and the inputs
+//! are deleted only after that. Retention is in [`retention`].
+
+mod job;
+pub mod retention;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::storage::chunk::{Kind, Partition};
+use crate::storage::config::ShardConfig;
+use crate::storage::control::Control;
+use crate::storage::disk::Disk;
+use crate::storage::error::Result;
+use crate::storage::flush::{self, Flusher};
+use crate::storage::memory::Memory;
+use crate::storage::stats::ShardStats;
+
+pub(crate) use job::run_job;
+
+/// The parts of a shard compaction works on.
+#[derive(Clone)]
+pub(crate) struct Compactor {
+    pub cfg: Rc<ShardConfig>,
+    pub mem: Rc<Memory>,
+    pub disk: Rc<Disk>,
+    pub ctl: Rc<Control>,
+    pub stats: Rc<RefCell<ShardStats>>,
+    /// For flushing and sealing before a settle.
+    pub flusher: Flusher,
+}
+
+/// Why a job runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// The shard is quiet: merge everything into one run per partition.
+    Settle,
+    /// Sealed flush chunks reached the backlog bound.
+    Backlog,
+    /// A closed partition needs merging.
+    Closed,
+    /// Asked for (`Shard::compact`).
+    Asked,
+}
+
+/// The server's clock, µs since the Unix epoch.
+pub(crate) fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// What the disk holds that compaction cares about.
+struct Picture {
+    /// Sealed flush chunks and version 1 chunks (level 0).
+    level0: Vec<u64>,
+    level0_bytes: u64,
+    /// Their time ranges.
+    level0_ranges: Vec<(u64, i64, i64)>,
+    /// Compacted chunks by partition, with their job ids.
+    runs: BTreeMap<Partition, Vec<(u64, u64)>>,
+    /// Whether the active flush chunk holds any block.
+    active_used: bool,
+    /// The active chunk's time range.
+    active_range: Option<(i64, i64)>,
+}
+
+fn picture(c: &Compactor) -> Picture {
+    let index = c.disk.index.borrow();
+    let mut p = Picture {
+        level0: Vec::new(),
+        level0_bytes: 0,
+        level0_ranges: Vec::new(),
+        runs: BTreeMap::new(),
+        active_used: false,
+        active_range: None,
+    };
+    for (id, info) in index.chunks() {
+        match info.kind {
+            Kind::Flush if !info.sealed => {
+                if info.points > 0 {
+                    p.active_used = true;
+                    p.active_range = Some((info.min_ts, info.max_ts));
+                }
+            }
+            Kind::Flush | Kind::V1 => {
+                p.level0.push(id);
+                p.level0_bytes += info.bytes;
+                if info.points > 0 {
+                    p.level0_ranges.push((id, info.min_ts, info.max_ts));
+                }
+            }
+            Kind::Compacted => {
+                if let Some(part) = info.partition {
+                    p.runs.entry(part).or_default().push((id, info.job));
+                }
+            }
+        }
+    }
+    p.level0.sort_unstable();
+    p
+}
+
+/// Partitions (of width `w`) a time range touches, at most `max` of them
+/// (a range wider than that is reported as touching none: it is sparse
+/// late data, and its partitions are merged when they close).
+fn partitions_of(lo: i64, hi: i64, w: i64, max: usize) -> Vec<Partition> {
+    let first = Partition::of(lo, w);
+    let last = Partition::of(hi, w);
+    let n = (last.start - first.start) / w.max(1) + 1;
+    if n as usize > max {
+        return vec![first, last];
+    }
+    (0..n)
+        .map(|i| Partition {
+            start: first.start + i * w,
+            width: w,
+        })
+        .collect()
+}
+
+/// The inputs of the next job, if one is due (the active chunk is sealed
+/// first when a job needs what it holds).
+async fn plan(c: &Compactor, reason: Option<Reason>) -> Result<Option<(Reason, Vec<u64>)>> {
+    let w = micros(c.cfg.partition).max(1);
+    let now = now_us();
+    let quiet = c.ctl.last_write.get().elapsed() >= c.cfg.settle_after;
+    let p = picture(c);
+    let jobs_of = |runs: &[(u64, u64)]| runs.iter().map(|r| r.1).collect::<BTreeSet<_>>().len();
+    let needs_merge = |part: &Partition| p.runs.get(part).is_some_and(|r| jobs_of(r) > 1);
+    let buffered = c.mem.totals().0 > 0;
+    let settle = reason == Some(Reason::Asked)
+        || (quiet
+            && (buffered
+                || p.active_used
+                || !p.level0.is_empty()
+                || p.runs.keys().any(needs_merge)));
+    if settle {
+        c.ctl.compact_stage.set("settle: flush");
+        flush::flush_all(&c.flusher).await?;
+        seal_active(c).await?;
+        let p = picture(c);
+        let mut inputs: Vec<u64> = p.level0.clone();
+        let mut touched: BTreeSet<Partition> = BTreeSet::new();
+        for &(_, lo, hi) in &p.level0_ranges {
+            touched.extend(partitions_of(lo, hi, w, 366));
+        }
+        for (part, runs) in &p.runs {
+            if touched.contains(part) || jobs_of(runs) > 1 {
+                inputs.extend(runs.iter().map(|r| r.0));
+            }
+        }
+        inputs.sort_unstable();
+        inputs.dedup();
+        let r = reason.unwrap_or(Reason::Settle);
+        let trivial = inputs.len() == 1 && p.level0.is_empty();
+        return Ok((!inputs.is_empty() && !trivial).then_some((r, inputs)));
+    }
+    let closed = |part: &Partition| part.end().saturating_add(micros(c.cfg.close_grace)) < now;
+    if p.level0_bytes >= c.cfg.compact_backlog && !p.level0.is_empty() {
+        let mut inputs = p.level0.clone();
+        let mut touched: BTreeSet<Partition> = BTreeSet::new();
+        for &(_, lo, hi) in &p.level0_ranges {
+            touched.extend(partitions_of(lo, hi, w, 366));
+        }
+        for (part, runs) in &p.runs {
+            if touched.contains(part) && closed(part) {
+                inputs.extend(runs.iter().map(|r| r.0));
+            }
+        }
+        inputs.sort_unstable();
+        inputs.dedup();
+        return Ok(Some((Reason::Backlog, inputs)));
+    }
+    // A closed partition with several runs, or level-0 data that may be its.
+    let mut candidates: Vec<Partition> = p.runs.keys().filter(|x| closed(x)).copied().collect();
+    for &(_, lo, hi) in &p.level0_ranges {
+        candidates.extend(partitions_of(lo, hi, w, 366).into_iter().filter(closed));
+    }
+    if let Some((lo, hi)) = p.active_range {
+        candidates.extend(partitions_of(lo, hi, w, 366).into_iter().filter(closed));
+    }
+    candidates.sort_unstable();
+    candidates.dedup();
+    for part in candidates {
+        let overlaps = |lo: i64, hi: i64| lo < part.end() && hi >= part.start;
+        let level0: Vec<u64> = p
+            .level0_ranges
+            .iter()
+            .filter(|r| overlaps(r.1, r.2))
+            .map(|r| r.0)
+            .collect();
+        let active = p.active_range.is_some_and(|(lo, hi)| overlaps(lo, hi));
+        if level0.is_empty() && !active && !needs_merge(&part) {
+            continue;
+        }
+        if active {
+            // Late points for a closed partition sit in the active chunk:
+            // seal it so they can be merged too, then plan again.
+            seal_active(c).await?;
+            return Ok(None);
+        }
+        let mut inputs = level0;
+        // Version 1 chunks are not time-partitioned: they go together.
+        if inputs.iter().any(|id| is_v1(c, *id)) {
+            inputs.extend(p.level0.iter().filter(|id| is_v1(c, **id)));
+        }
+        if let Some(runs) = p.runs.get(&part) {
+            inputs.extend(runs.iter().map(|r| r.0));
+        }
+        inputs.sort_unstable();
+        inputs.dedup();
+        return Ok(Some((Reason::Closed, inputs)));
+    }
+    Ok(None)
+}
+
+fn is_v1(c: &Compactor, id: u64) -> bool {
+    c.disk
+        .index
+        .borrow()
+        .chunk(id)
+        .is_some_and(|i| i.kind == Kind::V1)
+}
+
+/// Seals the active flush chunk if it holds any block (takes the flush
+/// lock), so its segments can be compacted.
+pub(crate) async fn seal_active(c: &Compactor) -> Result<()> {
+    let _permit = c.ctl.flush_lock.acquire_permit(1).await;
+    let taken = c.disk.active.borrow_mut().take();
+    let Some(mut chunk) = taken else {
+        return Ok(());
+    };
+    if chunk.header.committed == 0 {
+        *c.disk.active.borrow_mut() = Some(chunk);
+        return Ok(());
+    }
+    let checkpoint = c.disk.checkpoint.get();
+    let sealed = flush::seal(&c.flusher, &mut chunk, checkpoint).await;
+    if sealed.is_err() {
+        *c.disk.active.borrow_mut() = Some(chunk);
+    }
+    sealed
+}
+
+/// Runs one job now if any is due (`Shard::compact` asks for a settle).
+pub(crate) async fn compact_once(c: &Compactor, reason: Option<Reason>) -> Result<bool> {
+    let Some((why, inputs)) = plan(c, reason).await? else {
+        return Ok(false);
+    };
+    c.ctl.compact_stage.set("job");
+    let r = run_job(c, &inputs).await;
+    c.ctl.compact_stage.set("idle");
+    match r {
+        Ok(()) => {
+            log::debug!("compaction ({why:?}) of {} chunks done", inputs.len());
+            Ok(true)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The compaction task: runs jobs as they come due, and retention, until
+/// the shard closes or is fenced. A failed job is logged and retried later
+/// (its output is discarded; its inputs were never touched).
+pub(crate) async fn run_compactor(c: Compactor) {
+    let mut last_retention = Instant::now() - Duration::from_secs(3600);
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        if c.ctl.closing.get() || c.ctl.fenced.borrow().is_some() {
+            return;
+        }
+        let listener = c.ctl.compact_wanted.listen();
+        let sealed = c.disk.sealed.listen();
+        let _permit = c.ctl.compact_lock.acquire_permit(1).await;
+        if c.cfg.retention.is_some() && last_retention.elapsed() >= Duration::from_secs(5) {
+            last_retention = Instant::now();
+            if let Err(e) = retention::apply(&c, now_us()).await {
+                log::error!("retention in {} failed: {e}", c.cfg.dir.display());
+            }
+        }
+        match compact_once(&c, None).await {
+            Ok(true) => {
+                backoff = Duration::from_secs(1);
+                continue;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                if c.ctl.closing.get() {
+                    return;
+                }
+                log::error!(
+                    "compaction in {} failed (retrying in {backoff:?}): {e}",
+                    c.cfg.dir.display()
+                );
+                drop(_permit);
+                // Close wakes the wait (it fires `compact_wanted`).
+                let wake = c.ctl.compact_wanted.listen();
+                if !c.ctl.closing.get() {
+                    futures_lite::future::or(wake, glommio::timer::sleep(backoff)).await;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+                continue;
+            }
+        }
+        drop(_permit);
+        let tick = glommio::timer::sleep(Duration::from_secs(1));
+        futures_lite::future::or(futures_lite::future::or(listener, sealed), tick).await;
+    }
+}
+
+/// Chunk ids of a job's inputs, as a set.
+pub(crate) fn id_set(ids: &[u64]) -> HashSet<u64> {
+    ids.iter().copied().collect()
+}
