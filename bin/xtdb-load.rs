@@ -52,6 +52,29 @@ struct Common {
     /// No per-second progress.
     #[arg(long, short)]
     quiet: bool,
+    /// Token to authenticate with (`xtdb token create`); native: an AUTH
+    /// frame per connection; influx-http: `Authorization: Token ...`.
+    #[arg(long, env = "XTDB_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Connect with TLS, trusting the CA certificate(s) in this PEM file
+    /// (influx-http: needed for https:// targets).
+    #[arg(long, env = "XTDB_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// Name to expect in the server's certificate (default: the host of
+    /// the address).
+    #[arg(long, env = "XTDB_TLS_SERVER_NAME")]
+    tls_server_name: Option<String>,
+}
+
+impl Common {
+    fn client(&self) -> xtdb::error::Result<xtdb::net::ClientOptions> {
+        xtdb::net::ClientOptions::from_args(
+            self.token.clone(),
+            self.tls_ca.as_deref(),
+            self.tls_server_name.clone(),
+        )
+        .map_err(xtdb::error::Error::Config)
+    }
 }
 
 #[derive(Args)]
@@ -102,7 +125,7 @@ struct WriteArgs {
     /// protocol over HTTP to --target, xtdb --http or any Influx-compatible server).
     #[arg(long, default_value = "native")]
     protocol: String,
-    /// influx-http: `http://host:port[/path?query]` (path default `/write?db=xtdb`).
+    /// influx-http: `http[s]://host:port[/path?query]` (path default `/write?db=xtdb`).
     #[arg(long)]
     target: Option<String>,
 }
@@ -269,6 +292,7 @@ fn run(cli: Cli) -> xtdb::error::Result<bool> {
     match cli.cmd {
         Cmd::Write(a) => {
             let mut w = write::WriteConfig::new(&a.common.addr);
+            w.client = a.common.client()?;
             w.tags = a.tags;
             w.tag_base = a.tag_base;
             w.rate = a.rate;
@@ -312,6 +336,7 @@ fn run(cli: Cli) -> xtdb::error::Result<bool> {
         Cmd::Verify(a) => {
             let r = verify::run::<C>(&verify::VerifyConfig {
                 addr: a.common.addr.clone(),
+                client: a.common.client()?,
                 ack_log: a.ack_log,
                 conns: a.conns,
                 chunk: a.chunk,
@@ -322,6 +347,7 @@ fn run(cli: Cli) -> xtdb::error::Result<bool> {
         }
         Cmd::Query(a) => {
             let mut q = query::QueryConfig::new(&a.common.addr);
+            q.client = a.common.client()?;
             q.blocks = a.blocks;
             q.points_per_block = a.points_per_block;
             q.tags = a.tags;
@@ -341,6 +367,7 @@ fn run(cli: Cli) -> xtdb::error::Result<bool> {
         }
         Cmd::Scenario(a) => {
             let mut s = scenario::ScenarioConfig::new(&a.common.addr);
+            s.client = a.common.client()?;
             s.duration = a.duration;
             s.tags = a.tags;
             s.points_per_tag = a.points_per_tag;

@@ -1,6 +1,6 @@
 //! `xtdb`: the server (`xtdb serve`) and its operator commands
-//! (`xtdb stats`). Thin: parsing and printing only; the logic is in the
-//! library (`xtdb::server`, `xtdb::net`).
+//! (`xtdb stats`, `xtdb token`). Thin: parsing and printing only; the logic
+//! is in the library (`xtdb::server`, `xtdb::net`, `xtdb::storage::tokens`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use xtdb::net::limits::{TimeWindow, WireLimits};
-use xtdb::server::{ServerConfig, Shutdown};
+use xtdb::net::tls::TlsFiles;
+use xtdb::net::ClientOptions;
+use xtdb::server::{AuthSetting, ServerConfig, Shutdown};
+use xtdb::storage::tokens::{Perms, TokenStore};
 use xtdb::storage::SyncMode;
 
 mod logger;
@@ -38,6 +41,62 @@ enum Cmd {
         /// (`*_per_sec_now`) to the averages since start.
         #[arg(long)]
         interval: Option<f64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Manage access tokens in a data dir (no server needed; a running
+    /// server picks changes up within a second, or at once on SIGHUP).
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+#[derive(Args)]
+struct ClientArgs {
+    /// Token to authenticate with (needs the read permission).
+    #[arg(long, env = "XTDB_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Connect with TLS, trusting the CA certificate(s) in this PEM file.
+    #[arg(long, env = "XTDB_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// Name to expect in the server's certificate (default: the host of --addr).
+    #[arg(long, env = "XTDB_TLS_SERVER_NAME")]
+    tls_server_name: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Create a token and print it as the last line of stdout (it is shown
+    /// only once: only its SHA-256 is stored).
+    Create {
+        /// Data directory (created if missing).
+        #[arg(long, env = "XTDB_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Unique name (letters, digits, '.', '_', '-'); the InfluxDB 1.x user name.
+        #[arg(long)]
+        name: String,
+        /// May query (range, latest, tags, stats, /metrics).
+        #[arg(long)]
+        read: bool,
+        /// May write (and so create series in the catalog).
+        #[arg(long)]
+        write: bool,
+        /// May manage tokens and take backups.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List the tokens: name, permissions, created, status.
+    List {
+        /// Data directory.
+        #[arg(long, env = "XTDB_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Revoke a token by name.
+    Revoke {
+        /// The token's name.
+        name: String,
+        /// Data directory.
+        #[arg(long, env = "XTDB_DATA_DIR")]
+        data_dir: PathBuf,
     },
 }
 
@@ -130,6 +189,32 @@ struct ServeArgs {
     /// How far past the server's clock a timestamp may be, seconds, or `off`.
     #[arg(long, env = "XTDB_MAX_FUTURE_SECS", default_value = "86400", value_parser = parse_future)]
     max_future_secs: MaxFuture,
+    /// Require a token (`xtdb token create`) from every client: `on` or
+    /// `off` [default: on when --listen or --http is not a loopback
+    /// address, off otherwise].
+    #[arg(long, env = "XTDB_AUTH", value_parser = parse_auth)]
+    auth: Option<AuthSetting>,
+    /// Allow `--auth off` on a non-loopback address (anyone who can reach
+    /// the port may write, read and fill the disk).
+    #[arg(long, env = "XTDB_INSECURE")]
+    insecure: bool,
+    /// Serve /metrics without a token even when auth is on.
+    #[arg(long, env = "XTDB_METRICS_OPEN")]
+    metrics_open: bool,
+    /// TLS on both listeners: certificate chain, PEM (reloaded on SIGHUP).
+    #[arg(long, env = "XTDB_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "XTDB_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+fn parse_auth(s: &str) -> Result<AuthSetting, String> {
+    match s {
+        "on" => Ok(AuthSetting::On),
+        "off" => Ok(AuthSetting::Off),
+        _ => Err(format!("expected `on` or `off`, got {s:?}")),
+    }
 }
 
 /// `--max-future-secs`: seconds, or `off` (no limit).
@@ -186,6 +271,13 @@ fn serve(a: ServeArgs) -> xtdb::error::Result<()> {
     config.http_config.max_body = a.http_max_body;
     config.http_config.max_inflight_writes = a.http_max_inflight.max(1);
     config.http_config.idle_timeout = Duration::from_secs(a.http_timeout.max(1));
+    config.http_config.metrics_open = a.metrics_open;
+    config.auth = a.auth.unwrap_or_default();
+    config.insecure = a.insecure;
+    config.tls = a
+        .tls_cert
+        .zip(a.tls_key)
+        .map(|(cert, key)| TlsFiles { cert, key });
     let line = &mut config.http_config.line;
     line.limits.max_line_bytes = a.max_line_bytes;
     line.limits.max_tags = a.max_tags_per_line;
@@ -207,9 +299,23 @@ fn serve(a: ServeArgs) -> xtdb::error::Result<()> {
 
 /// Starts the server, prints its configuration and a `ready` line, blocks
 /// until `shutdown` is triggered (SIGINT/SIGTERM), then stops in order.
+/// SIGHUP re-reads the token file and the TLS certificate and key.
 fn run(config: ServerConfig, shutdown: Shutdown) -> xtdb::error::Result<()> {
     println!("xtdb serve\n{config}");
+    let hup = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, std::sync::Arc::clone(&hup))
+        .map_err(|e| xtdb::error::Error::io("install the SIGHUP handler", None, e))?;
+    let tls = config.tls.is_some();
     let handle = xtdb::server::start(config, shutdown.clone())?;
+    println!(
+        "auth:          {}; tls {}",
+        if handle.auth_enabled() {
+            "on: every client needs a token"
+        } else {
+            "off: anyone who can reach the ports may write and read"
+        },
+        if tls { "on" } else { "off" }
+    );
     match handle.http_addr() {
         Some(h) => println!(
             "xtdb ready: listening on {} (http on {h})",
@@ -219,6 +325,10 @@ fn run(config: ServerConfig, shutdown: Shutdown) -> xtdb::error::Result<()> {
     }
     while !shutdown.is_triggered() {
         std::thread::sleep(Duration::from_millis(50));
+        if hup.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            println!("xtdb: SIGHUP: re-reading the token file and TLS certificate");
+            handle.reload();
+        }
     }
     println!("xtdb: shutting down (draining in-flight batches, syncing WALs)");
     handle.stop()?;
@@ -226,22 +336,95 @@ fn run(config: ServerConfig, shutdown: Shutdown) -> xtdb::error::Result<()> {
     Ok(())
 }
 
-fn stats(addr: &str, interval: Option<f64>) -> xtdb::error::Result<()> {
+fn client_options(c: ClientArgs) -> xtdb::error::Result<ClientOptions> {
+    ClientOptions::from_args(c.token, c.tls_ca.as_deref(), c.tls_server_name)
+        .map_err(xtdb::error::Error::Config)
+}
+
+fn stats(addr: &str, interval: Option<f64>, client: ClientArgs) -> xtdb::error::Result<()> {
     use xtdb::net::client::{fetch_stats_blocking, stats_table, with_rates};
-    let mut s = fetch_stats_blocking(addr)?;
+    let opts = client_options(client)?;
+    let mut s = fetch_stats_blocking(addr, &opts)?;
     if let Some(secs) = interval.filter(|s| s.is_finite() && *s > 0.0) {
         std::thread::sleep(std::time::Duration::from_secs_f64(secs));
-        s = with_rates(&s, &fetch_stats_blocking(addr)?, secs);
+        s = with_rates(&s, &fetch_stats_blocking(addr, &opts)?, secs);
     }
     print!("{}", stats_table(&s));
     Ok(())
+}
+
+/// Runs a token command on a throw-away executor on this thread.
+fn token(cmd: TokenCmd) -> xtdb::error::Result<()> {
+    let ex = glommio::LocalExecutorBuilder::default()
+        .io_memory(1 << 20)
+        .make()
+        .map_err(|e| xtdb::error::Error::Startup(format!("start an executor: {e}")))?;
+    ex.run(async move {
+        let dir = match &cmd {
+            TokenCmd::Create { data_dir, .. }
+            | TokenCmd::List { data_dir }
+            | TokenCmd::Revoke { data_dir, .. } => data_dir.clone(),
+        };
+        let mut store = TokenStore::open(&dir).await?;
+        if store.torn_bytes() > 0 {
+            eprintln!(
+                "xtdb: {}: cut a torn tail of {} bytes (an interrupted token command)",
+                store.path().display(),
+                store.torn_bytes()
+            );
+        }
+        let now = xtdb::runtime::admission::now_us();
+        match cmd {
+            TokenCmd::Create {
+                name,
+                read,
+                write,
+                admin,
+                ..
+            } => {
+                let mut perms = Perms::NONE;
+                for (on, p) in [
+                    (read, Perms::READ),
+                    (write, Perms::WRITE),
+                    (admin, Perms::ADMIN),
+                ] {
+                    if on {
+                        perms = perms.with(p);
+                    }
+                }
+                let t = store.create(&name, perms, now).await?;
+                println!(
+                    "created token {name:?} ({perms}) in {}; a running server accepts it within \
+                     a second. It is shown only this once:",
+                    store.path().display()
+                );
+                println!("{t}");
+            }
+            TokenCmd::List { .. } => print!("{}", store.tokens().table()),
+            TokenCmd::Revoke { name, .. } => {
+                store.revoke(&name, now).await?;
+                println!(
+                    "revoked token {name:?} in {}; a running server refuses it within a second \
+                     (at once after SIGHUP)",
+                    store.path().display()
+                );
+            }
+        }
+        store.close().await?;
+        Ok(())
+    })
 }
 
 fn main() -> ExitCode {
     logger::init();
     let result = match Cli::parse().cmd {
         Cmd::Serve(a) => serve(*a),
-        Cmd::Stats { addr, interval } => stats(&addr, interval),
+        Cmd::Stats {
+            addr,
+            interval,
+            client,
+        } => stats(&addr, interval, client),
+        Cmd::Token(t) => token(t),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

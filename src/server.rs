@@ -11,6 +11,16 @@
 //! that every shard then binds). With `http` set, also bind the HTTP
 //! listener the same way (see [`crate::http`]).
 //!
+//! Admission by credentials is decided before the shards start: auth is on
+//! when asked for, or by default when a listener is not a loopback address
+//! ([`AuthSetting`]); then `DATA/tokens.xtauth` must hold a live token and
+//! parse cleanly (a torn or damaged token file stops the start, naming the
+//! file: the server never starts open by accident). `--auth off` on a
+//! non-loopback address needs `insecure`. Each shard then keeps its own copy
+//! of the token set, re-read when the file grows (checked every
+//! [`TOKEN_POLL`]) and on [`ServerHandle::reload`] (SIGHUP in `xtdb
+//! serve`), which also re-reads the TLS certificate and key.
+//!
 //! Shutdown, in order: stop accepting, let every connection finish its
 //! in-flight request (answers included), wait until *every* shard has done
 //! so (a shard may still be writing sub-batches for another shard's
@@ -20,7 +30,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
@@ -30,13 +40,16 @@ use glommio::{LocalExecutorPoolBuilder, PoolThreadHandles};
 use crate::error::{Error, Result};
 use crate::http::{HttpConfig, HttpState};
 use crate::net::limits::WireLimits;
-use crate::net::server::accept_loop;
+use crate::net::server::{accept_loop, Edge};
+use crate::net::tls::{load_server_configs, ServerConfigs, ServerTls, TlsFiles};
 use crate::runtime::admission::Closing;
+use crate::runtime::auth::{Guard, Mode, Slowdown};
 use crate::runtime::local::Local;
 use crate::runtime::placement::{check_shard_count, placement, shard_dir};
 use crate::runtime::router::{mesh_builder, MeshBuilder, Router, RouterMsg};
 use crate::storage::catalog::Store;
 use crate::storage::error::glommio_io;
+use crate::storage::tokens;
 use crate::storage::{Shard, ShardConfig, SyncMode};
 
 /// Everything `xtdb serve` needs.
@@ -69,7 +82,41 @@ pub struct ServerConfig {
     /// Called on each shard's thread (with the shard index) before its
     /// storage opens. For tests that inject faults into a running server.
     pub shard_hook: Option<ShardHook>,
+    /// Whether clients need a token (`--auth`).
+    pub auth: AuthSetting,
+    /// Allows auth off on a non-loopback address (`--insecure`).
+    pub insecure: bool,
+    /// TLS on both listeners (`--tls-cert`, `--tls-key`); `None`: plain.
+    pub tls: Option<TlsFiles>,
+    /// How refusals of a peer that fails authentication often are delayed.
+    pub auth_slowdown: Slowdown,
 }
+
+/// `--auth on|off`, or the default: on whenever a listener (native or
+/// HTTP) is not a loopback address, off otherwise.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AuthSetting {
+    /// On unless every listener is a loopback address.
+    #[default]
+    Auto,
+    /// Always on.
+    On,
+    /// Off (on a non-loopback address only with `insecure`).
+    Off,
+}
+
+impl fmt::Display for AuthSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AuthSetting::Auto => "auto",
+            AuthSetting::On => "on",
+            AuthSetting::Off => "off",
+        })
+    }
+}
+
+/// How often each shard checks the token file for new records.
+pub const TOKEN_POLL: Duration = Duration::from_millis(500);
 
 /// A function run on each shard's thread before its storage opens.
 #[derive(Clone)]
@@ -98,6 +145,10 @@ impl ServerConfig {
             http_config: HttpConfig::default(),
             limits: WireLimits::default(),
             shard_hook: None,
+            auth: AuthSetting::Auto,
+            insecure: false,
+            tls: None,
+            auth_slowdown: Slowdown::default(),
         })
     }
 }
@@ -132,6 +183,22 @@ impl fmt::Display for ServerConfig {
             self.retention
                 .map_or("forever".to_string(), |r| format!("{} s", r.as_secs()))
         )?;
+        match self.auth {
+            AuthSetting::Auto => writeln!(
+                f,
+                "auth:          auto (on unless every listener is a loopback address)"
+            )?,
+            a => writeln!(f, "auth:          {a}")?,
+        }
+        match &self.tls {
+            Some(t) => writeln!(
+                f,
+                "tls:           cert {}, key {} (both listeners)",
+                t.cert.display(),
+                t.key.display()
+            )?,
+            None => writeln!(f, "tls:           off")?,
+        }
         let l = &self.limits;
         writeln!(
             f,
@@ -198,6 +265,8 @@ pub struct ServerHandle {
     http_addr: Option<SocketAddr>,
     shutdown: Shutdown,
     threads: Option<PoolThreadHandles<Result<()>>>,
+    reload: Arc<AtomicU64>,
+    auth: Mode,
 }
 
 impl ServerHandle {
@@ -209,6 +278,18 @@ impl ServerHandle {
     /// The address every shard's HTTP listener binds, if HTTP is on.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
+    }
+
+    /// Whether clients need a token.
+    pub fn auth_enabled(&self) -> bool {
+        self.auth == Mode::On
+    }
+
+    /// Asks every shard to re-read the token file and the TLS certificate
+    /// and key now (what SIGHUP does in `xtdb serve`). Returns at once; the
+    /// shards act within about 20 ms.
+    pub fn reload(&self) {
+        self.reload.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Requests shutdown without waiting.
@@ -256,6 +337,90 @@ struct Shared {
     http_addr: Mutex<Option<std::result::Result<SocketAddr, String>>>,
     /// Shards that have stopped serving (drained or failed).
     drained: AtomicUsize,
+    /// Bumped by [`ServerHandle::reload`].
+    reload: Arc<AtomicU64>,
+    /// Auth as decided at start.
+    auth: Mode,
+    /// The token file as read at start (auth on).
+    tokens: Option<tokens::Snapshot>,
+    /// TLS configurations built at start.
+    tls: Option<ServerConfigs>,
+}
+
+/// Whether every address `listen` resolves to is a loopback address.
+pub fn is_loopback(listen: &str) -> bool {
+    match std::net::ToSocketAddrs::to_socket_addrs(listen) {
+        Ok(addrs) => {
+            let v: Vec<SocketAddr> = addrs.collect();
+            !v.is_empty() && v.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+/// Decides auth from the setting and the listen addresses, and reads the
+/// token file when auth is on (it must parse and hold a live token).
+fn decide_auth(config: &ServerConfig) -> Result<(Mode, Option<tokens::Snapshot>)> {
+    let exposed: Vec<&str> = std::iter::once(config.listen.as_str())
+        .chain(config.http.as_deref())
+        .filter(|a| !is_loopback(a))
+        .collect();
+    let mode = match config.auth {
+        AuthSetting::On => Mode::On,
+        AuthSetting::Auto if exposed.is_empty() => Mode::Off,
+        AuthSetting::Auto => Mode::On,
+        AuthSetting::Off if exposed.is_empty() => Mode::Off,
+        AuthSetting::Off if config.insecure => {
+            log::warn!(
+                "auth is off on {}, which is not a loopback address: anyone who can reach it \
+                 may write, read and fill the disk (--insecure)",
+                exposed.join(" and ")
+            );
+            Mode::Off
+        }
+        AuthSetting::Off => {
+            return Err(Error::Config(format!(
+                "--auth off on {}, which is not a loopback address, would let anyone who can \
+                 reach it write, read and fill the disk; add --insecure to run so anyway, or \
+                 keep auth on and create a token with `xtdb token create --data-dir {} --name \
+                 NAME --read --write`",
+                exposed.join(" and "),
+                config.data_dir.display()
+            )))
+        }
+    };
+    if mode == Mode::Off {
+        return Ok((mode, None));
+    }
+    let path = tokens::path_in(&config.data_dir);
+    let snap = tokens::read_blocking(&path)?;
+    let live = snap.as_ref().map_or(0, |s| s.set.live_count());
+    if live == 0 {
+        return Err(Error::Config(format!(
+            "auth is on{} and {} holds no active token, so no client could connect; create \
+             one with `xtdb token create --data-dir {} --name NAME --read --write` (it prints \
+             the token), or run on a loopback address with --auth off",
+            if config.auth == AuthSetting::On {
+                String::new()
+            } else {
+                format!(
+                    " (by default, as {} is not a loopback address)",
+                    exposed.join(" and ")
+                )
+            },
+            path.display(),
+            config.data_dir.display()
+        )));
+    }
+    if config.tls.is_none() && !exposed.is_empty() {
+        log::warn!(
+            "auth is on but TLS is off: tokens cross the network to {} in clear text \
+             (--tls-cert, --tls-key)",
+            exposed.join(" and ")
+        );
+    }
+    log::info!("auth on: {live} active tokens in {}", path.display());
+    Ok((mode, snap))
 }
 
 /// Starts the shards on their pinned threads; returns once every shard
@@ -269,13 +434,23 @@ pub fn start(config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandle> {
     if let Some(h) = &config.http {
         probe_listen(h)?;
     }
+    let (auth, tokens) = decide_auth(&config)?;
+    let tls = match &config.tls {
+        Some(files) => Some(load_server_configs(files).map_err(Error::Config)?),
+        None => None,
+    };
     check_shard_count(&config.data_dir, n)?;
     let placement = placement(&config.cpus)?;
     let mesh = mesh_builder(n);
+    let reload = Arc::new(AtomicU64::new(0));
     let shared = Arc::new(Shared {
         addr: Mutex::new(None),
         http_addr: Mutex::new(None),
         drained: AtomicUsize::new(0),
+        reload: Arc::clone(&reload),
+        auth,
+        tokens,
+        tls,
     });
     let (ready_tx, ready_rx) = mpsc::channel::<Result<Addrs>>();
     let cfg = config.clone();
@@ -293,6 +468,8 @@ pub fn start(config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandle> {
         http_addr: None,
         shutdown,
         threads: Some(threads),
+        reload,
+        auth,
     };
     for _ in 0..n {
         match ready_rx.recv() {
@@ -404,6 +581,21 @@ async fn serve_shard(
     }
     let router = Router::start(Rc::new(local), senders, receivers);
     let limits = Rc::new(cfg.limits.clone());
+    let guard = Rc::new(Guard::new(
+        shared.auth,
+        tokens::path_in(&cfg.data_dir),
+        shared.tokens.clone(),
+        cfg.auth_slowdown,
+        Rc::clone(router.local()),
+    ));
+    let tls = match (&cfg.tls, &shared.tls) {
+        (Some(files), Some(configs)) => Some(Rc::new(ServerTls::new(
+            files.clone(),
+            configs.clone(),
+            Rc::clone(router.local()),
+        ))),
+        _ => None,
+    };
 
     let listener = bind_shared(index, &cfg.listen, &shared.addr).await?;
     let addr = listener.local_addr().map_err(|e| Error::Io {
@@ -419,7 +611,12 @@ async fn serve_shard(
                 path: None,
                 source: glommio_io(e),
             })?;
-            let state = Rc::new(HttpState::new(Rc::clone(&router), cfg.http_config.clone()));
+            let state = Rc::new(HttpState::new(
+                Rc::clone(&router),
+                cfg.http_config.clone(),
+                Rc::clone(&guard),
+                tls.clone(),
+            ));
             Some((l, a, state))
         }
         None => None,
@@ -430,23 +627,43 @@ async fn serve_shard(
     let closing = Closing::default();
     let watcher = {
         let (closing, shutdown) = (closing.clone(), shutdown.clone());
+        let (guard, tls, reload) = (Rc::clone(&guard), tls.clone(), Arc::clone(&shared.reload));
         glommio::spawn_local(async move {
+            let mut seen = reload.load(Ordering::SeqCst);
+            let mut next_poll = std::time::Instant::now() + TOKEN_POLL;
             while !shutdown.is_triggered() {
                 glommio::timer::sleep(Duration::from_millis(20)).await;
+                let now = reload.load(Ordering::SeqCst);
+                if now != seen {
+                    seen = now;
+                    guard.poll(true).await;
+                    if let Some(t) = &tls {
+                        t.reload().await;
+                    }
+                } else if std::time::Instant::now() >= next_poll {
+                    guard.poll(false).await;
+                    next_poll = std::time::Instant::now() + TOKEN_POLL;
+                }
             }
             closing.close();
         })
+    };
+    let edge = Edge {
+        closing: closing.clone(),
+        limits: Rc::clone(&limits),
+        guard,
+        tls,
     };
     match http {
         Some((l, _, state)) => {
             let max = limits.max_connections;
             futures_lite::future::zip(
-                accept_loop(listener, router, closing.clone(), limits),
+                accept_loop(listener, router, edge),
                 crate::http::accept_loop(l, state, closing, max),
             )
             .await;
         }
-        None => accept_loop(listener, router, closing, limits).await,
+        None => accept_loop(listener, router, edge).await,
     }
     watcher.await;
     Ok(shard)
@@ -553,3 +770,61 @@ fn probe_listen(listen: &str) -> Result<()> {
 
 /// How long [`probe_listen`] waits for a listener that accepts to go away.
 pub const LISTENER_GONE_WAIT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(
+        dir: &std::path::Path,
+        listen: &str,
+        http: Option<&str>,
+        auth: AuthSetting,
+    ) -> ServerConfig {
+        let mut c = ServerConfig::new(dir).unwrap();
+        c.listen = listen.into();
+        c.http = http.map(String::from);
+        c.auth = auth;
+        c
+    }
+
+    #[test]
+    fn auth_follows_the_listen_addresses_and_needs_a_token() {
+        assert!(is_loopback("127.0.0.1:7070"));
+        assert!(is_loopback("[::1]:0"));
+        assert!(is_loopback("localhost:0"));
+        assert!(!is_loopback("0.0.0.0:7070"));
+        assert!(!is_loopback("[::]:7070"));
+        assert!(!is_loopback("no-such-host.invalid:1"));
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let off = |c: &ServerConfig| decide_auth(c).map(|(m, _)| m).map_err(|e| e.to_string());
+        assert_eq!(
+            off(&cfg(d, "127.0.0.1:0", Some("[::1]:0"), AuthSetting::Auto)),
+            Ok(Mode::Off)
+        );
+        assert_eq!(
+            off(&cfg(d, "127.0.0.1:0", None, AuthSetting::Off)),
+            Ok(Mode::Off)
+        );
+        // Auto on a non-loopback address (native or HTTP) is on, and with no
+        // token file the start is refused with how to make one.
+        for c in [
+            cfg(d, "0.0.0.0:0", None, AuthSetting::Auto),
+            cfg(d, "127.0.0.1:0", Some("0.0.0.0:0"), AuthSetting::Auto),
+            cfg(d, "127.0.0.1:0", None, AuthSetting::On),
+        ] {
+            let e = off(&c).unwrap_err();
+            assert!(
+                e.contains("xtdb token create") && e.contains("tokens.xtauth"),
+                "{e}"
+            );
+        }
+        // Off on a non-loopback address needs --insecure.
+        let mut c = cfg(d, "0.0.0.0:0", None, AuthSetting::Off);
+        let e = off(&c).unwrap_err();
+        assert!(e.contains("--insecure"), "{e}");
+        c.insecure = true;
+        assert_eq!(off(&c), Ok(Mode::Off));
+    }
+}

@@ -1,6 +1,8 @@
 //! Real InfluxDB client libraries against xtdb's HTTP edge: the PyPI
 //! `influxdb` package (1.x `/write`) and `influxdb-client` (2.x
-//! `/api/v2/write`, gzip on). The packages are installed with pip into
+//! `/api/v2/write`, gzip on), with auth off and with auth on (1.x user name
+//! and password, 2.x token; reads through the clients' own sessions). The
+//! packages are installed with pip into
 //! `target/pyclients` on first run; without python3/pip (or without the
 //! network) the test prints why and passes without checking anything.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -131,5 +133,124 @@ fn python_influx_clients_write_through_both_endpoints() {
     let l = get("/api/v1/latest?tag=boiler%2Cunit%3Db1%20temp");
     assert_eq!(l[0]["quality"], 192);
     assert_eq!(l[0]["value"], 81.5);
+    h.stop().unwrap();
+}
+
+const AUTH_SCRIPT: &str = r#"
+import sys, json
+from influxdb import InfluxDBClient
+from influxdb.exceptions import InfluxDBClientError
+from influxdb_client import InfluxDBClient as Client2, Point
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.rest import ApiException
+host, port, name, token, ro_name, ro_token = sys.argv[1:7]
+port = int(port)
+pt = lambda unit: [{"measurement": "boiler", "tags": {"unit": unit},
+                    "time": 1700000000000000000, "fields": {"temp": 81.5}}]
+
+# 1.x: user name + password (the token), sent as Basic auth; reads go
+# through the client's own authenticated session.
+c1 = InfluxDBClient(host=host, port=port, username=name, password=token, database="plant")
+c1.ping()
+assert c1.write_points(pt("b1"), time_precision="n"), "1.x write failed"
+r = c1.request("api/v1/range", params={"tag": "boiler,unit=b1 temp", "precision": "s"}).json()
+assert r["points"] == [{"ts": 1700000000, "value": 81.5, "quality": 192}], r
+for user, password, status in [(name, "xtdb_wrong", 401), ("root", "root", 401),
+                               (ro_name, token, 401), (ro_name, ro_token, 403)]:
+    c = InfluxDBClient(host=host, port=port, username=user, password=password, database="plant")
+    try:
+        c.write_points(pt("refused"), time_precision="n")
+        raise SystemExit(f"1.x write as {user} was accepted")
+    except InfluxDBClientError as e:
+        assert e.code == status, (user, e.code, e)
+
+# 2.x: the token (Authorization: Token ...).
+c2 = Client2(url=f"http://{host}:{port}", token=token, org="o", enable_gzip=True)
+w = c2.write_api(write_options=SYNCHRONOUS)
+w.write(bucket="b", record=Point("boiler").tag("unit", "b3").field("temp", 90.25).time(1700000001000000000))
+resp = c2.api_client.call_api("/api/v1/range", "GET",
+    query_params=[("tag", "boiler,unit=b3 temp"), ("precision", "s")],
+    _preload_content=False, _return_http_data_only=True)  # the token is a default header
+r = json.loads(resp.data)
+assert r["points"][0]["value"] == 90.25, r
+for t, status in [("xtdb_wrong", 401), (ro_token, 403)]:
+    c = Client2(url=f"http://{host}:{port}", token=t, org="o")
+    try:
+        c.write_api(write_options=SYNCHRONOUS).write(bucket="b", record="refused,unit=x v=1 1700000003000000000")
+        raise SystemExit("2.x write with a bad token was accepted")
+    except ApiException as e:
+        assert e.status == status, (e.status, e)
+print("ok")
+"#;
+
+#[test]
+fn python_influx_clients_write_and_read_through_auth() {
+    let Some(py) = pyclients() else {
+        eprintln!("SKIPPED: python3 with pip (and the PyPI influxdb, influxdb-client packages) unavailable");
+        return;
+    };
+    use xtdb::storage::tokens::{Perms, TokenStore};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let tokens = std::thread::spawn(move || {
+        glommio::LocalExecutorBuilder::default()
+            .io_memory(1 << 20)
+            .make()
+            .unwrap()
+            .run(async move {
+                let mut s = TokenStore::open(&d).await.unwrap();
+                let rw = s
+                    .create("telegraf", Perms::READ.with(Perms::WRITE), 0)
+                    .await
+                    .unwrap();
+                let ro = s.create("grafana", Perms::READ, 0).await.unwrap();
+                s.close().await.unwrap();
+                (rw, ro)
+            })
+    })
+    .join()
+    .unwrap();
+    let mut c = ServerConfig::new(dir.path()).unwrap();
+    c.cpus = vec![0, 1];
+    c.listen = "127.0.0.1:0".into();
+    c.http = Some("127.0.0.1:0".into());
+    c.memory_budget = 64 << 20;
+    c.io_memory = 1 << 20;
+    c.auth = xtdb::server::AuthSetting::On;
+    let h = start(c, Shutdown::new()).unwrap();
+    let a = h.http_addr().unwrap();
+    let out = Command::new("python3")
+        .env("PYTHONPATH", &py)
+        .args([
+            "-c",
+            AUTH_SCRIPT,
+            &a.ip().to_string(),
+            &a.port().to_string(),
+        ])
+        .args(["telegraf", &tokens.0, "grafana", &tokens.1])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stdout {}\nstderr {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The refused writes created no series.
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(a).unwrap();
+    let head = format!(
+        "GET /api/v1/tags HTTP/1.1\r\nHost: x\r\nAuthorization: Token {}\r\nConnection: close\r\n\r\n",
+        tokens.1
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(
+        raw.contains("boiler,unit=b1 temp") && raw.contains("boiler,unit=b3 temp"),
+        "{raw}"
+    );
+    assert!(!raw.contains("refused"), "{raw}");
     h.stop().unwrap();
 }

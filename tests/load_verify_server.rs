@@ -23,6 +23,7 @@ fn start(dir: &Path) -> (ServerProcess, String) {
         sync: "none".into(),
         pin_cpu: None,
         log: dir.join("server.log"),
+        args: Vec::new(),
     };
     let srv = ServerProcess::start(&spec, Duration::from_secs(60)).expect("server starts");
     (srv, addr)
@@ -30,6 +31,7 @@ fn start(dir: &Path) -> (ServerProcess, String) {
 
 fn verify_log(addr: &str, log: &Path) -> verify::VerifyReport {
     verify::run::<NetConn>(&VerifyConfig {
+        client: Default::default(),
         addr: addr.into(),
         ack_log: log.into(),
         conns: 2,

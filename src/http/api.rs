@@ -1,9 +1,12 @@
 //! The HTTP edge's router: one function per method and path (the API is
-//! documented in [`super`]), counting every answer by class. The handlers
-//! live in [`super::write`] and [`super::query`]; answers are built with
-//! [`super::answer`]. Nothing panics on request data.
+//! documented in [`super`]), counting every answer by class. Every path
+//! and what it needs is [`ROUTES`]; authentication ([`super::auth`]) is
+//! checked before any handler runs. The handlers live in [`super::write`]
+//! and [`super::query`]; answers are built with [`super::answer`]. Nothing
+//! panics on request data.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::rc::Rc;
 
 use hyper::body::Incoming;
@@ -12,17 +15,46 @@ use hyper::{Method, Request, StatusCode};
 use serde_json::json;
 
 use super::answer::{error, json_resp, no_content, Resp};
+use super::auth::Access;
 use super::line::Precision;
 use super::query::{latest, range, tags};
 use super::request::{bad_precision, parse_query};
 use super::write::write;
 use super::{counter, HttpState};
+use crate::storage::tokens::Perms;
 
 pub use super::answer::failure_resp;
 
-/// Handles one request.
-pub async fn handle(state: Rc<HttpState>, req: Request<Incoming>) -> Result<Resp, Infallible> {
-    let resp = route(&state, req).await;
+/// Every path the router serves, with what it needs when auth is on. A
+/// path not listed needs a valid token of any permission.
+pub const ROUTES: &[(&str, Access)] = &[
+    ("/ping", Access::Open),
+    ("/health", Access::Open),
+    ("/write", Access::Needs(Perms::WRITE)),
+    ("/api/v2/write", Access::Needs(Perms::WRITE)),
+    ("/api/v1/range", Access::Needs(Perms::READ)),
+    ("/api/v1/latest", Access::Needs(Perms::READ)),
+    ("/api/v1/tags", Access::Needs(Perms::READ)),
+    ("/api/v1/tokens", Access::Needs(Perms::ADMIN)),
+    ("/metrics", Access::Metrics),
+];
+
+/// What `path` needs ([`ROUTES`]; a valid token of any permission if it
+/// is not listed).
+pub fn access(path: &str) -> Access {
+    ROUTES
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map_or(Access::Needs(Perms::NONE), |(_, a)| *a)
+}
+
+/// Handles one request from `peer`.
+pub async fn handle(
+    state: Rc<HttpState>,
+    peer: Option<IpAddr>,
+    req: Request<Incoming>,
+) -> Result<Resp, Infallible> {
+    let resp = route(&state, peer, req).await;
     let status = resp.status();
     state.count(counter::REQUESTS, 1);
     if status.is_client_error() {
@@ -34,9 +66,12 @@ pub async fn handle(state: Rc<HttpState>, req: Request<Incoming>) -> Result<Resp
     Ok(resp)
 }
 
-async fn route(state: &Rc<HttpState>, req: Request<Incoming>) -> Resp {
+async fn route(state: &Rc<HttpState>, peer: Option<IpAddr>, req: Request<Incoming>) -> Resp {
     let path = req.uri().path().to_string();
     let params = parse_query(req.uri().query().unwrap_or(""));
+    if let Err(refused) = super::auth::admit(state, peer, &path, req.headers(), &params).await {
+        return refused;
+    }
     let get = req.method() == Method::GET || req.method() == Method::HEAD;
     let post = req.method() == Method::POST;
     match path.as_str() {
@@ -73,9 +108,9 @@ async fn route(state: &Rc<HttpState>, req: Request<Incoming>) -> Resp {
         "/api/v1/range" if get => range(state, &params).await,
         "/api/v1/latest" if get => latest(state, &params).await,
         "/api/v1/tags" if get => tags(state, &params).await,
+        "/api/v1/tokens" if get => super::auth::tokens(state),
         "/metrics" if get => super::metrics::render(state).await,
-        "/ping" | "/health" | "/write" | "/api/v2/write" | "/api/v1/range" | "/api/v1/latest"
-        | "/api/v1/tags" | "/metrics" => {
+        p if ROUTES.iter().any(|(r, _)| *r == p) => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         _ => error(StatusCode::NOT_FOUND, format!("no such endpoint {path}")),

@@ -1,7 +1,7 @@
 //! `/metrics`: every shard's storage counters (the ones the native `stats`
-//! frame reports), write-ack latency summaries and the HTTP counters, in
-//! the Prometheus text exposition format (version 0.0.4), labelled
-//! `shard="N"`.
+//! frame reports), write-ack latency summaries and the HTTP, auth and TLS
+//! counters, in the Prometheus text exposition format (version 0.0.4),
+//! labelled `shard="N"`.
 
 use std::fmt::Write as _;
 use std::rc::Rc;
@@ -98,7 +98,11 @@ pub fn format_metrics(reports: &[ShardReport]) -> String {
             r.uptime.as_secs_f64()
         );
     }
-    for (name, help) in counter::ALL {
+    let edge = counter::ALL
+        .iter()
+        .chain(&crate::runtime::auth::counter::ALL)
+        .chain(&crate::net::tls::counter::ALL);
+    for &(name, help) in edge {
         let m = format!("xtdb_{name}_total");
         let _ = writeln!(out, "# HELP {m} {help}");
         let _ = writeln!(out, "# TYPE {m} counter");

@@ -22,7 +22,14 @@
 //! | `GET /api/v1/range?tag=KEY\|id=N&start=&end=&precision=` | points of one series |
 //! | `GET /api/v1/latest?tag=KEY&tag=..&id=N&precision=` | latest point per series |
 //! | `GET /api/v1/tags?match=SUBSTR&limit=N` | catalog listing |
+//! | `GET /api/v1/tokens` | the server's view of the token file (admin) |
 //! | `GET /metrics` | Prometheus text format |
+//!
+//! Authentication (`xtdb serve --auth on`, see [`auth`]) is checked per
+//! request before its handler: writes need `write`; range, latest, tags and
+//! `/metrics` need `read` (`/metrics` none with `--metrics-open`); tokens
+//! need `admin`; `/ping` and `/health` are open. With `--tls-cert` the
+//! listener speaks HTTPS only.
 //!
 //! Writes (see [`line`] for the accepted syntax): `204` once every point
 //! is durable (WAL fdatasync under `--sync always`, like native writes).
@@ -58,6 +65,7 @@
 
 pub mod answer;
 pub mod api;
+pub mod auth;
 pub mod line;
 pub mod metrics;
 pub mod query;
@@ -72,7 +80,9 @@ use std::time::Duration;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
 
+use crate::net::tls::{Listener, ServerTls, Stream};
 use crate::runtime::admission::{Closing, Slots};
+use crate::runtime::auth::Guard;
 use crate::runtime::catalog::Catalog;
 use crate::runtime::router::Router;
 
@@ -92,6 +102,8 @@ pub struct HttpConfig {
     /// `/api/v2/write` always does (default: off, InfluxDB 1.x partial
     /// writes).
     pub atomic_writes: bool,
+    /// `/metrics` without credentials even when auth is on.
+    pub metrics_open: bool,
 }
 
 impl Default for HttpConfig {
@@ -102,6 +114,7 @@ impl Default for HttpConfig {
             max_inflight_writes: 64,
             line: line::LineConfig::default(),
             atomic_writes: false,
+            metrics_open: false,
         }
     }
 }
@@ -157,16 +170,27 @@ pub struct HttpState {
     pub config: HttpConfig,
     /// Writes in flight on this shard ([`HttpConfig::max_inflight_writes`]).
     pub writes: Slots,
+    /// The shard's authentication state.
+    pub guard: Rc<Guard>,
+    /// TLS, when the listener is an HTTPS port.
+    pub tls: Option<Rc<ServerTls>>,
 }
 
 impl HttpState {
     /// The state of one shard's HTTP edge.
-    pub fn new(router: Rc<Router>, config: HttpConfig) -> HttpState {
+    pub fn new(
+        router: Rc<Router>,
+        config: HttpConfig,
+        guard: Rc<Guard>,
+        tls: Option<Rc<ServerTls>>,
+    ) -> HttpState {
         HttpState {
             catalog: Catalog::new(Rc::clone(&router)),
             writes: Slots::new(config.max_inflight_writes),
             router,
             config,
+            guard,
+            tls,
         }
     }
 
@@ -176,17 +200,18 @@ impl HttpState {
     }
 }
 
-/// hyper's I/O traits over a glommio `TcpStream`. Reads go through a small
-/// scratch buffer so no uninitialised memory is ever exposed (one copy,
-/// cheap next to parsing).
-pub struct GlommioIo {
-    stream: TcpStream,
+/// hyper's I/O traits over any futures `AsyncRead + AsyncWrite` stream (a
+/// glommio `TcpStream`, or TLS over one). Reads go through a small scratch
+/// buffer so no uninitialised memory is ever exposed (one copy, cheap next
+/// to parsing).
+pub struct GlommioIo<S = TcpStream> {
+    stream: S,
     scratch: Vec<u8>,
 }
 
-impl GlommioIo {
+impl<S> GlommioIo<S> {
     /// Wraps a stream.
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: S) -> Self {
         GlommioIo {
             stream,
             scratch: vec![0; 64 << 10],
@@ -194,7 +219,7 @@ impl GlommioIo {
     }
 }
 
-impl hyper::rt::Read for GlommioIo {
+impl<S: AsyncRead + Unpin> hyper::rt::Read for GlommioIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -216,7 +241,7 @@ impl hyper::rt::Read for GlommioIo {
     }
 }
 
-impl hyper::rt::Write for GlommioIo {
+impl<S: AsyncWrite + Unpin> hyper::rt::Write for GlommioIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -235,8 +260,10 @@ impl hyper::rt::Write for GlommioIo {
 }
 
 /// Accepts HTTP connections until `closing` (at most `max_connections` at
-/// once; one more is answered `503` and closed), then lets every connection
-/// finish its in-flight request (keep-alive is switched off) and returns.
+/// once; one more is answered `503` and closed — on an HTTPS port closed
+/// without an answer, so a flood costs no handshakes), then lets every
+/// connection finish its in-flight request (keep-alive is switched off) and
+/// returns.
 pub async fn accept_loop(
     listener: TcpListener,
     state: Rc<HttpState>,
@@ -248,10 +275,15 @@ pub async fn accept_loop(
         state.count(counter::CONNECTIONS, 1);
         serve_conn(stream, Rc::clone(&state), closing.clone())
     };
-    let refuse = |mut stream: TcpStream| {
+    let plain = state.tls.is_none();
+    let refuse = |stream: TcpStream| {
         state.count(counter::SERVER_ERRORS, 1);
         state.count(counter::OVERLOADED, 1);
         async move {
+            if !plain {
+                return;
+            }
+            let mut stream = Stream::Plain(stream);
             let body = format!(
                 "{{\"error\":\"connection limit reached: this shard already serves {max_connections} connections\"}}"
             );
@@ -274,14 +306,25 @@ pub async fn accept_loop(
     .await;
 }
 
-async fn serve_conn(stream: TcpStream, state: Rc<HttpState>, closing: Closing) {
-    let _ = stream.set_nodelay(true);
+async fn serve_conn(tcp: TcpStream, state: Rc<HttpState>, closing: Closing) {
+    let _ = tcp.set_nodelay(true);
     let t = Some(state.config.idle_timeout);
-    let _ = stream.set_read_timeout(t);
-    let _ = stream.set_write_timeout(t);
+    let _ = tcp.set_read_timeout(t);
+    let _ = tcp.set_write_timeout(t);
+    let peer = tcp.peer_addr().ok().map(|a| a.ip());
+    let stream = match &state.tls {
+        None => Stream::Plain(tcp),
+        Some(tls) => {
+            let timeout = state.config.idle_timeout;
+            match tls.accept(tcp, Listener::Http, timeout, &closing).await {
+                Some(s) => s,
+                None => return,
+            }
+        }
+    };
     let svc = {
         let state = Rc::clone(&state);
-        hyper::service::service_fn(move |req| api::handle(Rc::clone(&state), req))
+        hyper::service::service_fn(move |req| api::handle(Rc::clone(&state), peer, req))
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder

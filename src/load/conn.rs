@@ -6,13 +6,14 @@
 //! Futures here are `!Send`: connections live inside one glommio executor.
 
 use crate::error::Result;
+use crate::net::ClientOptions;
 use crate::Point;
 
 /// A connection to an xtdb server, one request outstanding at a time.
 #[allow(async_fn_in_trait)]
 pub trait Conn: Sized + 'static {
-    /// Connects to `addr` (`host:port`).
-    async fn connect(addr: &str) -> Result<Self>;
+    /// Connects to `addr` (`host:port`) with `opts` (token, TLS).
+    async fn connect(addr: &str, opts: &ClientOptions) -> Result<Self>;
     /// Writes `points`; returns how many the server acknowledged as durable.
     async fn write(&mut self, points: &[Point]) -> Result<u64>;
     /// Points of `tag` with `start <= ts < end`, sorted by timestamp.
@@ -24,8 +25,8 @@ pub trait Conn: Sized + 'static {
 }
 
 impl Conn for crate::net::Client {
-    async fn connect(addr: &str) -> Result<Self> {
-        Ok(crate::net::Client::connect(addr).await?)
+    async fn connect(addr: &str, opts: &ClientOptions) -> Result<Self> {
+        Ok(crate::net::Client::connect_with(addr, opts).await?)
     }
     async fn write(&mut self, points: &[Point]) -> Result<u64> {
         Ok(crate::net::Client::write(self, points).await?)

@@ -4,6 +4,8 @@
 //! generator is pinned to CPU 0 (on a one-CPU machine both share CPU 0), waits for
 //! `ready`, runs a short `tags-100k` and `query-blocks`, prints the reports
 //! and stops the server with SIGTERM. The data dir is removed afterwards.
+//! The server runs with `--auth on`: the demo creates a read+write token
+//! with `xtdb token create` first and its clients authenticate with it.
 
 use std::time::Duration;
 
@@ -58,13 +60,16 @@ pub fn run<C: Conn>(cfg: &DemoConfig) -> Result<DemoReport> {
     let dir = server::temp_dir("xtdb-demo")?;
     let port = server::free_port()?;
     let addr = format!("127.0.0.1:{port}");
+    let data_dir = dir.join("data");
+    let token = server::create_token(&bin, &data_dir, "demo", &["--read", "--write"])?;
     let spec = ServerSpec {
         bin,
-        data_dir: dir.join("data"),
+        data_dir,
         listen: addr.clone(),
         sync: "always".into(),
         pin_cpu: server_cpu,
         log: dir.join("server.log"),
+        args: vec!["--auth".into(), "on".into()],
     };
     let say = |s: &str| {
         if cfg.json {
@@ -74,7 +79,8 @@ pub fn run<C: Conn>(cfg: &DemoConfig) -> Result<DemoReport> {
         }
     };
     say(&format!(
-        "starting {} serve --cpus {} --listen {addr} --sync always (data in {}){}",
+        "created token \"demo\" (read, write); starting {} serve --cpus {} --listen {addr} \
+         --sync always --auth on (data in {}){}",
         spec.bin.display(),
         server_cpu.unwrap_or(0),
         spec.data_dir.display(),
@@ -90,6 +96,7 @@ pub fn run<C: Conn>(cfg: &DemoConfig) -> Result<DemoReport> {
         srv.pid()
     ));
     let mut sc = ScenarioConfig::new(&addr);
+    sc.client.token = Some(token);
     sc.cpus = vec![gen_cpu];
     sc.server_pid = Some(srv.pid());
     sc.json = cfg.json;

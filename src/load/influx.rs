@@ -10,8 +10,9 @@
 //! acknowledged on 204 (or 200); any other status is an error carrying the
 //! status and the body, and the writer re-sends the batch.
 //!
-//! The target is `http://host:port[/path?query]`; the path defaults to
-//! `/write?db=xtdb`. The client is hand-written (a request, then a
+//! The target is `http[s]://host:port[/path?query]`; the path defaults to
+//! `/write?db=xtdb`. With a token (`--token`) every request carries
+//! `Authorization: Token T`; `https://` needs `--tls-ca`. The client is hand-written (a request, then a
 //! response with `Content-Length`, chunked or no body) so it runs inside a
 //! glommio executor like the native one.
 
@@ -23,26 +24,28 @@ use glommio::net::TcpStream;
 
 use crate::error::{Error, Result};
 use crate::load::conn::Conn;
-use crate::net::ClientError;
+use crate::net::tls::Stream;
+use crate::net::{ClientError, ClientOptions};
 use crate::storage::error::glommio_io;
 use crate::Point;
 
 /// A keep-alive HTTP connection that writes line protocol.
 pub struct InfluxHttpConn {
-    stream: TcpStream,
+    stream: Stream,
     host: String,
+    auth: Option<String>,
     path: String,
     req: Vec<u8>,
     body: String,
     rbuf: Vec<u8>,
 }
 
-/// Splits `http://host:port/path?q` into `(host:port, /path?q)`.
+/// Splits `http[s]://host:port/path?q` into `(host:port, /path?q)`.
 pub fn split_target(target: &str) -> Result<(String, String)> {
-    let rest = target.strip_prefix("http://").unwrap_or(target);
-    if target.starts_with("https://") {
-        return Err(Error::Config("https targets are not supported".into()));
-    }
+    let rest = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+        .unwrap_or(target);
     let (host, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
@@ -163,15 +166,32 @@ impl InfluxHttpConn {
 }
 
 impl Conn for InfluxHttpConn {
-    async fn connect(target: &str) -> Result<Self> {
+    async fn connect(target: &str, opts: &ClientOptions) -> Result<Self> {
         let (host, path) = split_target(target)?;
-        let stream = TcpStream::connect(host.as_str())
+        let tcp = TcpStream::connect(host.as_str())
             .await
             .map_err(|e| Error::io(format!("connect to {host}"), None, glommio_io(e)))?;
-        let _ = stream.set_nodelay(true);
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+        let _ = tcp.set_nodelay(true);
+        let _ = tcp.set_read_timeout(Some(Duration::from_secs(60)));
+        let stream = if target.starts_with("https://") {
+            let Some(tls) = &opts.tls else {
+                return Err(Error::Config(format!(
+                    "https target {target} needs --tls-ca (the CA that signed the server's certificate)"
+                )));
+            };
+            tls.with_alpn(&[b"http/1.1"])
+                .connect(tcp, &host)
+                .await
+                .map_err(|e| Error::io(format!("TLS handshake with {host}"), None, e))?
+        } else {
+            Stream::Plain(tcp)
+        };
         Ok(InfluxHttpConn {
             stream,
+            auth: opts
+                .token
+                .as_ref()
+                .map(|t| format!("Authorization: Token {t}\r\n")),
             host,
             path,
             req: Vec::new(),
@@ -189,9 +209,10 @@ impl Conn for InfluxHttpConn {
         self.req.extend_from_slice(
             format!(
                 "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain; charset=utf-8\r\n\
-                 Content-Length: {}\r\n\r\n",
+                 {}Content-Length: {}\r\n\r\n",
                 self.path,
                 self.host,
+                self.auth.as_deref().unwrap_or(""),
                 self.body.len()
             )
             .as_bytes(),
@@ -244,7 +265,10 @@ mod tests {
             split_target("http://h:1/api/v2/write?bucket=b").unwrap(),
             ("h:1".into(), "/api/v2/write?bucket=b".into())
         );
-        assert!(split_target("https://h:1").is_err());
+        assert_eq!(
+            split_target("https://h:1").unwrap(),
+            ("h:1".into(), "/write?db=xtdb".into())
+        );
         let mut s = String::new();
         line(&mut s, &Point::new(7, 1_000, 1.0, 192));
         assert_eq!(s, "plant,tag=t7 v=1.0,q=192i 1000000\n");

@@ -36,6 +36,8 @@ pub const QUERY_SEED: u64 = 0x0051_5545_5259;
 pub struct QueryConfig {
     /// Server address.
     pub addr: String,
+    /// Token and TLS.
+    pub client: crate::net::ClientOptions,
     /// Range sizes, in blocks.
     pub blocks: Vec<u32>,
     /// Points per block (the server's block holds ~960).
@@ -67,6 +69,7 @@ impl QueryConfig {
     pub fn new(addr: &str) -> Self {
         QueryConfig {
             addr: addr.into(),
+            client: crate::net::ClientOptions::default(),
             blocks: vec![10, 50, 100, 500],
             points_per_block: 960,
             tags: 2,
@@ -197,6 +200,7 @@ pub fn run<C: Conn>(cfg: &QueryConfig) -> Result<QueryReport> {
     }
     let prepare = if cfg.prepare {
         let mut w = WriteConfig::new(&cfg.addr);
+        w.client = cfg.client.clone();
         w.tags = cfg.tags;
         w.tag_base = cfg.tag_base;
         w.rate = 0;
@@ -243,7 +247,7 @@ type QueryOut = (Vec<SizeResult>, Option<Latency>, u64);
 async fn query_async<C: Conn>(cfg: &QueryConfig) -> Result<QueryOut> {
     let mut conns = Vec::new();
     for _ in 0..cfg.concurrency.max(1) {
-        conns.push(C::connect(&cfg.addr).await?);
+        conns.push(C::connect(&cfg.addr, &cfg.client).await?);
     }
     let total_ticks = cfg.ticks();
     let mut sizes = Vec::new();

@@ -36,6 +36,7 @@ use crate::load::report::{self, fmt_count, fmt_us, Latency};
 use crate::load::server::{self, ServerProcess, ServerSpec};
 use crate::load::verify::{self, VerifyConfig};
 use crate::load::write::{self, Live, WriteConfig};
+use crate::net::ClientOptions;
 
 /// Names accepted by `scenario`.
 pub const NAMES: &[&str] = &[
@@ -52,6 +53,9 @@ pub const NAMES: &[&str] = &[
 pub struct ScenarioConfig {
     /// Server address (for `recovery`: where the started server listens).
     pub addr: String,
+    /// Token and TLS (`recovery` starts its own plain server without auth,
+    /// and uses neither).
+    pub client: ClientOptions,
     /// Override of the scenario's duration.
     pub duration: Option<Duration>,
     /// Override of the number of tags (tags-100k, max-write, flush-storm).
@@ -93,6 +97,7 @@ impl ScenarioConfig {
     pub fn new(addr: &str) -> Self {
         ScenarioConfig {
             addr: addr.into(),
+            client: ClientOptions::default(),
             duration: None,
             tags: None,
             points_per_tag: 1000,
@@ -115,6 +120,7 @@ impl ScenarioConfig {
 
     fn write_cfg(&self) -> WriteConfig {
         let mut w = WriteConfig::new(&self.addr);
+        w.client = self.client.clone();
         w.cpus = self.cpus.clone();
         w.seed = self.seed;
         w.signal = self.signal;
@@ -154,11 +160,15 @@ pub fn run<C: Conn>(name: &str, cfg: &ScenarioConfig) -> Result<Outcome> {
 }
 
 /// The server's counters, fetched on a short-lived executor.
-pub fn fetch_stats<C: Conn>(addr: &str, cpu: usize) -> Result<Vec<(String, u64)>> {
-    let addr = addr.to_string();
+pub fn fetch_stats<C: Conn>(
+    addr: &str,
+    opts: &ClientOptions,
+    cpu: usize,
+) -> Result<Vec<(String, u64)>> {
+    let (addr, opts) = (addr.to_string(), opts.clone());
     LocalExecutorBuilder::new(Placement::Fixed(cpu))
         .io_memory(1 << 20)
-        .spawn(move || async move { C::connect(&addr).await?.stats().await })
+        .spawn(move || async move { C::connect(&addr, &opts).await?.stats().await })
         .map_err(Error::from)?
         .join()
         .map_err(Error::from)?
@@ -166,7 +176,7 @@ pub fn fetch_stats<C: Conn>(addr: &str, cpu: usize) -> Result<Vec<(String, u64)>
 
 /// The server's `total.*` counters as a JSON object (`null` if unavailable).
 fn total_stats<C: Conn>(cfg: &ScenarioConfig) -> Value {
-    match fetch_stats::<C>(&cfg.addr, cfg.cpus[0]) {
+    match fetch_stats::<C>(&cfg.addr, &cfg.client, cfg.cpus[0]) {
         Ok(stats) => {
             let m: serde_json::Map<String, Value> = stats
                 .into_iter()
@@ -204,7 +214,7 @@ fn server_rss<C: Conn>(cfg: &ScenarioConfig) -> (Option<u64>, &'static str) {
             return (Some(b), "/proc/PID/status VmRSS");
         }
     }
-    if let Ok(stats) = fetch_stats::<C>(&cfg.addr, cfg.cpus[0]) {
+    if let Ok(stats) = fetch_stats::<C>(&cfg.addr, &cfg.client, cfg.cpus[0]) {
         if let Some((_, v)) = stats
             .iter()
             .find(|(k, _)| k.to_ascii_lowercase().contains("rss"))
@@ -258,6 +268,7 @@ fn tags_100k<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
 
 fn max_write<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
     let mut w = cfg.write_cfg();
+    w.client = ClientOptions::default();
     w.tags = cfg.tags.unwrap_or(100_000);
     w.rate = 0;
     w.batch = 10_000;
@@ -293,6 +304,7 @@ fn max_write<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
 
 fn query_blocks<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
     let mut q = QueryConfig::new(&cfg.addr);
+    q.client = cfg.client.clone();
     q.blocks = cfg.blocks.clone();
     q.tags = cfg.query_tags;
     q.prepare = !cfg.no_prepare;
@@ -344,10 +356,11 @@ fn flush_storm<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
     let mon = Arc::new(FlushMonitor::default());
     let monitor = {
         let (m, addr, cpu) = (mon.clone(), cfg.addr.clone(), cfg.cpus[0]);
+        let opts = cfg.client.clone();
         LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name("xtdb-flush-monitor")
             .io_memory(1 << 20)
-            .spawn(move || async move { m.run::<C>(&addr).await })
+            .spawn(move || async move { m.run::<C>(&addr, &opts).await })
             .map_err(Error::from)?
     };
     let probe_thread = {
@@ -503,12 +516,12 @@ impl FlushMonitor {
         v.last().map(|(_, b)| b.elapsed())
     }
 
-    async fn run<C: Conn>(&self, addr: &str) {
+    async fn run<C: Conn>(&self, addr: &str, opts: &ClientOptions) {
         let mut conn: Option<C> = None;
         let mut prev: Option<u64> = None;
         while !self.stop.load(Ordering::Relaxed) {
             if conn.is_none() {
-                conn = C::connect(addr).await.ok();
+                conn = C::connect(addr, opts).await.ok();
             }
             if let Some(c) = conn.as_mut() {
                 match c.stats().await {
@@ -553,6 +566,7 @@ fn recovery<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
         sync: "always".into(),
         pin_cpu: cfg.server_cpu,
         log: tmp.join("server.log"),
+        args: Vec::new(),
     };
     let res = recovery_inner::<C>(cfg, &spec, &ack_log);
     if res.as_ref().is_ok_and(|o| o.ok) && cfg.data_dir.is_none() {
@@ -571,6 +585,7 @@ fn recovery_inner<C: Conn>(
     let first = ServerProcess::start(spec, Duration::from_secs(60))?;
     let write_s = cfg.duration.unwrap_or(Duration::from_secs(20));
     let mut w = cfg.write_cfg();
+    w.client = ClientOptions::default();
     w.tags = cfg.tags.unwrap_or(100_000);
     w.rate = 0;
     w.batch = 10_000;
@@ -617,6 +632,7 @@ fn recovery_inner<C: Conn>(
     let ready = second.ready_after;
     let vr = verify::run::<C>(&VerifyConfig {
         addr: addr2,
+        client: ClientOptions::default(),
         ack_log: ack_log.to_path_buf(),
         conns: 4,
         chunk: 50_000,

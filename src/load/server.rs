@@ -30,6 +30,8 @@ pub struct ServerSpec {
     pub pin_cpu: Option<usize>,
     /// Where its stdout/stderr are copied.
     pub log: PathBuf,
+    /// More `xtdb serve` arguments (e.g. `--auth on`).
+    pub args: Vec<String>,
 }
 
 /// A running server.
@@ -83,6 +85,29 @@ pub fn ensure_server_binary() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// Creates a token with `perms` (`--read`, `--write`, `--admin` flags)
+/// named `name` in `data_dir` with `xtdb token create`; returns it (the
+/// command's last line of stdout).
+pub fn create_token(bin: &Path, data_dir: &Path, name: &str, perms: &[&str]) -> Result<String> {
+    let out = Command::new(bin)
+        .args(["token", "create", "--name", name])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(perms)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error::io("run xtdb token create", Some(bin.to_path_buf()), e))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    match stdout.lines().last() {
+        Some(t) if out.status.success() && !t.trim().is_empty() => Ok(t.trim().to_string()),
+        _ => Err(Error::Config(format!(
+            "xtdb token create failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))),
+    }
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released; racy but fine locally).
 pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")
@@ -118,6 +143,7 @@ impl ServerProcess {
                 "--sync",
                 &spec.sync,
             ])
+            .args(&spec.args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

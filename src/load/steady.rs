@@ -13,6 +13,9 @@
 //! - write-ack p99 in the seconds when the server flushed or compacted and
 //!   in the seconds when it did neither;
 //! - one tag's whole range: blocks read and latency.
+//!
+//! Its server is plain with auth off (loopback), so `--token` and
+//! `--tls-ca` are not used.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,6 +30,7 @@ use crate::load::report::{fmt_count, fmt_us};
 use crate::load::scenario::{fetch_stats, Outcome, ScenarioConfig};
 use crate::load::server::{self, ServerProcess, ServerSpec};
 use crate::load::write::{self, Live};
+use crate::net::ClientOptions;
 use crate::storage::codec::Encoder;
 
 /// One stats sample of the server during the run.
@@ -104,6 +108,7 @@ pub fn run<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
         sync: "always".into(),
         pin_cpu: cfg.server_cpu,
         log: tmp.join("server.log"),
+        args: Vec::new(),
     };
     let srv = ServerProcess::start(&spec, Duration::from_secs(60))?;
     let res = run_inner::<C>(cfg, &data_dir);
@@ -152,7 +157,7 @@ fn run_inner<C: Conn>(cfg: &ScenarioConfig, data_dir: &std::path::Path) -> Resul
             (samples.clone(), done.clone(), cfg.addr.clone(), cfg.cpus[0]);
         std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
-                if let Ok(s) = fetch_stats::<C>(&addr, cpu) {
+                if let Ok(s) = fetch_stats::<C>(&addr, &ClientOptions::default(), cpu) {
                     if let Ok(mut v) = samples.lock() {
                         v.push(Sample {
                             t: start.elapsed().as_secs_f64(),
@@ -174,7 +179,7 @@ fn run_inner<C: Conn>(cfg: &ScenarioConfig, data_dir: &std::path::Path) -> Resul
     // Settle: no write now, so the shard flushes and compacts by itself.
     let settle_started = Instant::now();
     let limit = cfg.duration.unwrap_or(Duration::from_secs(240));
-    let mut stats = fetch_stats::<C>(&cfg.addr, cfg.cpus[0])?;
+    let mut stats = fetch_stats::<C>(&cfg.addr, &ClientOptions::default(), cfg.cpus[0])?;
     loop {
         let settled = stat(&stats, "total.points_buffered") == 0
             && stat(&stats, "total.compaction_backlog_bytes") == 0
@@ -184,7 +189,7 @@ fn run_inner<C: Conn>(cfg: &ScenarioConfig, data_dir: &std::path::Path) -> Resul
             break;
         }
         std::thread::sleep(Duration::from_millis(500));
-        stats = fetch_stats::<C>(&cfg.addr, cfg.cpus[0])?;
+        stats = fetch_stats::<C>(&cfg.addr, &ClientOptions::default(), cfg.cpus[0])?;
     }
     let settle_s = settle_started.elapsed().as_secs_f64();
     let points = stat(&stats, "total.points_on_disk").max(1);
@@ -214,7 +219,7 @@ fn run_inner<C: Conn>(cfg: &ScenarioConfig, data_dir: &std::path::Path) -> Resul
         let (us, n) = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
             .io_memory(1 << 20)
             .spawn(move || async move {
-                let mut c = C::connect(&addr).await?;
+                let mut c = C::connect(&addr, &ClientOptions::default()).await?;
                 let t = Instant::now();
                 let p = c.range(7, i64::MIN, i64::MAX).await?;
                 Ok::<_, Error>((t.elapsed().as_micros() as u64, p.len()))
@@ -222,7 +227,7 @@ fn run_inner<C: Conn>(cfg: &ScenarioConfig, data_dir: &std::path::Path) -> Resul
             .map_err(Error::from)?
             .join()
             .map_err(Error::from)??;
-        let after = fetch_stats::<C>(&cfg.addr, cfg.cpus[0])?;
+        let after = fetch_stats::<C>(&cfg.addr, &ClientOptions::default(), cfg.cpus[0])?;
         (
             us,
             n,

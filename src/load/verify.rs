@@ -26,6 +26,7 @@ use crate::load::acklog::AckLog;
 use crate::load::conn::{error_kind, Conn};
 use crate::load::gen::{self, Group};
 use crate::load::report::fmt_count;
+use crate::net::ClientOptions;
 use crate::Point;
 
 /// What to verify, against which server.
@@ -33,6 +34,8 @@ use crate::Point;
 pub struct VerifyConfig {
     /// Server address.
     pub addr: String,
+    /// Token and TLS.
+    pub client: ClientOptions,
     /// The ack log written by `write`.
     pub ack_log: PathBuf,
     /// Parallel connections.
@@ -280,7 +283,7 @@ pub fn run_log<C: Conn>(cfg: &VerifyConfig, log: AckLog) -> Result<VerifyReport>
 async fn verify_async<C: Conn>(cfg: &VerifyConfig, log: &AckLog) -> Result<VerifyReport> {
     let start = Instant::now();
     // Fail fast when the server is not there at all: everything unchecked.
-    let (first, connect_err) = match C::connect(&cfg.addr).await {
+    let (first, connect_err) = match C::connect(&cfg.addr, &cfg.client).await {
         Ok(c) => (Some(c), None),
         Err(e) => (None, Some(format!("cannot connect to {}: {e}", cfg.addr))),
     };
@@ -297,6 +300,7 @@ async fn verify_async<C: Conn>(cfg: &VerifyConfig, log: &AckLog) -> Result<Verif
         let (work, next, abort, groups) =
             (work.clone(), next.clone(), abort.clone(), groups.clone());
         let addr = cfg.addr.clone();
+        let client = cfg.client.clone();
         let chunk = cfg.chunk.max(1);
         let mut conn: Option<C> = first.take();
         tasks.push(glommio::spawn_local(async move {
@@ -319,7 +323,7 @@ async fn verify_async<C: Conn>(cfg: &VerifyConfig, log: &AckLog) -> Result<Verif
                     let mut connected = false;
                     for attempt in 0..3 {
                         if conn.is_none() {
-                            match C::connect(&addr).await {
+                            match C::connect(&addr, &client).await {
                                 Ok(c) => conn = Some(c),
                                 Err(e) => {
                                     last_err = format!("connect: {e}");

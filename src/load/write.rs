@@ -34,6 +34,7 @@ use crate::load::acklog::AckLogWriter;
 use crate::load::conn::{error_kind, is_connection_error, Conn};
 use crate::load::gen::{self, Group};
 use crate::load::report::{self, fmt_count, fmt_us, Latency, Progress};
+use crate::net::ClientOptions;
 use crate::Point;
 
 /// What to write, how fast, and where.
@@ -41,6 +42,8 @@ use crate::Point;
 pub struct WriteConfig {
     /// Server address, `host:port`.
     pub addr: String,
+    /// Token and TLS.
+    pub client: ClientOptions,
     /// Number of tags.
     pub tags: u32,
     /// First tag id.
@@ -78,6 +81,7 @@ impl WriteConfig {
     pub fn new(addr: &str) -> Self {
         WriteConfig {
             addr: addr.to_string(),
+            client: ClientOptions::default(),
             tags: 1000,
             tag_base: 0,
             rate: 0,
@@ -555,7 +559,7 @@ async fn conn_loop<C: Conn>(
             break;
         }
         if conn.is_none() {
-            match C::connect(&cfg.addr).await {
+            match C::connect(&cfg.addr, &cfg.client).await {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
                     err(&mut r, format!("connect:{}", error_kind(&e)));

@@ -14,6 +14,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Gate;
 
+use crate::net::tls::Stream;
 use crate::runtime::admission::Closing;
 
 /// Refusals being written at once; past this, excess connections are
@@ -88,16 +89,17 @@ impl Drop for Counted {
     }
 }
 
-/// Writes `answer`, then closes gracefully: FIN first, then a short,
-/// bounded drain of what the peer already sent, so the close is not a reset
-/// that would destroy the answer before the peer reads it.
-pub async fn answer_and_close(stream: &mut TcpStream, answer: &[u8]) {
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+/// Writes `answer`, then closes gracefully: FIN first (after TLS's
+/// close_notify on a TLS stream), then a short, bounded drain of what the
+/// peer already sent, so the close is not a reset that would destroy the
+/// answer before the peer reads it.
+pub async fn answer_and_close(stream: &mut Stream, answer: &[u8]) {
+    stream.set_write_timeout(Some(Duration::from_secs(1)));
     if stream.write_all(answer).await.is_err() {
         return;
     }
-    let _ = stream.shutdown(std::net::Shutdown::Write).await;
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+    let _ = stream.close().await;
+    stream.set_read_timeout(Some(Duration::from_millis(100)));
     let mut sink = [0u8; 4096];
     let mut drained = 0usize;
     while drained < (1 << 20) {

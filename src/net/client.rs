@@ -1,43 +1,143 @@
 //! The native-protocol client used by `xtdb-load`, `xtdb stats` and the
-//! tests. One connection, one request outstanding at a time. Must run inside
-//! a glommio executor (it uses glommio's `TcpStream`).
+//! tests. One connection, one request outstanding at a time; optionally
+//! over TLS and authenticated with a token ([`ClientOptions`]). Must run
+//! inside a glommio executor (it uses glommio's `TcpStream`).
+
+use std::path::Path;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
 use crate::net::error::{ClientError, ClientResult as Result};
 use crate::net::protocol::{self, Header, Response, HEADER_LEN};
+use crate::net::tls::{Stream, TlsClient};
 use crate::storage::error::glommio_io;
+use crate::storage::tokens::Perms;
 use crate::Point;
+
+/// How a client reaches a server: the token it authenticates with (an
+/// AUTH frame right after connecting) and TLS. `Debug` does not show the
+/// token.
+#[derive(Clone, Default)]
+pub struct ClientOptions {
+    /// Token (`--token`, `XTDB_TOKEN`); none: no AUTH frame.
+    pub token: Option<String>,
+    /// TLS (`--tls-ca`); none: plain TCP.
+    pub tls: Option<TlsClient>,
+}
+
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+impl ClientOptions {
+    /// From command-line values: a token (an empty one counts as none),
+    /// a CA file for TLS and the name to expect in the server's certificate
+    /// (default: the address's host). The error names the CA file.
+    pub fn from_args(
+        token: Option<String>,
+        tls_ca: Option<&Path>,
+        tls_server_name: Option<String>,
+    ) -> std::result::Result<ClientOptions, String> {
+        let tls = match tls_ca {
+            None => None,
+            Some(ca) => {
+                let mut t = TlsClient::from_ca_file(ca)?;
+                t.server_name = tls_server_name;
+                Some(t)
+            }
+        };
+        Ok(ClientOptions {
+            token: token.filter(|t| !t.is_empty()),
+            tls,
+        })
+    }
+}
+
+/// What the server said to an AUTH frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthInfo {
+    /// The token's permissions (every one when the server runs with auth off).
+    pub perms: Perms,
+    /// The token's name (empty when the server runs with auth off).
+    pub name: String,
+}
 
 /// A connection to an xtdb server.
 pub struct Client {
-    stream: TcpStream,
+    stream: Stream,
     next_id: u64,
     buf: Vec<u8>,
     addr: String,
 }
 
 impl Client {
-    /// Connects to `addr` (`host:port`) and sets `TCP_NODELAY`.
+    /// Connects to `addr` (`host:port`) over plain TCP, without a token,
+    /// and sets `TCP_NODELAY`.
     pub async fn connect(addr: &str) -> Result<Client> {
+        Self::connect_with(addr, &ClientOptions::default()).await
+    }
+
+    /// Connects to `addr` (`host:port`), sets `TCP_NODELAY`, completes the
+    /// TLS handshake (with `opts.tls`) and authenticates (with
+    /// `opts.token`).
+    pub async fn connect_with(addr: &str, opts: &ClientOptions) -> Result<Client> {
         let io = |op: &str, e| ClientError::Io {
             op: op.to_string(),
             addr: addr.to_string(),
             source: glommio_io(e),
         };
-        let stream = TcpStream::connect(addr)
+        let tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| io("connect to", e))?;
-        stream
-            .set_nodelay(true)
+        tcp.set_nodelay(true)
             .map_err(|e| io("set TCP_NODELAY on", e))?;
-        Ok(Client {
+        let stream = match &opts.tls {
+            None => Stream::Plain(tcp),
+            Some(t) => t
+                .connect(tcp, addr)
+                .await
+                .map_err(|source| ClientError::Io {
+                    op: "TLS handshake (is the server's port TLS, and its certificate \
+                         signed by --tls-ca?) with"
+                        .into(),
+                    addr: addr.to_string(),
+                    source,
+                })?,
+        };
+        let mut c = Client {
             stream,
             next_id: 1,
             buf: Vec::new(),
             addr: addr.to_string(),
-        })
+        };
+        if let Some(t) = &opts.token {
+            c.authenticate(t).await?;
+        }
+        Ok(c)
+    }
+
+    /// Sends an AUTH frame with `token`. An unknown or revoked token is
+    /// `Err(ClientError::Remote { code: 21, .. })`, and the server closes
+    /// the connection.
+    pub async fn authenticate(&mut self, token: &str) -> Result<AuthInfo> {
+        let id = self.id();
+        self.buf.clear();
+        protocol::encode_auth(&mut self.buf, id, token);
+        match self.call(id).await? {
+            Response::AuthOk { perms, name } => Ok(AuthInfo {
+                perms: Perms::from_bits(perms).ok_or_else(|| {
+                    self.protocol(format!("auth ok with permission bits {perms:#x}"))
+                })?,
+                name,
+            }),
+            other => Err(unexpected("auth", &other)),
+        }
     }
 
     /// Writes a batch; returns the number of points acknowledged (durable in
@@ -159,6 +259,7 @@ fn unexpected(what: &str, r: &Response) -> ClientError {
         Response::Points(_) => "points",
         Response::Latest(_) => "latest result",
         Response::Stats(_) => "stats result",
+        Response::AuthOk { .. } => "auth ok",
         Response::Error { .. } => "error",
     };
     ClientError::Protocol {
@@ -167,10 +268,12 @@ fn unexpected(what: &str, r: &Response) -> ClientError {
     }
 }
 
-/// Connects to `addr`, fetches the server's counters and disconnects, on a
-/// throw-away glommio executor on the calling thread. For command-line use.
-pub fn fetch_stats_blocking(addr: &str) -> Result<Vec<(String, u64)>> {
+/// Connects to `addr` (with `opts`), fetches the server's counters and
+/// disconnects, on a throw-away glommio executor on the calling thread.
+/// For command-line use.
+pub fn fetch_stats_blocking(addr: &str, opts: &ClientOptions) -> Result<Vec<(String, u64)>> {
     let addr = addr.to_string();
+    let opts = opts.clone();
     let ex = glommio::LocalExecutorBuilder::default()
         .io_memory(1 << 20)
         .make()
@@ -179,7 +282,7 @@ pub fn fetch_stats_blocking(addr: &str) -> Result<Vec<(String, u64)>> {
             addr: addr.clone(),
             source: std::io::Error::other(e.to_string()),
         })?;
-    ex.run(async move { Client::connect(&addr).await?.stats().await })
+    ex.run(async move { Client::connect_with(&addr, &opts).await?.stats().await })
 }
 
 /// Lays out `scope.metric` counters as a table: one row per metric, one

@@ -34,10 +34,12 @@
 //! | `0x02` | range | request | tag `u32`, start `i64`, end `i64` (start ≤ ts < end) |
 //! | `0x03` | latest | request | `u32` n, then n tags `u32` (n ≤ [`MAX_TAGS`]) |
 //! | `0x04` | stats | request | empty |
+//! | `0x05` | auth | request | the token, UTF-8, 1 to 1,024 bytes (see "Authentication") |
 //! | `0x81` | ack | answer to write | `u64` points acknowledged (durable in their owner's WAL) |
 //! | `0x82` | points | answer to range | `u32` n, then n points, sorted by timestamp |
 //! | `0x83` | latest result | answer to latest | `u32` n, then per requested tag in order: `u8` 0 (absent) or 1 followed by a point |
 //! | `0x84` | stats result | answer to stats | `u32` n, then n × (`u16` name length, UTF-8 name, `u64` value) |
+//! | `0x85` | auth ok | answer to auth | `u8` permissions (bit 0 read, 1 write, 2 admin), then the token's name, UTF-8 (empty when the server runs with auth off) |
 //! | `0xFF` | error | answer to anything | `u16` code, then a UTF-8 message (rest of the payload) |
 //!
 //! ### Error codes
@@ -55,6 +57,9 @@
 //! | 9 | timeout: a started frame did not fully arrive within the frame timeout | closed |
 //! | 10 | a point's timestamp is outside the server's accepted window (the whole write is refused) | kept |
 //! | 11 | the request was refused as invalid (nothing of it applied) | kept |
+//! | 20 | authentication required: the server runs with auth on and the connection's first frame was not AUTH | closed |
+//! | 21 | authentication failed: unknown or revoked token, a malformed AUTH frame, or the connection's token was revoked since | closed |
+//! | 22 | permission denied: the connection's token lacks the permission the request needs (nothing of it applied) | kept |
 //! | 100 | storage failed the request (an I/O error, ENOSPC included); nothing of it was acknowledged | kept |
 //! | 101 | server is shutting down (or the shard's storage is closed) | closed |
 //! | 102 | internal error (routing between shards failed) | kept |
@@ -65,6 +70,23 @@
 //! Which codes close the connection is [`code::closes_connection`], the one
 //! place both the server and the clients read it from. How a
 //! [`Failure`] becomes a code is [`failure_code`].
+//!
+//! ### Authentication
+//!
+//! With `xtdb serve --auth on`, the first frame of a connection must be
+//! AUTH with a token (`xtdb token create`). Anything else first is answered
+//! with error 20 and the connection is closed, without reading its payload;
+//! an AUTH with a token that is not live gets error 21 and the close. The
+//! token is checked once per connection; a connection whose token is
+//! revoked later gets error 21 at its next request (the server re-reads the
+//! token file within a second, or on SIGHUP). Writes need the `write`
+//! permission; range, latest and stats need `read`; a request without it
+//! gets error 22 and the connection stays open. A peer failing often has
+//! its refusals delayed (up to 2 s). With auth off an AUTH frame is
+//! answered "auth ok" with every permission, whatever the token.
+//!
+//! On a TLS port (`--tls-cert`), all of this runs inside TLS; a plain
+//! connection there fails its handshake and is closed.
 //!
 //! ### Limits (see [`crate::net::limits::WireLimits`])
 //!
@@ -128,6 +150,8 @@ pub mod kind {
     pub const LATEST: u8 = 0x03;
     /// Stats request.
     pub const STATS: u8 = 0x04;
+    /// Authentication request.
+    pub const AUTH: u8 = 0x05;
     /// Write acknowledgement.
     pub const ACK: u8 = 0x81;
     /// Range answer.
@@ -136,6 +160,8 @@ pub mod kind {
     pub const LATEST_RESULT: u8 = 0x83;
     /// Stats answer.
     pub const STATS_RESULT: u8 = 0x84;
+    /// Authentication answer.
+    pub const AUTH_OK: u8 = 0x85;
     /// Error answer.
     pub const ERROR: u8 = 0xFF;
 }
@@ -164,6 +190,12 @@ pub mod code {
     pub const OUT_OF_WINDOW: u16 = 10;
     /// The request was refused as invalid.
     pub const INVALID_INPUT: u16 = 11;
+    /// Authentication required: the first frame was not AUTH.
+    pub const AUTH_REQUIRED: u16 = 20;
+    /// Authentication failed (unknown or revoked token, malformed AUTH).
+    pub const AUTH_FAILED: u16 = 21;
+    /// The token lacks the permission the request needs.
+    pub const FORBIDDEN: u16 = 22;
     /// Storage refused or failed.
     pub const STORAGE: u16 = 100;
     /// Server shutting down.
@@ -183,7 +215,15 @@ pub mod code {
     pub fn closes_connection(code: u16) -> bool {
         matches!(
             code,
-            BAD_MAGIC | BAD_VERSION | TOO_LARGE | TRUNCATED | TIMEOUT | SHUTTING_DOWN | BUSY
+            BAD_MAGIC
+                | BAD_VERSION
+                | TOO_LARGE
+                | TRUNCATED
+                | TIMEOUT
+                | SHUTTING_DOWN
+                | BUSY
+                | AUTH_REQUIRED
+                | AUTH_FAILED
         )
     }
 }
@@ -248,6 +288,19 @@ impl std::fmt::Display for FrameError {
     }
 }
 
+/// Longest token an AUTH frame may carry, bytes.
+pub const MAX_AUTH_LEN: usize = 1024;
+
+/// A token on the wire; its `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
+    }
+}
+
 /// A request from a client.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Request {
@@ -266,16 +319,21 @@ pub enum Request {
     Latest(Vec<u32>),
     /// Server counters.
     Stats,
+    /// Authenticate this connection with a token.
+    Auth(Secret),
 }
 
-impl From<Request> for Command {
-    fn from(r: Request) -> Command {
-        match r {
+impl Request {
+    /// The runtime command this request asks for; `None` for AUTH, which
+    /// the connection handles itself.
+    pub fn into_command(self) -> Option<Command> {
+        Some(match self {
             Request::Write(p) => Command::Write(p),
             Request::Range { tag, start, end } => Command::Range { tag, start, end },
             Request::Latest(t) => Command::Latest(t),
             Request::Stats => Command::Stats,
-        }
+            Request::Auth(_) => return None,
+        })
     }
 }
 
@@ -290,6 +348,13 @@ pub enum Response {
     Latest(Vec<Option<Point>>),
     /// Named counters.
     Stats(Vec<(String, u64)>),
+    /// Authenticated.
+    AuthOk {
+        /// Permission bits (see [`crate::storage::tokens::Perms`]).
+        perms: u8,
+        /// The token's name (empty with auth off).
+        name: String,
+    },
     /// Error frame.
     Error {
         /// Code.
@@ -477,6 +542,22 @@ pub fn decode_request(
             Request::Latest(v)
         }
         kind::STATS => Request::Stats,
+        kind::AUTH => {
+            let b = std::mem::take(&mut r.b);
+            if b.is_empty() || b.len() > MAX_AUTH_LEN {
+                return Err(FrameError::new(
+                    code::MALFORMED,
+                    h.id,
+                    format!(
+                        "AUTH token of {} bytes (1 to {MAX_AUTH_LEN} expected)",
+                        b.len()
+                    ),
+                ));
+            }
+            let t = std::str::from_utf8(b)
+                .map_err(|_| FrameError::new(code::MALFORMED, h.id, "AUTH token is not UTF-8"))?;
+            Request::Auth(Secret(t.to_string()))
+        }
         k => {
             return Err(FrameError::new(
                 code::UNKNOWN_TYPE,
@@ -537,6 +618,12 @@ pub fn decode_response(
                 v.push((name, r.u64("value")?));
             }
             Response::Stats(v)
+        }
+        kind::AUTH_OK => {
+            let perms = r.u8("permissions")?;
+            let name = String::from_utf8_lossy(r.b).into_owned();
+            r.b = &[];
+            Response::AuthOk { perms, name }
         }
         kind::ERROR => {
             let code = r.u16("code")?;
@@ -634,6 +721,13 @@ pub fn encode_stats(out: &mut Vec<u8>, id: u64) {
     frame(out, kind::STATS, id, |_| {});
 }
 
+/// Appends an AUTH request frame carrying `token`.
+pub fn encode_auth(out: &mut Vec<u8>, id: u64, token: &str) {
+    frame(out, kind::AUTH, id, |o| {
+        o.extend_from_slice(token.as_bytes())
+    });
+}
+
 /// Appends a request frame.
 pub fn encode_request(out: &mut Vec<u8>, id: u64, req: &Request) {
     match req {
@@ -641,6 +735,7 @@ pub fn encode_request(out: &mut Vec<u8>, id: u64, req: &Request) {
         Request::Range { tag, start, end } => encode_range(out, id, *tag, *start, *end),
         Request::Latest(t) => encode_latest(out, id, t),
         Request::Stats => encode_stats(out, id),
+        Request::Auth(t) => encode_auth(out, id, &t.0),
     }
 }
 
@@ -721,6 +816,10 @@ fn encode_response_unchecked(out: &mut Vec<u8>, id: u64, resp: &Response) {
                 o.extend_from_slice(&val.to_le_bytes());
             }
         }),
+        Response::AuthOk { perms, name } => frame(out, kind::AUTH_OK, id, |o| {
+            o.push(*perms);
+            o.extend_from_slice(name.as_bytes());
+        }),
         Response::Error { code, message } => frame(out, kind::ERROR, id, |o| {
             o.extend_from_slice(&code.to_le_bytes());
             o.extend_from_slice(message.as_bytes());
@@ -751,6 +850,7 @@ mod tests {
             },
             Request::Latest(vec![1, 2, 3]),
             Request::Stats,
+            Request::Auth(Secret("xtdb_00ff".into())),
         ] {
             let mut b = Vec::new();
             encode_request(&mut b, 42, &req);
@@ -771,6 +871,14 @@ mod tests {
             Response::Points(pts()),
             Response::Latest(vec![None, Some(pts()[0])]),
             Response::Stats(vec![("total.x".into(), 5)]),
+            Response::AuthOk {
+                perms: 3,
+                name: "plc-1".into(),
+            },
+            Response::AuthOk {
+                perms: 7,
+                name: String::new(),
+            },
             Response::Error {
                 code: 7,
                 message: "nope".into(),
@@ -867,6 +975,28 @@ mod tests {
         let e = decode_request_frame(&bad).unwrap_err();
         assert_eq!(e.code, code::TOO_MANY);
         assert!(e.message.contains("1000000"));
+    }
+
+    #[test]
+    fn auth_frames_are_bounded_and_auth_codes_close() {
+        for bad in [Vec::new(), vec![b'x'; MAX_AUTH_LEN + 1], vec![0xff, 0xfe]] {
+            let mut b = Vec::new();
+            frame(&mut b, kind::AUTH, 4, |o| o.extend_from_slice(&bad));
+            let e = decode_request_frame(&b).unwrap_err();
+            assert_eq!((e.code, e.id), (code::MALFORMED, 4), "{bad:?}");
+        }
+        let mut b = Vec::new();
+        encode_auth(&mut b, 1, &"x".repeat(MAX_AUTH_LEN));
+        assert!(matches!(
+            decode_request_frame(&b),
+            Ok(Some((1, Request::Auth(_), _)))
+        ));
+        assert!(code::closes_connection(code::AUTH_REQUIRED));
+        assert!(code::closes_connection(code::AUTH_FAILED));
+        assert!(!code::closes_connection(code::FORBIDDEN));
+        // The token never shows in a request's Debug.
+        let r = Request::Auth(Secret("xtdb_secret".into()));
+        assert!(!format!("{r:?}").contains("secret"));
     }
 
     proptest::proptest! {

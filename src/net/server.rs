@@ -4,7 +4,9 @@
 //! [`dispatch`](crate::runtime::dispatch) and writes the answer. Owns
 //! connection state only; never panics on input (a bad frame gets an error
 //! frame; if the stream can no longer be framed, or the server is going
-//! away, the connection is closed after it).
+//! away, the connection is closed after it). With TLS on, a connection
+//! first completes its handshake ([`crate::net::tls`]); with auth on, its
+//! first frame must be AUTH ([`crate::net::auth`]).
 
 use std::future::Future;
 use std::rc::Rc;
@@ -15,26 +17,45 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Semaphore;
 
 use crate::net::accept;
+use crate::net::auth::ConnAuth;
 use crate::net::limits::WireLimits;
-use crate::net::protocol::{self, code, FrameError, Response, HEADER_LEN};
+use crate::net::protocol::{self, code, kind, FrameError, Response, HEADER_LEN};
+use crate::net::tls::{Listener, ServerTls, Stream};
 use crate::runtime::admission::Closing;
-use crate::runtime::command::Command;
+use crate::runtime::auth::Guard;
+use crate::runtime::command::{Command, Failure};
 use crate::runtime::dispatch;
 use crate::runtime::router::Router;
 
+/// What a shard's native listener shares with its connections besides the
+/// router: shutdown, limits, auth and TLS.
+pub struct Edge {
+    /// The shard's shutdown signal.
+    pub closing: Closing,
+    /// Limits and timeouts.
+    pub limits: Rc<WireLimits>,
+    /// The shard's authentication state.
+    pub guard: Rc<Guard>,
+    /// TLS, when the listener is a TLS port.
+    pub tls: Option<Rc<ServerTls>>,
+}
+
 /// Accepts native-protocol connections until `closing` (at most
 /// `limits.max_connections` at once; one more gets error frame
-/// [`code::BUSY`]), then waits for every connection to finish its in-flight
-/// request.
-pub async fn accept_loop(
-    listener: TcpListener,
-    router: Rc<Router>,
-    closing: Closing,
-    limits: Rc<WireLimits>,
-) {
+/// [`code::BUSY`] — on a TLS port it is closed without an answer, so a
+/// flood costs no handshakes), then waits for every connection to finish
+/// its in-flight request.
+pub async fn accept_loop(listener: TcpListener, router: Rc<Router>, edge: Edge) {
+    let Edge {
+        closing,
+        limits,
+        guard,
+        tls,
+    } = edge;
     let what = format!("shard {}", router.local().index);
     let max = limits.max_connections;
     let budget = Rc::new(Semaphore::new(limits.max_inflight_bytes.max(1) as u64));
+    let plain = tls.is_none();
     let serve_one = |stream: TcpStream| {
         let _ = stream.set_nodelay(true);
         let conn = Conn {
@@ -42,10 +63,16 @@ pub async fn accept_loop(
             closing: closing.clone(),
             limits: Rc::clone(&limits),
             budget: Rc::clone(&budget),
+            guard: Rc::clone(&guard),
+            tls: tls.clone(),
         };
         serve(stream, conn)
     };
-    let refuse = move |mut stream: TcpStream| async move {
+    let refuse = move |stream: TcpStream| async move {
+        if !plain {
+            return;
+        }
+        let mut stream = Stream::Plain(stream);
         let mut out = Vec::new();
         let e = FrameError {
             code: code::BUSY,
@@ -80,13 +107,13 @@ async fn within<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T>
     .await
 }
 
-/// Reads a header. Waiting for its first byte may last `idle_timeout`
-/// (then `Idle`); from that byte on, the whole frame has `frame_timeout`,
-/// and the deadline is returned with the header. Clean EOF before the
-/// first byte is `Eof`, EOF inside the header is a truncation.
-async fn read_header(stream: &mut TcpStream, limits: &WireLimits) -> Next {
+/// Reads a header. Waiting for its first byte may last `idle` (then
+/// `Idle`); from that byte on, the whole frame has `frame_timeout`, and the
+/// deadline is returned with the header. Clean EOF before the first byte is
+/// `Eof`, EOF inside the header is a truncation.
+async fn read_header(stream: &mut Stream, limits: &WireLimits, idle: Duration) -> Next {
     let mut raw = [0u8; HEADER_LEN];
-    let idle_end = Instant::now() + limits.idle_timeout;
+    let idle_end = Instant::now() + idle;
     let mut got = match within(idle_end, stream.read(&mut raw)).await {
         None => return Next::Idle,
         Some(Ok(0)) | Some(Err(_)) => return Next::Eof,
@@ -132,40 +159,58 @@ enum Payload {
 
 /// Reads `len` payload bytes into `buf` by `deadline`. The buffer grows
 /// with what has arrived (at most 1 MiB ahead of it), so a header that
-/// merely claims a large payload costs no memory.
+/// merely claims a large payload costs no memory. One deadline timer and
+/// one shutdown wait cover the whole payload, however many reads it takes
+/// (a TLS connection reads it a record at a time).
 async fn read_payload(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut Vec<u8>,
     len: usize,
     deadline: Instant,
     closing: &Closing,
 ) -> Payload {
     buf.clear();
-    let mut got = 0;
-    while got < len {
-        if buf.len() == got {
-            buf.resize(got + (len - got).min(1 << 20), 0);
+    let got = std::cell::Cell::new(0usize);
+    let read_all = async {
+        let mut g = 0;
+        while g < len {
+            if buf.len() == g {
+                buf.resize(g + (len - g).min(1 << 20), 0);
+            }
+            match stream.read(&mut buf[g..]).await {
+                Ok(0) | Err(_) => return Payload::Eof(g),
+                Ok(n) => {
+                    g += n;
+                    got.set(g);
+                }
+            }
         }
-        let read = futures_lite::future::or(
-            async { Some(within(deadline, stream.read(&mut buf[got..])).await) },
+        Payload::Read
+    };
+    let stop = async {
+        futures_lite::future::or(
             async {
+                glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+                Payload::TimedOut(0)
+            },
+            async {
+                // A request whose payload has not fully arrived is not in
+                // flight yet: shutdown does not wait for a client that
+                // stalls inside one.
                 closing.wait().await;
-                None
+                Payload::Closing
             },
         )
-        .await;
-        match read {
-            // A request whose payload has not fully arrived is not in
-            // flight yet: shutdown does not wait for a client that stalls
-            // inside one.
-            None => return Payload::Closing,
-            Some(None) => return Payload::TimedOut(got),
-            Some(Some(Ok(0))) | Some(Some(Err(_))) => return Payload::Eof(got),
-            Some(Some(Ok(n))) => got += n,
+        .await
+    };
+    match futures_lite::future::or(read_all, stop).await {
+        Payload::Read => {
+            buf.truncate(len);
+            Payload::Read
         }
+        Payload::TimedOut(_) => Payload::TimedOut(got.get()),
+        other => other,
     }
-    buf.truncate(len);
-    Payload::Read
 }
 
 /// Per-connection buffers above this are released after each request, so
@@ -183,17 +228,37 @@ pub struct Conn {
     /// Payload bytes the shard may still take in
     /// ([`WireLimits::max_inflight_bytes`]).
     pub budget: Rc<Semaphore>,
+    /// The shard's authentication state.
+    pub guard: Rc<Guard>,
+    /// TLS, on a TLS port.
+    pub tls: Option<Rc<ServerTls>>,
 }
 
 /// Serves one connection until EOF, an unframeable error, a timeout or
-/// shutdown.
-pub async fn serve(mut stream: TcpStream, conn: Conn) {
+/// shutdown. On a TLS port the handshake comes first (within the frame
+/// timeout). Until a connection has authenticated (auth on), it may wait
+/// for its first frame only the frame timeout, not the idle timeout.
+pub async fn serve(tcp: TcpStream, conn: Conn) {
     let Conn {
         router,
         closing,
         limits,
         budget,
+        guard,
+        tls,
     } = conn;
+    let peer = tcp.peer_addr().ok().map(|a| a.ip());
+    let mut stream = match &tls {
+        None => Stream::Plain(tcp),
+        Some(t) => match t
+            .accept(tcp, Listener::Native, limits.frame_timeout, &closing)
+            .await
+        {
+            Some(s) => s,
+            None => return,
+        },
+    };
+    let mut auth = ConnAuth::new(guard, peer);
     let mut payload = Vec::new();
     let mut out = Vec::new();
     loop {
@@ -203,7 +268,12 @@ pub async fn serve(mut stream: TcpStream, conn: Conn) {
         if out.capacity() > KEEP_BUFFER {
             out = Vec::new();
         }
-        let next = futures_lite::future::or(read_header(&mut stream, &limits), async {
+        let idle = if auth.authenticated() {
+            limits.idle_timeout
+        } else {
+            limits.idle_timeout.min(limits.frame_timeout)
+        };
+        let next = futures_lite::future::or(read_header(&mut stream, &limits, idle), async {
             closing.wait().await;
             Next::Closing
         })
@@ -218,6 +288,9 @@ pub async fn serve(mut stream: TcpStream, conn: Conn) {
             Ok(h) => h,
             Err(e) => return fatal(&mut stream, &mut out, &e).await,
         };
+        if let Err(e) = auth.before_payload(&h).await {
+            return fatal(&mut stream, &mut out, &e).await;
+        }
         let len = h.len as usize;
         // Hold budget for the payload until its answer is written.
         let units = (len as u64).min(limits.max_inflight_bytes.max(1) as u64);
@@ -252,9 +325,41 @@ pub async fn serve(mut stream: TcpStream, conn: Conn) {
                 return fatal(&mut stream, &mut out, &e).await;
             }
         }
-        let resp = match protocol::decode_request(&raw, &h, &payload) {
-            Ok(req) => {
-                let cmd = Command::from(req);
+        if h.kind == kind::AUTH {
+            match auth.auth_frame(&raw, &h, &payload).await {
+                Ok(resp) => {
+                    out.clear();
+                    protocol::encode_response(&mut out, h.id, &resp);
+                    if !write_answer(&mut stream, &out, &closing, &limits).await {
+                        return;
+                    }
+                    continue;
+                }
+                Err(e) => return fatal(&mut stream, &mut out, &e).await,
+            }
+        }
+        let decoded = match auth.permit(&h).await {
+            Some(forbidden) => Ok(Err(forbidden)),
+            None => protocol::decode_request(&raw, &h, &payload).map(Ok),
+        };
+        let resp = match decoded {
+            Ok(Err(forbidden)) => forbidden,
+            Ok(Ok(req)) => {
+                let Some(cmd) = req.into_command() else {
+                    let f = Failure::Internal {
+                        reason: "AUTH frame reached the command path".into(),
+                    };
+                    return fatal(
+                        &mut stream,
+                        &mut out,
+                        &FrameError {
+                            code: protocol::failure_code(&f),
+                            message: f.to_string(),
+                            id: h.id,
+                        },
+                    )
+                    .await;
+                };
                 let is_write = matches!(cmd, Command::Write(_));
                 let reply = dispatch::execute(&router, cmd).await;
                 if is_write && reply.is_ok() {
@@ -296,7 +401,7 @@ pub async fn serve(mut stream: TcpStream, conn: Conn) {
 /// taken it within the frame timeout, or within [`WRITE_GRACE`] once
 /// shutdown has begun.
 async fn write_answer(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     out: &[u8],
     closing: &Closing,
     limits: &WireLimits,
@@ -314,7 +419,7 @@ async fn write_answer(
 }
 
 /// Answers an error after which the stream cannot be framed, and closes.
-async fn fatal(stream: &mut TcpStream, out: &mut Vec<u8>, e: &FrameError) {
+async fn fatal(stream: &mut Stream, out: &mut Vec<u8>, e: &FrameError) {
     out.clear();
     encode_error(out, e);
     accept::answer_and_close(stream, out).await;

@@ -3,13 +3,14 @@
 //! failures), runs commands on the local shard ([`local`]) or on the owning
 //! shard over the one mesh RPC ([`mesh`], [`router`]), fans a client's
 //! command out and merges the answers ([`dispatch`]), decides what is let
-//! in ([`admission`]: timestamp window, closing, in-flight slots), keeps the
-//! catalog cache ([`catalog`]) and names every shard's counters
-//! ([`report`]). Imports storage and nothing above it; never blocks an
+//! in ([`admission`]: timestamp window, closing, in-flight slots; [`auth`]:
+//! tokens and permissions), keeps the catalog cache ([`catalog`]) and names
+//! every shard's counters ([`report`]). Imports storage and nothing above it; never blocks an
 //! executor; never awaits a mesh send in the loop that drains the shard's
 //! own receivers.
 
 pub mod admission;
+pub mod auth;
 pub mod catalog;
 pub mod command;
 pub mod dispatch;

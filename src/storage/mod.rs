@@ -1,7 +1,8 @@
 //! Everything one shard owns: its WAL segments, per-tag buffers, chunk files
 //! of 16 KiB blocks with their directories, recovery, and (on shard 0) the
-//! durable tag catalog. A shard lives inside one glommio executor; it is
-//! never shared across threads and never blocks the executor.
+//! durable tag catalog; the access-token store ([`tokens`]). A shard lives
+//! inside one glommio executor; it is never shared across threads and never
+//! blocks the executor.
 //!
 //! Inside, the layers run one way: the pure formats (`codec`, `block`,
 //! `wal::format`, `le`) below the file door (`file`, `fault`), the parts of
@@ -31,6 +32,7 @@ pub mod records;
 mod recovery;
 mod shard;
 mod stats;
+pub mod tokens;
 pub mod wal;
 
 pub use config::{ShardConfig, SyncMode};

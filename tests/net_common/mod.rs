@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod pki;
 
 use std::future::Future;
 use std::io::Read;
@@ -91,4 +92,37 @@ pub fn assert_closed(s: &mut TcpStream) {
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
         other => panic!("connection should be closed, got {other:?}"),
     }
+}
+
+/// Creates tokens in the data dir `dir` (as `xtdb token create` does) and
+/// returns them, in order.
+pub fn make_tokens(dir: &Path, specs: &[(&str, xtdb::storage::tokens::Perms)]) -> Vec<String> {
+    let (dir, specs): (std::path::PathBuf, Vec<(String, _)>) = (
+        dir.to_path_buf(),
+        specs.iter().map(|(n, p)| (n.to_string(), *p)).collect(),
+    );
+    client(move || async move {
+        let mut s = xtdb::storage::tokens::TokenStore::open(&dir).await.unwrap();
+        let mut out = Vec::new();
+        for (n, p) in specs {
+            out.push(s.create(&n, p, 1_700_000_000_000_000).await.unwrap());
+        }
+        s.close().await.unwrap();
+        out
+    })
+}
+
+/// Revokes the token named `name` in the data dir `dir`.
+pub fn revoke_token(dir: &Path, name: &str) {
+    let (dir, name) = (dir.to_path_buf(), name.to_string());
+    client(move || async move {
+        let mut s = xtdb::storage::tokens::TokenStore::open(&dir).await.unwrap();
+        s.revoke(&name, 1_700_000_000_000_001).await.unwrap();
+        s.close().await.unwrap();
+    })
+}
+
+/// A stats counter's value.
+pub fn stat(stats: &[(String, u64)], name: &str) -> u64 {
+    stats.iter().find(|(n, _)| n == name).map_or(0, |(_, v)| *v)
 }
