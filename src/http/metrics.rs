@@ -18,6 +18,7 @@ const GAUGES: &[&str] = &[
     "points_buffered",
     "buffered_bytes",
     "wal_live_bytes",
+    "wal_free_bytes",
     "disk_flush_bytes",
     "disk_compacted_bytes",
     "disk_v1_bytes",

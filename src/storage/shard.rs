@@ -254,6 +254,7 @@ impl Shard {
         (s.points_buffered, s.buffered_bytes) = inner.mem.totals();
         if let Some(w) = inner.wal.get() {
             s.wal_live_bytes = w.live_bytes();
+            s.wal_free_bytes = w.free_bytes();
         }
         let index = inner.disk.index.borrow();
         s.segments_indexed = index.segments();

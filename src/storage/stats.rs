@@ -63,6 +63,9 @@ pub struct ShardStats {
     pub retention_points_dropped: u64,
     /// Gauge: WAL bytes in live segments (preallocated, so disk use).
     pub wal_live_bytes: u64,
+    /// Gauge: WAL bytes in free segment files (spare or recycled, kept for
+    /// reuse; on disk too).
+    pub wal_free_bytes: u64,
     /// Gauge: bytes of flush (level 0) chunk files.
     pub disk_flush_bytes: u64,
     /// Gauge: bytes of compacted chunk files.
@@ -113,6 +116,7 @@ impl ShardStats {
             ("retention_bytes_reclaimed", self.retention_bytes_reclaimed),
             ("retention_points_dropped", self.retention_points_dropped),
             ("wal_live_bytes", self.wal_live_bytes),
+            ("wal_free_bytes", self.wal_free_bytes),
             ("disk_flush_bytes", self.disk_flush_bytes),
             ("disk_compacted_bytes", self.disk_compacted_bytes),
             ("disk_v1_bytes", self.disk_v1_bytes),
@@ -155,6 +159,7 @@ impl ShardStats {
         self.retention_bytes_reclaimed += o.retention_bytes_reclaimed;
         self.retention_points_dropped += o.retention_points_dropped;
         self.wal_live_bytes += o.wal_live_bytes;
+        self.wal_free_bytes += o.wal_free_bytes;
         self.disk_flush_bytes += o.disk_flush_bytes;
         self.disk_compacted_bytes += o.disk_compacted_bytes;
         self.disk_v1_bytes += o.disk_v1_bytes;

@@ -235,6 +235,11 @@ impl Wal {
         (st.live.len() as u64 + 1) * self.segment_size
     }
 
+    /// Bytes of the free segment files (spares and recycled ones).
+    pub fn free_bytes(&self) -> u64 {
+        self.st.borrow().free.len() as u64 * self.segment_size
+    }
+
     /// The sequence number below which buffered data must be flushed so that
     /// the live segments fit in `budget` bytes again, or `None` if they do:
     /// the first sequence of the oldest segment that may stay. Flushing up
@@ -508,6 +513,22 @@ impl Wal {
         };
         let path = self.dir.join(segment_file_name(no));
         let file = DataFile::open(&path).await?;
+        match self.zero_fill(&file, paced).await {
+            Ok(()) => Ok(Rc::new(file)),
+            Err(e) => {
+                // Never used: remove it rather than leave it to recovery.
+                drop(file);
+                if let Err(r) = remove_file(&path).await {
+                    log::warn!("could not remove a WAL segment whose creation failed: {r}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Preallocates and zeroes a new segment file, then makes it and its
+    /// name durable.
+    async fn zero_fill(&self, file: &DataFile, paced: bool) -> Result<()> {
         file.preallocate(self.segment_size).await?;
         const STEP: usize = 1 << 20;
         let started = std::time::Instant::now();
@@ -524,8 +545,7 @@ impl Wal {
             }
         }
         file.sync().await?;
-        sync_dir(&self.dir).await?;
-        Ok(Rc::new(file))
+        sync_dir(&self.dir).await
     }
 
     /// Creates the very first segment of a new log.
