@@ -1,6 +1,6 @@
 //! Data written by the previous format still opens and is rewritten by
 //! compaction. `tests/fixtures/v1-shard` is a shard directory written by
-//! format 1 (commit ab77aab, before issue 12): a sealed chunk and an active
+//! format 1 (as commit ab77aab wrote it): a sealed chunk and an active
 //! one of one-tag blocks (compressed, plus one raw block from before
 //! compression), rewrites of earlier points, and unflushed writes left in
 //! the WAL by a crash. `expected.txt` lists every point it must answer

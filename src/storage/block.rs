@@ -46,7 +46,7 @@
 //! timestamps and values ([`crate::storage::codec::Segment::write_payload`]).
 //! The rest of the block is zero.
 //!
-//! ## Version 1 (written before issue 12, still read)
+//! ## Version 1 (format 1, still read)
 //!
 //! One tag per block. Header: magic, version 1, encoding (0 raw columns, 1
 //! compressed), tag (8..12), count (12..16), min/max timestamp, lowest WAL
@@ -238,7 +238,7 @@ pub fn encode_raw(
 }
 
 /// Writes a version 1 compressed (encoding 1) block holding `seg`: the
-/// format before issue 12, kept so tests can check such blocks still read.
+/// format 1, kept so tests can check such blocks still read.
 pub fn encode_v1(
     out: &mut [u8],
     tag: u32,

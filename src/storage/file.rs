@@ -402,7 +402,7 @@ pub async fn list_dir(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>> {
 
 /// Contents of a shard's `FORMAT` file.
 const FORMAT_TEXT: &str = "xtdb shard\nformat 2\n";
-/// What format 1 (before issue 12) wrote; still opened, and upgraded.
+/// What format 1 wrote; still opened, and upgraded.
 const FORMAT_1: &str = "xtdb shard\nformat 1\n";
 
 /// Checks (or writes, for a new shard) the shard's `FORMAT` file and opens it

@@ -6,7 +6,7 @@
 //!   partition, with per-segment summaries, then sealed.
 //!
 //! A sealed chunk is never written again (safe to hard-link for backup).
-//! Chunks written before issue 12 (format version 1) are read by [`v1`].
+//! Chunks of format version 1 are read by [`v1`].
 //!
 //! File `chunks/chunk-NNNNNNNNNNNNNNNN.xtc` (id in hex), little endian:
 //!
@@ -111,7 +111,7 @@ pub enum Kind {
     Flush,
     /// A compaction job's output for one partition, with summaries.
     Compacted,
-    /// Written before issue 12 (format version 1), read-only.
+    /// Format version 1, read-only.
     V1,
 }
 

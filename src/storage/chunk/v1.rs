@@ -1,4 +1,4 @@
-//! Reading chunk files of format version 1 (written before issue 12): a
+//! Reading chunk files of format version 1: a
 //! header, directory pages and a fixed number of 16 KiB block slots, one
 //! tag per block. Read-only: compaction rewrites such chunks into version 2
 //! and deletes them. Never writes.
