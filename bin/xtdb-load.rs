@@ -229,6 +229,9 @@ struct ScenarioArgs {
     /// steady: points per second offered (0: as fast as acknowledged).
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// recovery: stop the first server with SIGTERM (timed) instead of kill -9.
+    #[arg(long)]
+    sigterm: bool,
 }
 
 #[derive(Args)]
@@ -380,6 +383,7 @@ fn run(cli: Cli) -> xtdb::error::Result<bool> {
             s.server_cpu = a.server_cpu;
             s.minutes = a.minutes;
             s.rate = a.rate;
+            s.sigterm = a.sigterm;
             s.signal = a.signal.unwrap_or(if a.name == "steady" {
                 xtdb::load::gen::Signal::Plant
             } else {

@@ -11,8 +11,9 @@
 //!   writer keeps 1,000 tags at 1 Hz: probe latency alone, under the fill,
 //!   while the server was flushing (from its `flush_micros` counter), and
 //!   after (until no flush round finished for 3 s).
-//! - `recovery`: start a server, write at full speed, `kill -9` it mid-write,
-//!   restart, time to `ready`, verify every acknowledged point.
+//! - `recovery`: start a server, write at full speed, `kill -9` it mid-write
+//!   (or, with `sigterm`, SIGTERM it with every tag's buffer full and time
+//!   its exit), restart, time to `ready`, verify every acknowledged point.
 //! - `steady`: the storage lifecycle (see [`crate::load::steady`]): disk
 //!   bytes per point after settling, write amplification, ack p99 while
 //!   flushing and compacting.
@@ -86,6 +87,9 @@ pub struct ScenarioConfig {
     pub minutes: u32,
     /// steady: points per second offered (0: as fast as acknowledged).
     pub rate: u64,
+    /// recovery: stop the first server with SIGTERM (timed) instead of
+    /// kill -9.
+    pub sigterm: bool,
     /// Print progress.
     pub progress: bool,
     /// Progress to stderr (stdout carries JSON).
@@ -113,6 +117,7 @@ impl ScenarioConfig {
             signal: crate::load::gen::Signal::Noise,
             minutes: 60,
             rate: 0,
+            sigterm: false,
             progress: true,
             json: false,
         }
@@ -599,7 +604,21 @@ fn recovery_inner<C: Conn>(
     };
     std::thread::sleep(write_s);
     let acked_at_kill = live.acked.load(Ordering::Relaxed);
-    first.kill9();
+    // With SIGTERM: what the shards hold in buffers (the WAL has it; a
+    // clean stop must not rewrite it into blocks), then the timed exit.
+    let term = if cfg.sigterm {
+        let buffered = fetch_stats::<C>(&cfg.addr, &ClientOptions::default(), cfg.cpus[0])
+            .ok()
+            .map(|s| {
+                let get = |k: &str| s.iter().find(|(n, _)| n == k).map_or(0, |(_, v)| *v);
+                (get("total.points_buffered"), get("total.buffered_bytes"))
+            });
+        let (clean, took) = first.stop(Duration::from_secs(30));
+        Some((buffered, clean, took))
+    } else {
+        first.kill9();
+        None
+    };
     let writer_res = writer
         .join()
         .map_err(|_| Error::Config("writer thread panicked".into()))?;
@@ -640,14 +659,33 @@ fn recovery_inner<C: Conn>(
     });
     let (clean, stop_t) = second.stop(Duration::from_secs(30));
     let vr = vr?;
-    let ok = vr.ok() && vr.points_checked > 0;
+    let ok = vr.ok() && vr.points_checked > 0 && term.as_ref().is_none_or(|t| t.1);
+    let term_text = match &term {
+        None => String::new(),
+        Some((buffered, clean, took)) => format!(
+            "  SIGTERM to exit      {}{} ({})\n",
+            fmt_us(took.as_micros() as u64),
+            if *clean {
+                ""
+            } else {
+                " (did not exit: killed)"
+            },
+            buffered.map_or("buffers unknown".into(), |(p, t)| format!(
+                "{} points buffered ({:.1} MiB) at SIGTERM",
+                fmt_count(p),
+                t as f64 / (1 << 20) as f64
+            ))
+        ),
+    };
     let text = format!(
-        "scenario recovery: write {} tags at full speed, kill -9 after {:.0} s, restart, verify\n  acknowledged         {} points ({} when killed), {} points/s\n  data dir after kill  {}\n  restart to ready     {}{}\n{}  clean shutdown       {} ({})\n",
+        "scenario recovery: write {} tags at full speed, {} after {:.0} s, restart, verify\n  acknowledged         {} points ({} when stopped), {} points/s\n{}  data dir after stop  {}\n  restart to ready     {}{}\n{}  clean shutdown       {} ({})\n",
         fmt_count(u64::from(w.tags)),
+        if term.is_some() { "SIGTERM" } else { "kill -9" },
         write_s.as_secs_f64(),
         fmt_count(wr.points_acked),
         fmt_count(acked_at_kill),
         fmt_count(wr.points_per_sec.round() as u64),
+        term_text,
         wal_bytes.map_or("n/a".into(), |b| format!("{:.1} MiB", b as f64 / (1 << 20) as f64)),
         fmt_us(ready.as_micros() as u64),
         port_note.as_ref().map_or(String::new(), |n| format!(" (note: {})", n.0)),
@@ -659,6 +697,12 @@ fn recovery_inner<C: Conn>(
         "scenario": "recovery",
         "write": wr.json(),
         "points_acked_at_kill": acked_at_kill,
+        "sigterm": term.as_ref().map(|(b, clean, took)| json!({
+            "exit_s": took.as_secs_f64(),
+            "clean": clean,
+            "points_buffered": b.map(|x| x.0),
+            "buffered_bytes": b.map(|x| x.1),
+        })),
         "data_dir_bytes": wal_bytes,
         "restart_ready_ms": ready.as_secs_f64() * 1e3,
         "restart_note": port_note.map(|n| n.0),
