@@ -45,7 +45,9 @@ use crate::net::tls::{load_server_configs, ServerConfigs, ServerTls, TlsFiles};
 use crate::runtime::admission::Closing;
 use crate::runtime::auth::{Guard, Mode, Slowdown};
 use crate::runtime::local::Local;
-use crate::runtime::placement::{check_shard_count, placement, shard_dir};
+use crate::runtime::placement::{
+    canonical_data_dir, check_shard_count, lock_data_dir, placement, shard_dir, DataDirLock,
+};
 use crate::runtime::router::{mesh_builder, MeshBuilder, Router, RouterMsg};
 use crate::storage::catalog::Store;
 use crate::storage::error::glommio_io;
@@ -267,6 +269,8 @@ pub struct ServerHandle {
     threads: Option<PoolThreadHandles<Result<()>>>,
     reload: Arc<AtomicU64>,
     auth: Mode,
+    /// Held until the shards have exited (fields drop after `Drop::drop`).
+    _lock: DataDirLock,
 }
 
 impl ServerHandle {
@@ -425,11 +429,13 @@ fn decide_auth(config: &ServerConfig) -> Result<(Mode, Option<tokens::Snapshot>)
 
 /// Starts the shards on their pinned threads; returns once every shard
 /// listens (or the first start-up error, after stopping the others).
-pub fn start(config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandle> {
+pub fn start(mut config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandle> {
     let n = config.cpus.len();
     if n == 0 {
         return Err(Error::Config("no CPU listed".into()));
     }
+    config.data_dir = canonical_data_dir(&config.data_dir)?;
+    let lock = lock_data_dir(&config.data_dir)?;
     probe_listen(&config.listen)?;
     if let Some(h) = &config.http {
         probe_listen(h)?;
@@ -470,6 +476,7 @@ pub fn start(config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandle> {
         threads: Some(threads),
         reload,
         auth,
+        _lock: lock,
     };
     for _ in 0..n {
         match ready_rx.recv() {

@@ -104,6 +104,72 @@ fn serve_rejects_a_bad_timestamp_window_option() {
     assert!(err.contains("expected seconds or `off`"), "{err}");
 }
 
+/// Starts `xtdb serve --cpus 1 --listen 127.0.0.1:0 --data-dir DIR` in
+/// `cwd`; returns the child and its native address once it is ready.
+fn serve_ready(dir: &std::path::Path, cwd: &std::path::Path) -> (std::process::Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--cpus", "1", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir)
+        .current_dir(cwd)
+        .env("XTDB_IO_MEMORY", "1048576")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("server exited before ready").unwrap();
+        if line.contains("ready") {
+            break line.rsplit(' ').next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
+
+fn sigterm(child: &mut std::process::Child) {
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_second_server_on_the_same_data_dir_is_refused_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut first, _) = serve_ready(dir.path(), dir.path());
+    let err = serve_fails(&["--cpus", "1", "--listen", "127.0.0.1:0"], dir.path());
+    assert!(err.contains("in use by another xtdb server"), "{err}");
+    assert!(err.contains(&format!("pid {}", first.id())), "{err}");
+    sigterm(&mut first);
+    // The lock went with the process: the next start takes it.
+    let (mut again, _) = serve_ready(dir.path(), dir.path());
+    sigterm(&mut again);
+}
+
+#[test]
+fn a_relative_data_dir_is_served_written_and_reopened() {
+    let cwd = tempfile::tempdir().unwrap();
+    let rel = std::path::Path::new("data/rel");
+    for _ in 0..2 {
+        let (mut child, addr) = serve_ready(rel, cwd.path());
+        let out = Command::new(env!("CARGO_BIN_EXE_xtdb-load"))
+            .args(["write", "--addr", &addr, "--tags", "100", "--batch", "100"])
+            .args(["--conns", "1", "--duration", "300ms", "--cpus", "0", "-q"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        sigterm(&mut child);
+    }
+    assert!(cwd.path().join("data/rel/shard-0/wal").is_dir());
+}
+
 /// Runs `xtdb serve ARGS --data-dir DIR`, expects it to fail, returns stderr.
 fn serve_fails(args: &[&str], dir: &std::path::Path) -> String {
     let out = Command::new(BIN)

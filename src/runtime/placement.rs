@@ -1,10 +1,14 @@
 //! CPU placement and the on-disk shard layout: parses `--cpus`, builds a
 //! deterministic one-executor-per-CPU [`PoolPlacement`], names each shard's
-//! directory and guards the shard count recorded in the data directory (tags
-//! are routed by `hash(tag) mod shards`, so a data directory written with one
-//! shard count cannot be served with another).
+//! directory and guards the data directory: one server at a time
+//! ([`lock_data_dir`]: two servers writing one WAL and one set of chunks
+//! would corrupt both), an absolute path (glommio opens directories relative
+//! to nothing, so a relative path fails at the first flush), and the shard
+//! count recorded in it (tags are routed by `hash(tag) mod shards`, so a data
+//! directory written with one shard count cannot be served with another).
 
-use std::io::Write;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use glommio::{CpuSet, PoolPlacement};
@@ -13,6 +17,68 @@ use crate::storage::error::{glommio_io, Error, Result};
 
 /// Name of the file in the data directory that records the shard count.
 pub const SHARD_COUNT_FILE: &str = "shard-count";
+
+/// Name of the lock file in the data directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// The data directory's exclusive lock (an `flock` on [`LOCK_FILE`]), held
+/// until dropped; the kernel releases it when the process dies, so a
+/// kill -9 never leaves a stale lock.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: File,
+}
+
+/// Creates `data_dir` if missing and returns its absolute, canonical path
+/// (so every later open is independent of the working directory).
+pub fn canonical_data_dir(data_dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(data_dir).map_err(|e| Error::io("create data dir", data_dir, e))?;
+    std::fs::canonicalize(data_dir).map_err(|e| Error::io("resolve data dir", data_dir, e))
+}
+
+/// Takes the data directory's exclusive lock, or explains who holds it.
+/// The holder's pid is written into the file (for the message only: the
+/// lock itself is the `flock`).
+pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock> {
+    let path = data_dir.join(LOCK_FILE);
+    let io = |what: &str, e| Error::io(what.to_string(), &path, e);
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| io("open lock file", e))?;
+    match f.try_lock() {
+        Ok(()) => {
+            f.set_len(0).map_err(|e| io("truncate lock file", e))?;
+            f.rewind().map_err(|e| io("rewind lock file", e))?;
+            writeln!(f, "{}", std::process::id()).map_err(|e| io("write lock file", e))?;
+            Ok(DataDirLock { _file: f })
+        }
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = f.read_to_string(&mut holder);
+            let holder = holder.trim();
+            Err(Error::InvalidConfig {
+                setting: "--data-dir",
+                reason: format!(
+                    "data dir {} is in use by another xtdb server{} (it holds the lock on {}); \
+                     two servers on one data dir would corrupt it: stop the other one or use \
+                     another --data-dir",
+                    data_dir.display(),
+                    if holder.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (pid {holder})")
+                    },
+                    path.display()
+                ),
+            })
+        }
+        Err(TryLockError::Error(e)) => Err(io("lock", e)),
+    }
+}
 
 /// CPUs that are online, ascending.
 pub fn online_cpus() -> Result<Vec<usize>> {
@@ -153,5 +219,26 @@ mod tests {
         check_shard_count(d.path(), 2).unwrap();
         let e = check_shard_count(d.path(), 1).unwrap_err().to_string();
         assert!(e.contains("holds 2 shard(s)"), "{e}");
+    }
+
+    #[test]
+    fn one_lock_per_data_dir_released_on_drop() {
+        let d = tempfile::tempdir().unwrap();
+        let first = lock_data_dir(d.path()).unwrap();
+        let e = lock_data_dir(d.path()).unwrap_err().to_string();
+        let pid = std::process::id().to_string();
+        assert!(e.contains("in use by another xtdb server"), "{e}");
+        assert!(e.contains(&format!("pid {pid}")), "{e}");
+        drop(first);
+        let _again = lock_data_dir(d.path()).unwrap();
+    }
+
+    #[test]
+    fn data_dir_is_made_absolute() {
+        let d = tempfile::tempdir().unwrap();
+        let nested = d.path().join("a").join("..").join("b");
+        let c = canonical_data_dir(&nested).unwrap();
+        assert!(c.is_absolute());
+        assert_eq!(c, std::fs::canonicalize(d.path()).unwrap().join("b"));
     }
 }
