@@ -15,7 +15,13 @@
 //!   their runs, open ones get a new run;
 //! - **closed partition**: a partition ended `close_grace` ago and has more
 //!   than one run, or flush chunks that may hold its points: they are all
-//!   merged into one run.
+//!   merged into one run. Late points for a partition that already has a
+//!   run (a backfill after an outage, a collector replaying its buffer) are
+//!   merged only once the flush chunks that may hold them are at least as
+//!   large as the run ([`LATE_MERGE_RATIO`]); merging at every sealed
+//!   chunk would rewrite the whole partition again and again, quadratic in
+//!   the backfill. Each merge's cost (inputs plus run) is then at most
+//!   twice the level-0 bytes it consumes, so compaction work stays linear.
 //!
 //! Correctness does not depend on the policy. Every job's inputs are whole
 //! chunks; each of a tag's segments keeps its write order, and an output
@@ -36,6 +42,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use crate::storage::block::BLOCK_SIZE;
 use crate::storage::chunk::{Kind, Partition};
 use crate::storage::config::ShardConfig;
 use crate::storage::control::Control;
@@ -80,6 +87,10 @@ pub(crate) fn now_us() -> i64 {
         .unwrap_or(0)
 }
 
+/// Late data for a closed partition is merged into its run once the flush
+/// chunks that may hold it reach this fraction of the run's size.
+pub(crate) const LATE_MERGE_RATIO: f64 = 1.0;
+
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
@@ -89,14 +100,18 @@ struct Picture {
     /// Sealed flush chunks and version 1 chunks (level 0).
     level0: Vec<u64>,
     level0_bytes: u64,
-    /// Their time ranges.
-    level0_ranges: Vec<(u64, i64, i64)>,
+    /// Their time ranges and the bytes of their committed blocks.
+    level0_ranges: Vec<(u64, i64, i64, u64)>,
     /// Compacted chunks by partition, with their job ids.
     runs: BTreeMap<Partition, Vec<(u64, u64)>>,
+    /// Bytes of each partition's compacted chunks.
+    run_bytes: BTreeMap<Partition, u64>,
     /// Whether the active flush chunk holds any block.
     active_used: bool,
     /// The active chunk's time range.
     active_range: Option<(i64, i64)>,
+    /// Bytes of the active chunk's committed blocks.
+    active_bytes: u64,
 }
 
 fn picture(c: &Compactor) -> Picture {
@@ -106,27 +121,32 @@ fn picture(c: &Compactor) -> Picture {
         level0_bytes: 0,
         level0_ranges: Vec::new(),
         runs: BTreeMap::new(),
+        run_bytes: BTreeMap::new(),
         active_used: false,
         active_range: None,
+        active_bytes: 0,
     };
     for (id, info) in index.chunks() {
+        let used = u64::from(info.blocks) * BLOCK_SIZE as u64;
         match info.kind {
             Kind::Flush if !info.sealed => {
                 if info.points > 0 {
                     p.active_used = true;
                     p.active_range = Some((info.min_ts, info.max_ts));
+                    p.active_bytes = used;
                 }
             }
             Kind::Flush | Kind::V1 => {
                 p.level0.push(id);
                 p.level0_bytes += info.bytes;
                 if info.points > 0 {
-                    p.level0_ranges.push((id, info.min_ts, info.max_ts));
+                    p.level0_ranges.push((id, info.min_ts, info.max_ts, used));
                 }
             }
             Kind::Compacted => {
                 if let Some(part) = info.partition {
                     p.runs.entry(part).or_default().push((id, info.job));
+                    *p.run_bytes.entry(part).or_default() += used;
                 }
             }
         }
@@ -176,7 +196,7 @@ async fn plan(c: &Compactor, reason: Option<Reason>) -> Result<Option<(Reason, V
         let p = picture(c);
         let mut inputs: Vec<u64> = p.level0.clone();
         let mut touched: BTreeSet<Partition> = BTreeSet::new();
-        for &(_, lo, hi) in &p.level0_ranges {
+        for &(_, lo, hi, _) in &p.level0_ranges {
             touched.extend(partitions_of(lo, hi, w, 366));
         }
         for (part, runs) in &p.runs {
@@ -194,7 +214,7 @@ async fn plan(c: &Compactor, reason: Option<Reason>) -> Result<Option<(Reason, V
     if p.level0_bytes >= c.cfg.compact_backlog && !p.level0.is_empty() {
         let mut inputs = p.level0.clone();
         let mut touched: BTreeSet<Partition> = BTreeSet::new();
-        for &(_, lo, hi) in &p.level0_ranges {
+        for &(_, lo, hi, _) in &p.level0_ranges {
             touched.extend(partitions_of(lo, hi, w, 366));
         }
         for (part, runs) in &p.runs {
@@ -208,7 +228,7 @@ async fn plan(c: &Compactor, reason: Option<Reason>) -> Result<Option<(Reason, V
     }
     // A closed partition with several runs, or level-0 data that may be its.
     let mut candidates: Vec<Partition> = p.runs.keys().filter(|x| closed(x)).copied().collect();
-    for &(_, lo, hi) in &p.level0_ranges {
+    for &(_, lo, hi, _) in &p.level0_ranges {
         candidates.extend(partitions_of(lo, hi, w, 366).into_iter().filter(closed));
     }
     if let Some((lo, hi)) = p.active_range {
@@ -224,8 +244,21 @@ async fn plan(c: &Compactor, reason: Option<Reason>) -> Result<Option<(Reason, V
             .filter(|r| overlaps(r.1, r.2))
             .map(|r| r.0)
             .collect();
+        let level0_bytes: u64 = p
+            .level0_ranges
+            .iter()
+            .filter(|r| overlaps(r.1, r.2))
+            .map(|r| r.3)
+            .sum();
         let active = p.active_range.is_some_and(|(lo, hi)| overlaps(lo, hi));
         if level0.is_empty() && !active && !needs_merge(&part) {
+            continue;
+        }
+        // Late data for a partition with one run: wait until it is worth
+        // rewriting the run (see the module doc).
+        let run = p.run_bytes.get(&part).copied().unwrap_or(0) as f64;
+        let late = (level0_bytes + if active { p.active_bytes } else { 0 }) as f64;
+        if !needs_merge(&part) && run > 0.0 && late < run * LATE_MERGE_RATIO {
             continue;
         }
         if active {
