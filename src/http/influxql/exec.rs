@@ -698,16 +698,16 @@ fn call_leaf(c: &Call, grouped: bool) -> R<Leaf> {
     }
 }
 
+/// The column expression of `e`; `names` gets the name of each leaf in
+/// order (InfluxDB names a column by them joined with `_`).
 fn compile_expr(
     e: &Expr,
     grouped: bool,
     leaves: &mut Vec<Leaf>,
-    name: &mut Option<String>,
+    names: &mut Vec<String>,
 ) -> R<CExpr> {
-    let mut leaf = |l: Leaf, n: &str, name: &mut Option<String>| {
-        if name.is_none() {
-            *name = Some(n.to_string());
-        }
+    let mut leaf = |l: Leaf, n: &str, names: &mut Vec<String>| {
+        names.push(n.to_string());
         let i = leaves.iter().position(|x| *x == l).unwrap_or_else(|| {
             leaves.push(l);
             leaves.len() - 1
@@ -715,14 +715,14 @@ fn compile_expr(
         CExpr::Leaf(i)
     };
     Ok(match e {
-        Expr::VarRef(v) => leaf(Leaf::Field(v.name.clone()), &v.name, name),
+        Expr::VarRef(v) => leaf(Leaf::Field(v.name.clone()), &v.name, names),
         Expr::Call(c) => {
             let l = call_leaf(c, grouped)?;
-            leaf(l, &c.name, name)
+            leaf(l, &c.name, names)
         }
         Expr::Integer(i) => CExpr::Num(*i as f64),
         Expr::Number(f) => CExpr::Num(*f),
-        Expr::Paren(x) => compile_expr(x, grouped, leaves, name)?,
+        Expr::Paren(x) => compile_expr(x, grouped, leaves, names)?,
         Expr::Binary(b)
             if !b.op.is_comparison()
                 && matches!(
@@ -730,8 +730,8 @@ fn compile_expr(
                     BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Mod
                 ) =>
         {
-            let l = compile_expr(&b.lhs, grouped, leaves, name)?;
-            let r = compile_expr(&b.rhs, grouped, leaves, name)?;
+            let l = compile_expr(&b.lhs, grouped, leaves, names)?;
+            let r = compile_expr(&b.rhs, grouped, leaves, names)?;
             CExpr::Bin(b.op, Box::new(l), Box::new(r))
         }
         other => return Err(format!("not supported by xtdb in a SELECT field: {other}")),
@@ -876,9 +876,9 @@ fn plan(ctx: &Ctx<'_>, s: &SelectStatement) -> R<Plan> {
             wildcard = true;
             continue;
         }
-        let mut name = None;
-        let e = compile_expr(expr, grouped, &mut leaves, &mut name)?;
-        names.push(alias.clone().or(name).unwrap_or_default());
+        let mut leaf_names = Vec::new();
+        let e = compile_expr(expr, grouped, &mut leaves, &mut leaf_names)?;
+        names.push(alias.clone().unwrap_or_else(|| leaf_names.join("_")));
         columns.push(Column {
             name: String::new(),
             expr: e,
@@ -969,6 +969,24 @@ async fn select(ctx: &Ctx<'_>, s: &SelectStatement) -> R<Vec<SeriesOut>> {
     }
     for (m, list) in by_m {
         let keys = group_keys(&plan, &list);
+        // `*` shows every tag key of the measurement.
+        let m_tags = if plan.wildcard {
+            match query(
+                ctx,
+                CatalogQuery::TagKeys {
+                    from: vec![NameSel::Name(m.to_string())],
+                    filter: TagFilter::True,
+                    limit: ctx.limits.max_series,
+                },
+            )
+            .await?
+            {
+                CatalogAnswer::Keys(k) => k.into_iter().flat_map(|(_, k)| k).collect(),
+                _ => return Err("catalog: unexpected answer".into()),
+            }
+        } else {
+            Vec::new()
+        };
         let mut groups: BTreeMap<Vec<String>, Vec<&SeriesInfo>> = BTreeMap::new();
         for si in &list {
             let g: Vec<String> = keys.iter().map(|k| tag_of(si, k).to_string()).collect();
@@ -979,17 +997,11 @@ async fn select(ctx: &Ctx<'_>, s: &SelectStatement) -> R<Vec<SeriesOut>> {
             let got = if plan.aggregate {
                 aggregate_group(ctx, s, &plan, &members, start_ns, end_ns, &mut budget).await?
             } else {
-                raw_group(
-                    ctx,
-                    s,
-                    &plan,
-                    &members,
-                    &keys,
-                    start_ns,
-                    end_ns,
-                    &mut budget,
-                )
-                .await?
+                let tags = Group {
+                    keys: &keys,
+                    measurement_tags: &m_tags,
+                };
+                raw_group(ctx, &plan, &members, tags, start_ns, end_ns, &mut budget).await?
             };
             let Some((columns, mut values)) = got else {
                 continue;
@@ -1073,7 +1085,23 @@ async fn aggregate_group(
         None => {
             let (su, eu) = read_range(ctx, start_ns, end_ns);
             let spec = WindowSpec::whole(su, eu).map_err(|e| e.to_string())?;
-            (spec, Some(start_ns.unwrap_or(0).max(MIN_TIME)), None)
+            // InfluxDB labels integral with the epoch, the others with
+            // the range start.
+            let integral = plan.leaves.iter().all(|l| {
+                matches!(
+                    l.base(),
+                    Leaf::Agg {
+                        func: Func::Integral { .. },
+                        ..
+                    }
+                )
+            });
+            let label = if integral {
+                0
+            } else {
+                start_ns.unwrap_or(0).max(MIN_TIME)
+            };
+            (spec, Some(label), None)
         }
     };
     let fill = match (&s.fill, plan.interval) {
@@ -1098,6 +1126,8 @@ async fn aggregate_group(
         any |= w.slots.iter().any(|s| !matches!(s, Slot::Empty));
         let f = match (func, fill) {
             (Func::Count, aggregate::Fill::Null) => aggregate::Fill::Value(0.0),
+            // An integer column: InfluxDB casts the fill value.
+            (Func::Count, aggregate::Fill::Value(v)) => aggregate::Fill::Value(v.trunc()),
             (Func::Integral { .. }, _) => aggregate::Fill::None,
             _ => fill,
         };
@@ -1169,18 +1199,22 @@ fn join(
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The tags of a group: the keys grouped by, and every tag key of the
+/// measurement (what `*` shows).
+struct Group<'a> {
+    keys: &'a [String],
+    measurement_tags: &'a [String],
+}
+
 async fn raw_group(
     ctx: &Ctx<'_>,
-    s: &SelectStatement,
     plan: &Plan,
     members: &[&SeriesInfo],
-    group_keys: &[String],
+    group: Group<'_>,
     start_ns: Option<i64>,
     end_ns: Option<i64>,
     budget: &mut Budget,
 ) -> R<Rows> {
-    let _ = s;
     let (su, eu) = read_range(ctx, start_ns, end_ns);
     let fields: std::collections::BTreeSet<&str> = members
         .iter()
@@ -1239,13 +1273,12 @@ async fn raw_group(
     let mut leaves = plan.leaves.clone();
     if plan.wildcard {
         let mut names: Vec<(String, bool)> = fields.iter().map(|f| (f.to_string(), true)).collect();
-        let mut tags: Vec<String> = members
+        let tags: Vec<String> = group
+            .measurement_tags
             .iter()
-            .flat_map(|m| m.tags.iter().map(|(k, _)| k.clone()))
-            .filter(|k| !group_keys.contains(k))
+            .filter(|k| !group.keys.contains(k))
+            .cloned()
             .collect();
-        tags.sort();
-        tags.dedup();
         names.extend(tags.into_iter().map(|t| (t, false)));
         names.sort();
         for (n, is_field) in names {

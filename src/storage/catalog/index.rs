@@ -162,7 +162,8 @@ struct Series {
 
 #[derive(Default)]
 struct Measurement {
-    by_key: ahash::AHashMap<String, u32>,
+    /// InfluxDB series key → ordinal, in key order.
+    by_key: BTreeMap<String, u32>,
     series: Vec<Series>,
     /// Tag key → value → series ordinals (ascending).
     tags: BTreeMap<String, BTreeMap<String, Vec<u32>>>,
@@ -278,15 +279,24 @@ impl Measurement {
         }
     }
 
-    /// The series matching `c`, in ordinal order.
+    /// The series matching `c`, in key order.
     fn matching<'a>(&'a self, c: &'a Compiled) -> Box<dyn Iterator<Item = &'a Series> + 'a> {
         match self.candidates(c) {
-            Some(ords) => Box::new(
-                ords.into_iter()
-                    .filter_map(move |o| self.series.get(o as usize))
+            Some(ords) => {
+                let mut found: Vec<&Series> = ords
+                    .into_iter()
+                    .filter_map(|o| self.series.get(o as usize))
+                    .filter(|s| matches(c, &s.tags))
+                    .collect();
+                found.sort_by(|a, b| a.key.cmp(&b.key));
+                Box::new(found.into_iter())
+            }
+            None => Box::new(
+                self.by_key
+                    .values()
+                    .filter_map(|&o| self.series.get(o as usize))
                     .filter(move |s| matches(c, &s.tags)),
             ),
-            None => Box::new(self.series.iter().filter(move |s| matches(c, &s.tags))),
         }
     }
 }
@@ -494,9 +504,8 @@ impl Index {
                 let c = compile(filter)?;
                 let mut out = Vec::new();
                 for (name, m) in self.select(from)? {
-                    let mut found: Vec<&Series> = m.matching(&c).take(limit - out.len()).collect();
-                    found.sort_by(|a, b| a.key.cmp(&b.key));
-                    out.extend(found.into_iter().map(|s| SeriesInfo {
+                    let found = m.matching(&c).take(limit - out.len());
+                    out.extend(found.map(|s| SeriesInfo {
                         measurement: name.clone(),
                         key: s.key.clone(),
                         tags: s.tags.clone(),
