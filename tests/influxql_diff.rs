@@ -65,13 +65,13 @@ fn data() -> Vec<String> {
             edge + 60 * S - 1000
         ));
     }
-    let mem = vec![
+    let mem = [
         format!("mem,host=a free=10 {}", (T0 + 5) * S),
         format!("mem,host=a free=7.5 {}", (T0 + 95) * S),
         format!("mem,host=b free=3 {}", (T0 + 200) * S),
     ];
     // Rewrites: the later write wins in both.
-    let rewrites = vec![
+    let rewrites = [
         format!("cpu,host=a,region=eu usage=99.5 {}", (T0 + 50) * S),
         format!("temp,site=x value=30 {}", (M0 + 60) * S),
     ];

@@ -276,6 +276,7 @@ mod tests {
         assert_eq!(number(3.0).to_string(), "3");
         assert_eq!(number(-0.5).to_string(), "-0.5");
         assert_eq!(number(f64::NAN), Value::Null);
-        assert_eq!(number(1e300).to_string(), "1e300");
+        // Go writes 1e+300 too.
+        assert_eq!(number(1e300).to_string(), "1e+300");
     }
 }

@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 
-use super::key::split_prefix;
+use super::key::split_key;
 
 /// Which measurements a query is about (InfluxQL `FROM`, `WITH
 /// MEASUREMENT`); an empty list means every measurement.
@@ -310,13 +310,10 @@ impl Index {
     /// Adds the series key `key` with tag id `id`; keys that are not
     /// series keys (native clients name tags by id only) are ignored.
     pub fn insert(&mut self, key: &str, id: u32) {
-        let Some((m, tags, field_at)) = split_prefix(key) else {
+        let Some(((m, tags, field), prefix)) = split_key(key) else {
             return;
         };
-        let Some(field) = super::key::split_series_key(key).map(|p| p.2) else {
-            return;
-        };
-        let skey = &key[..field_at - 1];
+        let skey = &key[..prefix];
         let meas = self.measurements.entry(m).or_default();
         let ord = match meas.by_key.get(skey) {
             Some(&o) => o,

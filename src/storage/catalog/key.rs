@@ -55,18 +55,25 @@ fn token(s: &str, start: usize, stop: fn(u8) -> bool) -> (Cow<'_, str>, usize) {
 /// The unescaped measurement, tags and field of a series key, `None` if
 /// `key` is not one.
 pub fn split_series_key(key: &str) -> Option<SeriesParts> {
+    split_key(key).map(|(parts, _)| parts)
+}
+
+/// [`split_series_key`], and the length of the key's InfluxDB series key
+/// (`measurement,tk=tv...`, escaped: the key up to the space before the
+/// field).
+pub fn split_key(key: &str) -> Option<(SeriesParts, usize)> {
     let (m, tags, field_at) = split_prefix(key)?;
     let (f, j) = token(key, field_at, key_special);
     if f.is_empty() || j != key.len() {
         return None;
     }
-    Some((m, tags, f.into_owned()))
+    Some(((m, tags, f.into_owned()), field_at - 1))
 }
 
 /// Measurement and tags of a series key, and where its field starts (one
-/// past the space); the key's `[..field_at - 1]` is the InfluxDB series
-/// key (`measurement,tk=tv`).
-pub fn split_prefix(key: &str) -> Option<(String, Vec<(String, String)>, usize)> {
+/// past the space).
+#[allow(clippy::type_complexity)]
+fn split_prefix(key: &str) -> Option<(String, Vec<(String, String)>, usize)> {
     let b = key.as_bytes();
     let (m, mut i) = token(key, 0, measurement_stop);
     if m.is_empty() || i >= b.len() {
