@@ -140,6 +140,17 @@ fn corpus() -> Vec<String> {
         format!("SELECT count(usage) FROM cpu WHERE time > {}s AND time < {}s", T0 + 1, T0 + 1),
         "SELECT mean(nothing) FROM cpu".into(),
         "SELECT count(usage) FROM cpu".into(),
+        format!("SELECT max(usage), min(usage) FROM cpu WHERE host = 'a' AND {r}"),
+        format!("SELECT first(usage), mean(usage) FROM cpu WHERE {r} GROUP BY host"),
+        format!("SELECT last(idle) FROM cpu WHERE region = 'us' AND {r}"),
+        format!("SELECT min(value) FROM temp WHERE {r}"),
+        format!("SELECT \"usage\"::field AS u FROM \"xtdb\".\"autogen\".\"cpu\" WHERE \"host\" = 'b' LIMIT 3"),
+        "SHOW FIELD KEYS FROM \"autogen\".\"cpu\"".into(),
+        "SHOW TAG VALUES FROM \"cpu\" WITH KEY = \"host\" WHERE \"host\" =~ /^(a|b)$/".into(),
+        format!("SELECT mean(usage) FROM cpu WHERE {r} GROUP BY time(1m, -20s) fill(none)"),
+        format!("SELECT spread(usage), stddev(usage), median(usage) FROM cpu WHERE {r} AND host != 'b' GROUP BY time(3m)"),
+        format!("SELECT mean(usage) FROM cpu WHERE {r} GROUP BY time(1m) fill(previous)"),
+        format!("SELECT mean(usage) FROM cpu WHERE {r} GROUP BY time(1m) fill(linear) ORDER BY time DESC LIMIT 4"),
         "SELECT last(usage) FROM cpu GROUP BY host".into(),
         "SELECT mean(usage) FROM cpu WHERE time >= now() - 1h GROUP BY time(10s) fill(null)".into(),
         "SELECT usage FROM cpu WHERE time > now() - 5m".into(),
@@ -223,6 +234,10 @@ fn corpus() -> Vec<String> {
 
 /// Deliberate differences (README, "/query (InfluxQL)"), each with why.
 const DIFFERENT: &[(&str, &str)] = &[
+    (
+        "SHOW TAG VALUES FROM cpu WITH KEY = host WHERE time > now() - 1h",
+        "SHOW statements answer from the catalog: time conditions are ignored (InfluxDB lists only series with points in the range)",
+    ),
     (
         "SELECT percentile(usage, 90) FROM cpu WHERE host = 'a'",
         "without GROUP BY time xtdb labels percentile with the range start, InfluxDB with the selected point's time",

@@ -88,6 +88,9 @@ async fn for_each_chunk(
         };
         budget.charge(pts.len())?;
         f(&pts);
+        // A long query lets the shard's writes and small reads run between
+        // its chunks.
+        glommio::executor().yield_if_needed().await;
         if pts.len() < CHUNK_POINTS / 2 {
             width = width.saturating_mul(2);
         } else if pts.len() > CHUNK_POINTS * 2 {
