@@ -546,8 +546,9 @@ fn answers_without_influxd() {
     c.http = Some("127.0.0.1:0".into());
     c.memory_budget = 64 << 20;
     c.io_memory = 1 << 20;
-    c.http_config.influxql.max_points = 10;
+    c.http_config.influxql.max_points = 12;
     c.http_config.influxql.max_series = 2;
+    c.http_config.influxql.max_rows = 4;
     let h = start(c, Shutdown::new()).unwrap();
     let x = Xtdb {
         addr: h.http_addr().unwrap(),
@@ -560,9 +561,27 @@ fn answers_without_influxd() {
         v["results"][0]["error"]
             .as_str()
             .unwrap()
-            .contains("more than 10 points"),
+            .contains("more than 12 points"),
         "{v}"
     );
+    let err = |q: &str| -> String {
+        let v = json(&x, q);
+        v["results"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let e = err(&format!(
+        "SELECT value FROM temp WHERE time < {}s",
+        M0 + 120
+    ));
+    assert!(e.contains("holds more than 4 points"), "{e}");
+    let e = err(&format!(
+        "SELECT count(value) FROM temp WHERE time >= {}s AND time < {}s GROUP BY time(10s)",
+        M0,
+        M0 + 60
+    ));
+    assert!(e.contains("windows, more than the limit"), "{e}");
     let v = json(&x, "SELECT count(usage) FROM cpu");
     assert!(
         v["results"][0]["error"]

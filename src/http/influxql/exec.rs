@@ -959,7 +959,7 @@ async fn select(ctx: &Ctx<'_>, s: &SelectStatement) -> R<Vec<SeriesOut>> {
     let (start_ns, end_ns, filter) = condition(ctx, s.condition.as_ref())?;
     let all = series(ctx, from, filter, ctx.limits.max_series + 1).await?;
     over(ctx, all.len(), "series")?;
-    let mut budget = Budget::new(ctx.limits.max_points);
+    let mut budget = Budget::new(ctx.limits.max_points, ctx.limits.max_rows);
     let mut out: Vec<SeriesOut> = Vec::new();
     let mut rows = 0usize;
     // Series come sorted by measurement, then key.

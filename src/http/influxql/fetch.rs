@@ -29,17 +29,37 @@ pub const CHUNK_POINTS: usize = 32_768;
 /// Width of the first chunk, µs (one hour).
 const FIRST_CHUNK_US: i64 = 3_600_000_000;
 
-/// Points a statement may still read.
+/// Points a statement may still read, and hold in memory at once where
+/// the answer or the merge needs them all (raw answers, points merged
+/// across series).
 #[derive(Debug)]
 pub struct Budget {
     left: u64,
     max: u64,
+    held: usize,
+    max_held: usize,
 }
 
 impl Budget {
-    /// A budget of `max` points.
-    pub fn new(max: u64) -> Budget {
-        Budget { left: max, max }
+    /// A budget of `max` points read and `max_held` held.
+    pub fn new(max: u64, max_held: usize) -> Budget {
+        Budget {
+            left: max,
+            max,
+            held: 0,
+            max_held,
+        }
+    }
+
+    fn hold(&mut self, n: usize) -> Result<(), String> {
+        self.held = self.held.saturating_add(n);
+        if self.held > self.max_held {
+            return Err(format!(
+                "query holds more than {} points at once (the server's --query-max-rows): narrow the time range, GROUP BY a tag or aggregate",
+                self.max_held
+            ));
+        }
+        Ok(())
     }
 
     fn charge(&mut self, n: usize) -> Result<(), String> {
@@ -69,6 +89,7 @@ async fn for_each_chunk(
     start: i64,
     end: i64,
     budget: &mut Budget,
+    hold: bool,
     mut f: impl FnMut(&[Point]),
 ) -> Result<(), String> {
     let window = &router.local().window;
@@ -87,6 +108,9 @@ async fn for_each_chunk(
             other => return Err(failed(Failure::unexpected("influxql range", &other))),
         };
         budget.charge(pts.len())?;
+        if hold {
+            budget.hold(pts.len())?;
+        }
         f(&pts);
         // A long query lets the shard's writes and small reads run between
         // its chunks.
@@ -110,7 +134,10 @@ pub async fn fetch_points(
     budget: &mut Budget,
 ) -> Result<Vec<Point>, String> {
     let mut out = Vec::new();
-    for_each_chunk(router, id, start, end, budget, |p| out.extend_from_slice(p)).await?;
+    for_each_chunk(router, id, start, end, budget, true, |p| {
+        out.extend_from_slice(p)
+    })
+    .await?;
     Ok(out)
 }
 
@@ -135,6 +162,7 @@ async fn point_before(
             before.saturating_sub(back),
             before,
             budget,
+            false,
             |p| {
                 if let Some(q) = p.iter().rev().find(|q| !q.value.is_nan()) {
                     last = Some(*q);
@@ -164,7 +192,7 @@ async fn drive<A: Accumulator>(
         w.set_before(b.ts, b.value, b.quality)
             .map_err(|e| e.to_string())?;
     }
-    for_each_chunk(router, id, spec.start(), spec.end(), budget, |pts| {
+    for_each_chunk(router, id, spec.start(), spec.end(), budget, false, |pts| {
         w.push_all(pts.iter().map(|p| (p.ts, p.value, p.quality)))
     })
     .await?;
@@ -238,7 +266,7 @@ pub async fn fetch_windows(
                 // One window: also find where the extreme was reached.
                 let mut w = Windowed::new(spec.clone(), PartialAcc::default(), good_only);
                 let e = &mut ext[0];
-                for_each_chunk(router, id, spec.start(), spec.end(), budget, |pts| {
+                for_each_chunk(router, id, spec.start(), spec.end(), budget, false, |pts| {
                     for p in pts {
                         if !good_only || p.quality >= crate::aggregate::GOOD {
                             e.push(p.ts, p.value);
@@ -302,7 +330,7 @@ pub async fn fetch_windows(
             }
             let mut accs = vec![ValuesAcc::new(q); n];
             for &id in ids {
-                for_each_chunk(router, id, spec.start(), spec.end(), budget, |pts| {
+                for_each_chunk(router, id, spec.start(), spec.end(), budget, true, |pts| {
                     for p in pts {
                         if p.value.is_nan() || (good_only && p.quality < crate::aggregate::GOOD) {
                             continue;
@@ -352,7 +380,7 @@ async fn merged_stream<A: Accumulator<Output = Slot>>(
     }
     let mut all: Vec<(i64, usize, Point)> = Vec::new();
     for (k, &id) in ids.iter().enumerate() {
-        for_each_chunk(router, id, spec.start(), spec.end(), budget, |pts| {
+        for_each_chunk(router, id, spec.start(), spec.end(), budget, true, |pts| {
             all.extend(pts.iter().map(|p| (p.ts, k, *p)))
         })
         .await?;
