@@ -224,6 +224,16 @@ fn corpus() -> Vec<String> {
     q.push(format!(
         "SELECT median(usage) FROM cpu WHERE {r} GROUP BY time(1m)"
     ));
+    for p in [
+        "SELECT percentile(usage, 90) FROM cpu WHERE host = 'a'",
+        "SELECT percentile(usage, 0) FROM cpu",
+    ] {
+        q.push(p.into());
+    }
+    q.push(format!("SELECT percentile(usage, 50) FROM cpu WHERE {r}"));
+    q.push(format!(
+        "SELECT percentile(usage, 99.9) FROM cpu WHERE {r} GROUP BY host"
+    ));
     // Every fill mode, on a series with gaps (b) and one with empty windows (mem).
     for fill in ["null", "none", "previous", "linear", "0", "-1.5"] {
         q.push(format!(
@@ -244,10 +254,6 @@ const DIFFERENT: &[(&str, &str)] = &[
     (
         "SHOW TAG VALUES FROM cpu WITH KEY = host WHERE time > now() - 1h",
         "SHOW statements answer from the catalog: time conditions are ignored (InfluxDB lists only series with points in the range)",
-    ),
-    (
-        "SELECT percentile(usage, 90) FROM cpu WHERE host = 'a'",
-        "without GROUP BY time xtdb labels percentile with the range start, InfluxDB with the selected point's time",
     ),
     (
         "SELECT integral(usage) FROM cpu WHERE time >= 1700000000s AND time < 1700000600s GROUP BY time(2m), host",

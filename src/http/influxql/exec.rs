@@ -176,7 +176,7 @@ pub async fn run(ctx: &Ctx<'_>, stmt: &Statement) -> R<Vec<SeriesOut>> {
                 return Err("catalog: unexpected answer".into());
             };
             over(ctx, per.iter().map(|p| p.1.len()).sum(), "tag keys")?;
-            let per = page_all(per, s.slimit, s.soffset);
+            let per = paged(per, s.slimit, s.soffset);
             Ok(per
                 .into_iter()
                 .filter_map(|(m, keys)| {
@@ -366,10 +366,6 @@ fn paged<T>(v: Vec<T>, limit: Option<u64>, offset: Option<u64>) -> Vec<T> {
         _ => usize::MAX,
     };
     v.into_iter().skip(off).take(lim).collect()
-}
-
-fn page_all<T>(v: Vec<T>, limit: Option<u64>, offset: Option<u64>) -> Vec<T> {
-    paged(v, limit, offset)
 }
 
 fn name_sel(m: &Measurement) -> NameSel {
@@ -613,7 +609,7 @@ fn call_leaf(c: &Call, grouped: bool) -> R<Leaf> {
                     ))
                 }
             };
-            agg(Func::Percentile(p), false)
+            agg(Func::Percentile(p), true)
         }
         "integral" => {
             nargs(c, 1, 2)?;

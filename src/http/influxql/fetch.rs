@@ -315,6 +315,34 @@ pub async fn fetch_windows(
                 Func::Percentile(p) => Quantile::Percentile(p),
                 _ => Quantile::Median,
             };
+            if let (Func::Percentile(p), 1) = (func, n) {
+                // One window: percentile is a selector, labelled with the
+                // chosen point's time (InfluxDB sorts the points by value;
+                // equal values here by time).
+                let mut pts: Vec<(f64, i64)> = Vec::new();
+                for &id in ids {
+                    for_each_chunk(router, id, spec.start(), spec.end(), budget, true, |c| {
+                        pts.extend(
+                            c.iter()
+                                .filter(|p| {
+                                    !p.value.is_nan()
+                                        && (!good_only || p.quality >= crate::aggregate::GOOD)
+                                })
+                                .map(|p| (p.value, p.ts)),
+                        )
+                    })
+                    .await?;
+                }
+                let len = pts.len();
+                let i = (len as f64 * p / 100.0 + 0.5).floor() - 1.0;
+                if len > 0 && (0.0..len as f64).contains(&i) {
+                    pts.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                    let (v, t) = pts[i as usize];
+                    out.slots[0] = Slot::Value(v);
+                    out.times[0] = Some(t);
+                }
+                return Ok(out);
+            }
             if ids.len() == 1 {
                 out.slots = drive(
                     router,
