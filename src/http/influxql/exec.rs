@@ -1022,6 +1022,12 @@ async fn select(ctx: &Ctx<'_>, s: &SelectStatement) -> R<Vec<SeriesOut>> {
                 columns,
                 values,
             });
+            // SLIMIT: the groups after the last one answered are not read.
+            if s.slimit.is_some_and(|l| l > 0)
+                && out.len() as u64 >= s.slimit.unwrap_or(0).saturating_add(s.soffset.unwrap_or(0))
+            {
+                return Ok(paged(out, s.slimit, s.soffset));
+            }
         }
     }
     Ok(paged(out, s.slimit, s.soffset))
