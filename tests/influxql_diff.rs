@@ -497,6 +497,40 @@ fn answers_without_influxd() {
         (s, b.as_str()),
         (400, "{\"error\":\"missing required parameter \\\"q\\\"\"}")
     );
+    // Conditions xtdb cannot answer are named, never ignored.
+    let v = json(&x, "SELECT usage FROM cpu WHERE usage > 50");
+    let e = v["results"][0]["error"].as_str().unwrap();
+    assert!(
+        e.contains("only tag conditions") && e.contains("usage > 50"),
+        "{e}"
+    );
+    let v = json(
+        &x,
+        "SELECT usage FROM cpu WHERE host = 'a' OR time > now() - 1h",
+    );
+    assert!(
+        v["results"][0]["error"].as_str().unwrap().contains("OR"),
+        "{v}"
+    );
+    let v = json(&x, "SELECT mean(usage) FROM cpu GROUP BY time(1m)");
+    assert!(
+        v["results"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("lower time bound"),
+        "{v}"
+    );
+    let v = json(&x, "SELECT usage FROM cpu WHERE host =~ /(/");
+    assert!(
+        v["results"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("bad regex /(/"),
+        "{v}"
+    );
+    // pretty=true indents.
+    let (_, b) = x.request("GET", "/query?db=d&pretty=true&q=SHOW%20DATABASES", "", "");
+    assert!(b.contains("\n  \"results\": ["), "{b}");
     // No db: InfluxDB's error, per statement.
     let (_, b) = x.request("GET", "/query?q=SHOW%20MEASUREMENTS", "text/plain", "");
     assert!(b.contains("database name required"), "{b}");
