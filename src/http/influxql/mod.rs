@@ -1,8 +1,8 @@
 //! InfluxQL at `/query` (InfluxDB 1.x's query endpoint, what Grafana's
 //! InfluxDB data source and the `influxdb` clients call): the executor
-//! above the runtime. [`crate::influxql`] parses; [`exec`] plans and runs
-//! each statement against the catalog's index and the data; [`fetch`] is
-//! the one door to the data; this file owns the HTTP side: parameters (GET
+//! above the runtime. [`crate::influxql`] parses; [`exec`] runs each
+//! statement (the metadata ones against the catalog's index), `select.rs`
+//! plans and runs `SELECT`; [`fetch`] is the one door to the data; this file owns the HTTP side: parameters (GET
 //! query string or POST form body: `q`, `db`, `epoch`, `pretty`,
 //! `chunked`, `params`), the answer in InfluxDB 1.x's exact JSON shape, and
 //! the bounds ([`Limits`]). Never panics on a query; every statement's
@@ -21,6 +21,7 @@
 
 pub mod exec;
 pub mod fetch;
+mod select;
 
 use std::rc::Rc;
 
