@@ -201,6 +201,15 @@ struct ServeArgs {
     /// Serve /metrics without a token even when auth is on.
     #[arg(long, env = "XTDB_METRICS_OPEN")]
     metrics_open: bool,
+    /// InfluxQL `/query`: most series (and SHOW names) one statement touches.
+    #[arg(long, env = "XTDB_QUERY_MAX_SERIES", default_value_t = 100_000)]
+    query_max_series: usize,
+    /// InfluxQL `/query`: most points one statement reads.
+    #[arg(long, env = "XTDB_QUERY_MAX_POINTS", default_value_t = 50_000_000)]
+    query_max_points: u64,
+    /// InfluxQL `/query`: most rows one statement answers.
+    #[arg(long, env = "XTDB_QUERY_MAX_ROWS", default_value_t = 1_000_000)]
+    query_max_rows: usize,
     /// TLS on both listeners: certificate chain, PEM (reloaded on SIGHUP).
     #[arg(long, env = "XTDB_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -272,6 +281,11 @@ fn serve(a: ServeArgs) -> xtdb::error::Result<()> {
     config.http_config.max_inflight_writes = a.http_max_inflight.max(1);
     config.http_config.idle_timeout = Duration::from_secs(a.http_timeout.max(1));
     config.http_config.metrics_open = a.metrics_open;
+    config.http_config.influxql = xtdb::http::influxql::Limits {
+        max_series: a.query_max_series,
+        max_points: a.query_max_points,
+        max_rows: a.query_max_rows,
+    };
     config.auth = a.auth.unwrap_or_default();
     config.insecure = a.insecure;
     config.tls = a

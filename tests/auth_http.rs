@@ -94,6 +94,18 @@ fn endpoints() -> Vec<(&'static str, &'static str, &'static str, Option<Perms>)>
         ("GET", "/api/v1/range?id=5", "", Some(Perms::READ)),
         ("GET", "/api/v1/latest?id=5", "", Some(Perms::READ)),
         ("GET", "/api/v1/tags", "", Some(Perms::READ)),
+        (
+            "GET",
+            "/query?db=plant&q=SHOW%20MEASUREMENTS",
+            "",
+            Some(Perms::READ),
+        ),
+        (
+            "POST",
+            "/query?db=plant&q=SHOW%20DATABASES",
+            "",
+            Some(Perms::READ),
+        ),
         ("GET", "/metrics", "", Some(Perms::READ)),
         ("GET", "/api/v1/tokens", "", Some(Perms::ADMIN)),
         ("GET", "/ping", "", None),

@@ -254,3 +254,97 @@ fn python_influx_clients_write_and_read_through_auth() {
     assert!(!raw.contains("refused"), "{raw}");
     h.stop().unwrap();
 }
+
+/// The PyPI `influxdb` module: importable as installed (`None`: no extra
+/// path), or from `target/pyclients`.
+fn influxdb_module() -> Option<Option<PathBuf>> {
+    let system = Command::new("python3")
+        .args(["-c", "import influxdb"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if system {
+        return Some(None);
+    }
+    pyclients().map(Some)
+}
+
+const QUERY_SCRIPT: &str = r#"
+import sys
+from influxdb import InfluxDBClient
+from influxdb.exceptions import InfluxDBClientError
+host, port = sys.argv[1], int(sys.argv[2])
+c = InfluxDBClient(host=host, port=port, database="plant")
+c.create_database("plant")
+T0 = 1700000000
+assert c.write_points([
+    {"measurement": "boiler", "tags": {"unit": "b1"}, "time": T0, "fields": {"temp": 80.0}},
+    {"measurement": "boiler", "tags": {"unit": "b1"}, "time": T0 + 30, "fields": {"temp": 81.0}},
+    {"measurement": "boiler", "tags": {"unit": "b1"}, "time": T0 + 60, "fields": {"temp": 82.0}},
+    {"measurement": "boiler", "tags": {"unit": "b2"}, "time": T0, "fields": {"temp": 70.0}},
+    {"measurement": "pump", "tags": {"id": "p1"}, "time": T0, "fields": {"speed": 3.0}},
+], time_precision="s")
+dbs = c.get_list_database()
+assert dbs == [{"name": "xtdb"}], dbs
+ms = c.get_list_measurements()
+assert ms == [{"name": "boiler"}, {"name": "pump"}], ms
+rs = c.query('SELECT mean("temp") FROM "boiler" WHERE time >= %ds AND time < %ds '
+             'GROUP BY time(1m), "unit" fill(null)' % (T0, T0 + 120))
+b1 = list(rs.get_points(measurement="boiler", tags={"unit": "b1"}))
+assert b1 == [
+    {"time": "2023-11-14T22:13:00Z", "mean": 80.5},
+    {"time": "2023-11-14T22:14:00Z", "mean": 82},
+    {"time": "2023-11-14T22:15:00Z", "mean": None},
+], b1
+rs = c.query("SELECT temp FROM boiler WHERE unit = $u", bind_params={"u": "b2"}, epoch="s")
+assert list(rs.get_points()) == [{"time": T0, "temp": 70}], list(rs.get_points())
+chunks = list(c.query("SELECT temp FROM boiler GROUP BY unit", chunked=True))
+b1 = [p for r in chunks for p in r.get_points(tags={"unit": "b1"})]
+assert len(b1) == 3 and len(chunks) == 2, [r.raw for r in chunks]
+both = c.query("SHOW MEASUREMENTS; SHOW TAG KEYS FROM boiler")
+assert isinstance(both, list) and len(both) == 2, both
+assert list(both[1].get_points()) == [{"tagKey": "unit"}], both[1].raw
+try:
+    c.query("SELECT top(temp, 1) FROM boiler")
+    raise SystemExit("an unsupported function was accepted")
+except InfluxDBClientError as e:
+    assert "not supported" in str(e), e
+print("ok")
+"#;
+
+#[test]
+fn python_influxdb_client_queries() {
+    let Some(path) = influxdb_module() else {
+        eprintln!("SKIPPED: python3 with the PyPI influxdb package unavailable");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ServerConfig::new(dir.path()).unwrap();
+    c.cpus = vec![0, 1];
+    c.listen = "127.0.0.1:0".into();
+    c.http = Some("127.0.0.1:0".into());
+    c.memory_budget = 64 << 20;
+    c.io_memory = 1 << 20;
+    let h = start(c, Shutdown::new()).unwrap();
+    let a = h.http_addr().unwrap();
+    let mut cmd = Command::new("python3");
+    if let Some(p) = &path {
+        cmd.env("PYTHONPATH", p);
+    }
+    let out = cmd
+        .args([
+            "-c",
+            QUERY_SCRIPT,
+            &a.ip().to_string(),
+            &a.port().to_string(),
+        ])
+        .output()
+        .unwrap();
+    h.stop().unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok",
+        "stdout {}\nstderr {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

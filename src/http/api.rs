@@ -35,6 +35,7 @@ pub const ROUTES: &[(&str, Access)] = &[
     ("/api/v1/range", Access::Needs(Perms::READ)),
     ("/api/v1/latest", Access::Needs(Perms::READ)),
     ("/api/v1/tags", Access::Needs(Perms::READ)),
+    ("/query", Access::Needs(Perms::READ)),
     ("/api/v1/tokens", Access::Needs(Perms::ADMIN)),
     ("/metrics", Access::Metrics),
 ];
@@ -109,6 +110,7 @@ async fn route(state: &Rc<HttpState>, peer: Option<IpAddr>, req: Request<Incomin
         "/api/v1/latest" if get => latest(state, &params).await,
         "/api/v1/tags" if get => tags(state, &params).await,
         "/api/v1/tokens" if get => super::auth::tokens(state),
+        "/query" if get || post => super::influxql::query(state, req, params).await,
         "/metrics" if get => super::metrics::render(state).await,
         p if ROUTES.iter().any(|(r, _)| *r == p) => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")

@@ -568,38 +568,7 @@ pub fn series_key(measurement: &str, tags: &[(String, String)], field: &str) -> 
     k
 }
 
-/// The unescaped names in a series key: measurement, tags (in key order),
-/// field.
-pub type SeriesParts = (String, Vec<(String, String)>, String);
-
-/// The unescaped measurement, tags and field of a series key, `None` if
-/// `key` is not one (the inverse of [`series_key`]).
-pub fn split_series_key(key: &str) -> Option<SeriesParts> {
-    let b = key.as_bytes();
-    let (m, mut i) = token(key, 0, measurement_stop, measurement_stop);
-    if m.is_empty() || i >= b.len() {
-        return None;
-    }
-    let mut tags = Vec::new();
-    while b[i] == b',' {
-        let (k, j) = token(key, i + 1, key_special, key_special);
-        if k.is_empty() || j >= b.len() || b[j] != b'=' {
-            return None;
-        }
-        let (v, j) = token(key, j + 1, key_special, key_special);
-        if v.is_empty() || j >= b.len() || b[j] == b'=' {
-            return None;
-        }
-        tags.push((k.into_owned(), v.into_owned()));
-        i = j;
-    }
-    // b[i] is the space before the field.
-    let (f, j) = token(key, i + 1, key_special, key_special);
-    if f.is_empty() || j != b.len() {
-        return None;
-    }
-    Some((m.into_owned(), tags, f.into_owned()))
-}
+pub use crate::storage::catalog::key::{split_series_key, SeriesParts};
 
 /// A token and whether it may hold a byte that needs escaping. A token the
 /// parser borrowed from the line had no escapes, so it holds none.

@@ -23,11 +23,12 @@
 //! | `GET /api/v1/latest?tag=KEY&tag=..&id=N&precision=` | latest point per series |
 //! | `GET /api/v1/tags?match=SUBSTR&limit=N` | catalog listing |
 //! | `GET /api/v1/tokens` | the server's view of the token file (admin) |
+//! | `GET/POST /query?q=&db=&epoch=&pretty=&chunked=&params=` | InfluxQL (InfluxDB 1.x), see [`influxql`] |
 //! | `GET /metrics` | Prometheus text format |
 //!
 //! Authentication (`xtdb serve --auth on`, see [`auth`]) is checked per
-//! request before its handler: writes need `write`; range, latest, tags and
-//! `/metrics` need `read` (`/metrics` none with `--metrics-open`); tokens
+//! request before its handler: writes need `write`; range, latest, tags,
+//! `/query` and `/metrics` need `read` (`/metrics` none with `--metrics-open`); tokens
 //! need `admin`; `/ping` and `/health` are open. With `--tls-cert` the
 //! listener speaks HTTPS only.
 //!
@@ -66,6 +67,7 @@
 pub mod answer;
 pub mod api;
 pub mod auth;
+pub mod influxql;
 pub mod line;
 pub mod metrics;
 pub mod query;
@@ -104,6 +106,8 @@ pub struct HttpConfig {
     pub atomic_writes: bool,
     /// `/metrics` without credentials even when auth is on.
     pub metrics_open: bool,
+    /// Bounds on one InfluxQL statement at `/query`.
+    pub influxql: influxql::Limits,
 }
 
 impl Default for HttpConfig {
@@ -115,6 +119,7 @@ impl Default for HttpConfig {
             line: line::LineConfig::default(),
             atomic_writes: false,
             metrics_open: false,
+            influxql: influxql::Limits::default(),
         }
     }
 }

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use crate::runtime::command::{Answer, Command, Failure};
 use crate::runtime::dispatch::execute;
 use crate::runtime::router::Router;
+use crate::storage::catalog::index::{CatalogAnswer, CatalogQuery};
 
 /// One shard's catalog client.
 pub struct Catalog {
@@ -71,6 +72,15 @@ impl Catalog {
             }
         }
         Ok(out)
+    }
+
+    /// The index's answer to an InfluxQL metadata question (asked on
+    /// shard 0; nothing is cached, the index changes as series are created).
+    pub async fn query(&self, q: CatalogQuery) -> Result<CatalogAnswer, Failure> {
+        match execute(&self.router, Command::Catalog(q)).await? {
+            Answer::Catalog(a) => Ok(a),
+            other => Err(Failure::unexpected("catalog query", &other)),
+        }
     }
 
     /// Series whose key contains `pat`, by id, at most `limit`.

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use crate::runtime::report::ShardReport;
 use crate::storage;
+use crate::storage::catalog::index::{CatalogAnswer, CatalogQuery};
 use crate::Point;
 
 /// What a shard is asked to do. A client's command is split by owner and
@@ -48,6 +49,9 @@ pub enum Command {
         /// Most answers.
         limit: usize,
     },
+    /// Catalog: an InfluxQL metadata question (measurements, tag keys and
+    /// values, field keys, series) for the index. Runs on shard 0.
+    Catalog(CatalogQuery),
 }
 
 /// A successful answer.
@@ -65,6 +69,8 @@ pub enum Answer {
     Ids(Vec<Option<u32>>),
     /// Catalog entries `(id, key)`.
     Tags(Vec<(u32, String)>),
+    /// The index's answer to a [`Command::Catalog`].
+    Catalog(CatalogAnswer),
 }
 
 /// Why a command was not done. Nothing of a failed write was acknowledged
@@ -173,6 +179,7 @@ impl Failure {
             Answer::Reports(_) => "reports",
             Answer::Ids(_) => "ids",
             Answer::Tags(_) => "tags",
+            Answer::Catalog(_) => "catalog",
         };
         Failure::Internal {
             reason: format!("{what}: unexpected {kind} answer"),

@@ -30,7 +30,7 @@ pub async fn execute(router: &Rc<Router>, cmd: Command) -> Reply {
         }
         Command::Latest(tags) => latest(router, tags).await,
         Command::Stats => reports(router).await.map(Answer::Reports),
-        c @ (Command::Resolve { .. } | Command::ListTags { .. }) => {
+        c @ (Command::Resolve { .. } | Command::ListTags { .. } | Command::Catalog(_)) => {
             router.call(CATALOG_SHARD, c).await
         }
     }

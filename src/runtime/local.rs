@@ -128,6 +128,11 @@ impl Local {
             Command::ListTags { pattern, limit } => {
                 Ok(Answer::Tags(self.catalog()?.list(&pattern, limit)))
             }
+            Command::Catalog(q) => self
+                .catalog()?
+                .query(&q)
+                .map(Answer::Catalog)
+                .map_err(|reason| Failure::InvalidInput { reason }),
         }
     }
 }

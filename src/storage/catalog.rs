@@ -9,14 +9,19 @@
 //! no acknowledged write can name an id that a crash forgets. Creation is
 //! serialised by the record file; keys already known are answered from
 //! memory without waiting. A failed append fences the store: new keys are
-//! refused until restart. Owns the store only: other shards reach it
-//! through the runtime.
+//! refused until restart. Owns the store and its in-memory [`index`]
+//! (measurements, tags, fields; rebuilt from the keys at open, extended as
+//! keys are created); other shards reach both through the runtime.
+
+pub mod index;
+pub mod key;
 
 use std::cell::RefCell;
 use std::path::Path;
 
 use crate::storage::error::{Error, Result};
 use crate::storage::records::{OpenReport, RecordFile};
+use index::{CatalogAnswer, CatalogQuery, Index};
 
 /// First id the catalog assigns.
 pub const FIRST_ID: u32 = 1 << 31;
@@ -32,6 +37,7 @@ pub struct Store {
     file: RecordFile,
     ids: RefCell<ahash::AHashMap<String, u32>>,
     keys: RefCell<Vec<String>>,
+    index: RefCell<Index>,
     report: OpenReport,
     /// Held while new ids are assigned and appended.
     lock: glommio::sync::Semaphore,
@@ -43,6 +49,7 @@ impl Store {
         let path = data_dir.join(FILE_NAME);
         let mut ids = ahash::AHashMap::new();
         let mut keys: Vec<String> = Vec::new();
+        let mut index = Index::new();
         let (file, report) = RecordFile::open(&path, MAGIC, MAX_KEY_LEN + 4, |_, p| {
             let (id, key) = decode(p)?;
             let expect = FIRST_ID.wrapping_add(keys.len() as u32);
@@ -50,6 +57,7 @@ impl Store {
                 return Err(format!("id {id}, expected {expect}"));
             }
             ids.insert(key.to_string(), id);
+            index.insert(key, id);
             keys.push(key.to_string());
             Ok(())
         })
@@ -58,6 +66,7 @@ impl Store {
             file,
             ids: RefCell::new(ids),
             keys: RefCell::new(keys),
+            index: RefCell::new(index),
             report,
             lock: glommio::sync::Semaphore::new(1),
         })
@@ -133,8 +142,11 @@ impl Store {
         {
             let mut ids = self.ids.borrow_mut();
             let mut names = self.keys.borrow_mut();
+            let mut index = self.index.borrow_mut();
             for k in new {
-                ids.insert(k.clone(), FIRST_ID + names.len() as u32);
+                let id = FIRST_ID + names.len() as u32;
+                ids.insert(k.clone(), id);
+                index.insert(k, id);
                 names.push(k.clone());
             }
         }
@@ -151,6 +163,12 @@ impl Store {
             .take(limit)
             .map(|(i, k)| (FIRST_ID + i as u32, k.clone()))
             .collect()
+    }
+
+    /// Answers an InfluxQL metadata question from the index (an `Err`
+    /// names a bad regex).
+    pub fn query(&self, q: &CatalogQuery) -> std::result::Result<CatalogAnswer, String> {
+        self.index.borrow().query(q)
     }
 
     /// Closes the file.

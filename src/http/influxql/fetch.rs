@@ -1,0 +1,428 @@
+//! The one door from the InfluxQL executor to the data: raw points of a
+//! series ([`fetch_points`]) and per-window aggregates of a group of
+//! series merged into one ([`fetch_windows`]). Both read through
+//! `Command::Range` and [`execute`], in bounded time chunks (the chunk
+//! width adapts so each answer stays near [`CHUNK_POINTS`] points), and
+//! feed the pure kernels of [`crate::aggregate`]; every point read is
+//! charged to the statement's [`Budget`], so one query cannot read without
+//! bound. When the engine answers aggregates itself, only this file
+//! changes. Never holds more than one chunk of one series' points at a
+//! time, except where the answer is the points (raw `SELECT`) or where
+//! InfluxQL merges raw points across series (median, percentile, integral
+//! and `time_weighted_mean` over several series), both bounded by the
+//! budget.
+
+use std::rc::Rc;
+
+use crate::aggregate::{
+    Accumulator, Func, IntegralAcc, Partial, PartialAcc, Quantile, Slot, TwaAcc, ValuesAcc,
+    WindowSpec, Windowed,
+};
+use crate::runtime::admission::now_us;
+use crate::runtime::command::{Answer, Command, Failure};
+use crate::runtime::dispatch::execute;
+use crate::runtime::router::Router;
+use crate::Point;
+
+/// Points one chunk aims at.
+pub const CHUNK_POINTS: usize = 32_768;
+/// Width of the first chunk, µs (one hour).
+const FIRST_CHUNK_US: i64 = 3_600_000_000;
+
+/// Points a statement may still read, and hold in memory at once where
+/// the answer or the merge needs them all (raw answers, points merged
+/// across series).
+#[derive(Debug)]
+pub struct Budget {
+    left: u64,
+    max: u64,
+    held: usize,
+    max_held: usize,
+}
+
+impl Budget {
+    /// A budget of `max` points read and `max_held` held.
+    pub fn new(max: u64, max_held: usize) -> Budget {
+        Budget {
+            left: max,
+            max,
+            held: 0,
+            max_held,
+        }
+    }
+
+    fn hold(&mut self, n: usize) -> Result<(), String> {
+        self.held = self.held.saturating_add(n);
+        if self.held > self.max_held {
+            return Err(format!(
+                "query holds more than {} points at once (the server's --query-max-rows): narrow the time range, GROUP BY a tag or aggregate",
+                self.max_held
+            ));
+        }
+        Ok(())
+    }
+
+    fn charge(&mut self, n: usize) -> Result<(), String> {
+        match self.left.checked_sub(n as u64) {
+            Some(l) => {
+                self.left = l;
+                Ok(())
+            }
+            None => Err(format!(
+                "query reads more than {} points (the server's --query-max-points): narrow the time range or the series",
+                self.max
+            )),
+        }
+    }
+}
+
+fn failed(f: Failure) -> String {
+    f.to_string()
+}
+
+/// Calls `f` with the points of `id` in `[start, end)` (µs), chunk by
+/// chunk, in time order. The range is first clipped to the timestamps the
+/// server accepts (no point can lie outside them).
+async fn for_each_chunk(
+    router: &Rc<Router>,
+    id: u32,
+    start: i64,
+    end: i64,
+    budget: &mut Budget,
+    hold: bool,
+    mut f: impl FnMut(&[Point]),
+) -> Result<(), String> {
+    let window = &router.local().window;
+    let mut lo = start.max(window.min_ts);
+    let end = end.min(window.max_ts(now_us()).saturating_add(1));
+    let mut width = FIRST_CHUNK_US;
+    while lo < end {
+        let hi = lo.saturating_add(width).min(end);
+        let cmd = Command::Range {
+            tag: id,
+            start: lo,
+            end: hi,
+        };
+        let pts = match execute(router, cmd).await.map_err(failed)? {
+            Answer::Points(p) => p,
+            other => return Err(failed(Failure::unexpected("influxql range", &other))),
+        };
+        budget.charge(pts.len())?;
+        if hold {
+            budget.hold(pts.len())?;
+        }
+        f(&pts);
+        // A long query lets the shard's writes and small reads run between
+        // its chunks.
+        glommio::executor().yield_if_needed().await;
+        if pts.len() < CHUNK_POINTS / 2 {
+            width = width.saturating_mul(2);
+        } else if pts.len() > CHUNK_POINTS * 2 {
+            width = (width / 2).max(1);
+        }
+        lo = hi;
+    }
+    Ok(())
+}
+
+/// The points of `id` in `[start, end)` (µs), in time order.
+pub async fn fetch_points(
+    router: &Rc<Router>,
+    id: u32,
+    start: i64,
+    end: i64,
+    budget: &mut Budget,
+) -> Result<Vec<Point>, String> {
+    let mut out = Vec::new();
+    for_each_chunk(router, id, start, end, budget, true, |p| {
+        out.extend_from_slice(p)
+    })
+    .await?;
+    Ok(out)
+}
+
+/// The last point of `id` before `before` (µs), looked for in growing
+/// steps back (a minute to 30 days); `None` if there is none that recent.
+async fn point_before(
+    router: &Rc<Router>,
+    id: u32,
+    before: i64,
+    budget: &mut Budget,
+) -> Result<Option<Point>, String> {
+    for back in [
+        60_000_000i64,
+        3_600_000_000,
+        86_400_000_000,
+        30 * 86_400_000_000,
+    ] {
+        let mut last = None;
+        for_each_chunk(
+            router,
+            id,
+            before.saturating_sub(back),
+            before,
+            budget,
+            false,
+            |p| {
+                if let Some(q) = p.iter().rev().find(|q| !q.value.is_nan()) {
+                    last = Some(*q);
+                }
+            },
+        )
+        .await?;
+        if last.is_some() {
+            return Ok(last);
+        }
+    }
+    Ok(None)
+}
+
+/// One function over one series' points, window by window.
+async fn drive<A: Accumulator>(
+    router: &Rc<Router>,
+    id: u32,
+    spec: &WindowSpec,
+    acc: A,
+    good_only: bool,
+    before: Option<Point>,
+    budget: &mut Budget,
+) -> Result<Vec<A::Output>, String> {
+    let mut w = Windowed::new(spec.clone(), acc, good_only);
+    if let Some(b) = before {
+        w.set_before(b.ts, b.value, b.quality)
+            .map_err(|e| e.to_string())?;
+    }
+    for_each_chunk(router, id, spec.start(), spec.end(), budget, false, |pts| {
+        w.push_all(pts.iter().map(|p| (p.ts, p.value, p.quality)))
+    })
+    .await?;
+    w.finish().map_err(|e| e.to_string())
+}
+
+/// Per window: the function's value, and for the selectors (`first`,
+/// `last`, `min`, `max`) the time of the point selected.
+#[derive(Debug, Default)]
+pub struct Windows {
+    /// One slot per window of the spec.
+    pub slots: Vec<Slot>,
+    /// For selectors, the selected point's time (µs) per window.
+    pub times: Vec<Option<i64>>,
+}
+
+/// Where min and max were first reached (InfluxDB: the earliest point of
+/// equal values).
+#[derive(Clone, Copy, Default)]
+struct Extremes {
+    min: Option<(f64, i64)>,
+    max: Option<(f64, i64)>,
+}
+
+impl Extremes {
+    fn push(&mut self, ts: i64, v: f64) {
+        if v.is_nan() {
+            return;
+        }
+        match self.min {
+            Some((m, t)) if v > m || (v == m && t <= ts) => {}
+            _ => self.min = Some((v, ts)),
+        }
+        match self.max {
+            Some((m, t)) if v < m || (v == m && t <= ts) => {}
+            _ => self.max = Some((v, ts)),
+        }
+    }
+}
+
+/// `func` per window of `spec` over the series `ids` merged into one
+/// (InfluxQL without `GROUP BY` tag merges every series of a measurement):
+/// mergeable functions merge per-series [`Partial`]s; median and
+/// percentile take the union of the values; integral and
+/// `time_weighted_mean` run over the time-ordered merge of the points
+/// (equal times: the later series' point replaces the earlier). For
+/// `time_weighted_mean` of one series the value in force at the start
+/// (the last point before it) counts.
+pub async fn fetch_windows(
+    router: &Rc<Router>,
+    ids: &[u32],
+    spec: &WindowSpec,
+    func: Func,
+    good_only: bool,
+    budget: &mut Budget,
+) -> Result<Windows, String> {
+    func.validate().map_err(|e| e.to_string())?;
+    let n = spec.len();
+    let mut out = Windows {
+        slots: vec![Slot::Empty; n],
+        times: vec![None; n],
+    };
+    if n == 0 || ids.is_empty() {
+        return Ok(out);
+    }
+    if func.mergeable() {
+        let mut merged: Vec<Option<Partial>> = vec![None; n];
+        let mut ext = vec![Extremes::default(); if n == 1 { 1 } else { 0 }];
+        for &id in ids {
+            let parts = if n == 1 && matches!(func, Func::Min | Func::Max) {
+                // One window: also find where the extreme was reached.
+                let mut w = Windowed::new(spec.clone(), PartialAcc::default(), good_only);
+                let e = &mut ext[0];
+                for_each_chunk(router, id, spec.start(), spec.end(), budget, false, |pts| {
+                    for p in pts {
+                        if !good_only || p.quality >= crate::aggregate::GOOD {
+                            e.push(p.ts, p.value);
+                        }
+                    }
+                    w.push_all(pts.iter().map(|p| (p.ts, p.value, p.quality)))
+                })
+                .await?;
+                w.finish().map_err(|e| e.to_string())?
+            } else {
+                drive(
+                    router,
+                    id,
+                    spec,
+                    PartialAcc::default(),
+                    good_only,
+                    None,
+                    budget,
+                )
+                .await?
+            };
+            for (m, p) in merged.iter_mut().zip(parts) {
+                match (m.as_mut(), p) {
+                    (Some(m), Some(p)) => m.merge(&p),
+                    (None, Some(p)) => *m = Some(p),
+                    _ => {}
+                }
+            }
+        }
+        for (i, m) in merged.iter().enumerate() {
+            let Some(p) = m else { continue };
+            out.slots[i] = p.eval(func).map_err(|e| e.to_string())?;
+            out.times[i] = match func {
+                Func::First => Some(p.first.ts),
+                Func::Last => Some(p.last.ts),
+                Func::Min => ext.first().and_then(|e| e.min).map(|m| m.1),
+                Func::Max => ext.first().and_then(|e| e.max).map(|m| m.1),
+                _ => None,
+            };
+        }
+        return Ok(out);
+    }
+    match func {
+        Func::Median | Func::Percentile(_) => {
+            let q = match func {
+                Func::Percentile(p) => Quantile::Percentile(p),
+                _ => Quantile::Median,
+            };
+            if let (Func::Percentile(p), 1) = (func, n) {
+                // One window: percentile is a selector, labelled with the
+                // chosen point's time (InfluxDB sorts the points by value;
+                // equal values here by time).
+                let mut pts: Vec<(f64, i64)> = Vec::new();
+                for &id in ids {
+                    for_each_chunk(router, id, spec.start(), spec.end(), budget, true, |c| {
+                        pts.extend(
+                            c.iter()
+                                .filter(|p| {
+                                    !p.value.is_nan()
+                                        && (!good_only || p.quality >= crate::aggregate::GOOD)
+                                })
+                                .map(|p| (p.value, p.ts)),
+                        )
+                    })
+                    .await?;
+                }
+                let len = pts.len();
+                let i = (len as f64 * p / 100.0 + 0.5).floor() - 1.0;
+                if len > 0 && (0.0..len as f64).contains(&i) {
+                    pts.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                    let (v, t) = pts[i as usize];
+                    out.slots[0] = Slot::Value(v);
+                    out.times[0] = Some(t);
+                }
+                return Ok(out);
+            }
+            if ids.len() == 1 {
+                out.slots = drive(
+                    router,
+                    ids[0],
+                    spec,
+                    ValuesAcc::new(q),
+                    good_only,
+                    None,
+                    budget,
+                )
+                .await?;
+                return Ok(out);
+            }
+            let mut accs = vec![ValuesAcc::new(q); n];
+            for &id in ids {
+                for_each_chunk(router, id, spec.start(), spec.end(), budget, true, |pts| {
+                    for p in pts {
+                        if p.value.is_nan() || (good_only && p.quality < crate::aggregate::GOOD) {
+                            continue;
+                        }
+                        if let Some(i) = spec.index_of(p.ts) {
+                            accs[i].push(p.ts, p.value, true);
+                        }
+                    }
+                })
+                .await?;
+            }
+            out.slots = accs.iter_mut().map(ValuesAcc::quantile).collect();
+            Ok(out)
+        }
+        Func::Integral { unit, mode } => {
+            let acc = IntegralAcc::new(unit, mode).map_err(|e| e.to_string())?;
+            out.slots = merged_stream(router, ids, spec, acc, good_only, None, budget).await?;
+            Ok(out)
+        }
+        Func::TimeWeighted(interp) => {
+            let before = if ids.len() == 1 {
+                point_before(router, ids[0], spec.start(), budget).await?
+            } else {
+                None
+            };
+            let acc = TwaAcc::new(interp);
+            out.slots = merged_stream(router, ids, spec, acc, good_only, before, budget).await?;
+            Ok(out)
+        }
+        other => Err(format!("{} cannot be computed here", other.name())),
+    }
+}
+
+/// `acc` over the time-ordered merge of the series' points (one series:
+/// streamed chunk by chunk; several: merged in memory, within the budget).
+async fn merged_stream<A: Accumulator<Output = Slot>>(
+    router: &Rc<Router>,
+    ids: &[u32],
+    spec: &WindowSpec,
+    acc: A,
+    good_only: bool,
+    before: Option<Point>,
+    budget: &mut Budget,
+) -> Result<Vec<Slot>, String> {
+    if ids.len() == 1 {
+        return drive(router, ids[0], spec, acc, good_only, before, budget).await;
+    }
+    let mut all: Vec<(i64, usize, Point)> = Vec::new();
+    for (k, &id) in ids.iter().enumerate() {
+        for_each_chunk(router, id, spec.start(), spec.end(), budget, true, |pts| {
+            all.extend(pts.iter().map(|p| (p.ts, k, *p)))
+        })
+        .await?;
+    }
+    all.sort_by_key(|&(ts, k, _)| (ts, k));
+    // Equal times: the later series' point wins.
+    let mut merged: Vec<Point> = Vec::with_capacity(all.len());
+    for (_, _, p) in all {
+        match merged.last_mut() {
+            Some(l) if l.ts == p.ts => *l = p,
+            _ => merged.push(p),
+        }
+    }
+    let mut w = Windowed::new(spec.clone(), acc, good_only);
+    w.push_all(merged.iter().map(|p| (p.ts, p.value, p.quality)));
+    w.finish().map_err(|e| e.to_string())
+}
