@@ -240,12 +240,18 @@ async fn check_query(shard: &Shard, tag: u32, all: &[Point], q: &Q, good_only: b
             let fwant = fill(&want, if want_before { fb } else { f });
             assert_eq!(fgot.len(), fwant.len(), "fill; {ctx}");
             for (g, w) in fgot.iter().zip(&fwant) {
-                assert!(g.0 == w.0 && close_opt(g.1, w.1), "fill {g:?} vs {w:?}; {ctx}");
+                assert!(
+                    g.0 == w.0 && close_opt(g.1, w.1),
+                    "fill {g:?} vs {w:?}; {ctx}"
+                );
             }
         }
         Q::Partials { start, len, every } => {
             let spec = WindowSpec::new(start, start + len, every, 0, MAX).unwrap();
-            let got = shard.aggregate_partials(tag, &spec, good_only).await.unwrap();
+            let got = shard
+                .aggregate_partials(tag, &spec, good_only)
+                .await
+                .unwrap();
             let mut w = Windowed::new(spec.clone(), PartialAcc::default(), good_only);
             for p in all {
                 w.push(p.ts, p.value, p.quality);
@@ -422,8 +428,14 @@ fn summaries_answer_whole_segments() {
             .unwrap();
         assert!(shard.stats().agg_segments_decoded > d0);
         // A rewrite inside a summarised segment wins.
-        shard.write(&[Point::new(7, 5_000_000, 1e6, 192)]).await.unwrap();
-        let (got, _) = shard.aggregate(7, &spec, Func::Max, false, false).await.unwrap();
+        shard
+            .write(&[Point::new(7, 5_000_000, 1e6, 192)])
+            .await
+            .unwrap();
+        let (got, _) = shard
+            .aggregate(7, &spec, Func::Max, false, false)
+            .await
+            .unwrap();
         assert_eq!(got[0], Slot::Value(1e6));
         shard.close().await.unwrap();
     });

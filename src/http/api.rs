@@ -35,6 +35,10 @@ pub const ROUTES: &[(&str, Access)] = &[
     ("/api/v1/range", Access::Needs(Perms::READ)),
     ("/api/v1/latest", Access::Needs(Perms::READ)),
     ("/api/v1/tags", Access::Needs(Perms::READ)),
+    ("/api/v1/aggregate", Access::Needs(Perms::READ)),
+    ("/api/v1/interpolated", Access::Needs(Perms::READ)),
+    ("/api/v1/plot", Access::Needs(Perms::READ)),
+    ("/api/v1/at_or_before", Access::Needs(Perms::READ)),
     ("/api/v1/tokens", Access::Needs(Perms::ADMIN)),
     ("/metrics", Access::Metrics),
 ];
@@ -108,6 +112,10 @@ async fn route(state: &Rc<HttpState>, peer: Option<IpAddr>, req: Request<Incomin
         "/api/v1/range" if get => range(state, &params).await,
         "/api/v1/latest" if get => latest(state, &params).await,
         "/api/v1/tags" if get => tags(state, &params).await,
+        "/api/v1/aggregate" if get => super::aggregate::aggregate(state, &params).await,
+        "/api/v1/interpolated" if get => super::aggregate::interpolated(state, &params).await,
+        "/api/v1/plot" if get => super::aggregate::plot(state, &params).await,
+        "/api/v1/at_or_before" if get => super::aggregate::at_or_before(state, &params).await,
         "/api/v1/tokens" if get => super::auth::tokens(state),
         "/metrics" if get => super::metrics::render(state).await,
         p if ROUTES.iter().any(|(r, _)| *r == p) => {
