@@ -1,4 +1,5 @@
-//! The aggregate endpoints against a real two-shard server: many series
+//! The aggregate endpoints (HTTP JSON and native frames) against a real
+//! two-shard server: many series
 //! across both shards answered in request order, every endpoint's rows
 //! checked against values computed here, bad parameters answered 400
 //! naming the parameter, the row limit refused naming the limit, and the
@@ -247,5 +248,96 @@ fn aggregate_endpoints() {
     let text = r.text();
     assert!(text.contains("agg_segments_decoded"), "{text}");
     assert!(text.contains("agg_segments_from_summary"), "{text}");
+    h.stop().unwrap();
+}
+
+/// The native frames through the Client: rows and partials for tags on
+/// both shards in request order, the row limit as error 8 naming it, a
+/// bad parameter as error 11.
+#[test]
+fn native_aggregate_frames() {
+    use xtdb::aggregate::{Fill, Func};
+    use xtdb::net::client::Client;
+    use xtdb::net::error::ClientError;
+    use xtdb::runtime::command::AggQuery;
+    use xtdb::Point;
+
+    let dir = tempfile::tempdir().unwrap();
+    let h = server(dir.path());
+    let addr = h.local_addr().to_string();
+    net_common::client(move || async move {
+        let mut c = Client::connect(&addr).await.unwrap();
+        let tags: Vec<u32> = (0..8).collect();
+        let mut pts = Vec::new();
+        for &t in &tags {
+            for i in 0..100i64 {
+                pts.push(Point::new(
+                    t,
+                    1_000_000 + i * 10,
+                    (t as i64 * 100 + i) as f64,
+                    192,
+                ));
+            }
+        }
+        c.write(&pts).await.unwrap();
+        let order = vec![7u32, 2, 5, 0, 7];
+        let q = AggQuery::Windows {
+            start: 1_000_000,
+            end: 1_001_000,
+            every: 500,
+            offset: 0,
+            func: Func::Sum,
+            fill: Fill::Null,
+        };
+        let got = c.aggregate(&order, &q, false).await.unwrap();
+        assert_eq!(got.len(), order.len());
+        for (k, &t) in order.iter().enumerate() {
+            let s = |a: i64, b: i64| (a..b).map(|i| (t as i64 * 100 + i) as f64).sum::<f64>();
+            assert_eq!(
+                got[k],
+                vec![(1_000_000, Some(s(0, 50))), (1_000_500, Some(s(50, 100)))],
+                "tag {t}"
+            );
+        }
+        let p = AggQuery::Partials {
+            start: 1_000_000,
+            end: 1_001_000,
+            every: 1000,
+            offset: 0,
+        };
+        let parts = c.aggregate_partials(&order, &p, true).await.unwrap();
+        for (k, &t) in order.iter().enumerate() {
+            let w = parts[k][0].unwrap();
+            assert_eq!((w.count, w.min), (100, (t as i64 * 100) as f64));
+        }
+        let many = AggQuery::Windows {
+            start: 0,
+            end: 10_000,
+            every: 1,
+            offset: 0,
+            func: Func::Mean,
+            fill: Fill::None,
+        };
+        match c.aggregate(&[1], &many, false).await {
+            Err(ClientError::Remote { code, message }) => {
+                assert_eq!(code, 8, "{message}");
+                assert!(message.contains("max_query_rows"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let bad = AggQuery::Interpolated {
+            start: 0,
+            end: 10,
+            every: 0,
+            interp: xtdb::aggregate::Interp::Step,
+        };
+        match c.aggregate(&[1], &bad, false).await {
+            Err(ClientError::Remote { code, message }) => {
+                assert_eq!(code, 11, "{message}");
+                assert!(message.contains("interval"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    });
     h.stop().unwrap();
 }
