@@ -420,6 +420,30 @@ fn summaries_answer_whole_segments() {
             after.agg_segments_from_summary > before.agg_segments_from_summary,
             "no segment answered from its summary: {after:?}"
         );
+        // Interpolated samples 10 s apart and 2 plot pixels: segments
+        // holding no sample time, or inside one pixel, are not decoded.
+        let s0 = shard.stats().agg_segments_from_summary;
+        let got = shard
+            .interpolated(7, 0, 20_000_000, 10_000_000, Interp::Linear, false, MAX)
+            .await
+            .unwrap();
+        let mut ip =
+            Interpolator::new(0, 20_000_000, 10_000_000, Interp::Linear, false, MAX).unwrap();
+        let mut pl = Plotter::new(0, 20_000_000, 2, false, MAX).unwrap();
+        for p in &all {
+            ip.push(p.ts, p.value, p.quality);
+            pl.push(p.ts, p.value, p.quality);
+        }
+        assert_eq!(got, ip.finish().unwrap());
+        let s1 = shard.stats().agg_segments_from_summary;
+        assert!(s1 > s0, "interpolation decoded every segment");
+        let got = shard.plot(7, 0, 20_000_000, 2, false, MAX).await.unwrap();
+        assert_eq!(got, pl.finish().unwrap());
+        assert!(
+            shard.stats().agg_segments_from_summary > s1,
+            "plot decoded every segment"
+        );
+        let after = shard.stats();
         // Median needs points: every segment decodes.
         let d0 = after.agg_segments_decoded;
         let (_, _) = shard

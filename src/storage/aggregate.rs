@@ -11,9 +11,11 @@
 //!   buffers) join the cluster whose span holds them;
 //! - a cluster of one segment with a stored [`Summary`] and no memory point
 //!   in its span cannot hold a duplicate, so when the kernel accepts the
-//!   summary (it lies inside one window, the function needs no points, and
-//!   in a good-only request it holds only good points) its block is not
-//!   even read;
+//!   summary (windows: it lies inside one window, the function needs no
+//!   points; plot: inside one interval, offered as its first, min, max and
+//!   last points; interpolation: it holds no sample time, offered as its
+//!   first and last points; good-only: it holds only good points) its
+//!   block is not even read;
 //! - any other cluster is decoded (its blocks read concurrently, a bounded
 //!   batch at a time) and merged with the same precedence as `range` (the
 //!   later write wins), then pushed point by point;
@@ -132,16 +134,38 @@ impl Sink for Plotter {
     }
 }
 
-impl Sink for Interpolator {
-    fn takes(&self, _s: &Summary) -> bool {
-        false
+/// An [`Interpolator`] with what it samples, so a segment holding no
+/// sample time can be offered as just its first and last points (the
+/// samples around it only see those two).
+struct InterpSink {
+    ip: Interpolator,
+    start: i64,
+    end: i64,
+    every: i64,
+    good_only: bool,
+}
+
+impl Sink for InterpSink {
+    fn takes(&self, s: &Summary) -> bool {
+        if s.count == 0 || !s.usable_for(self.good_only) || s.first_ts > s.last_ts {
+            return false;
+        }
+        // The first sample time at or after first_ts.
+        let (start, every) = (i128::from(self.start), i128::from(self.every));
+        let off = (i128::from(s.first_ts) - start).max(0);
+        let t = start + (off + every - 1) / every * every;
+        t > i128::from(s.last_ts) || t > i128::from(self.end)
     }
-    fn take(&mut self, _s: &Summary) -> std::result::Result<(), AggError> {
+    fn take(&mut self, s: &Summary) -> std::result::Result<(), AggError> {
+        self.ip.push(s.first_ts, s.first, GOOD);
+        if s.last_ts != s.first_ts {
+            self.ip.push(s.last_ts, s.last, GOOD);
+        }
         Ok(())
     }
     fn push_points(&mut self, pts: &[Point]) {
         for p in pts {
-            self.push(p.ts, p.value, p.quality);
+            self.ip.push(p.ts, p.value, p.quality);
         }
     }
 }
@@ -494,19 +518,26 @@ pub(crate) async fn interpolated(
     interp: Interp,
     max_samples: usize,
 ) -> Result<Vec<(i64, Option<f64>)>> {
-    let mut ip = Interpolator::new(start, end, every, interp, sc.good_only, max_samples)
+    let ip = Interpolator::new(start, end, every, interp, sc.good_only, max_samples)
         .map_err(query_err)?;
+    let mut sink = InterpSink {
+        ip,
+        start,
+        end,
+        every,
+        good_only: sc.good_only,
+    };
     if let Some(p) = last_before(sc, start).await? {
-        ip.push(p.ts, p.value, p.quality);
+        sink.ip.push(p.ts, p.value, p.quality);
     }
     let past_end = end.saturating_add(1);
-    walk(sc, &mut ip, start, past_end).await?;
+    walk(sc, &mut sink, start, past_end).await?;
     if past_end > end {
         if let Some(p) = first_from(sc, past_end).await? {
-            ip.push(p.ts, p.value, p.quality);
+            sink.ip.push(p.ts, p.value, p.quality);
         }
     }
-    ip.finish().map_err(query_err)
+    sink.ip.finish().map_err(query_err)
 }
 
 /// Plot values of the tag over `[start, end)` for `pixels` intervals.
