@@ -10,15 +10,19 @@
 #
 # Server pinned to CPU 1 (one shard), generator to CPU 0.
 # Usage: scripts/agg_bench.sh [target/release]
+# (ITER, SPAN=30d, DAY=1d, SRV_CPU=1, PORT=7171 from the environment.)
 set -eu
 BIN=${1:-target/release}
 ITER=${ITER:-200}
+SPAN=${SPAN:-30d}
+DAY=${DAY:-1d}
+SRV_CPU=${SRV_CPU:-1}
 PORT=${PORT:-7171}
 ADDR=127.0.0.1:$PORT
 DIR=$(mktemp -d /tmp/xtdb-agg-bench.XXXXXX)
 trap 'kill $SRV 2>/dev/null || true; wait $SRV 2>/dev/null || true; rm -rf "$DIR"' EXIT
 
-"$BIN/xtdb" serve --data-dir "$DIR/data" --listen "$ADDR" --cpus 1 --sync none \
+"$BIN/xtdb" serve --data-dir "$DIR/data" --listen "$ADDR" --cpus "$SRV_CPU" --sync none \
     >"$DIR/server.log" 2>&1 &
 SRV=$!
 for _ in $(seq 1 100); do
@@ -29,7 +33,7 @@ done
 load() { taskset -c 0 "$BIN/xtdb-load" query --addr "$ADDR" --tags 1 --cpu 0 -q "$@"; }
 
 echo "== prepare: 30 days at 1 Hz on one tag"
-load --mode aggregate --span 30d --every 1h --prepare --iterations 1 --json >/dev/null
+load --mode aggregate --span "$SPAN" --every 1h --prepare --iterations 1 --json >/dev/null
 # The shard settles (flushes and compacts) after 10 s without writes.
 for _ in $(seq 1 120); do
     sleep 1
@@ -53,19 +57,19 @@ run() {
 }
 
 echo "== queries ($ITER each)"
-run "1-h means over 30 d (720 windows)" --mode aggregate --span 30d --every 1h --func mean
-run "1-min means over 24 h (1440 windows)" --mode aggregate --span 1d --every 1m --func mean
-run "twa over a day (1 window)" --mode aggregate --span 1d --every 1d --func twa
-run "plot 1000 px over 30 d" --mode plot --span 30d --pixels 1000
-run "interpolated every 1 h over 30 d" --mode interpolated --span 30d --every 1h
-run "median per day over 30 d (decodes all)" --mode aggregate --span 30d --every 1d --func median
+run "1-h means over $SPAN" --mode aggregate --span "$SPAN" --every 1h --func mean
+run "1-min means over $DAY" --mode aggregate --span "$DAY" --every 1m --func mean
+run "twa over $DAY (1 window)" --mode aggregate --span "$DAY" --every "$DAY" --func twa
+run "plot 1000 px over $SPAN" --mode plot --span "$SPAN" --pixels 1000
+run "interpolated every 1 h over $SPAN" --mode interpolated --span "$SPAN" --every 1h
+run "median per $DAY over $SPAN (decodes all)" --mode aggregate --span "$SPAN" --every "$DAY" --func median
 
 echo "== latest on the same shard, alone and next to long aggregates"
 lat() { taskset -c 0 "$BIN/xtdb-load" query --addr "$ADDR" --tags 1 --cpu 0 -q --blocks 1 --iterations 1 \
     --latest-iterations 2000 --latest-tags 1 --tag-base 1000000 --json |
     python3 -c 'import json,sys; l=json.load(sys.stdin)["latest"]["latency_us"]; print("latest p50 %s us p99 %s us max %s us" % (l["p50"], l["p99"], l["max"]))'; }
 echo "alone: $(lat)"
-load --mode aggregate --span 30d --every 1d --func median --iterations 100000 --json >/dev/null 2>&1 &
+load --mode aggregate --span "$SPAN" --every "$DAY" --func median --iterations 100000 --json >/dev/null 2>&1 &
 BG=$!
 sleep 1
 echo "with median aggregates running: $(lat)"
