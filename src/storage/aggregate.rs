@@ -16,8 +16,8 @@
 //!   last points; interpolation: it holds no sample time, offered as its
 //!   first and last points; good-only: it holds only good points) its
 //!   block is not even read;
-//! - any other cluster is decoded (its blocks read concurrently, a bounded
-//!   batch at a time) and merged with the same precedence as `range` (the
+//! - any other cluster is decoded (its blocks read concurrently, adjacent
+//!   blocks of one file in one read, a bounded batch at a time) and merged with the same precedence as `range` (the
 //!   later write wins), then pushed point by point;
 //! - the value in force at the start (the last visible point before it)
 //!   and the first visible point at or after the end are looked up by
@@ -25,7 +25,7 @@
 //!   good-only, bad points are skipped, as the kernels do).
 //!
 //! Owns the walk; never materialises the range's points beyond one batch
-//! of decoded clusters (and the tag's memory buffers, which the memory
+//! of blocks (256 segments' blocks) and one decoded cluster (and the tag's memory buffers, which the memory
 //! budget bounds); yields to the executor between steps so a long request
 //! does not stall writes or `latest` on the shard.
 
@@ -43,15 +43,18 @@ use crate::aggregate::{
 use crate::storage::block::BLOCK_SIZE;
 use crate::storage::disk::Disk;
 use crate::storage::error::{Error, Result};
-use crate::storage::file::DataFile;
+use crate::storage::file::{DataFile, MAX_IO};
 use crate::storage::index::SegRef;
 use crate::storage::memory::Memory;
 use crate::storage::query::{decode_segment, merge, range};
 use crate::storage::stats::ShardStats;
 use crate::Point;
 
-/// Blocks read at once by one request (16 KiB each).
+/// Reads in flight for one request (each of one block, or of adjacent
+/// blocks up to [`MAX_IO`]).
 const READS_IN_FLIGHT: usize = 32;
+/// Segments decoded per batch (their blocks held at once, 16 KiB each).
+const DECODE_BATCH: usize = 256;
 
 /// One tag of one request: where its points live and which count.
 pub(crate) struct Scope<'a> {
@@ -301,12 +304,12 @@ async fn walk<S: Sink>(sc: &Scope<'_>, sink: &mut S, lo: i64, hi: i64) -> Result
     let (mut from_summary, mut decoded, mut disk_points) = (0u64, 0u64, 0u64);
     let mut i = 0;
     while i < steps.len() {
-        // A batch: steps up to READS_IN_FLIGHT segments to decode.
+        // A batch: steps up to DECODE_BATCH segments to decode.
         let mut j = i;
         let mut want: Vec<usize> = Vec::new();
         while j < steps.len() {
             if let Step::Decode { segs: s, .. } = &steps[j] {
-                if !want.is_empty() && want.len() + s.len() > READS_IN_FLIGHT {
+                if !want.is_empty() && want.len() + s.len() > DECODE_BATCH {
                     break;
                 }
                 want.extend_from_slice(s);
@@ -330,10 +333,17 @@ async fn walk<S: Sink>(sc: &Scope<'_>, sink: &mut S, lo: i64, hi: i64) -> Result
                     let mut runs = Vec::with_capacity(members.len() + 1);
                     for &k in members {
                         let (r, file, off) = &segs[k];
-                        let Some(data) = blocks.iter().find(|b| b.0 == k).map(|b| &b.1) else {
-                            return Err(Error::Query {
-                                reason: "aggregate walk lost a block it read".into(),
-                            });
+                        let data = blocks
+                            .iter()
+                            .find(|b| b.0 == k)
+                            .and_then(|b| b.1.get(b.2..b.2 + BLOCK_SIZE));
+                        let Some(data) = data else {
+                            // A short read: the file ends inside the block.
+                            return Err(Error::corrupt(
+                                file.path(),
+                                *off,
+                                "chunk file ends inside a block the index lists",
+                            ));
                         };
                         let mut out = Vec::new();
                         decode_segment(data, r, sc.tag, file.path(), *off, *lo, *hi, &mut out)?;
@@ -423,20 +433,52 @@ fn plan<S: Sink>(
     steps
 }
 
-/// Reads the blocks of segments `want` concurrently.
-async fn read_blocks(
-    segs: &[(SegRef, Rc<DataFile>, u64)],
-    want: &[usize],
-) -> Result<Vec<(usize, glommio::io::ReadResult)>> {
-    let reads = want.iter().map(|&k| {
-        let (file, off) = (segs[k].1.clone(), segs[k].2);
-        async move { file.read_at(off, BLOCK_SIZE).await.map(|d| (k, d)) }
-    });
-    let got: Vec<Result<(usize, glommio::io::ReadResult)>> = stream::iter(reads)
+/// Blocks of one batch: per wanted segment, the read holding its block and
+/// the block's offset in it.
+type Blocks = Vec<(usize, Rc<glommio::io::ReadResult>, usize)>;
+
+/// Reads the blocks of segments `want`: blocks adjacent in one file (a
+/// compacted tag's segments are in consecutive slots) are read together,
+/// up to [`MAX_IO`] per read, the reads concurrently.
+async fn read_blocks(segs: &[(SegRef, Rc<DataFile>, u64)], want: &[usize]) -> Result<Blocks> {
+    let mut order: Vec<usize> = want.to_vec();
+    order.sort_by_key(|&k| (Rc::as_ptr(&segs[k].1) as usize, segs[k].2));
+    // Runs of (file, first offset, length, the segments in it).
+    let mut runs: Vec<(Rc<DataFile>, u64, usize, Vec<usize>)> = Vec::new();
+    for k in order {
+        let (file, off) = (&segs[k].1, segs[k].2);
+        if let Some(r) = runs.last_mut() {
+            let end = r.1 + r.2 as u64;
+            if Rc::ptr_eq(&r.0, file) && off >= r.1 && off < end {
+                r.3.push(k);
+                continue;
+            }
+            if Rc::ptr_eq(&r.0, file) && off == end && r.2 + BLOCK_SIZE <= MAX_IO {
+                r.2 += BLOCK_SIZE;
+                r.3.push(k);
+                continue;
+            }
+        }
+        runs.push((file.clone(), off, BLOCK_SIZE, vec![k]));
+    }
+    let reads = runs
+        .into_iter()
+        .map(|(file, off, len, members)| async move {
+            let data = Rc::new(file.read_at(off, len).await?);
+            Ok(members
+                .into_iter()
+                .map(|k| (k, data.clone(), (segs[k].2 - off) as usize))
+                .collect::<Vec<_>>())
+        });
+    let got: Vec<Result<Blocks>> = stream::iter(reads)
         .buffered(READS_IN_FLIGHT)
         .collect()
         .await;
-    got.into_iter().collect()
+    let mut out = Vec::with_capacity(want.len());
+    for g in got {
+        out.extend(g?);
+    }
+    Ok(out)
 }
 
 /// Runs one accumulator over the windows of `spec`.
