@@ -26,8 +26,9 @@
 //!
 //! Owns the walk; never materialises the range's points beyond one batch
 //! of blocks (256 segments' blocks) and one decoded cluster (and the tag's memory buffers, which the memory
-//! budget bounds); yields to the executor between steps so a long request
-//! does not stall writes or `latest` on the shard.
+//! budget bounds); yields its task queue between steps once it has run for
+//! 500 µs, so a long request does not stall writes or `latest` on the
+//! shard.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -169,6 +170,29 @@ impl Sink for InterpSink {
     fn push_points(&mut self, pts: &[Point]) {
         for p in pts {
             self.ip.push(p.ts, p.value, p.quality);
+        }
+    }
+}
+
+/// Longest a walk runs between yields of its task queue (the executor's
+/// own preemption slice can be far longer, and a `latest` or a write on
+/// the shard waits for the reactor).
+const SLICE: std::time::Duration = std::time::Duration::from_micros(500);
+
+/// Yields the task queue once a walk has run for [`SLICE`].
+struct Pacer(std::time::Instant);
+
+impl Pacer {
+    fn new() -> Self {
+        Pacer(std::time::Instant::now())
+    }
+
+    async fn tick(&mut self) {
+        if self.0.elapsed() >= SLICE {
+            glommio::executor().yield_task_queue_now().await;
+            self.0 = std::time::Instant::now();
+        } else {
+            glommio::executor().yield_if_needed().await;
         }
     }
 }
@@ -317,6 +341,7 @@ async fn walk<S: Sink>(sc: &Scope<'_>, sink: &mut S, lo: i64, hi: i64) -> Result
             j += 1;
         }
         let blocks = read_blocks(&segs, &want).await?;
+        let mut pace = Pacer::new();
         for step in &steps[i..j] {
             match step {
                 Step::Mem(a, b) => sink.push_points(&mem[*a..*b]),
@@ -355,7 +380,7 @@ async fn walk<S: Sink>(sc: &Scope<'_>, sink: &mut S, lo: i64, hi: i64) -> Result
                     sink.push_points(&merge(runs));
                 }
             }
-            glommio::executor().yield_if_needed().await;
+            pace.tick().await;
         }
         i = j;
     }
