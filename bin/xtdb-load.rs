@@ -176,12 +176,52 @@ struct QueryArgs {
     /// Tags per latest-value query.
     #[arg(long, default_value_t = 100)]
     latest_tags: u32,
-    /// Write max(blocks) × points-per-block points on each query tag first.
+    /// Write max(blocks) × points-per-block points on each query tag first
+    /// (aggregate modes: --span of 1 Hz points).
     #[arg(long)]
     prepare: bool,
     /// CPU to pin to.
     #[arg(long, default_value_t = 0)]
     cpu: usize,
+    /// range | aggregate | interpolated | plot.
+    #[arg(long, default_value = "range", value_parser = query::QueryMode::parse)]
+    mode: query::QueryMode,
+    /// Aggregate modes: span queried from the data's start (and prepared).
+    #[arg(long, default_value = "30d", value_parser = parse_duration)]
+    span: Duration,
+    /// Aggregate: window width; interpolated: sample interval.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    every: Duration,
+    /// Aggregate: count, sum, mean, min, max, first, last, spread, stddev,
+    /// median, twa, percent_good.
+    #[arg(long, default_value = "mean", value_parser = parse_func)]
+    func: xtdb::aggregate::Func,
+    /// Plot: intervals (pixels).
+    #[arg(long, default_value_t = 1000)]
+    pixels: usize,
+    /// Aggregate modes: tags per request.
+    #[arg(long, default_value_t = 1)]
+    query_tags: u32,
+}
+
+fn parse_func(s: &str) -> Result<xtdb::aggregate::Func, String> {
+    use xtdb::aggregate::{Func, Interp};
+    Ok(match s {
+        "count" => Func::Count,
+        "sum" => Func::Sum,
+        "mean" => Func::Mean,
+        "min" => Func::Min,
+        "max" => Func::Max,
+        "first" => Func::First,
+        "last" => Func::Last,
+        "spread" => Func::Spread,
+        "stddev" => Func::Stddev,
+        "median" => Func::Median,
+        "twa" => Func::TimeWeighted(Interp::Step),
+        "twa-linear" => Func::TimeWeighted(Interp::Linear),
+        "percent_good" => Func::PercentGood,
+        _ => return Err(format!("unknown function {s:?}")),
+    })
 }
 
 #[derive(Args)]
@@ -254,13 +294,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         (n, 60.0)
     } else if let Some(n) = s.strip_suffix('h') {
         (n, 3600.0)
+    } else if let Some(n) = s.strip_suffix('d') {
+        (n, 86400.0)
     } else {
         (s, 1.0)
     };
     let v: f64 = num
         .trim()
         .parse()
-        .map_err(|_| format!("bad duration {s:?} (try 30, 30s, 500ms, 2m)"))?;
+        .map_err(|_| format!("bad duration {s:?} (try 30, 30s, 500ms, 2m, 1h, 30d)"))?;
     if !(v.is_finite() && v >= 0.0) {
         return Err(format!("bad duration {s:?}"));
     }
@@ -363,8 +405,16 @@ fn run(cli: Cli) -> xtdb::error::Result<bool> {
             q.cpu = a.cpu;
             q.progress = !a.common.quiet;
             q.json = a.common.json;
+            q.mode = a.mode;
+            q.span_us = a.span.as_micros().min(i64::MAX as u128) as i64;
+            q.every_us = a.every.as_micros().min(i64::MAX as u128) as i64;
+            q.func = a.func;
+            q.pixels = a.pixels;
+            q.query_tags = a.query_tags;
             let r = query::run::<C>(&q)?;
-            let ok = r.sizes.iter().all(|s| s.errors == 0) && r.latest_errors == 0;
+            let ok = r.sizes.iter().all(|s| s.errors == 0)
+                && r.latest_errors == 0
+                && r.agg.as_ref().is_none_or(|a| a.errors == 0);
             let text = format!("xtdb-load query against {}\n{}", q.addr, r.text());
             Ok(emit(a.common.json, &r.json(), &text, ok))
         }

@@ -132,6 +132,10 @@ struct ServeArgs {
     /// Bytes per second compaction may read and write, per shard.
     #[arg(long, env = "XTDB_COMPACT_RATE", default_value_t = 128 << 20)]
     compact_rate: u64,
+    /// Most rows one aggregate, interpolated or plot request may answer
+    /// (tags × windows, samples or 4 × pixels); more is refused.
+    #[arg(long, env = "XTDB_MAX_QUERY_ROWS", default_value_t = 1_000_000)]
+    max_query_rows: usize,
     /// HTTP address (InfluxDB-compatible writes, JSON queries, /metrics);
     /// off when not given.
     #[arg(long, env = "XTDB_HTTP")]
@@ -276,6 +280,7 @@ fn serve(a: ServeArgs) -> xtdb::error::Result<()> {
     config.wal_budget = a.wal_budget.max(1 << 20);
     config.retention = a.retention;
     config.compact_rate = a.compact_rate;
+    config.max_query_rows = a.max_query_rows;
     config.http = a.http;
     config.http_config.max_body = a.http_max_body;
     config.http_config.max_inflight_writes = a.http_max_inflight.max(1);

@@ -75,6 +75,9 @@ pub struct ServerConfig {
     pub retention: Option<Duration>,
     /// Bytes per second compaction may read and write, per shard.
     pub compact_rate: u64,
+    /// Most rows one aggregate request may answer (tags × windows, samples
+    /// or plot points); more is refused naming the limit.
+    pub max_query_rows: usize,
     /// HTTP listen address (`host:port`); `None`: no HTTP.
     pub http: Option<String>,
     /// HTTP limits and timeouts.
@@ -143,6 +146,7 @@ impl ServerConfig {
             wal_budget: ShardConfig::new("").wal_budget,
             retention: None,
             compact_rate: ShardConfig::new("").compact_rate,
+            max_query_rows: crate::runtime::local::DEFAULT_MAX_QUERY_ROWS,
             http: None,
             http_config: HttpConfig::default(),
             limits: WireLimits::default(),
@@ -581,6 +585,7 @@ async fn serve_shard(
     );
     let mut local = Local::new(index, cpu, shard.clone());
     local.window = cfg.limits.window;
+    local.max_query_rows = cfg.max_query_rows;
     if index == 0 {
         let store = Store::open(&cfg.data_dir).await?;
         log::info!("catalog: {} series keys", store.len());

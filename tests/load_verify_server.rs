@@ -168,5 +168,52 @@ fn write_and_query_json_against_a_server() {
     }
     assert_eq!(ranges[1]["expected_points"], 3 * 960);
     assert!(v["latest"]["latency_us"]["p50"].as_u64().is_some(), "{v}");
+
+    // Aggregate modes over 2 h of 1 Hz data on 2 tags: 1-min means (120
+    // windows per tag, 2 tags per request), interpolated every 10 min,
+    // 50 plot pixels.
+    for (mode, extra, rows) in [
+        (
+            "aggregate",
+            vec!["--every", "1m", "--query-tags", "2"],
+            240u64,
+        ),
+        ("interpolated", vec!["--every", "10m"], 12),
+        ("plot", vec!["--pixels", "50"], 100),
+    ] {
+        let mut args = vec![
+            "query",
+            "--addr",
+            &addr,
+            "--mode",
+            mode,
+            "--span",
+            "2h",
+            "--tags",
+            "2",
+            "--tag-base",
+            "2000000",
+            "--iterations",
+            "4",
+            "--json",
+        ];
+        if mode == "aggregate" {
+            args.push("--prepare");
+        }
+        args.extend(extra);
+        let (code, v) = run_json(&args);
+        assert_eq!(code, Some(0), "{mode}: {v}");
+        let a = &v["aggregate"];
+        assert_eq!(a["mode"], mode, "{v}");
+        assert_eq!(a["errors"], 0, "{v}");
+        assert!(a["latency_us"]["p50"].as_u64().is_some(), "{v}");
+        if mode == "plot" {
+            // Rising and falling data: at least first and last per pixel.
+            assert!(a["min_rows"].as_u64().unwrap() >= rows, "{mode}: {v}");
+        } else {
+            assert_eq!(a["min_rows"], rows, "{mode}: {v}");
+            assert_eq!(a["rows"], rows, "{mode}: {v}");
+        }
+    }
     srv.stop(Duration::from_secs(30));
 }

@@ -78,6 +78,24 @@ impl Plotter {
         (i128::from(self.start) + i128::from(i) * d / i128::from(self.n)) as i64
     }
 
+    /// Whether the plotter is good-only.
+    pub fn good_only(&self) -> bool {
+        self.good_only
+    }
+
+    /// The interval holding `ts`, `None` outside `[start, end)`. A run of
+    /// points inside one interval may be offered as just its first, last,
+    /// min and max points (the earliest of equal extremes), in time order:
+    /// the output is the same.
+    pub fn interval_of(&self, ts: i64) -> Option<u64> {
+        if ts < self.start || ts >= self.end {
+            return None;
+        }
+        let off = i128::from(ts) - i128::from(self.start);
+        let d = i128::from(self.end) - i128::from(self.start);
+        Some((((off + 1) * i128::from(self.n) - 1) / d) as u64)
+    }
+
     /// Offers one point (visible points in strictly increasing order).
     #[inline]
     pub fn push(&mut self, ts: i64, value: f64, quality: u8) {

@@ -22,13 +22,18 @@
 //! | `GET /api/v1/range?tag=KEY\|id=N&start=&end=&precision=` | points of one series |
 //! | `GET /api/v1/latest?tag=KEY&tag=..&id=N&precision=` | latest point per series |
 //! | `GET /api/v1/tags?match=SUBSTR&limit=N` | catalog listing |
+//! | `GET /api/v1/aggregate?tag=..&start=&end=&every=&offset=&func=&fill=&good_only=` | a function per window (see [`aggregate`]) |
+//! | `GET /api/v1/interpolated?tag=..&start=&end=&every=&interp=step\|linear` | values at an interval |
+//! | `GET /api/v1/plot?tag=..&start=&end=&pixels=` | plot values (first, last, min, max per pixel) |
+//! | `GET /api/v1/at_or_before?tag=..&time=` | the value in force at a time |
 //! | `GET /api/v1/tokens` | the server's view of the token file (admin) |
 //! | `GET/POST /query?q=&db=&epoch=&pretty=&chunked=&params=` | InfluxQL (InfluxDB 1.x), see [`influxql`] |
 //! | `GET /metrics` | Prometheus text format |
 //!
 //! Authentication (`xtdb serve --auth on`, see [`auth`]) is checked per
-//! request before its handler: writes need `write`; range, latest, tags,
-//! `/query` and `/metrics` need `read` (`/metrics` none with `--metrics-open`); tokens
+//! request before its handler: writes need `write`; range, latest, tags, the
+//! aggregate endpoints, `/query` and `/metrics` need `read` (`/metrics`
+//! none with `--metrics-open`); tokens
 //! need `admin`; `/ping` and `/health` are open. With `--tls-cert` the
 //! listener speaks HTTPS only.
 //!
@@ -64,6 +69,7 @@
 //! "quality": Q|null}, ...]` in request order; `tags` answers
 //! `[{"id": N, "tag": KEY}, ...]` by id. An unknown tag name is a 404.
 
+pub mod aggregate;
 pub mod answer;
 pub mod api;
 pub mod auth;

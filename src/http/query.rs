@@ -18,7 +18,7 @@ use crate::runtime::command::{Answer, Command, Failure};
 use crate::runtime::dispatch::execute;
 
 /// Resolves `tag=`/`id=` parameters, in order, to `(name, id)`.
-async fn series(
+pub(super) async fn series(
     state: &HttpState,
     params: &[(String, String)],
 ) -> Result<Vec<(Option<String>, u32)>, Resp> {

@@ -7,6 +7,7 @@
 
 use crate::error::Result;
 use crate::net::ClientOptions;
+use crate::runtime::command::{AggQuery, Row};
 use crate::Point;
 
 /// A connection to an xtdb server, one request outstanding at a time.
@@ -22,6 +23,13 @@ pub trait Conn: Sized + 'static {
     async fn latest(&mut self, tags: &[u32]) -> Result<Vec<Option<Point>>>;
     /// The server's counters, e.g. `("total.points_written", n)`.
     async fn stats(&mut self) -> Result<Vec<(String, u64)>>;
+    /// Aggregate rows of `tags` (one list per tag, in order).
+    async fn aggregate(
+        &mut self,
+        tags: &[u32],
+        query: &AggQuery,
+        good_only: bool,
+    ) -> Result<Vec<Vec<Row>>>;
 }
 
 impl Conn for crate::net::Client {
@@ -39,6 +47,14 @@ impl Conn for crate::net::Client {
     }
     async fn stats(&mut self) -> Result<Vec<(String, u64)>> {
         Ok(crate::net::Client::stats(self).await?)
+    }
+    async fn aggregate(
+        &mut self,
+        tags: &[u32],
+        query: &AggQuery,
+        good_only: bool,
+    ) -> Result<Vec<Vec<Row>>> {
+        Ok(crate::net::Client::aggregate(self, tags, query, good_only).await?)
     }
 }
 

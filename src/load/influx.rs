@@ -249,6 +249,17 @@ impl Conn for InfluxHttpConn {
             "stats are not available over influx-http".into(),
         ))
     }
+
+    async fn aggregate(
+        &mut self,
+        _tags: &[u32],
+        _query: &crate::runtime::command::AggQuery,
+        _good_only: bool,
+    ) -> Result<Vec<Vec<crate::runtime::command::Row>>> {
+        Err(Error::Config(
+            "aggregates are not available over influx-http".into(),
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,11 @@
 //! `query`: range queries spanning a given number of blocks, and latest-value
 //! queries, at a concurrency; reports latency percentiles and points scanned
-//! per second.
+//! per second. With `--mode aggregate|interpolated|plot` it instead asks
+//! for aggregates computed on the server over `--span` of data (windows of
+//! `--every` with `--func`, samples every `--every`, or `--pixels` plot
+//! intervals) of `--query-tags` tags per request, and reports their latency
+//! percentiles and rows per request; `--prepare` then writes `--span` of
+//! 1 Hz data on each query tag.
 //!
 //! Query data lives on its own tags (`--tag-base`, default 1,000,000) at fixed
 //! timestamps: tick `k` is `QUERY_T0 + k` seconds (QUERY_T0 = 2026-01-01
@@ -62,6 +67,56 @@ pub struct QueryConfig {
     pub progress: bool,
     /// Progress to stderr.
     pub json: bool,
+    /// What the queries ask for.
+    pub mode: QueryMode,
+    /// Aggregate modes: the queried span from tick 0 (µs).
+    pub span_us: i64,
+    /// Aggregate modes: window width or sample interval (µs).
+    pub every_us: i64,
+    /// Aggregate mode: the function.
+    pub func: crate::aggregate::Func,
+    /// Plot mode: intervals.
+    pub pixels: usize,
+    /// Aggregate modes: tags per request.
+    pub query_tags: u32,
+}
+
+/// What `xtdb-load query` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryMode {
+    /// Raw ranges of `--blocks` blocks (and latest-value queries).
+    Range,
+    /// A function per window.
+    Aggregate,
+    /// Interpolated values (linear).
+    Interpolated,
+    /// Plot values.
+    Plot,
+}
+
+impl QueryMode {
+    /// From `--mode`.
+    pub fn parse(s: &str) -> std::result::Result<QueryMode, String> {
+        match s {
+            "range" => Ok(QueryMode::Range),
+            "aggregate" => Ok(QueryMode::Aggregate),
+            "interpolated" => Ok(QueryMode::Interpolated),
+            "plot" => Ok(QueryMode::Plot),
+            _ => Err(format!(
+                "unknown mode {s:?} (range, aggregate, interpolated, plot)"
+            )),
+        }
+    }
+
+    /// The name.
+    pub fn name(self) -> &'static str {
+        match self {
+            QueryMode::Range => "range",
+            QueryMode::Aggregate => "aggregate",
+            QueryMode::Interpolated => "interpolated",
+            QueryMode::Plot => "plot",
+        }
+    }
 }
 
 impl QueryConfig {
@@ -82,11 +137,47 @@ impl QueryConfig {
             cpu: 0,
             progress: true,
             json: false,
+            mode: QueryMode::Range,
+            span_us: 30 * 86_400_000_000,
+            every_us: 3_600_000_000,
+            func: crate::aggregate::Func::Mean,
+            pixels: 1000,
+            query_tags: 1,
         }
     }
 
     fn ticks(&self) -> u64 {
+        if self.mode != QueryMode::Range {
+            return (self.span_us.max(0) / QUERY_PERIOD_US) as u64;
+        }
         u64::from(self.blocks.iter().copied().max().unwrap_or(0)) * u64::from(self.points_per_block)
+    }
+
+    /// The request of the aggregate modes.
+    fn agg_query(&self) -> crate::runtime::command::AggQuery {
+        use crate::runtime::command::AggQuery;
+        let (start, end) = (QUERY_T0, QUERY_T0 + self.span_us);
+        match self.mode {
+            QueryMode::Interpolated => AggQuery::Interpolated {
+                start,
+                end: end - 1,
+                every: self.every_us,
+                interp: crate::aggregate::Interp::Linear,
+            },
+            QueryMode::Plot => AggQuery::Plot {
+                start,
+                end,
+                pixels: self.pixels,
+            },
+            _ => AggQuery::Windows {
+                start,
+                end,
+                every: self.every_us,
+                offset: 0,
+                func: self.func,
+                fill: crate::aggregate::Fill::None,
+            },
+        }
     }
 }
 
@@ -107,11 +198,37 @@ pub struct SizeResult {
     pub errors: u64,
 }
 
+/// Results of the aggregate modes.
+#[derive(Clone, Debug)]
+pub struct AggResult {
+    /// Mode.
+    pub mode: QueryMode,
+    /// The request, as Debug text.
+    pub request: String,
+    /// Tags per request.
+    pub tags_per_request: u32,
+    /// Rows the server could answer per request (windows, samples, at most
+    /// 4 × pixels).
+    pub max_rows: u64,
+    /// Fewest and most rows one request answered.
+    pub min_rows: u64,
+    /// Most rows one request answered.
+    pub rows: u64,
+    /// Latency per request.
+    pub latency: Latency,
+    /// Requests that failed.
+    pub errors: u64,
+    /// The first failure's text.
+    pub first_error: Option<String>,
+}
+
 /// The outcome of a query run.
 #[derive(Clone, Debug)]
 pub struct QueryReport {
     /// The prepare write, if any.
     pub prepare: Option<WriteReport>,
+    /// The aggregate modes' results.
+    pub agg: Option<AggResult>,
     /// One entry per range size.
     pub sizes: Vec<SizeResult>,
     /// Latest-value query latency, if run.
@@ -141,6 +258,17 @@ impl QueryReport {
                 "latency_us": l.json(),
                 "errors": self.latest_errors,
             })),
+            "aggregate": self.agg.as_ref().map(|a| json!({
+                "mode": a.mode.name(),
+                "request": a.request,
+                "tags_per_request": a.tags_per_request,
+                "max_rows": a.max_rows,
+                "min_rows": a.min_rows,
+                "rows": a.rows,
+                "latency_us": a.latency.json(),
+                "errors": a.errors,
+                "first_error": a.first_error,
+            })),
         })
     }
 
@@ -154,6 +282,23 @@ impl QueryReport {
                 p.elapsed_s,
                 fmt_count(p.points_per_sec.round() as u64)
             );
+        }
+        if let Some(a) = &self.agg {
+            s += &format!(
+                "  {} of {} tag(s), {}\n  rows/request {}..{} (of at most {})  {}  errors {}{}\n",
+                a.mode.name(),
+                a.tags_per_request,
+                a.request,
+                fmt_count(a.min_rows),
+                fmt_count(a.rows),
+                fmt_count(a.max_rows),
+                a.latency.line(),
+                a.errors,
+                a.first_error
+                    .as_ref()
+                    .map_or(String::new(), |e| format!(" (first: {e})"))
+            );
+            return s;
         }
         s += &String::from(
             "  | blocks | points/query | p50 | p90 | p99 | max | points/s scanned | errors |\n  |---:|---:|---:|---:|---:|---:|---:|---:|\n",
@@ -227,6 +372,22 @@ pub fn run<C: Conn>(cfg: &QueryConfig) -> Result<QueryReport> {
         None
     };
     let c2 = cfg.clone();
+    if cfg.mode != QueryMode::Range {
+        let h = LocalExecutorBuilder::new(Placement::Fixed(cfg.cpu))
+            .name("xtdb-query")
+            .io_memory(2 << 20)
+            .spawn(move || async move { agg_async::<C>(&c2).await })
+            .map_err(Error::from)?;
+        let agg = h.join().map_err(Error::from)??;
+        return Ok(QueryReport {
+            prepare,
+            agg: Some(agg),
+            sizes: Vec::new(),
+            latest: None,
+            latest_errors: 0,
+            latest_tags: 0,
+        });
+    }
     let h = LocalExecutorBuilder::new(Placement::Fixed(cfg.cpu))
         .name("xtdb-query")
         .io_memory(2 << 20)
@@ -235,6 +396,7 @@ pub fn run<C: Conn>(cfg: &QueryConfig) -> Result<QueryReport> {
     let (sizes, latest, latest_errors) = h.join().map_err(Error::from)??;
     Ok(QueryReport {
         prepare,
+        agg: None,
         sizes,
         latest,
         latest_errors,
@@ -243,6 +405,101 @@ pub fn run<C: Conn>(cfg: &QueryConfig) -> Result<QueryReport> {
 }
 
 type QueryOut = (Vec<SizeResult>, Option<Latency>, u64);
+
+/// The aggregate modes: `iterations` requests over `concurrency`
+/// connections, each for `query_tags` tags (rotating over the query tags).
+async fn agg_async<C: Conn>(cfg: &QueryConfig) -> Result<AggResult> {
+    if cfg.span_us <= 0 || cfg.every_us <= 0 || cfg.pixels == 0 || cfg.query_tags == 0 {
+        return Err(Error::Config(
+            "--span, --every, --pixels and --query-tags must be positive".into(),
+        ));
+    }
+    let query = cfg.agg_query();
+    let max_rows = query
+        .rows_per_tag()
+        .map_err(|e| Error::Config(format!("{}: {e}", query.mode())))? as u64
+        * u64::from(cfg.query_tags);
+    let mut conns = Vec::new();
+    for _ in 0..cfg.concurrency.max(1) {
+        conns.push(C::connect(&cfg.addr, &cfg.client).await?);
+    }
+    let next = Rc::new(RefCell::new(0u32));
+    let mut tasks = Vec::new();
+    for mut c in conns {
+        let next = next.clone();
+        let cfg = cfg.clone();
+        let query = query.clone();
+        tasks.push(glommio::spawn_local(async move {
+            let mut h = report::new_hist();
+            let (mut min_rows, mut rows, mut errors, mut first) = (u64::MAX, 0u64, 0u64, None);
+            loop {
+                let i = {
+                    let mut n = next.borrow_mut();
+                    *n += 1;
+                    *n - 1
+                };
+                if i >= cfg.iterations {
+                    break;
+                }
+                let tags: Vec<u32> = (0..cfg.query_tags)
+                    .map(|k| cfg.tag_base + (i.wrapping_mul(cfg.query_tags) + k) % cfg.tags)
+                    .collect();
+                let t = Instant::now();
+                match c.aggregate(&tags, &query, false).await {
+                    Ok(r) => {
+                        report::record(&mut h, t.elapsed().as_micros() as u64);
+                        let n: u64 = r.iter().map(|v| v.len() as u64).sum();
+                        min_rows = min_rows.min(n);
+                        rows = rows.max(n);
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        first.get_or_insert(e.to_string());
+                    }
+                }
+            }
+            (h, min_rows, rows, errors, first)
+        }));
+    }
+    let mut h = report::new_hist();
+    let (mut min_rows, mut rows, mut errors, mut first_error) = (u64::MAX, 0, 0, None);
+    for t in tasks {
+        let (th, mn, mx, e, f) = t.await;
+        let _ = h.add(&th);
+        min_rows = min_rows.min(mn);
+        rows = rows.max(mx);
+        errors += e;
+        if first_error.is_none() {
+            first_error = f;
+        }
+    }
+    let latency = Latency::of(&h);
+    if cfg.progress {
+        let line = format!(
+            "{}: p50 {}  p99 {}  {} rows/request",
+            cfg.mode.name(),
+            report::fmt_us(latency.p50),
+            report::fmt_us(latency.p99),
+            fmt_count(rows)
+        );
+        if cfg.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+    Ok(AggResult {
+        mode: cfg.mode,
+        request: format!("{query:?}"),
+        tags_per_request: cfg.query_tags,
+        max_rows,
+        min_rows: if min_rows == u64::MAX { 0 } else { min_rows },
+        rows,
+        latency,
+        errors,
+        first_error,
+    })
+}
 
 async fn query_async<C: Conn>(cfg: &QueryConfig) -> Result<QueryOut> {
     let mut conns = Vec::new();

@@ -18,7 +18,7 @@ use crate::storage::tokens::Perms;
 pub fn needs(kind: u8) -> Perms {
     match kind {
         kind::WRITE => Perms::WRITE,
-        kind::RANGE | kind::LATEST | kind::STATS => Perms::READ,
+        kind::RANGE | kind::LATEST | kind::STATS | kind::AGGREGATE => Perms::READ,
         _ => Perms::NONE,
     }
 }

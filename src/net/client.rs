@@ -8,9 +8,11 @@ use std::path::Path;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
+use crate::aggregate::Partial;
 use crate::net::error::{ClientError, ClientResult as Result};
 use crate::net::protocol::{self, Header, Response, HEADER_LEN};
 use crate::net::tls::{Stream, TlsClient};
+use crate::runtime::command::{AggQuery, Row};
 use crate::storage::error::glommio_io;
 use crate::storage::tokens::Perms;
 use crate::Point;
@@ -179,6 +181,50 @@ impl Client {
         }
     }
 
+    /// Aggregates of `tags` (see [`AggQuery`] for every mode but
+    /// partials): one row list per tag, in the order of `tags`.
+    pub async fn aggregate(
+        &mut self,
+        tags: &[u32],
+        query: &AggQuery,
+        good_only: bool,
+    ) -> Result<Vec<Vec<Row>>> {
+        let id = self.id();
+        self.buf.clear();
+        protocol::encode_aggregate(&mut self.buf, id, tags, query, good_only);
+        match self.call(id).await? {
+            Response::Rows(v) if v.len() == tags.len() => Ok(v),
+            Response::Rows(v) => Err(self.protocol(format!(
+                "aggregate: asked for {} tags, server answered {}",
+                tags.len(),
+                v.len()
+            ))),
+            other => Err(unexpected("aggregate", &other)),
+        }
+    }
+
+    /// Per-window partials of `tags` ([`AggQuery::Partials`]), in the order
+    /// of `tags`.
+    pub async fn aggregate_partials(
+        &mut self,
+        tags: &[u32],
+        query: &AggQuery,
+        good_only: bool,
+    ) -> Result<Vec<Vec<Option<Partial>>>> {
+        let id = self.id();
+        self.buf.clear();
+        protocol::encode_aggregate(&mut self.buf, id, tags, query, good_only);
+        match self.call(id).await? {
+            Response::Partials(v) if v.len() == tags.len() => Ok(v),
+            Response::Partials(v) => Err(self.protocol(format!(
+                "partials: asked for {} tags, server answered {}",
+                tags.len(),
+                v.len()
+            ))),
+            other => Err(unexpected("partials", &other)),
+        }
+    }
+
     /// Server counters, total and per shard (`total.points_written`,
     /// `shard0.wal_syncs`, `total.ack_p99_us`, ...).
     pub async fn stats(&mut self) -> Result<Vec<(String, u64)>> {
@@ -260,6 +306,8 @@ fn unexpected(what: &str, r: &Response) -> ClientError {
         Response::Latest(_) => "latest result",
         Response::Stats(_) => "stats result",
         Response::AuthOk { .. } => "auth ok",
+        Response::Rows(_) => "rows",
+        Response::Partials(_) => "partials",
         Response::Error { .. } => "error",
     };
     ClientError::Protocol {

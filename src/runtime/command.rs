@@ -8,10 +8,161 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::aggregate::{Fill, Func, Interp, Partial};
 use crate::runtime::report::ShardReport;
 use crate::storage;
 use crate::storage::catalog::index::{CatalogAnswer, CatalogQuery};
 use crate::Point;
+
+/// What an aggregate-family request computes for each of its tags. Times
+/// are µs since the Unix epoch; every mode answers one [`Row`] list per
+/// tag (see [`Answer::Rows`]), except [`AggQuery::Partials`]
+/// ([`Answer::Partials`]).
+///
+/// Which points count: a NaN value is invisible to every mode, and with
+/// `good_only` so is a point of quality below [`crate::aggregate::GOOD`]
+/// (192). Duplicates of a `(tag, ts)` resolve exactly as in `range` (the
+/// later write wins) before anything is computed. Points older than the
+/// retention window are never seen.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AggQuery {
+    /// `func` per window of width `every` over `[start, end)`, windows
+    /// aligned to the epoch plus `offset` (InfluxQL `GROUP BY time(every,
+    /// offset)`, see [`crate::aggregate::WindowSpec`]), then `fill` for the
+    /// empty windows. One row per window kept, labelled with the window's
+    /// aligned start (which may be before `start`); `None` is null.
+    ///
+    /// The value in force at `start` (the last visible point before it) and
+    /// the first visible point at or after `end` are looked up by the
+    /// engine: time-weighted averages and integrals use them as the
+    /// kernels say, and `Fill::Previous { before: None }` is filled before
+    /// the first non-empty window with the value in force at `start` (what
+    /// InfluxDB cannot, influxdb#6878); `before: Some(v)` uses `v`. An edge
+    /// that must reproduce InfluxDB exactly asks for `Fill::None` and fills
+    /// with [`crate::aggregate::fill`] itself.
+    Windows {
+        /// Inclusive start.
+        start: i64,
+        /// Exclusive end.
+        end: i64,
+        /// Window width (> 0).
+        every: i64,
+        /// Window offset (any value; normalised into `[0, every)`).
+        offset: i64,
+        /// The function.
+        func: Func,
+        /// Fill for empty windows.
+        fill: Fill,
+    },
+    /// The [`Partial`] of each window (`None` when empty), for merging
+    /// across series at the edge (InfluxQL without `GROUP BY` a tag);
+    /// windows as in [`AggQuery::Windows`].
+    Partials {
+        /// Inclusive start.
+        start: i64,
+        /// Exclusive end.
+        end: i64,
+        /// Window width (> 0).
+        every: i64,
+        /// Window offset.
+        offset: i64,
+    },
+    /// Values at `start, start + every, …` up to and including `end` (PI
+    /// InterpolatedValues, TDengine `INTERP`), see
+    /// [`crate::aggregate::Interpolator`]: one row per sample time, `None`
+    /// before the first point (and, linear, after the last).
+    Interpolated {
+        /// First sample time.
+        start: i64,
+        /// Last possible sample time (inclusive).
+        end: i64,
+        /// Sample interval (> 0).
+        every: i64,
+        /// Step (previous value holds) or linear.
+        interp: Interp,
+    },
+    /// PI PlotValues over `[start, end)` for `pixels` intervals (see
+    /// [`crate::aggregate::Plotter`]): per interval its first, last, min
+    /// and max points, in time order (at most `4 × pixels` rows).
+    Plot {
+        /// Inclusive start.
+        start: i64,
+        /// Exclusive end.
+        end: i64,
+        /// Intervals (> 0).
+        pixels: usize,
+    },
+    /// PI AtOrBefore: the last visible point at or before `time` (zero or
+    /// one row, labelled with the point's own timestamp).
+    AtOrBefore {
+        /// The time.
+        time: i64,
+    },
+}
+
+impl AggQuery {
+    /// The name of the mode, for errors and metrics.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            AggQuery::Windows { .. } => "aggregate",
+            AggQuery::Partials { .. } => "partials",
+            AggQuery::Interpolated { .. } => "interpolated",
+            AggQuery::Plot { .. } => "plot",
+            AggQuery::AtOrBefore { .. } => "at_or_before",
+        }
+    }
+}
+
+impl AggQuery {
+    /// Rows the answer for one tag can hold at most (windows, samples, 4 ×
+    /// pixels, or 1), or why the query is malformed. Pure arithmetic: no
+    /// allocation, whatever the input.
+    pub fn rows_per_tag(&self) -> Result<u128, crate::aggregate::AggError> {
+        use crate::aggregate::{AggError, WindowSpec};
+        match *self {
+            AggQuery::Windows {
+                start,
+                end,
+                every,
+                offset,
+                ..
+            }
+            | AggQuery::Partials {
+                start,
+                end,
+                every,
+                offset,
+            } => WindowSpec::new(start, end, every, offset, usize::MAX).map(|s| s.len() as u128),
+            AggQuery::Interpolated {
+                start, end, every, ..
+            } => {
+                if every <= 0 {
+                    return Err(AggError::BadEvery(every));
+                }
+                if start > end {
+                    return Err(AggError::BadRange { start, end });
+                }
+                Ok(((i128::from(end) - i128::from(start)) / i128::from(every) + 1) as u128)
+            }
+            AggQuery::Plot { start, end, pixels } => {
+                if start > end {
+                    return Err(AggError::BadRange { start, end });
+                }
+                if pixels == 0 {
+                    return Err(AggError::BadParam {
+                        name: "pixels",
+                        value: 0.0,
+                    });
+                }
+                Ok(4 * pixels as u128)
+            }
+            AggQuery::AtOrBefore { .. } => Ok(1),
+        }
+    }
+}
+
+/// One output row: a time (µs) and a value (`None`: null).
+pub type Row = (i64, Option<f64>);
 
 /// What a shard is asked to do. A client's command is split by owner and
 /// each part runs on the shard that owns its tags (see
@@ -52,6 +203,20 @@ pub enum Command {
     /// Catalog: an InfluxQL metadata question (measurements, tag keys and
     /// values, field keys, series) for the index. Runs on shard 0.
     Catalog(CatalogQuery),
+    /// Aggregates computed next to the data (see [`AggQuery`]) for each of
+    /// `tags`, answered in request order ([`Answer::Rows`] or
+    /// [`Answer::Partials`]). Dispatch sends one message per owning shard
+    /// with that shard's tags, and refuses a request whose answer could
+    /// exceed the server's row limit (tags × windows, samples or 4 ×
+    /// pixels) with [`Failure::OverLimit`] naming the limit.
+    Aggregate {
+        /// Tags (duplicates allowed; each gets its own answer).
+        tags: Vec<u32>,
+        /// What to compute.
+        query: AggQuery,
+        /// Count only points of good quality (>= 192).
+        good_only: bool,
+    },
 }
 
 /// A successful answer.
@@ -71,6 +236,10 @@ pub enum Answer {
     Tags(Vec<(u32, String)>),
     /// The index's answer to a [`Command::Catalog`].
     Catalog(CatalogAnswer),
+    /// Aggregate rows, one list per requested tag, in request order.
+    Rows(Vec<Vec<Row>>),
+    /// Per-window partials, one list per requested tag, in request order.
+    Partials(Vec<Vec<Option<Partial>>>),
 }
 
 /// Why a command was not done. Nothing of a failed write was acknowledged
@@ -159,6 +328,7 @@ impl Failure {
             E::Limit { what, detail } => Failure::OverLimit {
                 reason: format!("{what}: {detail}"),
             },
+            E::Query { reason } => Failure::InvalidInput { reason },
             E::InvalidConfig { .. } => Failure::Internal {
                 reason: e.to_string(),
             },
@@ -180,6 +350,8 @@ impl Failure {
             Answer::Ids(_) => "ids",
             Answer::Tags(_) => "tags",
             Answer::Catalog(_) => "catalog",
+            Answer::Rows(_) => "rows",
+            Answer::Partials(_) => "partials",
         };
         Failure::Internal {
             reason: format!("{what}: unexpected {kind} answer"),

@@ -3,7 +3,9 @@
 //! InfluxQL): a write is checked against the [`TimeWindow`], split by
 //! owner and acknowledged once every sub-batch is durable; a range goes to
 //! its tag's owner; `latest` asks every owner concurrently and puts the
-//! answers back in request order; `stats` gathers every shard's report;
+//! answers back in request order; an aggregate is checked against the row
+//! limit and sent as one batched command per owner, answers back in
+//! request order; `stats` gathers every shard's report;
 //! catalog commands go to shard 0. Owns routing decisions and merging;
 //! never touches sockets or storage directly.
 //!
@@ -11,8 +13,9 @@
 
 use std::rc::Rc;
 
+use crate::aggregate::Partial;
 use crate::runtime::admission::now_us;
-use crate::runtime::command::{Answer, Command, Failure, Reply};
+use crate::runtime::command::{AggQuery, Answer, Command, Failure, Reply, Row};
 use crate::runtime::report::ShardReport;
 use crate::runtime::router::{owner, Router};
 use crate::Point;
@@ -33,6 +36,88 @@ pub async fn execute(router: &Rc<Router>, cmd: Command) -> Reply {
         c @ (Command::Resolve { .. } | Command::ListTags { .. } | Command::Catalog(_)) => {
             router.call(CATALOG_SHARD, c).await
         }
+        Command::Aggregate {
+            tags,
+            query,
+            good_only,
+        } => aggregate(router, tags, query, good_only).await,
+    }
+}
+
+/// Checks the answer's size against the row limit, groups the tags by
+/// owner, sends one batched command per owner concurrently and puts the
+/// answers back in request order.
+async fn aggregate(router: &Rc<Router>, tags: Vec<u32>, query: AggQuery, good_only: bool) -> Reply {
+    let per_tag = query.rows_per_tag().map_err(|e| Failure::InvalidInput {
+        reason: format!("{}: {e}", query.mode()),
+    })?;
+    let max = router.local().max_query_rows;
+    let needed = per_tag.saturating_mul(tags.len() as u128);
+    if needed > max as u128 {
+        return Err(Failure::OverLimit {
+            reason: format!(
+                "max_query_rows: the {} request could answer {needed} rows ({} tags × {per_tag}), more than the limit {max} (serve --max-query-rows)",
+                query.mode(),
+                tags.len()
+            ),
+        });
+    }
+    let shards = router.shards();
+    let mut groups: Vec<(Vec<usize>, Vec<u32>)> = vec![(Vec::new(), Vec::new()); shards];
+    for (i, &t) in tags.iter().enumerate() {
+        let g = &mut groups[owner(t, shards)];
+        g.0.push(i);
+        g.1.push(t);
+    }
+    let partials = matches!(query, AggQuery::Partials { .. });
+    let tasks: Vec<_> = groups
+        .into_iter()
+        .enumerate()
+        .filter(|(_, g)| !g.1.is_empty())
+        .map(|(dest, (pos, t))| {
+            let cmd = Command::Aggregate {
+                tags: t,
+                query: query.clone(),
+                good_only,
+            };
+            (pos, router.spawn_call(dest, cmd))
+        })
+        .collect();
+    let mut rows: Vec<Vec<Row>> = if partials {
+        Vec::new()
+    } else {
+        vec![Vec::new(); tags.len()]
+    };
+    let mut parts: Vec<Vec<Option<Partial>>> = if partials {
+        vec![Vec::new(); tags.len()]
+    } else {
+        Vec::new()
+    };
+    let mut err = None;
+    for (pos, t) in tasks {
+        match t.await {
+            Ok(Answer::Rows(v)) if !partials && v.len() == pos.len() => {
+                for (i, r) in pos.into_iter().zip(v) {
+                    rows[i] = r;
+                }
+            }
+            Ok(Answer::Partials(v)) if partials && v.len() == pos.len() => {
+                for (i, r) in pos.into_iter().zip(v) {
+                    parts[i] = r;
+                }
+            }
+            Ok(other) => {
+                err.get_or_insert(Failure::unexpected("aggregate", &other));
+            }
+            Err(f) => {
+                err.get_or_insert(f);
+            }
+        }
+    }
+    match err {
+        Some(f) => Err(f),
+        None if partials => Ok(Answer::Partials(parts)),
+        None => Ok(Answer::Rows(rows)),
     }
 }
 

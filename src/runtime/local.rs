@@ -11,8 +11,9 @@ use std::time::Instant;
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 
+use crate::aggregate::{fill, AggError, Fill, WindowSpec};
 use crate::runtime::admission::TimeWindow;
-use crate::runtime::command::{Answer, Command, Failure, Reply};
+use crate::runtime::command::{AggQuery, Answer, Command, Failure, Reply, Row};
 use crate::runtime::report::{new_histogram, Counters, ShardReport};
 use crate::storage::catalog::Store;
 use crate::storage::Shard;
@@ -20,6 +21,12 @@ use crate::storage::Shard;
 /// Latest-value lookups of one request run concurrently up to this many
 /// (each may read a block).
 const LATEST_IN_FLIGHT: usize = 64;
+
+/// Tags of one aggregate request walked at once on a shard.
+const AGG_TAGS_IN_FLIGHT: usize = 8;
+
+/// Default of [`Local::max_query_rows`].
+pub const DEFAULT_MAX_QUERY_ROWS: usize = 1_000_000;
 
 /// One shard's own state.
 pub struct Local {
@@ -39,6 +46,9 @@ pub struct Local {
     pub window: TimeWindow,
     /// Counters the edges keep for this shard.
     pub counters: RefCell<Counters>,
+    /// Most rows (tags × windows, samples or plot points) one aggregate
+    /// request may answer; checked by dispatch before any work.
+    pub max_query_rows: usize,
 }
 
 impl Local {
@@ -53,6 +63,7 @@ impl Local {
             started: Instant::now(),
             window: TimeWindow::default(),
             counters: RefCell::default(),
+            max_query_rows: DEFAULT_MAX_QUERY_ROWS,
         }
     }
 
@@ -133,7 +144,121 @@ impl Local {
                 .query(&q)
                 .map(Answer::Catalog)
                 .map_err(|reason| Failure::InvalidInput { reason }),
+            Command::Aggregate {
+                tags,
+                query,
+                good_only,
+            } => self.aggregate(tags, query, good_only).await,
         }
+    }
+
+    /// Runs an aggregate for this shard's `tags`, up to
+    /// [`AGG_TAGS_IN_FLIGHT`] tags at once (their block reads overlap; each
+    /// walk yields to the executor between its steps), answers in order.
+    async fn aggregate(&self, tags: Vec<u32>, query: AggQuery, good_only: bool) -> Reply {
+        let max = self.max_query_rows;
+        if let AggQuery::Partials {
+            start,
+            end,
+            every,
+            offset,
+        } = query
+        {
+            let spec = WindowSpec::new(start, end, every, offset, max).map_err(|e| {
+                Failure::InvalidInput {
+                    reason: format!("{}: {e}", query.mode()),
+                }
+            })?;
+            let got: Vec<_> = futures_util::stream::iter(tags)
+                .map(|t| self.shard.aggregate_partials(t, &spec, good_only))
+                .buffered(AGG_TAGS_IN_FLIGHT)
+                .collect()
+                .await;
+            let mut out = Vec::with_capacity(got.len());
+            for p in got {
+                out.push(p.map_err(|e| self.failed(e))?);
+            }
+            return Ok(Answer::Partials(out));
+        }
+        let got: Vec<_> = futures_util::stream::iter(tags)
+            .map(|t| self.rows_of(t, &query, good_only))
+            .buffered(AGG_TAGS_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut out = Vec::with_capacity(got.len());
+        for r in got {
+            out.push(r?);
+        }
+        Ok(Answer::Rows(out))
+    }
+
+    /// The rows of one tag for `query` (any mode but partials).
+    async fn rows_of(
+        &self,
+        t: u32,
+        query: &AggQuery,
+        good_only: bool,
+    ) -> Result<Vec<Row>, Failure> {
+        let max = self.max_query_rows;
+        let sh = &self.shard;
+        let bad = |e: AggError| Failure::InvalidInput {
+            reason: format!("{}: {e}", query.mode()),
+        };
+        Ok(match *query {
+            AggQuery::Windows {
+                start,
+                end,
+                every,
+                offset,
+                func,
+                fill: f,
+            } => {
+                let spec = WindowSpec::new(start, end, every, offset, max).map_err(bad)?;
+                let want_before = matches!(f, Fill::Previous { before: None });
+                let (slots, before) = sh
+                    .aggregate(t, &spec, func, good_only, want_before)
+                    .await
+                    .map_err(|e| self.failed(e))?;
+                let f = match f {
+                    Fill::Previous { before: None } => Fill::Previous {
+                        before: before.map(|s| s.value),
+                    },
+                    other => other,
+                };
+                fill(&slots, f)
+                    .into_iter()
+                    .map(|(i, v)| (spec.window(i).map_or(i64::MIN, |w| w.start), v))
+                    .collect()
+            }
+            AggQuery::Interpolated {
+                start,
+                end,
+                every,
+                interp,
+            } => sh
+                .interpolated(t, start, end, every, interp, good_only, max)
+                .await
+                .map_err(|e| self.failed(e))?,
+            AggQuery::Plot { start, end, pixels } => sh
+                .plot(t, start, end, pixels, good_only, max)
+                .await
+                .map_err(|e| self.failed(e))?
+                .into_iter()
+                .map(|s| (s.ts, Some(s.value)))
+                .collect(),
+            AggQuery::AtOrBefore { time } => sh
+                .at_or_before(t, time, good_only)
+                .await
+                .map_err(|e| self.failed(e))?
+                .map(|s| (s.ts, Some(s.value)))
+                .into_iter()
+                .collect(),
+            AggQuery::Partials { .. } => {
+                return Err(Failure::Internal {
+                    reason: "partials reached the rows path".into(),
+                })
+            }
+        })
     }
 }
 

@@ -55,6 +55,12 @@ pub enum Error {
         /// Details (the offending size or value).
         detail: String,
     },
+    /// A query the aggregation kernels refused (bad parameter, too many
+    /// windows); names what was wrong. Nothing was changed.
+    Query {
+        /// What was wrong.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -108,6 +114,7 @@ impl fmt::Display for Error {
             Error::Closed => write!(f, "shard is closed"),
             Error::InvalidConfig { setting, reason } => write!(f, "invalid {setting}: {reason}"),
             Error::Limit { what, detail } => write!(f, "{what}: {detail}"),
+            Error::Query { reason } => write!(f, "bad query: {reason}"),
         }
     }
 }

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use glommio::task::JoinHandle;
 
+use crate::aggregate::{Func, Interp, Partial, Sample, Slot, WindowSpec};
+use crate::storage::aggregate;
 use crate::storage::chunk::Kind;
 use crate::storage::compact::{self, retention, Compactor, Reason};
 use crate::storage::config::ShardConfig;
@@ -212,6 +214,87 @@ impl Shard {
         let i = &self.inner;
         let p = query::latest(&i.mem, &i.disk, &i.stats, tag).await?;
         Ok(p.filter(|p| p.ts >= i.cutoff()))
+    }
+
+    fn scope(&self, tag: u32, good_only: bool) -> aggregate::Scope<'_> {
+        let i = &self.inner;
+        aggregate::Scope {
+            mem: &i.mem,
+            disk: &i.disk,
+            stats: &i.stats,
+            tag,
+            cutoff: i.cutoff(),
+            good_only,
+        }
+    }
+
+    /// `func` per window of `spec` over `tag`, computed while walking the
+    /// tag's segments (a segment wholly inside one window and overlapping
+    /// nothing else is answered from its stored summary). Also returns the
+    /// value in force at the start (the last visible point before it) when
+    /// `want_before` is set or the function is a time-weighted average.
+    /// With `good_only`, points of quality below 192 are invisible.
+    pub async fn aggregate(
+        &self,
+        tag: u32,
+        spec: &WindowSpec,
+        func: Func,
+        good_only: bool,
+        want_before: bool,
+    ) -> Result<(Vec<Slot>, Option<Sample>)> {
+        aggregate::windows(&self.scope(tag, good_only), spec, func, want_before).await
+    }
+
+    /// The [`Partial`] of each window of `spec` over `tag` (`None`: empty),
+    /// for merging across series.
+    pub async fn aggregate_partials(
+        &self,
+        tag: u32,
+        spec: &WindowSpec,
+        good_only: bool,
+    ) -> Result<Vec<Option<Partial>>> {
+        aggregate::partials(&self.scope(tag, good_only), spec).await
+    }
+
+    /// Values of `tag` at `start, start + every, …` up to `end` inclusive
+    /// (see [`crate::aggregate::Interpolator`]), at most `max_samples`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn interpolated(
+        &self,
+        tag: u32,
+        start: i64,
+        end: i64,
+        every: i64,
+        interp: Interp,
+        good_only: bool,
+        max_samples: usize,
+    ) -> Result<Vec<(i64, Option<f64>)>> {
+        let sc = self.scope(tag, good_only);
+        aggregate::interpolated(&sc, start, end, every, interp, max_samples).await
+    }
+
+    /// Plot values of `tag` over `[start, end)` for `pixels` intervals (see
+    /// [`crate::aggregate::Plotter`]), at most `max_pixels`.
+    pub async fn plot(
+        &self,
+        tag: u32,
+        start: i64,
+        end: i64,
+        pixels: usize,
+        good_only: bool,
+        max_pixels: usize,
+    ) -> Result<Vec<Sample>> {
+        aggregate::plot(&self.scope(tag, good_only), start, end, pixels, max_pixels).await
+    }
+
+    /// The last visible point of `tag` at or before `time` (PI AtOrBefore).
+    pub async fn at_or_before(
+        &self,
+        tag: u32,
+        time: i64,
+        good_only: bool,
+    ) -> Result<Option<Sample>> {
+        aggregate::at_or_before(&self.scope(tag, good_only), time).await
     }
 
     /// Flushes every buffered point to blocks and advances the checkpoint.

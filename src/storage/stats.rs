@@ -38,6 +38,11 @@ pub struct ShardStats {
     pub points_from_memory: u64,
     /// Points answered from disk blocks.
     pub points_from_disk: u64,
+    /// Segments an aggregate answered from their stored summary (block not
+    /// read).
+    pub agg_segments_from_summary: u64,
+    /// Segments an aggregate decoded (point by point).
+    pub agg_segments_decoded: u64,
     /// Points currently buffered in memory.
     pub points_buffered: u64,
     /// Bytes currently held by tag buffers.
@@ -104,6 +109,8 @@ impl ShardStats {
             ("blocks_read", self.blocks_read),
             ("points_from_memory", self.points_from_memory),
             ("points_from_disk", self.points_from_disk),
+            ("agg_segments_from_summary", self.agg_segments_from_summary),
+            ("agg_segments_decoded", self.agg_segments_decoded),
             ("points_buffered", self.points_buffered),
             ("buffered_bytes", self.buffered_bytes),
             ("backpressure_waits", self.backpressure_waits),
@@ -147,6 +154,8 @@ impl ShardStats {
         self.blocks_read += o.blocks_read;
         self.points_from_memory += o.points_from_memory;
         self.points_from_disk += o.points_from_disk;
+        self.agg_segments_from_summary += o.agg_segments_from_summary;
+        self.agg_segments_decoded += o.agg_segments_decoded;
         self.points_buffered += o.points_buffered;
         self.buffered_bytes += o.buffered_bytes;
         self.backpressure_waits += o.backpressure_waits;
