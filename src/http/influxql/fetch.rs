@@ -1,16 +1,19 @@
 //! The one door from the InfluxQL executor to the data: raw points of a
 //! series ([`fetch_points`]) and per-window aggregates of a group of
-//! series merged into one ([`fetch_windows`]). Both read through
-//! `Command::Range` and [`execute`], in bounded time chunks (the chunk
-//! width adapts so each answer stays near [`CHUNK_POINTS`] points), and
-//! feed the pure kernels of [`crate::aggregate`]; every point read is
-//! charged to the statement's [`Budget`], so one query cannot read without
-//! bound. When the engine answers aggregates itself, only this file
-//! changes. Never holds more than one chunk of one series' points at a
-//! time, except where the answer is the points (raw `SELECT`) or where
-//! InfluxQL merges raw points across series (median, percentile, integral
-//! and `time_weighted_mean` over several series), both bounded by the
-//! budget.
+//! series merged into one ([`fetch_windows`]). The mergeable functions
+//! (count, sum, mean, min, max, first, last, spread, stddev) are computed
+//! by the engine next to the data: one `Command::Aggregate` asking for
+//! every series' per-window partials, fanned out by [`execute`] to the
+//! owning shards (whole segments answered from their summaries), merged
+//! here. The rest read through `Command::Range` in bounded time chunks
+//! (the chunk width adapts so each answer stays near [`CHUNK_POINTS`]
+//! points) and feed the pure kernels of [`crate::aggregate`]. Every point
+//! read or counted is charged to the statement's [`Budget`], so one query
+//! cannot read without bound. Never holds more than one chunk of one
+//! series' points at a time, except where the answer is the points (raw
+//! `SELECT`) or where InfluxQL merges raw points across series (median,
+//! percentile, integral and `time_weighted_mean` over several series),
+//! both bounded by the budget.
 
 use std::rc::Rc;
 
@@ -19,7 +22,7 @@ use crate::aggregate::{
     WindowSpec, Windowed,
 };
 use crate::runtime::admission::now_us;
-use crate::runtime::command::{Answer, Command, Failure};
+use crate::runtime::command::{AggQuery, Answer, Command, Failure};
 use crate::runtime::dispatch::execute;
 use crate::runtime::router::Router;
 use crate::Point;
@@ -261,9 +264,18 @@ pub async fn fetch_windows(
     if func.mergeable() {
         let mut merged: Vec<Option<Partial>> = vec![None; n];
         let mut ext = vec![Extremes::default(); if n == 1 { 1 } else { 0 }];
+        // One window of min or max: also find where the extreme was
+        // reached (InfluxDB labels the row with that time), so read the
+        // points; everything else is the engine's per-window partials.
+        let extremes = n == 1 && matches!(func, Func::Min | Func::Max);
+        let mut pushed = if extremes {
+            Vec::new()
+        } else {
+            engine_partials(router, ids, spec, good_only, budget).await?
+        }
+        .into_iter();
         for &id in ids {
-            let parts = if n == 1 && matches!(func, Func::Min | Func::Max) {
-                // One window: also find where the extreme was reached.
+            let parts = if extremes {
                 let mut w = Windowed::new(spec.clone(), PartialAcc::default(), good_only);
                 let e = &mut ext[0];
                 for_each_chunk(router, id, spec.start(), spec.end(), budget, false, |pts| {
@@ -277,16 +289,7 @@ pub async fn fetch_windows(
                 .await?;
                 w.finish().map_err(|e| e.to_string())?
             } else {
-                drive(
-                    router,
-                    id,
-                    spec,
-                    PartialAcc::default(),
-                    good_only,
-                    None,
-                    budget,
-                )
-                .await?
+                pushed.next().unwrap_or_default()
             };
             for (m, p) in merged.iter_mut().zip(parts) {
                 match (m.as_mut(), p) {
@@ -390,6 +393,43 @@ pub async fn fetch_windows(
         }
         other => Err(format!("{} cannot be computed here", other.name())),
     }
+}
+
+/// Every series' per-window [`Partial`]s, computed by the owning shards
+/// (one `Command::Aggregate` for all of `ids`), in `ids` order. The points
+/// they counted are charged to `budget`.
+async fn engine_partials(
+    router: &Rc<Router>,
+    ids: &[u32],
+    spec: &WindowSpec,
+    good_only: bool,
+    budget: &mut Budget,
+) -> Result<Vec<Vec<Option<Partial>>>, String> {
+    let cmd = Command::Aggregate {
+        tags: ids.to_vec(),
+        query: AggQuery::Partials {
+            start: spec.start(),
+            end: spec.end(),
+            every: spec.every(),
+            offset: spec.offset(),
+        },
+        good_only,
+    };
+    let parts = match execute(router, cmd).await.map_err(failed)? {
+        Answer::Partials(p) => p,
+        other => return Err(failed(Failure::unexpected("influxql aggregate", &other))),
+    };
+    if parts.len() != ids.len() || parts.iter().any(|p| p.len() != spec.len()) {
+        return Err(format!(
+            "the engine answered {} series of windows for {} series of {} windows",
+            parts.len(),
+            ids.len(),
+            spec.len()
+        ));
+    }
+    let counted: u64 = parts.iter().flatten().flatten().map(|p| p.count).sum();
+    budget.charge(usize::try_from(counted).unwrap_or(usize::MAX))?;
+    Ok(parts)
 }
 
 /// `acc` over the time-ordered merge of the series' points (one series:
