@@ -90,6 +90,7 @@ use std::fmt;
 use smallvec::SmallVec;
 
 use crate::runtime::admission::TimeWindow;
+use crate::storage::catalog::key::token;
 use crate::storage::catalog::MAX_KEY_LEN;
 
 /// Timestamp precision of a write request.
@@ -498,46 +499,6 @@ fn key_special(b: u8) -> bool {
 /// Bytes whose escape is removed in a field key.
 fn field_unescape(b: u8) -> bool {
     matches!(b, b',' | b'=' | b' ' | b'"')
-}
-
-/// Reads a token up to a byte of `stop` not preceded by a backslash;
-/// removes the backslash before bytes of `unescape` (a superset of
-/// `stop`). Returns the unescaped text and the position of the stop byte
-/// (or the end). Borrows from `s` unless the token holds an escape. `s` is
-/// valid UTF-8 and every stop and escape is ASCII, so each copied segment
-/// is whole characters.
-fn token(
-    s: &str,
-    start: usize,
-    stop: impl Fn(u8) -> bool,
-    unescape: impl Fn(u8) -> bool,
-) -> (Cow<'_, str>, usize) {
-    let b = s.as_bytes();
-    let mut i = start;
-    let mut owned: Option<String> = None;
-    let mut seg = i;
-    while i < b.len() {
-        let c = b[i];
-        if c == b'\\' && i + 1 < b.len() && unescape(b[i + 1]) {
-            let o = owned.get_or_insert_with(String::new);
-            o.push_str(&s[seg..i]);
-            o.push(b[i + 1] as char);
-            i += 2;
-            seg = i;
-            continue;
-        }
-        if stop(c) {
-            break;
-        }
-        i += 1;
-    }
-    match owned {
-        None => (Cow::Borrowed(&s[start..i]), i),
-        Some(mut o) => {
-            o.push_str(&s[seg..i]);
-            (Cow::Owned(o), i)
-        }
-    }
 }
 
 fn escape_into(out: &mut String, s: &str, special: impl Fn(u8) -> bool + Copy) {

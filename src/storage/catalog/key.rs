@@ -19,18 +19,26 @@ fn key_special(b: u8) -> bool {
     matches!(b, b',' | b'=' | b' ')
 }
 
-/// A token up to a byte of `stop` not preceded by a backslash, with the
-/// backslash removed before bytes of `stop`; and the position of the stop
-/// byte (or the end). The stops are ASCII, so each copied piece is whole
-/// characters.
-fn token(s: &str, start: usize, stop: fn(u8) -> bool) -> (Cow<'_, str>, usize) {
+/// A token of `s` from `start` up to the first byte for which `stop`
+/// holds, where a backslash before a byte for which `unescape` holds
+/// escapes it (the backslash is dropped, the byte kept). Returns the
+/// unescaped text and the position of the stop byte (or the end). Borrows
+/// from `s` unless the token holds an escape. `s` is valid UTF-8 and every
+/// stop and escape is ASCII, so each copied segment is whole characters.
+/// Shared with the line-protocol parser (`crate::http::line`).
+pub(crate) fn token(
+    s: &str,
+    start: usize,
+    stop: impl Fn(u8) -> bool,
+    unescape: impl Fn(u8) -> bool,
+) -> (Cow<'_, str>, usize) {
     let b = s.as_bytes();
     let mut i = start;
     let mut owned: Option<String> = None;
     let mut seg = i;
     while i < b.len() {
         let c = b[i];
-        if c == b'\\' && i + 1 < b.len() && stop(b[i + 1]) {
+        if c == b'\\' && i + 1 < b.len() && unescape(b[i + 1]) {
             let o = owned.get_or_insert_with(String::new);
             o.push_str(&s[seg..i]);
             o.push(b[i + 1] as char);
@@ -63,7 +71,7 @@ pub fn split_series_key(key: &str) -> Option<SeriesParts> {
 /// field).
 pub fn split_key(key: &str) -> Option<(SeriesParts, usize)> {
     let (m, tags, field_at) = split_prefix(key)?;
-    let (f, j) = token(key, field_at, key_special);
+    let (f, j) = token(key, field_at, key_special, key_special);
     if f.is_empty() || j != key.len() {
         return None;
     }
@@ -75,17 +83,17 @@ pub fn split_key(key: &str) -> Option<(SeriesParts, usize)> {
 #[allow(clippy::type_complexity)]
 fn split_prefix(key: &str) -> Option<(String, Vec<(String, String)>, usize)> {
     let b = key.as_bytes();
-    let (m, mut i) = token(key, 0, measurement_stop);
+    let (m, mut i) = token(key, 0, measurement_stop, measurement_stop);
     if m.is_empty() || i >= b.len() {
         return None;
     }
     let mut tags = Vec::new();
     while b[i] == b',' {
-        let (k, j) = token(key, i + 1, key_special);
+        let (k, j) = token(key, i + 1, key_special, key_special);
         if k.is_empty() || j >= b.len() || b[j] != b'=' {
             return None;
         }
-        let (v, j) = token(key, j + 1, key_special);
+        let (v, j) = token(key, j + 1, key_special, key_special);
         if v.is_empty() || j >= b.len() || b[j] == b'=' {
             return None;
         }
