@@ -206,20 +206,12 @@ struct QueryArgs {
 
 fn parse_func(s: &str) -> Result<xtdb::aggregate::Func, String> {
     use xtdb::aggregate::{Func, Interp};
+    if let Some(f) = Func::plain(s) {
+        return Ok(f);
+    }
     Ok(match s {
-        "count" => Func::Count,
-        "sum" => Func::Sum,
-        "mean" => Func::Mean,
-        "min" => Func::Min,
-        "max" => Func::Max,
-        "first" => Func::First,
-        "last" => Func::Last,
-        "spread" => Func::Spread,
-        "stddev" => Func::Stddev,
-        "median" => Func::Median,
         "twa" => Func::TimeWeighted(Interp::Step),
         "twa-linear" => Func::TimeWeighted(Interp::Linear),
-        "percent_good" => Func::PercentGood,
         _ => return Err(format!("unknown function {s:?}")),
     })
 }

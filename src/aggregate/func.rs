@@ -811,6 +811,27 @@ pub enum Func {
 }
 
 impl Func {
+    /// The function without parameters named `name` (its [`Func::name`]:
+    /// count, sum, mean, min, max, first, last, spread, stddev, median,
+    /// percent_good); `None` for any other name, including those that take
+    /// parameters (percentile, integral, time-weighted average).
+    pub fn plain(name: &str) -> Option<Func> {
+        Some(match name {
+            "count" => Func::Count,
+            "sum" => Func::Sum,
+            "mean" => Func::Mean,
+            "min" => Func::Min,
+            "max" => Func::Max,
+            "first" => Func::First,
+            "last" => Func::Last,
+            "spread" => Func::Spread,
+            "stddev" => Func::Stddev,
+            "median" => Func::Median,
+            "percent_good" => Func::PercentGood,
+            _ => return None,
+        })
+    }
+
     /// The name used in errors.
     pub fn name(&self) -> &'static str {
         match self {

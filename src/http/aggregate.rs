@@ -98,17 +98,10 @@ fn interp(params: &[(String, String)]) -> Result<Interp, Resp> {
 /// `interp=` for twa).
 fn func(params: &[(String, String)], prec: Precision) -> Result<Func, Resp> {
     let name = param(params, "func").unwrap_or("mean");
+    if let Some(f) = Func::plain(name) {
+        return Ok(f);
+    }
     Ok(match name {
-        "count" => Func::Count,
-        "sum" => Func::Sum,
-        "mean" => Func::Mean,
-        "min" => Func::Min,
-        "max" => Func::Max,
-        "first" => Func::First,
-        "last" => Func::Last,
-        "spread" => Func::Spread,
-        "stddev" => Func::Stddev,
-        "median" => Func::Median,
         "percentile" => {
             let v = param(params, "p").ok_or_else(|| {
                 error(
@@ -133,7 +126,6 @@ fn func(params: &[(String, String)], prec: Precision) -> Result<Func, Resp> {
             };
             Func::Integral { unit, mode }
         }
-        "percent_good" => Func::PercentGood,
         "twa" | "time_weighted" | "time_weighted_average" => Func::TimeWeighted(interp(params)?),
         other => {
             return Err(bad(

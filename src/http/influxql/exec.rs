@@ -172,18 +172,9 @@ pub async fn run(ctx: &Ctx<'_>, stmt: &Statement) -> R<Vec<SeriesOut>> {
             };
             over(ctx, per.iter().map(|p| p.1.len()).sum(), "tag keys")?;
             let per = paged(per, s.slimit, s.soffset);
-            Ok(per
-                .into_iter()
-                .filter_map(|(m, keys)| {
-                    let keys = paged(keys, s.limit, s.offset);
-                    (!keys.is_empty()).then(|| SeriesOut {
-                        name: Some(m),
-                        columns: vec!["tagKey".into()],
-                        values: keys.into_iter().map(|k| vec![Val::S(k)]).collect(),
-                        ..Default::default()
-                    })
-                })
-                .collect())
+            Ok(per_measurement(per, s.limit, s.offset, &["tagKey"], |k| {
+                vec![Val::S(k)]
+            }))
         }
         Statement::ShowTagValues(s) => {
             need_db(ctx, s.database.as_deref())?;
@@ -216,21 +207,13 @@ pub async fn run(ctx: &Ctx<'_>, stmt: &Statement) -> R<Vec<SeriesOut>> {
                 return Err("catalog: unexpected answer".into());
             };
             over(ctx, per.iter().map(|p| p.1.len()).sum(), "tag values")?;
-            Ok(per
-                .into_iter()
-                .filter_map(|(m, pairs)| {
-                    let pairs = paged(pairs, s.limit, s.offset);
-                    (!pairs.is_empty()).then(|| SeriesOut {
-                        name: Some(m),
-                        columns: vec!["key".into(), "value".into()],
-                        values: pairs
-                            .into_iter()
-                            .map(|(k, v)| vec![Val::S(k), Val::S(v)])
-                            .collect(),
-                        ..Default::default()
-                    })
-                })
-                .collect())
+            Ok(per_measurement(
+                per,
+                s.limit,
+                s.offset,
+                &["key", "value"],
+                |(k, v)| vec![Val::S(k), Val::S(v)],
+            ))
         }
         Statement::ShowFieldKeys(s) => {
             need_db(ctx, s.database.as_deref())?;
@@ -247,21 +230,13 @@ pub async fn run(ctx: &Ctx<'_>, stmt: &Statement) -> R<Vec<SeriesOut>> {
                 return Err("catalog: unexpected answer".into());
             };
             over(ctx, per.iter().map(|p| p.1.len()).sum(), "field keys")?;
-            Ok(per
-                .into_iter()
-                .filter_map(|(m, keys)| {
-                    let keys = paged(keys, s.limit, s.offset);
-                    (!keys.is_empty()).then(|| SeriesOut {
-                        name: Some(m),
-                        columns: vec!["fieldKey".into(), "fieldType".into()],
-                        values: keys
-                            .into_iter()
-                            .map(|k| vec![Val::S(k), Val::S("float".into())])
-                            .collect(),
-                        ..Default::default()
-                    })
-                })
-                .collect())
+            Ok(per_measurement(
+                per,
+                s.limit,
+                s.offset,
+                &["fieldKey", "fieldType"],
+                |k| vec![Val::S(k), Val::S("float".into())],
+            ))
         }
         Statement::ShowSeries(s) => {
             need_db(ctx, s.database.as_deref())?;
@@ -354,6 +329,28 @@ fn page<T>(
 }
 
 /// `OFFSET` then `LIMIT` (0 is no limit, as in InfluxDB).
+/// One series per measurement, its rows paged by `limit`/`offset`
+/// (measurements left without rows are dropped, as InfluxDB does).
+fn per_measurement<T>(
+    per: Vec<(String, Vec<T>)>,
+    limit: Option<u64>,
+    offset: Option<u64>,
+    columns: &[&str],
+    row: impl Fn(T) -> Vec<Val>,
+) -> Vec<SeriesOut> {
+    per.into_iter()
+        .filter_map(|(m, items)| {
+            let items = paged(items, limit, offset);
+            (!items.is_empty()).then(|| SeriesOut {
+                name: Some(m),
+                columns: columns.iter().map(|c| c.to_string()).collect(),
+                values: items.into_iter().map(&row).collect(),
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
 pub(super) fn paged<T>(v: Vec<T>, limit: Option<u64>, offset: Option<u64>) -> Vec<T> {
     let off = offset.unwrap_or(0).min(usize::MAX as u64) as usize;
     let lim = match limit {

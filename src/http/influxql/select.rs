@@ -121,17 +121,10 @@ fn call_leaf(c: &Call, grouped: bool) -> R<Leaf> {
         "mean" | "count" | "sum" | "spread" | "stddev" | "median" | "min" | "max" | "first"
         | "last" => {
             nargs(c, 1, 1)?;
-            let (f, sel) = match c.name.as_str() {
-                "mean" => (Func::Mean, false),
-                "count" => (Func::Count, false),
-                "sum" => (Func::Sum, false),
-                "spread" => (Func::Spread, false),
-                "stddev" => (Func::Stddev, false),
-                "median" => (Func::Median, false),
-                "min" => (Func::Min, true),
-                "max" => (Func::Max, true),
-                "first" => (Func::First, true),
-                _ => (Func::Last, true),
+            // Selectors answer with the chosen point's time.
+            let sel = matches!(c.name.as_str(), "min" | "max" | "first" | "last");
+            let Some(f) = Func::plain(&c.name) else {
+                return Err(format!("unknown function {}()", c.name));
             };
             if let Some(Expr::Distinct(_)) | Some(Expr::Call(_)) = c.args.first() {
                 return Err(format!(
