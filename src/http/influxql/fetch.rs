@@ -395,9 +395,15 @@ pub async fn fetch_windows(
     }
 }
 
+/// Series per `Command::Aggregate` of [`engine_partials`]: the budget is
+/// checked between batches, so a statement over more points than its
+/// budget stops after at most one batch too many.
+const SERIES_PER_AGGREGATE: usize = 64;
+
 /// Every series' per-window [`Partial`]s, computed by the owning shards
-/// (one `Command::Aggregate` for all of `ids`), in `ids` order. The points
-/// they counted are charged to `budget`.
+/// (one `Command::Aggregate` per [`SERIES_PER_AGGREGATE`] series), in `ids`
+/// order. The points they counted are charged to `budget` after each
+/// batch.
 async fn engine_partials(
     router: &Rc<Router>,
     ids: &[u32],
@@ -405,31 +411,35 @@ async fn engine_partials(
     good_only: bool,
     budget: &mut Budget,
 ) -> Result<Vec<Vec<Option<Partial>>>, String> {
-    let cmd = Command::Aggregate {
-        tags: ids.to_vec(),
-        query: AggQuery::Partials {
-            start: spec.start(),
-            end: spec.end(),
-            every: spec.every(),
-            offset: spec.offset(),
-        },
-        good_only,
-    };
-    let parts = match execute(router, cmd).await.map_err(failed)? {
-        Answer::Partials(p) => p,
-        other => return Err(failed(Failure::unexpected("influxql aggregate", &other))),
-    };
-    if parts.len() != ids.len() || parts.iter().any(|p| p.len() != spec.len()) {
-        return Err(format!(
-            "the engine answered {} series of windows for {} series of {} windows",
-            parts.len(),
-            ids.len(),
-            spec.len()
-        ));
+    let mut all = Vec::with_capacity(ids.len());
+    for batch in ids.chunks(SERIES_PER_AGGREGATE) {
+        let cmd = Command::Aggregate {
+            tags: batch.to_vec(),
+            query: AggQuery::Partials {
+                start: spec.start(),
+                end: spec.end(),
+                every: spec.every(),
+                offset: spec.offset(),
+            },
+            good_only,
+        };
+        let parts = match execute(router, cmd).await.map_err(failed)? {
+            Answer::Partials(p) => p,
+            other => return Err(failed(Failure::unexpected("influxql aggregate", &other))),
+        };
+        if parts.len() != batch.len() || parts.iter().any(|p| p.len() != spec.len()) {
+            return Err(format!(
+                "the engine answered {} series of windows for {} series of {} windows",
+                parts.len(),
+                batch.len(),
+                spec.len()
+            ));
+        }
+        let counted: u64 = parts.iter().flatten().flatten().map(|p| p.count).sum();
+        budget.charge(usize::try_from(counted).unwrap_or(usize::MAX))?;
+        all.extend(parts);
     }
-    let counted: u64 = parts.iter().flatten().flatten().map(|p| p.count).sum();
-    budget.charge(usize::try_from(counted).unwrap_or(usize::MAX))?;
-    Ok(parts)
+    Ok(all)
 }
 
 /// `acc` over the time-ordered merge of the series' points (one series:
