@@ -4,7 +4,8 @@
 //! shard over the one mesh RPC ([`mesh`], [`router`]), fans a client's
 //! command out and merges the answers ([`dispatch`]), decides what is let
 //! in ([`admission`]: timestamp window, closing, in-flight slots; [`auth`]:
-//! tokens and permissions), keeps the catalog cache ([`catalog`]) and names
+//! tokens and permissions), keeps the catalog cache ([`catalog`]), reads long ranges in bounded
+//! chunks ([`scan`]) and names
 //! every shard's counters ([`report`]). Imports storage and nothing above it; never blocks an
 //! executor; never awaits a mesh send in the loop that drains the shard's
 //! own receivers.
@@ -19,3 +20,4 @@ pub mod mesh;
 pub mod placement;
 pub mod report;
 pub mod router;
+pub mod scan;

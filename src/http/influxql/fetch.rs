@@ -6,8 +6,8 @@
 //! every series' per-window partials, fanned out by [`execute`] to the
 //! owning shards (whole segments answered from their summaries), merged
 //! here. The rest read through `Command::Range` in bounded time chunks
-//! (the chunk width adapts so each answer stays near [`CHUNK_POINTS`]
-//! points) and feed the pure kernels of [`crate::aggregate`]. Every point
+//! ([`RangeScan`]: the chunk width adapts so each answer stays near
+//! [`crate::runtime::scan::CHUNK_POINTS`] points) and feed the pure kernels of [`crate::aggregate`]. Every point
 //! read or counted is charged to the statement's [`Budget`], so one query
 //! cannot read without bound. Never holds more than one chunk of one
 //! series' points at a time, except where the answer is the points (raw
@@ -21,16 +21,11 @@ use crate::aggregate::{
     Accumulator, Func, IntegralAcc, Partial, PartialAcc, Quantile, Slot, TwaAcc, ValuesAcc,
     WindowSpec, Windowed,
 };
-use crate::runtime::admission::now_us;
 use crate::runtime::command::{AggQuery, Answer, Command, Failure};
 use crate::runtime::dispatch::execute;
 use crate::runtime::router::Router;
+use crate::runtime::scan::RangeScan;
 use crate::Point;
-
-/// Points one chunk aims at.
-pub const CHUNK_POINTS: usize = 32_768;
-/// Width of the first chunk, µs (one hour).
-const FIRST_CHUNK_US: i64 = 3_600_000_000;
 
 /// Points a statement may still read, and hold in memory at once where
 /// the answer or the merge needs them all (raw answers, points merged
@@ -84,8 +79,7 @@ fn failed(f: Failure) -> String {
 }
 
 /// Calls `f` with the points of `id` in `[start, end)` (µs), chunk by
-/// chunk, in time order. The range is first clipped to the timestamps the
-/// server accepts (no point can lie outside them).
+/// chunk ([`RangeScan`]), in time order, charging each chunk to `budget`.
 async fn for_each_chunk(
     router: &Rc<Router>,
     id: u32,
@@ -95,35 +89,13 @@ async fn for_each_chunk(
     hold: bool,
     mut f: impl FnMut(&[Point]),
 ) -> Result<(), String> {
-    let window = &router.local().window;
-    let mut lo = start.max(window.min_ts);
-    let end = end.min(window.max_ts(now_us()).saturating_add(1));
-    let mut width = FIRST_CHUNK_US;
-    while lo < end {
-        let hi = lo.saturating_add(width).min(end);
-        let cmd = Command::Range {
-            tag: id,
-            start: lo,
-            end: hi,
-        };
-        let pts = match execute(router, cmd).await.map_err(failed)? {
-            Answer::Points(p) => p,
-            other => return Err(failed(Failure::unexpected("influxql range", &other))),
-        };
+    let mut scan = RangeScan::new(router, id, start, end);
+    while let Some(pts) = scan.next().await.map_err(failed)? {
         budget.charge(pts.len())?;
         if hold {
             budget.hold(pts.len())?;
         }
         f(&pts);
-        // A long query lets the shard's writes and small reads run between
-        // its chunks.
-        glommio::executor().yield_if_needed().await;
-        if pts.len() < CHUNK_POINTS / 2 {
-            width = width.saturating_mul(2);
-        } else if pts.len() > CHUNK_POINTS * 2 {
-            width = (width / 2).max(1);
-        }
-        lo = hi;
     }
     Ok(())
 }

@@ -1,0 +1,76 @@
+//! A range read in bounded pieces: [`RangeScan`] walks the points of one
+//! series over `[start, end)` as a sequence of `Command::Range` calls on
+//! consecutive time chunks whose width adapts so each answer stays near
+//! [`CHUNK_POINTS`] points. Every consumer of long raw ranges (the HTTP
+//! range stream, InfluxQL) reads through it, so no single answer, and no
+//! single stall of the owning shard, grows with the range. Owns no state
+//! beyond its cursor; never holds more than one chunk.
+
+use std::rc::Rc;
+
+use crate::runtime::admission::now_us;
+use crate::runtime::command::{Answer, Command, Failure};
+use crate::runtime::dispatch::execute;
+use crate::runtime::router::Router;
+use crate::Point;
+
+/// Points one chunk aims at.
+pub const CHUNK_POINTS: usize = 32_768;
+/// Width of the first chunk, µs (one hour).
+const FIRST_CHUNK_US: i64 = 3_600_000_000;
+
+/// The points of one series, chunk by chunk, in time order.
+pub struct RangeScan {
+    router: Rc<Router>,
+    tag: u32,
+    lo: i64,
+    end: i64,
+    width: i64,
+}
+
+impl RangeScan {
+    /// A scan of `tag` over `[start, end)` (µs), first clipped to the
+    /// timestamps the server accepts (no point can lie outside them).
+    pub fn new(router: &Rc<Router>, tag: u32, start: i64, end: i64) -> RangeScan {
+        let window = &router.local().window;
+        RangeScan {
+            tag,
+            lo: start.max(window.min_ts),
+            end: end.min(window.max_ts(now_us()).saturating_add(1)),
+            width: FIRST_CHUNK_US,
+            router: Rc::clone(router),
+        }
+    }
+
+    /// The clipped `[start, end)` still to read.
+    pub fn remaining(&self) -> (i64, i64) {
+        (self.lo, self.end)
+    }
+
+    /// The next chunk's points (possibly empty), or `None` when the range
+    /// is done. Yields to the executor after each chunk, so the shard's
+    /// writes and small reads run between a long scan's chunks.
+    pub async fn next(&mut self) -> Result<Option<Vec<Point>>, Failure> {
+        if self.lo >= self.end {
+            return Ok(None);
+        }
+        let hi = self.lo.saturating_add(self.width).min(self.end);
+        let cmd = Command::Range {
+            tag: self.tag,
+            start: self.lo,
+            end: hi,
+        };
+        let pts = match execute(&self.router, cmd).await? {
+            Answer::Points(p) => p,
+            other => return Err(Failure::unexpected("range", &other)),
+        };
+        glommio::executor().yield_if_needed().await;
+        if pts.len() < CHUNK_POINTS / 2 {
+            self.width = self.width.saturating_mul(2);
+        } else if pts.len() > CHUNK_POINTS * 2 {
+            self.width = (self.width / 2).max(1);
+        }
+        self.lo = hi;
+        Ok(Some(pts))
+    }
+}
