@@ -30,7 +30,7 @@ enum Cmd {
     Verify(VerifyArgs),
     /// Range queries over N blocks and latest-value queries.
     Query(QueryArgs),
-    /// One of the original design's scenarios: tags-100k, max-write, query-blocks, flush-storm, recovery.
+    /// One of the original design's scenarios: tags-100k, max-write, query-blocks, flush-storm, recovery, steady, hostile.
     Scenario(ScenarioArgs),
     /// Start a server on a temporary dir, run a short tags-100k and query-blocks, stop it.
     Demo(DemoArgs),
@@ -218,7 +218,7 @@ fn parse_func(s: &str) -> Result<xtdb::aggregate::Func, String> {
 
 #[derive(Args)]
 struct ScenarioArgs {
-    /// tags-100k | max-write | query-blocks | flush-storm | recovery | steady
+    /// tags-100k | max-write | query-blocks | flush-storm | recovery | steady | hostile
     name: String,
     #[command(flatten)]
     common: Common,
@@ -264,6 +264,9 @@ struct ScenarioArgs {
     /// recovery: stop the first server with SIGTERM (timed) instead of kill -9.
     #[arg(long)]
     sigterm: bool,
+    /// hostile: the server's HTTP address.
+    #[arg(long)]
+    http: Option<String>,
 }
 
 #[derive(Args)]
@@ -426,6 +429,7 @@ fn run(cli: Cli) -> xtdb::error::Result<bool> {
             s.minutes = a.minutes;
             s.rate = a.rate;
             s.sigterm = a.sigterm;
+            s.http = a.http;
             s.signal = a.signal.unwrap_or(if a.name == "steady" {
                 xtdb::load::gen::Signal::Plant
             } else {

@@ -149,6 +149,41 @@ struct ServeArgs {
     /// HTTP idle / read / write timeout, seconds.
     #[arg(long, env = "XTDB_HTTP_TIMEOUT", default_value_t = 60)]
     http_timeout: u64,
+    /// HTTP: a request's headers must arrive within this many seconds of
+    /// its first byte, else the connection is closed.
+    #[arg(long, env = "XTDB_HTTP_HEADER_TIMEOUT", default_value_t = 10)]
+    http_header_timeout: u64,
+    /// HTTP: a request body may take this many seconds plus one second per
+    /// --http-body-min-rate bytes; a slower one is answered 408.
+    #[arg(long, env = "XTDB_HTTP_BODY_GRACE", default_value_t = 10)]
+    http_body_grace: u64,
+    /// HTTP: bytes per second a request body must keep up after its grace.
+    #[arg(long, env = "XTDB_HTTP_BODY_MIN_RATE", default_value_t = 32 << 10)]
+    http_body_min_rate: u64,
+    /// HTTP: request body bytes one shard buffers at once over all its
+    /// connections; a body that would pass it is answered 503.
+    #[arg(long, env = "XTDB_HTTP_MAX_BUFFERED", default_value_t = 256 << 20)]
+    http_max_buffered: usize,
+    /// Most points one /api/v1/range answer may hold; more is answered 400
+    /// naming the limit.
+    #[arg(long, env = "XTDB_MAX_POINTS_PER_QUERY", default_value_t = 1_000_000)]
+    max_points_per_query: u64,
+    /// Most new series one HTTP write request may create; more is answered
+    /// 400 and nothing is stored.
+    #[arg(
+        long,
+        env = "XTDB_MAX_NEW_SERIES_PER_REQUEST",
+        default_value_t = 100_000
+    )]
+    max_new_series_per_request: usize,
+    /// New series one client address may create per second and shard over
+    /// HTTP; past it, 429 with Retry-After and nothing is stored.
+    #[arg(
+        long,
+        env = "XTDB_MAX_NEW_SERIES_PER_SECOND",
+        default_value_t = 100_000
+    )]
+    max_new_series_per_second: u64,
     /// Line protocol: longest line, bytes; a longer one is a bad line.
     #[arg(long, env = "XTDB_MAX_LINE_BYTES", default_value_t = 64 << 10)]
     max_line_bytes: usize,
@@ -285,6 +320,13 @@ fn serve(a: ServeArgs) -> xtdb::error::Result<()> {
     config.http_config.max_body = a.http_max_body;
     config.http_config.max_inflight_writes = a.http_max_inflight.max(1);
     config.http_config.idle_timeout = Duration::from_secs(a.http_timeout.max(1));
+    config.http_config.header_timeout = Duration::from_secs(a.http_header_timeout.max(1));
+    config.http_config.body_grace = Duration::from_secs(a.http_body_grace);
+    config.http_config.body_min_rate = a.http_body_min_rate.max(1);
+    config.http_config.max_buffered_bodies = a.http_max_buffered;
+    config.http_config.max_points_per_query = a.max_points_per_query;
+    config.http_config.max_new_series_per_request = a.max_new_series_per_request;
+    config.http_config.max_new_series_per_second = a.max_new_series_per_second;
     config.http_config.metrics_open = a.metrics_open;
     config.http_config.influxql = xtdb::http::influxql::Limits {
         max_series: a.query_max_series,

@@ -403,13 +403,25 @@ fn connections_over_the_limit_get_503_and_timestamps_outside_the_window_400() {
         c.limits.max_connections = 1;
     });
     let a = h.http_addr().unwrap();
-    // One keep-alive connection holds the only slot.
-    let mut held = TcpStream::connect(a).unwrap();
-    held.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+    // An idle keep-alive connection gives its slot to a new client.
+    let mut idle = TcpStream::connect(a).unwrap();
+    idle.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     let mut buf = [0u8; 256];
-    let n = held.read(&mut buf).unwrap();
+    let n = idle.read(&mut buf).unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 204"), "{:?}", &buf[..n]);
+    assert_eq!(req(a, "GET", "/ping", &[], b"").status, 204);
+    assert_eq!(
+        idle.read(&mut buf).unwrap_or(0),
+        0,
+        "the idle one was closed"
+    );
+    // A connection with a request in flight (its body still arriving)
+    // holds the only slot.
+    let mut held = TcpStream::connect(a).unwrap();
+    held.write_all(b"POST /write HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nm v=1")
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
     let r = req(a, "GET", "/ping", &[], b"");
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(r.text().contains("connection limit"), "{}", r.text());

@@ -1,8 +1,13 @@
-//! Building HTTP answers: the response type, JSON and error bodies, and
-//! the one mapping of a runtime [`Failure`] to a status. Owns no state.
+//! Building HTTP answers: the response type (a whole body, or one
+//! streamed in pieces), JSON and error bodies, and the one mapping of a
+//! runtime [`Failure`] to a status. Owns no state.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use futures_lite::Stream;
+use hyper::body::{Frame, SizeHint};
 use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde_json::{json, Value};
@@ -10,11 +15,75 @@ use serde_json::{json, Value};
 use crate::runtime::command::Failure;
 
 /// The response type.
-pub type Resp = Response<Full<Bytes>>;
+pub type Resp = Response<Body>;
+
+/// A response body: whole, or streamed piece by piece (sent chunked) by a
+/// producer that computes the next piece only when hyper asks for it, so a
+/// big answer is never held in memory at once. A streamed body's producer
+/// ends with `Err` if it fails midway; hyper then closes the connection
+/// without the final chunk, so the client sees a truncated answer, never
+/// a complete-looking wrong one.
+pub enum Body {
+    /// A body in one piece (`None` once sent).
+    Full(Option<Bytes>),
+    /// A body produced piece by piece.
+    Stream(Pin<Box<dyn Stream<Item = Result<Bytes, String>>>>),
+}
+
+impl Body {
+    /// A body in one piece.
+    pub fn full(b: impl Into<Bytes>) -> Body {
+        let b = b.into();
+        Body::Full((!b.is_empty()).then_some(b))
+    }
+}
+
+/// Why a streamed answer stopped early.
+#[derive(Debug)]
+pub struct StreamError(pub String);
+
+impl std::fmt::Display for StreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StreamError {}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = StreamError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
+        match self.get_mut() {
+            Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Body::Stream(s) => match s.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(b))) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(StreamError(e)))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, Body::Full(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::Stream(_) => SizeHint::default(),
+        }
+    }
+}
 
 /// An answer with a body of content type `ctype`.
 pub fn respond(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Resp {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(Body::full(body));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
@@ -33,7 +102,7 @@ pub fn error(status: StatusCode, msg: impl Into<String>) -> Resp {
 
 /// `204 No Content`.
 pub fn no_content() -> Resp {
-    let mut r = Response::new(Full::new(Bytes::new()));
+    let mut r = Response::new(Body::full(Bytes::new()));
     *r.status_mut() = StatusCode::NO_CONTENT;
     r
 }

@@ -96,7 +96,7 @@ async fn route(state: &Rc<HttpState>, peer: Option<IpAddr>, req: Request<Incomin
                 .find(|(k, _)| k == "precision")
                 .map(|(_, v)| v);
             match Precision::parse_v1(p.map(String::as_str).or(Some("ns"))) {
-                Some(pr) => write(state, req, pr, state.config.atomic_writes).await,
+                Some(pr) => write(state, peer, req, pr, state.config.atomic_writes).await,
                 None => bad_precision(p),
             }
         }
@@ -106,7 +106,7 @@ async fn route(state: &Rc<HttpState>, peer: Option<IpAddr>, req: Request<Incomin
                 .find(|(k, _)| k == "precision")
                 .map(|(_, v)| v);
             match Precision::parse_v2(p.map(String::as_str).unwrap_or("ns")) {
-                Some(pr) => write(state, req, pr, true).await,
+                Some(pr) => write(state, peer, req, pr, true).await,
                 None => bad_precision(p),
             }
         }

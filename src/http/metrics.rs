@@ -36,7 +36,7 @@ pub async fn render(state: &Rc<HttpState>) -> Resp {
         Err(f) => return failure_resp(&f),
     };
     let text = format_metrics(&reports);
-    let mut resp = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(text)));
+    let mut resp = hyper::Response::new(super::answer::Body::full(text));
     resp.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

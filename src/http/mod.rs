@@ -7,11 +7,13 @@
 //! A [`Failure`](crate::runtime::command::Failure) becomes a status in one
 //! place ([`api::failure_resp`]). Never panics on input.
 //!
-//! Timeouts: glommio timers are `!Send` and hyper's `rt::Timer` wants
-//! `Send` sleeps, so hyper's header-read timer is off; instead the socket has
-//! a read timeout ([`HttpConfig::idle_timeout`]: an idle keep-alive
-//! connection, or a client stalling inside a request, is closed after it)
-//! and a write timeout of the same length.
+//! Slow and idle clients (see [`conn`]): a request's headers must arrive
+//! within [`HttpConfig::header_timeout`] of its first byte, its body at
+//! [`HttpConfig::body_min_rate`] after [`HttpConfig::body_grace`] (`408`
+//! otherwise), and a write takes its in-flight slot only once its body is
+//! complete. An idle keep-alive connection is closed after
+//! [`HttpConfig::idle_timeout`], or earlier when the listener is full and a
+//! new client needs its slot.
 //!
 //! | method, path | what |
 //! |---|---|
@@ -73,22 +75,21 @@ pub mod aggregate;
 pub mod answer;
 pub mod api;
 pub mod auth;
+pub mod conn;
 pub mod influxql;
+pub mod limits;
 pub mod line;
 pub mod metrics;
 pub mod query;
 pub mod request;
 pub mod write;
 
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
 
-use crate::net::tls::{Listener, ServerTls, Stream};
+use crate::net::tls::{ServerTls, Stream};
 use crate::runtime::admission::{Closing, Slots};
 use crate::runtime::auth::Guard;
 use crate::runtime::catalog::Catalog;
@@ -114,6 +115,28 @@ pub struct HttpConfig {
     pub metrics_open: bool,
     /// Bounds on one InfluxQL statement at `/query`.
     pub influxql: influxql::Limits,
+    /// A request's headers must arrive within this of its first byte; a
+    /// connection that takes longer is closed (slowloris).
+    pub header_timeout: Duration,
+    /// A request body may take this long, plus one second per
+    /// [`HttpConfig::body_min_rate`] bytes received; a slower one is
+    /// answered `408` and the connection closed (slow drip).
+    pub body_grace: Duration,
+    /// Bytes per second a body must keep up after [`HttpConfig::body_grace`].
+    pub body_min_rate: u64,
+    /// Request body bytes a shard buffers at once, over all its
+    /// connections; a body that would pass it is answered `503`.
+    pub max_buffered_bodies: usize,
+    /// Most points one `/api/v1/range` answer may hold; more is `400`
+    /// naming the limit (use `/api/v1/plot` or `/api/v1/aggregate`).
+    pub max_points_per_query: u64,
+    /// Most new series (not yet in the catalog) one write request may
+    /// create; a request with more is refused `400`, nothing stored.
+    pub max_new_series_per_request: usize,
+    /// New series one client address may create per second on one shard
+    /// (a token bucket holding one second's worth); past it, `429` with
+    /// `Retry-After`, nothing stored.
+    pub max_new_series_per_second: u64,
 }
 
 impl Default for HttpConfig {
@@ -126,6 +149,13 @@ impl Default for HttpConfig {
             atomic_writes: false,
             metrics_open: false,
             influxql: influxql::Limits::default(),
+            header_timeout: Duration::from_secs(10),
+            body_grace: Duration::from_secs(10),
+            body_min_rate: 32 << 10,
+            max_buffered_bodies: 256 << 20,
+            max_points_per_query: 1_000_000,
+            max_new_series_per_request: 100_000,
+            max_new_series_per_second: 100_000,
         }
     }
 }
@@ -153,9 +183,16 @@ pub mod counter {
     pub const BAD_LINES: &str = "http_bad_lines";
     /// String fields dropped from stored lines (xtdb stores numbers).
     pub const DROPPED_STRING_FIELDS: &str = "http_dropped_string_fields";
+    /// New series refused by the per-request or per-second limit.
+    pub const SERIES_REFUSED: &str = "http_series_refused";
+    /// Requests cut off for slow headers or bodies (slowloris, slow drip).
+    pub const TOO_SLOW: &str = "http_too_slow";
+    /// Connections closed to make room for a new one when all slots were
+    /// taken (idle or unfinished ones, oldest first).
+    pub const EVICTED: &str = "http_evicted";
 
     /// Every HTTP counter with its help text, in `/metrics` order.
-    pub const ALL: [(&str, &str); 9] = [
+    pub const ALL: [(&str, &str); 12] = [
         (REQUESTS, "HTTP requests answered"),
         (WRITES_OK, "HTTP write batches acknowledged"),
         (POINTS_OK, "points acknowledged over HTTP"),
@@ -168,6 +205,15 @@ pub mod counter {
             DROPPED_STRING_FIELDS,
             "string fields dropped from stored lines",
         ),
+        (
+            SERIES_REFUSED,
+            "new series refused by the new-series limits",
+        ),
+        (TOO_SLOW, "requests cut off for slow headers or bodies"),
+        (
+            EVICTED,
+            "idle or unfinished connections closed to make room",
+        ),
     ];
 }
 
@@ -179,8 +225,14 @@ pub struct HttpState {
     pub catalog: Rc<Catalog>,
     /// Settings.
     pub config: HttpConfig,
-    /// Writes in flight on this shard ([`HttpConfig::max_inflight_writes`]).
+    /// Writes in flight on this shard ([`HttpConfig::max_inflight_writes`]),
+    /// each taken once its body has arrived.
     pub writes: Slots,
+    /// Request body bytes buffered on this shard now
+    /// ([`HttpConfig::max_buffered_bodies`]).
+    pub buffered: Rc<std::cell::Cell<usize>>,
+    /// New series per client address ([`HttpConfig::max_new_series_per_second`]).
+    pub new_series: limits::SeriesRate,
     /// The shard's authentication state.
     pub guard: Rc<Guard>,
     /// TLS, when the listener is an HTTPS port.
@@ -198,6 +250,8 @@ impl HttpState {
         HttpState {
             catalog: Catalog::new(Rc::clone(&router)),
             writes: Slots::new(config.max_inflight_writes),
+            buffered: Rc::default(),
+            new_series: limits::SeriesRate::new(config.max_new_series_per_second),
             router,
             config,
             guard,
@@ -211,68 +265,11 @@ impl HttpState {
     }
 }
 
-/// hyper's I/O traits over any futures `AsyncRead + AsyncWrite` stream (a
-/// glommio `TcpStream`, or TLS over one). Reads go through a small scratch
-/// buffer so no uninitialised memory is ever exposed (one copy, cheap next
-/// to parsing).
-pub struct GlommioIo<S = TcpStream> {
-    stream: S,
-    scratch: Vec<u8>,
-}
-
-impl<S> GlommioIo<S> {
-    /// Wraps a stream.
-    pub fn new(stream: S) -> Self {
-        GlommioIo {
-            stream,
-            scratch: vec![0; 64 << 10],
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> hyper::rt::Read for GlommioIo<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        mut buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let want = buf.remaining().min(this.scratch.len());
-        if want == 0 {
-            return Poll::Ready(Ok(()));
-        }
-        match Pin::new(&mut this.stream).poll_read(cx, &mut this.scratch[..want]) {
-            Poll::Ready(Ok(n)) => {
-                buf.put_slice(&this.scratch[..n]);
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl<S: AsyncWrite + Unpin> hyper::rt::Write for GlommioIo<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_close(cx)
-    }
-}
-
 /// Accepts HTTP connections until `closing` (at most `max_connections` at
-/// once; one more is answered `503` and closed — on an HTTPS port closed
-/// without an answer, so a flood costs no handshakes), then lets every
+/// once; when all are taken, the connection idle or unfinished longest is
+/// closed to make room (see [`conn`]); if every one is busy with a
+/// request, the new one is answered `503` and closed — on an HTTPS port
+/// closed without an answer, so a flood costs no handshakes), then lets every
 /// connection finish its in-flight request (keep-alive is switched off) and
 /// returns.
 pub async fn accept_loop(
@@ -282,9 +279,22 @@ pub async fn accept_loop(
     max_connections: usize,
 ) {
     let what = format!("shard {} (http)", state.router.local().index);
+    let conns = Rc::new(conn::Conns::default());
     let serve = |stream: TcpStream| {
         state.count(counter::CONNECTIONS, 1);
-        serve_conn(stream, Rc::clone(&state), closing.clone())
+        conn::serve(
+            stream,
+            Rc::clone(&state),
+            closing.clone(),
+            Rc::clone(&conns),
+        )
+    };
+    let evict = || {
+        let evicted = conns.evict_one();
+        if evicted {
+            state.count(counter::EVICTED, 1);
+        }
+        evicted
     };
     let plain = state.tls.is_none();
     let refuse = |stream: TcpStream| {
@@ -313,53 +323,7 @@ pub async fn accept_loop(
         &what,
         serve,
         refuse,
+        evict,
     )
     .await;
-}
-
-async fn serve_conn(tcp: TcpStream, state: Rc<HttpState>, closing: Closing) {
-    let _ = tcp.set_nodelay(true);
-    let t = Some(state.config.idle_timeout);
-    let _ = tcp.set_read_timeout(t);
-    let _ = tcp.set_write_timeout(t);
-    let peer = tcp.peer_addr().ok().map(|a| a.ip());
-    let stream = match &state.tls {
-        None => Stream::Plain(tcp),
-        Some(tls) => {
-            let timeout = state.config.idle_timeout;
-            match tls.accept(tcp, Listener::Http, timeout, &closing).await {
-                Some(s) => s,
-                None => return,
-            }
-        }
-    };
-    let svc = {
-        let state = Rc::clone(&state);
-        hyper::service::service_fn(move |req| api::handle(Rc::clone(&state), peer, req))
-    };
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .keep_alive(true)
-        .header_read_timeout(None)
-        .max_buf_size(1 << 20);
-    let conn = builder.serve_connection(GlommioIo::new(stream), svc);
-    let mut conn = std::pin::pin!(conn);
-    let first = futures_lite::future::or(async { Some(conn.as_mut().await) }, async {
-        closing.wait().await;
-        None
-    })
-    .await;
-    if first.is_none() {
-        // Shutdown: finish the request in flight (if any), then close.
-        conn.as_mut().graceful_shutdown();
-        let _ = futures_lite::future::or(
-            async {
-                let _ = conn.as_mut().await;
-            },
-            async {
-                glommio::timer::sleep(crate::net::server::WRITE_GRACE * 5).await;
-            },
-        )
-        .await;
-    }
 }

@@ -8,14 +8,19 @@
 
 use std::rc::Rc;
 
+use std::fmt::Write as _;
+
+use bytes::Bytes;
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-use super::answer::{error, failure_resp, json_f64, json_resp, Resp};
+use super::answer::{error, failure_resp, json_f64, json_resp, Body, Resp};
+use super::line::Precision;
 use super::request::{param_i64, query_precision, us_from, us_to};
 use super::HttpState;
-use crate::runtime::command::{Answer, Command, Failure};
+use crate::runtime::command::{AggQuery, Answer, Command, Failure};
 use crate::runtime::dispatch::execute;
+use crate::runtime::scan::RangeScan;
 
 /// Resolves `tag=`/`id=` parameters, in order, to `(name, id)`.
 pub(super) async fn series(
@@ -70,7 +75,12 @@ pub(super) async fn series(
     Ok(res)
 }
 
-/// `GET /api/v1/range`.
+/// `GET /api/v1/range`: counted first (exactly, by the engine, mostly
+/// from block summaries), refused `400` past
+/// [`HttpConfig::max_points_per_query`](super::HttpConfig), then streamed
+/// chunk by chunk ([`RangeScan`]) as a chunked body: memory stays at one
+/// chunk however long the range, and the owning shard serves other
+/// clients between chunks.
 pub async fn range(state: &Rc<HttpState>, params: &[(String, String)]) -> Resp {
     let run = async {
         let p = query_precision(params)?;
@@ -83,28 +93,112 @@ pub async fn range(state: &Rc<HttpState>, params: &[(String, String)]) -> Resp {
                 "range needs exactly one tag=NAME or id=N",
             )
         })?;
-        let cmd = Command::Range {
-            tag: id,
-            start,
-            end,
-        };
-        let pts = match execute(&state.router, cmd).await {
-            Ok(Answer::Points(p)) => p,
-            Ok(other) => return Err(failure_resp(&Failure::unexpected("range", &other))),
-            Err(f) => return Err(failure_resp(&f)),
-        };
-        let points: Vec<Value> = pts
-            .iter()
-            .map(
-                |q| json!({"ts": us_to(p, q.ts), "value": json_f64(q.value), "quality": q.quality}),
-            )
-            .collect();
-        Ok(json_resp(
-            StatusCode::OK,
-            &json!({"tag": name, "id": id, "points": points}),
-        ))
+        let scan = RangeScan::new(&state.router, id, start, end);
+        let max = state.config.max_points_per_query;
+        let n = count(state, id, scan.remaining()).await?;
+        if n > max {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "range holds {n} points, more than the server's --max-points-per-query of {max}: narrow the range, or ask /api/v1/plot or /api/v1/aggregate"
+                ),
+            ));
+        }
+        let head = format!(
+            "{{\"tag\":{},\"id\":{id},\"points\":[",
+            serde_json::Value::from(name)
+        );
+        Ok(stream_json(head, scan, p, n <= SMALL_RANGE).await)
     };
     run.await.unwrap_or_else(|r| r)
+}
+
+/// Points of `id` in `[start, end)`, counted by the engine.
+async fn count(state: &HttpState, id: u32, (start, end): (i64, i64)) -> Result<u64, Resp> {
+    if start >= end {
+        return Ok(0);
+    }
+    let every = end.saturating_sub(start).max(1);
+    let cmd = Command::Aggregate {
+        tags: vec![id],
+        query: AggQuery::Partials {
+            start,
+            end,
+            every,
+            offset: start.rem_euclid(every),
+        },
+        good_only: false,
+    };
+    match execute(&state.router, cmd).await {
+        Ok(Answer::Partials(p)) => Ok(p.iter().flatten().flatten().map(|w| w.count).sum()),
+        Ok(other) => Err(failure_resp(&Failure::unexpected("range count", &other))),
+        Err(f) => Err(failure_resp(&f)),
+    }
+}
+
+/// Ranges of at most this many points are answered in one piece (with a
+/// `Content-Length`); longer ones are streamed.
+const SMALL_RANGE: u64 = crate::runtime::scan::CHUNK_POINTS as u64;
+
+/// The range answer: `head`, the points chunk by chunk, then `]}`; in one
+/// piece when `whole`, else as a chunked body. A failure midway ends a
+/// chunked body with an error (the client sees a truncated answer, never
+/// a complete-looking one).
+async fn stream_json(head: String, scan: RangeScan, p: Precision, whole: bool) -> Resp {
+    enum State {
+        Head(String, RangeScan),
+        Points(RangeScan, bool),
+        Done,
+    }
+    let body = futures_util::stream::unfold(State::Head(head, scan), move |st| async move {
+        match st {
+            State::Head(h, scan) => Some((Ok(Bytes::from(h)), State::Points(scan, false))),
+            State::Points(mut scan, mut any) => loop {
+                match scan.next().await {
+                    Ok(Some(pts)) if pts.is_empty() => continue,
+                    Ok(Some(pts)) => {
+                        let mut out = String::with_capacity(pts.len() * 48);
+                        for q in &pts {
+                            if any {
+                                out.push(',');
+                            }
+                            any = true;
+                            let _ = write!(
+                                out,
+                                "{{\"ts\":{},\"value\":{},\"quality\":{}}}",
+                                us_to(p, q.ts),
+                                json_f64(q.value),
+                                q.quality
+                            );
+                        }
+                        break Some((Ok(Bytes::from(out)), State::Points(scan, any)));
+                    }
+                    Ok(None) => break Some((Ok(Bytes::from_static(b"]}")), State::Done)),
+                    Err(f) => break Some((Err(f.to_string()), State::Done)),
+                }
+            },
+            State::Done => None,
+        }
+    });
+    let body = if whole {
+        let mut all = Vec::new();
+        let mut body = std::pin::pin!(body);
+        while let Some(piece) = futures_lite::StreamExt::next(&mut body).await {
+            match piece {
+                Ok(b) => all.extend_from_slice(&b),
+                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+            }
+        }
+        Body::full(all)
+    } else {
+        Body::Stream(Box::pin(body))
+    };
+    let mut r = hyper::Response::new(body);
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 /// `GET /api/v1/latest`.

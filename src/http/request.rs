@@ -1,17 +1,21 @@
-//! Reading HTTP requests: query parameters (percent-decoded), bounded and
-//! optionally gzip-compressed bodies, timestamps in a request's precision.
+//! Reading HTTP requests: query parameters (percent-decoded), bodies
+//! bounded in size, time and shard-wide buffered bytes, optionally
+//! gzip-compressed, timestamps in a request's precision.
 //! Never panics on request data; every refusal is a finished answer.
 
 // Helpers return the finished error answer as their `Err`: it is built once
 // per failed request, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+use std::cell::Cell;
 use std::io::Read;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH};
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, RETRY_AFTER};
 use hyper::{Request, StatusCode};
 
 use super::answer::{error, Resp};
@@ -65,14 +69,59 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Reads the body (bounded), gunzips it if asked (bounded too).
-pub async fn read_body(state: &HttpState, req: Request<Incoming>) -> Result<Bytes, Resp> {
+/// Request body bytes held by one request, given back to the shard's
+/// [`HttpState::buffered`] count when dropped.
+pub struct Held {
+    count: Rc<Cell<usize>>,
+    n: usize,
+}
+
+impl Held {
+    fn take(&mut self, n: usize, max: usize) -> bool {
+        let now = self.count.get();
+        if now.saturating_add(n) > max {
+            return false;
+        }
+        self.count.set(now + n);
+        self.n += n;
+        true
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.count.set(self.count.get().saturating_sub(self.n));
+    }
+}
+
+/// Reads the body (bounded in size, in time, and in the bytes the shard
+/// buffers for all its requests at once), gunzips it if asked (bounded
+/// too). The body must arrive within [`HttpConfig::body_grace`] plus one
+/// second per [`HttpConfig::body_min_rate`] bytes: a slower one is `408`.
+///
+/// [`HttpConfig::body_grace`]: super::HttpConfig::body_grace
+/// [`HttpConfig::body_min_rate`]: super::HttpConfig::body_min_rate
+pub async fn read_body(state: &HttpState, req: Request<Incoming>) -> Result<(Bytes, Held), Resp> {
     let max = state.config.max_body;
     let too_large = || {
         error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("request body larger than {max} bytes"),
         )
+    };
+    let mut held = Held {
+        count: Rc::clone(&state.buffered),
+        n: 0,
+    };
+    let budget = state.config.max_buffered_bodies;
+    let busy = || {
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("this shard already buffers {budget} bytes of request bodies; retry"),
+        );
+        r.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        r
     };
     if let Some(len) = req
         .headers()
@@ -99,20 +148,66 @@ pub async fn read_body(state: &HttpState, req: Request<Incoming>) -> Result<Byte
             ))
         }
     };
-    let body = match Limited::new(req.into_body(), max).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            if e.is::<http_body_util::LengthLimitError>() {
-                return Err(too_large());
+    let started = Instant::now();
+    let grace = state.config.body_grace;
+    let rate = state.config.body_min_rate.max(1);
+    let mut incoming = req.into_body();
+    // Bytes are counted as they arrive, never as declared: a client that
+    // declares a large body and sends nothing holds nothing.
+    let mut buf = Vec::new();
+    loop {
+        let allowed = grace + Duration::from_secs_f64(buf.len() as f64 / rate as f64);
+        let left = allowed.saturating_sub(started.elapsed());
+        let frame = if left.is_zero() {
+            None
+        } else {
+            futures_lite::future::or(async { Some(incoming.frame().await) }, async {
+                glommio::timer::sleep(left).await;
+                None
+            })
+            .await
+        };
+        let frame = match frame {
+            None if started.elapsed() >= allowed => {
+                state.count(super::counter::TOO_SLOW, 1);
+                let mut r = error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "request body too slow: {} bytes in {:.1} s (the server allows {} s plus 1 s per {rate} bytes)",
+                        buf.len(),
+                        started.elapsed().as_secs_f64(),
+                        grace.as_secs()
+                    ),
+                );
+                r.headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+                return Err(r);
             }
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                format!("reading body failed: {e}"),
-            ));
+            None => continue,
+            Some(None) => break,
+            Some(Some(Err(e))) => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading body failed: {e}"),
+                ))
+            }
+            Some(Some(Ok(f))) => f,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if buf.len() + data.len() > max {
+            return Err(too_large());
         }
-    };
+        let extra = (buf.len() + data.len()).saturating_sub(held.n);
+        if extra > 0 && !held.take(extra, budget) {
+            return Err(busy());
+        }
+        buf.extend_from_slice(&data);
+    }
+    let body = Bytes::from(buf);
     if !gzip {
-        return Ok(body);
+        return Ok((body, held));
     }
     // Small bodies inflate in microseconds; large ones go to the blocking
     // pool so the shard's other tasks keep running meanwhile.
@@ -124,7 +219,7 @@ pub async fn read_body(state: &HttpState, req: Request<Incoming>) -> Result<Byte
             .await
     };
     match inflated {
-        Ok(out) => Ok(Bytes::from(out)),
+        Ok(out) => Ok((Bytes::from(out), held)),
         Err(GunzipError::Invalid(e)) => Err(error(
             StatusCode::BAD_REQUEST,
             format!("invalid gzip body: {e}"),

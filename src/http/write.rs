@@ -1,7 +1,9 @@
 //! The write endpoints (`/write`, `/api/v2/write`): line protocol in,
-//! catalog ids resolved (created durably for new series), one runtime write
+//! catalog ids resolved (created durably for new series, within the
+//! new-series limits), one runtime write
 //! command out, `204` once every point is durable.
 
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -25,11 +27,17 @@ use crate::Point;
 /// durable before the answer names the bad ones.
 pub async fn write(
     state: &Rc<HttpState>,
+    peer: Option<IpAddr>,
     req: Request<Incoming>,
     precision: Precision,
     atomic: bool,
 ) -> Resp {
     let started = Instant::now();
+    // The body first: a slow client holds a connection, never a write slot.
+    let (body, _held) = match read_body(state, req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let Some(_slot) = state.writes.try_take() else {
         state.count(counter::OVERLOADED, 1);
         let mut r = error(
@@ -40,10 +48,6 @@ pub async fn write(
             .insert(RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     };
-    let body = match read_body(state, req).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
     let mut samples = Vec::new();
     let report = line::parse_batch(
         &body,
@@ -53,16 +57,16 @@ pub async fn write(
         &state.config.line,
         &mut samples,
     );
-    state.count(counter::BAD_LINES, report.bad_lines as u64);
+    state.count(counter::BAD_LINES, report.bad_lines);
     state.count(counter::DROPPED_STRING_FIELDS, report.dropped_string_fields);
     if atomic && !report.is_clean() {
         return bad_lines(&report, true);
     }
     if !samples.is_empty() {
         let keys: Vec<&str> = samples.iter().map(|s| s.key.as_str()).collect();
-        let ids = match state.catalog.resolve(&keys, true).await {
+        let ids = match resolve(state, peer, &keys).await {
             Ok(ids) => ids,
-            Err(f) => return failure_resp(&f),
+            Err(r) => return r,
         };
         let mut points = Vec::with_capacity(samples.len());
         for (s, id) in samples.iter().zip(ids) {
@@ -98,6 +102,72 @@ pub async fn write(
         );
     }
     r
+}
+
+/// Catalog ids of `keys`, creating the missing ones within the new-series
+/// limits: at most [`HttpConfig::max_new_series_per_request`] per request
+/// (else `400`) and [`HttpConfig::max_new_series_per_second`] per client
+/// address (else `429`); a refused request creates nothing.
+///
+/// [`HttpConfig::max_new_series_per_request`]: super::HttpConfig::max_new_series_per_request
+/// [`HttpConfig::max_new_series_per_second`]: super::HttpConfig::max_new_series_per_second
+async fn resolve(
+    state: &HttpState,
+    peer: Option<IpAddr>,
+    keys: &[&str],
+) -> Result<Vec<Option<u32>>, Resp> {
+    let mut ids = state
+        .catalog
+        .resolve(keys, false)
+        .await
+        .map_err(|f| failure_resp(&f))?;
+    // Missing keys in order of first appearance (ids are assigned in
+    // request order).
+    let mut seen = ahash::AHashSet::new();
+    let missing: Vec<&str> = keys
+        .iter()
+        .zip(&ids)
+        .filter(|(k, id)| id.is_none() && seen.insert(**k))
+        .map(|(k, _)| *k)
+        .collect();
+    if missing.is_empty() {
+        return Ok(ids);
+    }
+    let n = missing.len();
+    let max = state.config.max_new_series_per_request;
+    if n > max {
+        state.count(counter::SERIES_REFUSED, n as u64);
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the request would create {n} new series, more than the server's --max-new-series-per-request of {max}; nothing was stored"
+            ),
+        ));
+    }
+    if let Err(wait) = state.new_series.take(peer, n as u64) {
+        state.count(counter::SERIES_REFUSED, n as u64);
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "this client creates new series faster than the server's --max-new-series-per-second of {}; nothing was stored, retry in {} s",
+                state.config.max_new_series_per_second, wait
+            ),
+        );
+        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(wait));
+        return Err(r);
+    }
+    let created = state
+        .catalog
+        .resolve(&missing, true)
+        .await
+        .map_err(|f| failure_resp(&f))?;
+    let created: ahash::AHashMap<&str, Option<u32>> = missing.into_iter().zip(created).collect();
+    for (k, id) in keys.iter().zip(ids.iter_mut()) {
+        if id.is_none() {
+            *id = created.get(k).copied().flatten();
+        }
+    }
+    Ok(ids)
 }
 
 /// Bad lines shown with their reason in a 400 answer.

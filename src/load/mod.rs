@@ -8,6 +8,7 @@
 //! - [`influx`]: the same writes as InfluxDB line protocol over HTTP.
 //! - [`write`], [`verify`], [`query`]: the commands.
 //! - [`scenario`]: the original design's figures; [`demo`]: the one-command run.
+//! - [`hostile`]: well-behaved HTTP clients beside hostile ones.
 //! - [`server`]: starting and stopping an `xtdb serve` process.
 //!
 //! Everything that talks to the server runs inside pinned glommio executors;
@@ -21,6 +22,7 @@ pub mod acklog;
 pub mod conn;
 pub mod demo;
 pub mod gen;
+pub mod hostile;
 pub mod influx;
 pub mod query;
 pub mod report;

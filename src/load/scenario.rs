@@ -47,6 +47,7 @@ pub const NAMES: &[&str] = &[
     "flush-storm",
     "recovery",
     "steady",
+    "hostile",
 ];
 
 /// Settings shared by the scenarios (each uses what applies to it).
@@ -90,6 +91,8 @@ pub struct ScenarioConfig {
     /// recovery: stop the first server with SIGTERM (timed) instead of
     /// kill -9.
     pub sigterm: bool,
+    /// hostile: the server's HTTP address.
+    pub http: Option<String>,
     /// Print progress.
     pub progress: bool,
     /// Progress to stderr (stdout carries JSON).
@@ -118,6 +121,7 @@ impl ScenarioConfig {
             minutes: 60,
             rate: 0,
             sigterm: false,
+            http: None,
             progress: true,
             json: false,
         }
@@ -157,6 +161,7 @@ pub fn run<C: Conn>(name: &str, cfg: &ScenarioConfig) -> Result<Outcome> {
         "flush-storm" => flush_storm::<C>(cfg),
         "recovery" => recovery::<C>(cfg),
         "steady" => crate::load::steady::run::<C>(cfg),
+        "hostile" => hostile(cfg),
         other => Err(Error::Config(format!(
             "unknown scenario {other:?}; known: {}",
             NAMES.join(", ")
@@ -730,4 +735,39 @@ fn dir_size(p: &std::path::Path) -> Option<u64> {
         };
     }
     Some(total)
+}
+
+/// Well-behaved HTTP clients alone, then beside hostile ones
+/// ([`crate::load::hostile`]). Passes when nothing acknowledged is lost,
+/// no well-behaved request failed, and their p99 under attack is under
+/// 50 ms.
+fn hostile(cfg: &ScenarioConfig) -> Result<Outcome> {
+    use std::net::ToSocketAddrs;
+    let http = cfg
+        .http
+        .as_deref()
+        .ok_or_else(|| Error::Config("scenario hostile needs --http ADDR".into()))?;
+    let addr = http
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| Error::Config(format!("cannot resolve --http {http:?}")))?;
+    let hc = crate::load::hostile::HostileConfig {
+        http: addr,
+        phase: cfg.duration.unwrap_or(Duration::from_secs(20)),
+        seed: cfg.seed,
+        attackers: 8,
+        big_points: 2_000_000,
+    };
+    let r = crate::load::hostile::run(&hc).map_err(Error::Config)?;
+    let ok = r.lost_points == 0
+        && r.write.iter().chain(&r.read).all(|l| l.failed == 0)
+        && r.write[1].p99_us < 50_000
+        && r.read[1].p99_us < 50_000;
+    Ok(Outcome {
+        name: "hostile".into(),
+        json: r.json(),
+        text: format!("scenario hostile against http://{addr}\n{}", r.text()),
+        ok,
+    })
 }

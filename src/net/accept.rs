@@ -21,10 +21,15 @@ use crate::runtime::admission::Closing;
 /// dropped without an answer (a flood must not cost more than accepting).
 const MAX_REFUSING: usize = 64;
 
+/// Connections accepted past the limit because `evict` closed another one
+/// for each, whose close has not finished yet.
+const MAX_EVICTING: usize = 64;
+
 /// Accepts connections on `listener` until `closing`, serving each with
-/// `serve` while fewer than `max` are open and answering the rest with
-/// `refuse`; then waits for the connections to end. `what` names the
-/// listener in log lines.
+/// `serve` while fewer than `max` are open; when `max` are open, `evict`
+/// may close one of them to make room (it returns whether it did), and
+/// the rest are answered with `refuse`; then waits for the connections
+/// to end. `what` names the listener in log lines.
 pub async fn accept_loop<S, SF, R, RF>(
     listener: TcpListener,
     closing: Closing,
@@ -32,6 +37,7 @@ pub async fn accept_loop<S, SF, R, RF>(
     what: &str,
     serve: S,
     refuse: R,
+    evict: impl Fn() -> bool,
 ) where
     S: Fn(TcpStream) -> SF,
     SF: Future<Output = ()> + 'static,
@@ -57,7 +63,8 @@ pub async fn accept_loop<S, SF, R, RF>(
                 continue;
             }
         };
-        let (counter, task) = if open.get() < max {
+        let room = open.get() < max || (open.get() < max + MAX_EVICTING && evict());
+        let (counter, task) = if room {
             (
                 Rc::clone(&open),
                 Box::pin(serve(stream)) as std::pin::Pin<Box<dyn Future<Output = ()>>>,

@@ -84,7 +84,16 @@ pub async fn accept_loop(listener: TcpListener, router: Rc<Router>, edge: Edge) 
         encode_error(&mut out, &e);
         accept::answer_and_close(&mut stream, &out).await;
     };
-    accept::accept_loop(listener, closing.clone(), max, &what, serve_one, refuse).await;
+    accept::accept_loop(
+        listener,
+        closing.clone(),
+        max,
+        &what,
+        serve_one,
+        refuse,
+        || false,
+    )
+    .await;
 }
 
 /// How long an answer may still take to write once shutdown has begun.

@@ -48,9 +48,36 @@ pub fn req(
         .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&raw)));
     let headers = String::from_utf8_lossy(&raw[..split]).into_owned();
     let status = headers[9..12].parse().unwrap();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
     Answer {
         status,
         headers,
-        body: raw[split + 4..].to_vec(),
+        body,
+    }
+}
+
+/// Decodes a `Transfer-Encoding: chunked` body (panics on a malformed
+/// or truncated one: the answer must be complete).
+pub fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16)
+            .expect("hex chunk size");
+        b = &b[eol + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[..size]);
+        b = &b[size + 2..];
     }
 }

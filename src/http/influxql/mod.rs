@@ -71,7 +71,7 @@ pub async fn query(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
         let body = match read_body(state, req).await {
-            Ok(b) => b,
+            Ok((b, _held)) => b,
             Err(r) => return r,
         };
         if form {
