@@ -136,6 +136,10 @@ struct ServeArgs {
     /// (tags × windows, samples or 4 × pixels); more is refused.
     #[arg(long, env = "XTDB_MAX_QUERY_ROWS", default_value_t = 1_000_000)]
     max_query_rows: usize,
+    /// Milliseconds a shard's task runs before a long one (a big read, a
+    /// compaction step) gives way to small requests.
+    #[arg(long, env = "XTDB_PREEMPT_MS", default_value_t = 5)]
+    preempt_ms: u64,
     /// HTTP address (InfluxDB-compatible writes, JSON queries, /metrics);
     /// off when not given.
     #[arg(long, env = "XTDB_HTTP")]
@@ -178,11 +182,7 @@ struct ServeArgs {
     max_new_series_per_request: usize,
     /// New series one client address may create per second and shard over
     /// HTTP; past it, 429 with Retry-After and nothing is stored.
-    #[arg(
-        long,
-        env = "XTDB_MAX_NEW_SERIES_PER_SECOND",
-        default_value_t = 100_000
-    )]
+    #[arg(long, env = "XTDB_MAX_NEW_SERIES_PER_SECOND", default_value_t = 10_000)]
     max_new_series_per_second: u64,
     /// Line protocol: longest line, bytes; a longer one is a bad line.
     #[arg(long, env = "XTDB_MAX_LINE_BYTES", default_value_t = 64 << 10)]
@@ -316,6 +316,7 @@ fn serve(a: ServeArgs) -> xtdb::error::Result<()> {
     config.retention = a.retention;
     config.compact_rate = a.compact_rate;
     config.max_query_rows = a.max_query_rows;
+    config.preempt = Duration::from_millis(a.preempt_ms.max(1));
     config.http = a.http;
     config.http_config.max_body = a.http_max_body;
     config.http_config.max_inflight_writes = a.http_max_inflight.max(1);

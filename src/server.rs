@@ -54,6 +54,9 @@ use crate::storage::error::glommio_io;
 use crate::storage::tokens;
 use crate::storage::{Shard, ShardConfig, SyncMode};
 
+/// How long a task runs before `yield_if_needed` gives way, by default
+/// ([`ServerConfig::preempt`]).
+pub const PREEMPT_AFTER: std::time::Duration = std::time::Duration::from_millis(5);
 /// Everything `xtdb serve` needs.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -78,6 +81,9 @@ pub struct ServerConfig {
     /// Most rows one aggregate request may answer (tags × windows, samples
     /// or plot points); more is refused naming the limit.
     pub max_query_rows: usize,
+    /// How long a shard's task runs before `yield_if_needed` gives way to
+    /// the shard's other tasks (the executor's preempt timer).
+    pub preempt: std::time::Duration,
     /// HTTP listen address (`host:port`); `None`: no HTTP.
     pub http: Option<String>,
     /// HTTP limits and timeouts.
@@ -147,6 +153,7 @@ impl ServerConfig {
             retention: None,
             compact_rate: ShardConfig::new("").compact_rate,
             max_query_rows: crate::runtime::local::DEFAULT_MAX_QUERY_ROWS,
+            preempt: PREEMPT_AFTER,
             http: None,
             http_config: HttpConfig::default(),
             limits: WireLimits::default(),
@@ -468,6 +475,11 @@ pub fn start(mut config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandl
     let threads = LocalExecutorPoolBuilder::new(placement)
         .name("xtdb-shard")
         .io_memory(config.io_memory)
+        // A long task (a big read, a compaction step, a catalog insert)
+        // gives way at its next `yield_if_needed` after this long, so the
+        // shard's small requests wait at most about this behind it
+        // (glommio's default is 100 ms).
+        .preempt_timer(config.preempt)
         .on_all_shards(move || {
             let (cfg, sd, shared, tx, mesh) = (cfg, sd, shared, ready_tx, mesh);
             async move { shard_main(cfg, sd, shared, tx, mesh).await }

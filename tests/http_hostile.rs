@@ -264,6 +264,7 @@ fn well_behaved_clients_keep_working_beside_hostile_ones() {
         seed: 42,
         attackers: 6,
         big_points: 200_000,
+        only: None,
     };
     let r = xtdb::load::hostile::run(&cfg).unwrap();
     println!("{}", r.text());

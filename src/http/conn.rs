@@ -96,6 +96,9 @@ impl Conns {
     }
 }
 
+/// Read buffer of a connection, bytes.
+const SCRATCH: usize = 16 << 10;
+
 /// hyper's I/O traits over any futures `AsyncRead + AsyncWrite` stream (a
 /// glommio `TcpStream`, or TLS over one). Reads go through a small scratch
 /// buffer so no uninitialised memory is ever exposed (one copy, cheap next
@@ -111,7 +114,9 @@ impl<S> GlommioIo<S> {
     pub fn new(stream: S) -> Self {
         GlommioIo {
             stream,
-            scratch: vec![0; 64 << 10],
+            // Allocated on the first read: a connection that sends nothing
+            // costs no buffer.
+            scratch: Vec::new(),
             watch: None,
         }
     }
@@ -124,6 +129,9 @@ impl<S: AsyncRead + Unpin> hyper::rt::Read for GlommioIo<S> {
         mut buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if this.scratch.is_empty() {
+            this.scratch = vec![0; SCRATCH];
+        }
         let want = buf.remaining().min(this.scratch.len());
         if want == 0 {
             return Poll::Ready(Ok(()));

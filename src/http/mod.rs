@@ -155,7 +155,7 @@ impl Default for HttpConfig {
             max_buffered_bodies: 256 << 20,
             max_points_per_query: 1_000_000,
             max_new_series_per_request: 100_000,
-            max_new_series_per_second: 100_000,
+            max_new_series_per_second: 10_000,
         }
     }
 }

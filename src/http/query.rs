@@ -18,7 +18,7 @@ use super::answer::{error, failure_resp, json_f64, json_resp, Body, Resp};
 use super::line::Precision;
 use super::request::{param_i64, query_precision, us_from, us_to};
 use super::HttpState;
-use crate::runtime::command::{AggQuery, Answer, Command, Failure};
+use crate::runtime::command::{Answer, Command, Failure};
 use crate::runtime::dispatch::execute;
 use crate::runtime::scan::RangeScan;
 
@@ -75,8 +75,8 @@ pub(super) async fn series(
     Ok(res)
 }
 
-/// `GET /api/v1/range`: counted first (exactly, by the engine, mostly
-/// from block summaries), refused `400` past
+/// `GET /api/v1/range`: counted first (an upper bound from the block
+/// index and memory, [`Command::CountBound`]), refused `400` past
 /// [`HttpConfig::max_points_per_query`](super::HttpConfig), then streamed
 /// chunk by chunk ([`RangeScan`]) as a chunked body: memory stays at one
 /// chunk however long the range, and the owning shard serves other
@@ -93,17 +93,18 @@ pub async fn range(state: &Rc<HttpState>, params: &[(String, String)]) -> Resp {
                 "range needs exactly one tag=NAME or id=N",
             )
         })?;
-        let scan = RangeScan::new(&state.router, id, start, end);
+        let mut scan = RangeScan::new(&state.router, id, start, end);
         let max = state.config.max_points_per_query;
-        let n = count(state, id, scan.remaining()).await?;
+        let (n, min_ts, max_ts) = count(state, id, scan.remaining()).await?;
         if n > max {
             return Err(error(
                 StatusCode::BAD_REQUEST,
                 format!(
-                    "range holds {n} points, more than the server's --max-points-per-query of {max}: narrow the range, or ask /api/v1/plot or /api/v1/aggregate"
+                    "range may hold up to {n} points (counted from the block index, duplicates included), more than the server's --max-points-per-query of {max}: narrow the range, or ask /api/v1/plot or /api/v1/aggregate"
                 ),
             ));
         }
+        scan.expect(n, min_ts, max_ts);
         let head = format!(
             "{{\"tag\":{},\"id\":{id},\"points\":[",
             serde_json::Value::from(name)
@@ -113,24 +114,25 @@ pub async fn range(state: &Rc<HttpState>, params: &[(String, String)]) -> Resp {
     run.await.unwrap_or_else(|r| r)
 }
 
-/// Points of `id` in `[start, end)`, counted by the engine.
-async fn count(state: &HttpState, id: u32, (start, end): (i64, i64)) -> Result<u64, Resp> {
-    if start >= end {
-        return Ok(0);
-    }
-    let every = end.saturating_sub(start).max(1);
-    let cmd = Command::Aggregate {
-        tags: vec![id],
-        query: AggQuery::Partials {
-            start,
-            end,
-            every,
-            offset: start.rem_euclid(every),
-        },
-        good_only: false,
+/// An upper bound of the points of `id` in `[start, end)`, from the
+/// index and memory (no block decoded, so refusing a huge range costs
+/// next to nothing).
+async fn count(
+    state: &HttpState,
+    id: u32,
+    (start, end): (i64, i64),
+) -> Result<(u64, i64, i64), Resp> {
+    let cmd = Command::CountBound {
+        tag: id,
+        start,
+        end,
     };
     match execute(&state.router, cmd).await {
-        Ok(Answer::Partials(p)) => Ok(p.iter().flatten().flatten().map(|w| w.count).sum()),
+        Ok(Answer::Count {
+            points,
+            min_ts,
+            max_ts,
+        }) => Ok((points, min_ts, max_ts)),
         Ok(other) => Err(failure_resp(&Failure::unexpected("range count", &other))),
         Err(f) => Err(failure_resp(&f)),
     }

@@ -30,6 +30,8 @@ pub struct HostileConfig {
     pub attackers: usize,
     /// Points written to the tag the huge reads ask for.
     pub big_points: usize,
+    /// Run only this kind of attack (see [`KINDS`]), not a mix.
+    pub only: Option<u64>,
 }
 
 /// Latency of one well-behaved client kind in one phase, µs.
@@ -202,7 +204,8 @@ pub fn run(cfg: &HostileConfig) -> Result<HostileReport, String> {
                 .map(|i| {
                     let stop = Arc::clone(&stop);
                     let seed = cfg.seed.wrapping_add(i as u64 * 7919);
-                    std::thread::spawn(move || attacker(a, seed, &stop))
+                    let only = cfg.only;
+                    std::thread::spawn(move || attacker(a, seed, only, &stop))
                 })
                 .collect()
         } else {
@@ -241,8 +244,11 @@ pub fn run(cfg: &HostileConfig) -> Result<HostileReport, String> {
     })
 }
 
-/// Creates the writer's series and fills the big tag.
+/// Creates the writer's series and fills the big tag (unless an earlier
+/// run did), then lets the server settle (flush) for two seconds.
 fn prepare(a: SocketAddr, big: usize) -> Result<(), String> {
+    let filled = request(a, "GET", "/api/v1/latest?tag=big%2Ck%3Da%20v", b"")
+        .is_some_and(|r| r.status == 200);
     let mut body = String::new();
     for s in 0..WRITER_SERIES {
         body.push_str(&format!("good,s={s} v=0 {}\n", T0_US * 1000));
@@ -251,7 +257,7 @@ fn prepare(a: SocketAddr, big: usize) -> Result<(), String> {
     if r.status != 204 {
         return Err(format!("prepare: {}", String::from_utf8_lossy(&r.body)));
     }
-    let mut i = 0;
+    let mut i = if filled { big } else { 0 };
     while i < big {
         let mut body = String::new();
         for j in i..(i + 50_000).min(big) {
@@ -264,6 +270,7 @@ fn prepare(a: SocketAddr, big: usize) -> Result<(), String> {
             return Err(format!("prepare big: {}", String::from_utf8_lossy(&r.body)));
         }
     }
+    std::thread::sleep(Duration::from_secs(2));
     Ok(())
 }
 
@@ -331,16 +338,37 @@ fn reader(a: SocketAddr, stop: &AtomicBool) -> Latency {
     latency(&h, ok, failed)
 }
 
-/// One hostile client: picks an attack at random until `stop`.
-fn attacker(a: SocketAddr, seed: u64, stop: &AtomicBool) -> Vec<(&'static str, u64)> {
+/// Kinds of attack (see [`attacker`]).
+pub const KINDS: u64 = 6;
+
+/// One hostile client: picks an attack at random (or always `only`)
+/// until `stop`: 0 slow-drip body, 1 slowloris headers, 2 huge range
+/// dropped midway, 3 pathological line, 4 series flood, 5 connect and
+/// drop.
+fn attacker(
+    a: SocketAddr,
+    seed: u64,
+    only: Option<u64>,
+    stop: &AtomicBool,
+) -> Vec<(&'static str, u64)> {
     let mut rng = Rng(seed);
+    // One line with 20,000 to 50,000 tags, built once.
+    let mut evil = String::from("evil");
+    for i in 0..20_000 + (rng.next() % 30_000) as usize {
+        evil.push_str(&format!(",t{i}=v"));
+    }
+    evil.push_str(" v=1\n");
     let mut counts: Vec<(&'static str, u64)> = Vec::new();
     let mut count = |k: &'static str| match counts.iter_mut().find(|(kk, _)| *kk == k) {
         Some((_, n)) => *n += 1,
         None => counts.push((k, 1)),
     };
     while !stop.load(Ordering::Relaxed) {
-        match rng.next() % 6 {
+        // A pause between attacks keeps the attackers' own CPU (which
+        // shares the generator's CPU here) from starving the well-behaved
+        // clients: what is measured is the server.
+        std::thread::sleep(Duration::from_millis(20));
+        match only.unwrap_or(rng.next() % KINDS) {
             0 => {
                 count("slow-drip body");
                 slow(
@@ -372,13 +400,7 @@ fn attacker(a: SocketAddr, seed: u64, stop: &AtomicBool) -> Vec<(&'static str, u
             }
             3 => {
                 count("pathological line");
-                let mut line = String::from("evil");
-                let tags = 20_000 + (rng.next() % 30_000) as usize;
-                for i in 0..tags {
-                    line.push_str(&format!(",t{i}=v"));
-                }
-                line.push_str(" v=1\n");
-                let _ = request(a, "POST", "/write", line.as_bytes());
+                let _ = request(a, "POST", "/write", evil.as_bytes());
             }
             4 => {
                 count("series flood");

@@ -758,6 +758,10 @@ fn hostile(cfg: &ScenarioConfig) -> Result<Outcome> {
         seed: cfg.seed,
         attackers: 8,
         big_points: 2_000_000,
+        // One kind of attack alone, to tell which one costs what.
+        only: std::env::var("XTDB_HOSTILE_ONLY")
+            .ok()
+            .and_then(|v| v.parse().ok()),
     };
     let r = crate::load::hostile::run(&hc).map_err(Error::Config)?;
     let ok = r.lost_points == 0

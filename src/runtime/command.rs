@@ -180,6 +180,18 @@ pub enum Command {
         /// Exclusive end, µs.
         end: i64,
     },
+    /// An upper bound of the points of `tag` with `start <= ts < end`
+    /// ([`Answer::Count`]): the whole counts of the overlapping segments
+    /// (from the index, no block read) plus the points in memory, so a
+    /// range can be refused before any of it is decoded.
+    CountBound {
+        /// Tag.
+        tag: u32,
+        /// Inclusive start, µs.
+        start: i64,
+        /// Exclusive end, µs.
+        end: i64,
+    },
     /// Latest point of each tag, in request order.
     Latest(Vec<u32>),
     /// Every shard's counters.
@@ -226,6 +238,16 @@ pub enum Answer {
     Written(u64),
     /// Range result.
     Points(Vec<Point>),
+    /// [`Command::CountBound`]'s answer: at most `points` points, all
+    /// within `[min_ts, max_ts]` (no points: `min_ts > max_ts`).
+    Count {
+        /// Upper bound of the points.
+        points: u64,
+        /// No point is earlier.
+        min_ts: i64,
+        /// No point is later.
+        max_ts: i64,
+    },
     /// Latest result, one entry per requested tag.
     Latest(Vec<Option<Point>>),
     /// One shard's counters (from a shard) or every shard's (from dispatch).
@@ -345,6 +367,7 @@ impl Failure {
         let kind = match a {
             Answer::Written(_) => "written",
             Answer::Points(_) => "points",
+            Answer::Count { .. } => "count",
             Answer::Latest(_) => "latest",
             Answer::Reports(_) => "reports",
             Answer::Ids(_) => "ids",

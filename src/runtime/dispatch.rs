@@ -31,6 +31,7 @@ pub async fn execute(router: &Rc<Router>, cmd: Command) -> Reply {
             let dest = owner(tag, router.shards());
             router.call(dest, Command::Range { tag, start, end }).await
         }
+        c @ Command::CountBound { tag, .. } => router.call(owner(tag, router.shards()), c).await,
         Command::Latest(tags) => latest(router, tags).await,
         Command::Stats => reports(router).await.map(Answer::Reports),
         c @ (Command::Resolve { .. } | Command::ListTags { .. } | Command::Catalog(_)) => {

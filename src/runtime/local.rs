@@ -114,6 +114,14 @@ impl Local {
                 .await
                 .map(Answer::Points)
                 .map_err(|e| self.failed(e)),
+            Command::CountBound { tag, start, end } => {
+                let (points, min_ts, max_ts) = self.shard.count_bound(tag, start, end);
+                Ok(Answer::Count {
+                    points,
+                    min_ts,
+                    max_ts,
+                })
+            }
             Command::Latest(tags) => {
                 // Tags whose latest point is on disk each need a block read:
                 // keep up to LATEST_IN_FLIGHT of them in flight, answers in

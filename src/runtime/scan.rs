@@ -42,6 +42,24 @@ impl RangeScan {
         }
     }
 
+    /// Narrows the scan to `[min_ts, max_ts]`, where (an upper bound of)
+    /// `points` points lie, and sizes the first chunk for about
+    /// [`CHUNK_POINTS`] of them instead of starting at an hour: a dense
+    /// range's first answer stays small.
+    pub fn expect(&mut self, points: u64, min_ts: i64, max_ts: i64) {
+        if min_ts > max_ts {
+            self.end = self.lo;
+            return;
+        }
+        self.lo = self.lo.max(min_ts);
+        self.end = self.end.min(max_ts.saturating_add(1));
+        if points > CHUNK_POINTS as u64 {
+            let span = i128::from(self.end) - i128::from(self.lo);
+            let w = span * CHUNK_POINTS as i128 / i128::from(points);
+            self.width = i64::try_from(w).unwrap_or(i64::MAX).max(1);
+        }
+    }
+
     /// The clipped `[start, end)` still to read.
     pub fn remaining(&self) -> (i64, i64) {
         (self.lo, self.end)

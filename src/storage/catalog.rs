@@ -31,6 +31,8 @@ pub const FILE_NAME: &str = "catalog.xtcat";
 pub const MAGIC: &[u8; 8] = b"XTCAT001";
 /// Longest series key accepted, bytes.
 pub const MAX_KEY_LEN: usize = 4096;
+/// New keys made known between two yields to the executor.
+const INSERT_BATCH: usize = 1024;
 
 /// Shard 0's durable catalog.
 pub struct Store {
@@ -139,16 +141,21 @@ impl Store {
             .collect();
         let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
         self.file.append(&refs).await?;
-        {
-            let mut ids = self.ids.borrow_mut();
-            let mut names = self.keys.borrow_mut();
-            let mut index = self.index.borrow_mut();
-            for k in new {
-                let id = FIRST_ID + names.len() as u32;
-                ids.insert(k.clone(), id);
-                index.insert(k, id);
-                names.push(k.clone());
+        // In batches, yielding between them: creating many series at once
+        // must not stall the shard's other clients.
+        for batch in new.chunks(INSERT_BATCH) {
+            {
+                let mut ids = self.ids.borrow_mut();
+                let mut names = self.keys.borrow_mut();
+                let mut index = self.index.borrow_mut();
+                for k in batch {
+                    let id = FIRST_ID + names.len() as u32;
+                    ids.insert((*k).clone(), id);
+                    index.insert(k, id);
+                    names.push((*k).clone());
+                }
             }
+            glommio::executor().yield_if_needed().await;
         }
         Ok(self.known(keys))
     }

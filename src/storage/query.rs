@@ -67,6 +67,43 @@ pub(crate) async fn range(
     Ok(merged)
 }
 
+/// An upper bound of the points of `tag` in `[start, end)`: the whole
+/// count of every segment overlapping it (duplicates across segments and
+/// the points of edge segments outside the range included) plus the
+/// points in memory in it; with bounds `(min, max)` of their timestamps
+/// (`min > max` when there are none). Reads no block.
+pub(crate) fn count_bound(
+    mem: &Memory,
+    disk: &Disk,
+    tag: u32,
+    start: i64,
+    end: i64,
+) -> (u64, i64, i64) {
+    let (mut n, mut lo, mut hi) = (0u64, i64::MAX, i64::MIN);
+    if start >= end {
+        return (n, lo, hi);
+    }
+    for r in disk.index.borrow().segments_of(tag) {
+        if r.min_ts < end && r.max_ts >= start {
+            n += u64::from(r.count);
+            lo = lo.min(r.min_ts.max(start));
+            hi = hi.max(r.max_ts.min(end - 1));
+        }
+    }
+    let mut run = Vec::new();
+    if let Some(b) = mem.frozen.borrow().get(&tag) {
+        b.range(tag, start, end, &mut run);
+    }
+    if let Some(b) = mem.bufs.borrow_mut().get_mut(tag) {
+        b.range(tag, start, end, &mut run);
+    }
+    for p in &run {
+        lo = lo.min(p.ts);
+        hi = hi.max(p.ts);
+    }
+    (n + run.len() as u64, lo, hi)
+}
+
 /// The point of `tag` with the greatest timestamp.
 pub(crate) async fn latest(
     mem: &Memory,

@@ -208,6 +208,14 @@ impl Shard {
         query::range(&i.mem, &i.disk, &i.stats, tag, start, end).await
     }
 
+    /// An upper bound of the points of `tag` with `start <= ts < end`
+    /// (see [`query::count_bound`]); no block is read.
+    pub fn count_bound(&self, tag: u32, start: i64, end: i64) -> (u64, i64, i64) {
+        let i = &self.inner;
+        let start = start.max(i.cutoff());
+        query::count_bound(&i.mem, &i.disk, tag, start, end)
+    }
+
     /// The point of `tag` with the greatest timestamp (inside the retention
     /// window).
     pub async fn latest(&self, tag: u32) -> Result<Option<Point>> {
