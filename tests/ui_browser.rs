@@ -27,13 +27,14 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use net_common::http::req;
 use net_common::*;
 use regex::Regex;
+use serde_json::{json, Value};
 use xtdb::server::{AuthSetting, ServerHandle};
 use xtdb::storage::tokens::Perms;
 
@@ -311,6 +312,196 @@ fn screenshot(url: &str, name: &str) -> PathBuf {
     path
 }
 
+// ---- the DevTools protocol, for typing, dragging and clicking ------------------
+
+/// One headless chromium driven over `--remote-debugging-pipe` (JSON
+/// messages ended by NUL on fds 3 and 4, mapped from a pipe pair by `sh`),
+/// attached to one page.
+struct Cdp {
+    child: Child,
+    to: ChildStdin,
+    from: mpsc::Receiver<Value>,
+    next: u64,
+    session: Option<String>,
+    _profile: tempfile::TempDir,
+}
+
+impl Cdp {
+    fn launch() -> Cdp {
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(r#"exec "$0" "$@" 3<&0 4>&1 </dev/null >/dev/null"#)
+            .arg(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-extensions",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--remote-debugging-pipe",
+                "--window-size=1200,800",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromium starts");
+        let to = child.stdin.take().unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let (tx, from) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let mut tmp = [0u8; 65536];
+            while let Ok(n) = out.read(&mut tmp) {
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&tmp[..n]);
+                while let Some(p) = buf.iter().position(|&b| b == 0) {
+                    let msg: Vec<u8> = buf.drain(..=p).collect();
+                    if let Ok(v) = serde_json::from_slice::<Value>(&msg[..p]) {
+                        if tx.send(v).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        let mut c = Cdp {
+            child,
+            to,
+            from,
+            next: 0,
+            session: None,
+            _profile: profile,
+        };
+        let t = c.call("Target.createTarget", json!({"url": "about:blank"}));
+        let s = c.call(
+            "Target.attachToTarget",
+            json!({"targetId": t["targetId"], "flatten": true}),
+        );
+        c.session = Some(s["sessionId"].as_str().unwrap().to_string());
+        c.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": 1200, "height": 800, "deviceScaleFactor": 1, "mobile": false}),
+        );
+        c
+    }
+
+    /// A command (to the page once attached); its result.
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next += 1;
+        let id = self.next;
+        let mut m = json!({"id": id, "method": method, "params": params});
+        if let Some(s) = &self.session {
+            m["sessionId"] = json!(s);
+        }
+        let mut bytes = m.to_string().into_bytes();
+        bytes.push(0);
+        self.to.write_all(&bytes).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = self
+                .from
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("no answer to {method}: {e}"));
+            if v["id"].as_u64() == Some(id) {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+
+    fn eval(&mut self, expr: &str) -> Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            json!({"expression": expr, "returnByValue": true}),
+        );
+        assert!(r.get("exceptionDetails").is_none(), "{expr}: {r}");
+        r["result"]["value"].clone()
+    }
+
+    /// Waits (at most 20 s) until `expr` is true.
+    fn wait(&mut self, expr: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let guarded = format!(
+            "(() => {{ try {{ return ({expr}) === true; }} catch (e) {{ return false; }} }})()"
+        );
+        while self.eval(&guarded) != json!(true) {
+            if Instant::now() > deadline {
+                let state = self.eval(
+                    "[document.body && document.body.dataset.state, \
+                     document.getElementById('status') && document.getElementById('status').textContent]",
+                );
+                panic!("timed out waiting for {expr}; page state and status: {state}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn goto(&mut self, url: &str) {
+        self.call("Page.navigate", json!({ "url": url }));
+    }
+
+    fn dom(&mut self) -> String {
+        self.eval("document.documentElement.outerHTML")
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn focus(&mut self, id: &str) {
+        self.eval(&format!("document.getElementById('{id}').focus()"));
+    }
+
+    fn type_text(&mut self, text: &str) {
+        self.call("Input.insertText", json!({ "text": text }));
+    }
+
+    fn key(&mut self, key: &str, code: u32) {
+        // Enter must carry its text to submit a form (implicit submission).
+        let down = if key == "Enter" {
+            json!({"type": "keyDown", "key": key, "code": key, "windowsVirtualKeyCode": code, "text": "\r"})
+        } else {
+            json!({"type": "rawKeyDown", "key": key, "code": key, "windowsVirtualKeyCode": code})
+        };
+        self.call("Input.dispatchKeyEvent", down);
+        self.call(
+            "Input.dispatchKeyEvent",
+            json!({"type": "keyUp", "key": key, "code": key, "windowsVirtualKeyCode": code}),
+        );
+    }
+
+    fn mouse(&mut self, kind: &str, x: f64, y: f64, buttons: u32) {
+        self.call(
+            "Input.dispatchMouseEvent",
+            json!({"type": kind, "x": x, "y": y, "button": "left", "buttons": buttons, "clickCount": 1}),
+        );
+    }
+}
+
+impl Drop for Cdp {
+    fn drop(&mut self) {
+        let _ = self
+            .to
+            .write_all(b"{\"id\":999999,\"method\":\"Browser.close\"}\0");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 // ---- reading the DOM ----------------------------------------------------------
 
 fn unescape(s: &str) -> String {
@@ -434,12 +625,13 @@ fn server(dir: &Path, auth: bool) -> (ServerHandle, SocketAddr) {
 /// Checks one series of the page against the API and the data written.
 fn check_series(
     http: SocketAddr,
+    auth: &[(&str, &str)],
     chart: &HashMap<String, String>,
     li: &HashMap<String, String>,
     tag: &str,
     raw: &[(i64, f64)],
 ) -> usize {
-    let rows = plot_api(http, &[], tag, chart);
+    let rows = plot_api(http, auth, tag, chart);
     let vals: Vec<f64> = rows.iter().filter_map(|r| r.1).collect();
     assert!(!vals.is_empty(), "{tag}: the API has no rows");
     let (lo, hi) = vals
@@ -521,8 +713,8 @@ fn trend_of_the_last_hour_matches_the_api() {
     assert_eq!(series.len(), 2, "{series:?}");
     assert_eq!(series[0]["data-tag"], TAG_A);
     assert_eq!(series[1]["data-tag"], TAG_B);
-    let na = check_series(http, &chart, &series[0], TAG_A, &a);
-    let nb = check_series(http, &chart, &series[1], TAG_B, &b);
+    let na = check_series(http, &[], &chart, &series[0], TAG_A, &a);
+    let nb = check_series(http, &[], &chart, &series[1], TAG_B, &b);
     assert_eq!(num(&chart, "data-points") as usize, na + nb);
     // 0.1 Hz: every point of the hour is drawn.
     assert!((359..=360).contains(&nb), "{nb}");
@@ -548,7 +740,7 @@ fn trend_of_the_last_hour_matches_the_api() {
         86_400_000.0
     );
     let series = items(&d, "series");
-    let n = check_series(http, &chart, &series[0], TAG_A, &a);
+    let n = check_series(http, &[], &chart, &series[0], TAG_A, &a);
     assert!(n < a.len() / 2 && n <= 4_000, "{n} of {}", a.len());
     check_requests(&proxy.take());
 
@@ -564,15 +756,34 @@ fn tag_search_by_prefix_and_substring() {
     write_data(http, None, now_s());
     let proxy = Proxy::start(http);
     let base = format!("http://{}/", proxy.addr);
-    let listed = |q: &str| -> Vec<(String, String)> {
-        let d = dom(&format!("{base}#q={}", enc(q)), 2000);
-        let ul = element(&d, "results");
+    let shown = |d: &str, q: &str| -> Vec<(String, String)> {
+        let ul = element(d, "results");
         assert_eq!(ul["data-query"], q, "{ul:?}");
-        items(&d, "results")
+        items(d, "results")
             .into_iter()
             .filter(|li| li.contains_key("data-tag"))
             .map(|li| (li["data-tag"].clone(), li["class"].clone()))
             .collect()
+    };
+    // The first query from the permalink (`q=`), in a one-shot browser;
+    // the others typed into the search box of one page.
+    let first = shown(&dom(&format!("{base}#q=boiler"), 2000), "boiler");
+    let mut b = Cdp::launch();
+    b.goto(&base);
+    b.wait("document.getElementById('results').dataset.query === ''");
+    let mut listed = |q: &str| -> Vec<(String, String)> {
+        if q == "boiler" {
+            return first.clone();
+        }
+        b.focus("search");
+        b.key("Escape", 27);
+        b.wait("document.getElementById('search').value === ''");
+        b.type_text(q);
+        b.wait(&format!(
+            "document.getElementById('results').dataset.query === {}",
+            json!(q)
+        ));
+        shown(&b.dom(), q)
     };
     let own = |v: &[(&str, &str)]| -> Vec<(String, String)> {
         v.iter()
@@ -643,6 +854,120 @@ fn with_auth_on_the_page_asks_for_a_token() {
         seen.iter().any(|t| t.starts_with("/api/v1/plot?")),
         "{seen:?}"
     );
+}
+
+#[test]
+fn token_then_keyboard_search_then_zoom_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = make_tokens(dir.path(), &[("ui", Perms::READ.with(Perms::WRITE))]);
+    let (_h, http) = server(dir.path(), true);
+    let tok = format!("Token {}", tokens[0]);
+    let auth = [("Authorization", tok.as_str())];
+    let (a, _) = write_data(http, Some(&tok), now_s());
+    let proxy = Proxy::start(http);
+    let mut b = Cdp::launch();
+    b.goto(&format!("http://{}/#range=1h&refresh=0", proxy.addr));
+    b.wait("document.body.dataset.state === 'auth' && !document.getElementById('auth').hidden");
+
+    // The token, typed into the prompt: kept in sessionStorage only.
+    b.focus("token");
+    b.type_text(&tokens[0]);
+    b.key("Enter", 13);
+    b.wait("document.body.dataset.state === 'empty' && document.getElementById('results').dataset.count === '4'");
+    assert_eq!(
+        b.eval("sessionStorage.getItem('xtdb-token')"),
+        json!(tokens[0])
+    );
+    assert_eq!(b.eval("localStorage.length"), json!(0));
+    assert_eq!(b.eval("document.cookie"), json!(""));
+    let href = b.eval("location.href");
+    assert!(!href.as_str().unwrap().contains(&tokens[0]), "{href}");
+
+    // Search by typing; arrows move the highlight, Enter adds the tag.
+    b.focus("search");
+    b.type_text("boiler,unit=b1");
+    b.wait("document.getElementById('results').dataset.query === 'boiler,unit=b1'");
+    let listed: Vec<String> = items(&b.dom(), "results")
+        .into_iter()
+        .map(|li| li["data-tag"].clone())
+        .collect();
+    assert_eq!(listed, ["boiler,unit=b1 pressure", "boiler,unit=b1 temp"]);
+    b.key("ArrowDown", 40);
+    b.key("ArrowDown", 40); // stops at the last result
+    b.key("ArrowUp", 38);
+    b.key("ArrowDown", 40);
+    let sel = b.eval("document.querySelector('#results li[aria-selected=true]').dataset.tag");
+    assert_eq!(sel, json!(TAG_A));
+    b.key("Enter", 13);
+    b.wait("document.getElementById('chart').dataset.state === 'ready'");
+    let d = b.dom();
+    let chart = element(&d, "chart");
+    assert_eq!(
+        num(&chart, "data-end") - num(&chart, "data-start"),
+        3_600_000.0
+    );
+    let series = items(&d, "series");
+    assert_eq!(series.len(), 1);
+    check_series(http, &auth, &chart, &series[0], TAG_A, &a);
+    assert!(b
+        .eval("location.hash")
+        .as_str()
+        .unwrap()
+        .contains("tag=boiler"));
+
+    // Zoom: drag from a quarter to three quarters of the plot's width.
+    let (s0, e0) = (num(&chart, "data-start"), num(&chart, "data-end"));
+    let r = b.eval(
+        "(() => { const r = document.getElementById('chart').getBoundingClientRect(); \
+         return [r.left, r.top, r.width, r.height]; })()",
+    );
+    let f = |i: usize| r[i].as_f64().unwrap();
+    let (x0, x1) = (f(0) + 62.0, f(0) + f(2) - 12.0);
+    let y = f(1) + f(3) / 2.0;
+    let xa = x0 + (x1 - x0) * 0.25;
+    let xb = x0 + (x1 - x0) * 0.75;
+    b.mouse("mouseMoved", xa, y, 0);
+    b.mouse("mousePressed", xa, y, 1);
+    b.mouse("mouseMoved", (xa + xb) / 2.0, y, 1);
+    b.mouse("mouseMoved", xb, y, 1);
+    b.mouse("mouseReleased", xb, y, 0);
+    b.wait(&format!(
+        "document.getElementById('chart').dataset.state === 'ready' && \
+         document.getElementById('chart').dataset.start !== '{s0}'"
+    ));
+    let chart = element(&b.dom(), "chart");
+    let (s1, e1) = (num(&chart, "data-start"), num(&chart, "data-end"));
+    let span = e0 - s0;
+    // Within two pixels of the dragged quarter points.
+    let px = span / (x1 - x0);
+    assert!((s1 - (s0 + span * 0.25)).abs() <= 2.0 * px, "{s1} vs {s0}");
+    assert!((e1 - (s0 + span * 0.75)).abs() <= 2.0 * px, "{e1} vs {e0}");
+    let hash = b.eval("location.hash");
+    assert!(
+        hash.as_str().unwrap().contains(&format!("from={s1}")),
+        "{hash}"
+    );
+    let series = items(&b.dom(), "series");
+    check_series(http, &auth, &chart, &series[0], TAG_A, &a);
+
+    // Back: the last hour again.
+    assert_eq!(
+        b.eval("document.getElementById('back').disabled"),
+        json!(false)
+    );
+    b.eval("document.getElementById('back').click()");
+    b.wait("location.hash.includes('range=1h')");
+    b.wait("document.getElementById('chart').dataset.state === 'ready'");
+    let chart = element(&b.dom(), "chart");
+    assert_eq!(
+        num(&chart, "data-end") - num(&chart, "data-start"),
+        3_600_000.0
+    );
+    assert_eq!(
+        b.eval("document.getElementById('back').disabled"),
+        json!(true)
+    );
+    check_requests(&proxy.take());
 }
 
 /// Load to first drawn trend for 7 days of a 1 Hz tag (604,800 points,
