@@ -36,7 +36,6 @@
     maxPoints: 0,
     draws: 0,
     firstDraw: null,
-    bench: false,
     drag: null,
   };
 
@@ -56,7 +55,6 @@
       S.range = { rel: RANGES[p.get('range')] ? p.get('range') : '1h' };
     }
     S.refresh = p.get('refresh') !== '0';
-    if (p.get('bench') === '1') S.bench = true;
     return p.get('q');
   }
 
@@ -415,10 +413,6 @@
       draw();
       setState('ready');
       setStatus(S.range.rel && S.refresh ? `live, refreshed ${fmtTime(Date.now(), false, true)}` : '');
-      if (S.bench && S.firstDraw !== null && !S.benchSent) {
-        S.benchSent = true;
-        fetch('/health?drawn_ms=' + S.firstDraw.toFixed(1), { credentials: 'omit' });
-      }
     } catch (e) {
       if (seq !== S.seq) return;
       if (e.status !== 401 && e.status !== 403) {
