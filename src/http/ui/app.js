@@ -114,7 +114,8 @@
       } catch (e) {
         // not JSON
       }
-      if (r.status === 401 || r.status === 403) needAuth(r.status, msg);
+      // A refusal of a call made with an older token says nothing now.
+      if ((r.status === 401 || r.status === 403) && t === token()) needAuth(r.status, msg);
       throw new ApiError(r.status, `${path}: ${r.status} ${msg}`);
     }
     return path === '/metrics' ? r.text() : r.json();
