@@ -6,4 +6,4 @@
 set -eu
 cd "$(dirname "$0")/.."
 command -v chromium >/dev/null || { echo "needs chromium (apt-get install -y chromium)" >&2; exit 1; }
-exec nice -n 19 cargo test --release --test ui_browser -- --ignored --nocapture bench_load_to_first_trend_7d
+CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} exec nice -n 19 cargo test --release --test ui_browser -- --ignored --nocapture bench_load_to_first_trend_7d

@@ -1035,9 +1035,17 @@ fn bench_load_to_first_trend_7d() {
         b.wait("document.getElementById('chart').dataset.firstDrawMs !== undefined");
         let chart = element(&b.dom(), "chart");
         let ms = num(&chart, "data-first-draw-ms");
+        // Where the time went, from the browser's own timing entries.
+        let parts = b.eval(
+            "(() => { const n = performance.getEntriesByType('navigation')[0]; \
+             const p = performance.getEntriesByType('resource').find(e => e.name.includes('/api/v1/plot')); \
+             const l = performance.getEntriesByType('resource').find(e => e.name.includes('/api/v1/latest')); \
+             return {dom_content_loaded: n.domContentLoadedEventEnd, plot_sent: p.startTime, \
+                     plot_took: p.responseEnd - p.startTime, latest_took: l.responseEnd - l.startTime}; })()",
+        );
         let seen = proxy.take();
         eprintln!(
-            "load to first trend: {ms:.1} ms, {} points drawn, {} requests: {seen:?}",
+            "load to first trend: {ms:.1} ms ({parts}), {} points drawn, {} requests: {seen:?}",
             chart["data-points"], chart["data-requests"]
         );
         check_requests(&seen);
