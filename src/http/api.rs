@@ -42,6 +42,11 @@ pub const ROUTES: &[(&str, Access)] = &[
     ("/api/v1/at_or_before", Access::Needs(Perms::READ)),
     ("/api/v1/tokens", Access::Needs(Perms::ADMIN)),
     ("/metrics", Access::Metrics),
+    // The trend page's static files ([`super::ui`]): no data in them.
+    (super::ui::INDEX, Access::Open),
+    (super::ui::APP_JS, Access::Open),
+    (super::ui::APP_CSS, Access::Open),
+    (super::ui::FAVICON, Access::Open),
 ];
 
 /// What `path` needs ([`ROUTES`]; a valid token of any permission if it
@@ -120,6 +125,7 @@ async fn route(state: &Rc<HttpState>, peer: Option<IpAddr>, req: Request<Incomin
         "/api/v1/tokens" if get => super::auth::tokens(state),
         "/query" if get || post => super::influxql::query(state, req, params).await,
         "/metrics" if get => super::metrics::render(state).await,
+        p if get && super::ui::serves(p) => super::ui::serve(p, req.headers()),
         p if ROUTES.iter().any(|(r, _)| *r == p) => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }

@@ -31,6 +31,7 @@
 //! | `GET /api/v1/tokens` | the server's view of the token file (admin) |
 //! | `GET/POST /query?q=&db=&epoch=&pretty=&chunked=&params=` | InfluxQL (InfluxDB 1.x), see [`influxql`] |
 //! | `GET /metrics` | Prometheus text format |
+//! | `GET /`, `/ui/app.js`, `/ui/app.css`, `/favicon.ico` | the trend page, see [`ui`] |
 //!
 //! Authentication (`xtdb serve --auth on`, see [`auth`]) is checked per
 //! request before its handler: writes need `write`; range, latest, tags, the
@@ -82,6 +83,7 @@ pub mod line;
 pub mod metrics;
 pub mod query;
 pub mod request;
+pub mod ui;
 pub mod write;
 
 use std::rc::Rc;
