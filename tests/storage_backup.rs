@@ -339,6 +339,10 @@ fn bad_targets_are_refused_by_name() {
     let other = tmp.path().join("other");
     std::fs::create_dir_all(&other).unwrap();
     std::fs::write(other.join("notes.txt"), b"mine").unwrap();
+    // A backup that has been served as a data dir since.
+    std::fs::create_dir_all(other.join("served")).unwrap();
+    std::fs::write(other.join("served").join(backup::MANIFEST), b"x").unwrap();
+    std::fs::write(other.join("served").join("LOCK"), b"").unwrap();
     let (d, o) = (data.clone(), other.clone());
     let errs = life(move || async move {
         let mut v = Vec::new();
@@ -347,6 +351,7 @@ fn bad_targets_are_refused_by_name() {
             d.join("inside"),
             d.clone(),
             PathBuf::from("relative/dir"),
+            o.join("served"),
         ] {
             v.push(backup::begin(&to, &d).await.unwrap_err().to_string());
         }
@@ -368,6 +373,15 @@ fn bad_targets_are_refused_by_name() {
         errs[2]
     );
     assert!(errs[3].contains("not an absolute path"), "{}", errs[3]);
+    assert!(errs[4].contains("holds a LOCK"), "{}", errs[4]);
+    assert!(
+        !data.join("inside").exists(),
+        "nothing is created for a refused target"
+    );
+    assert!(
+        !data.join("inside").exists(),
+        "nothing is created for a refused target"
+    );
     assert_eq!(std::fs::read(other.join("notes.txt")).unwrap(), b"mine");
     let e = backup::verify(&other).unwrap_err().to_string();
     assert!(e.contains("not an xtdb backup"), "{e}");

@@ -249,8 +249,21 @@ fn begin_blocking(to: &Path, data_dir: &Path) -> Result<Vec<Entry>> {
             to.display()
         )));
     }
-    std::fs::create_dir_all(to).map_err(err_io("create backup dir", to))?;
-    let canon = std::fs::canonicalize(to).map_err(err_io("resolve backup dir", to))?;
+    // Resolved before anything is created: the deepest existing ancestor,
+    // canonical, then the rest of the path.
+    let mut existing = to.to_path_buf();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.file_name(), existing.parent()) {
+            (Some(n), Some(p)) => {
+                rest.push(n.to_os_string());
+                existing = p.to_path_buf();
+            }
+            _ => break,
+        }
+    }
+    let mut canon = std::fs::canonicalize(&existing).map_err(err_io("resolve backup dir", to))?;
+    canon.extend(rest.iter().rev());
     let data = std::fs::canonicalize(data_dir).map_err(err_io("resolve data dir", data_dir))?;
     if canon.starts_with(&data) || data.starts_with(&canon) {
         return Err(refuse(format!(
@@ -259,6 +272,13 @@ fn begin_blocking(to: &Path, data_dir: &Path) -> Result<Vec<Entry>> {
             data.display()
         )));
     }
+    if to.join("LOCK").exists() {
+        return Err(refuse(format!(
+            "backup target {} holds a LOCK: it has been served as a data dir since; back up into a fresh directory",
+            to.display()
+        )));
+    }
+    std::fs::create_dir_all(to).map_err(err_io("create backup dir", to))?;
     let manifest = to.join(MANIFEST);
     let marker = to.join(INCOMPLETE);
     if manifest.exists() {
