@@ -621,6 +621,7 @@ impl Shard {
         }
         sync_dir(&chunk_dir).await?;
         let format = read_small(&inner.cfg.dir.join("FORMAT")).await?;
+        part.tally.bytes_copied += format.len() as u64;
         part.entries
             .push(put_small(to.parent().unwrap_or(to), &format!("{rel}/FORMAT"), format).await?);
         part.tally.files_copied += 1;
