@@ -71,6 +71,11 @@ struct BackupArgs {
     /// (default: hard-link them).
     #[arg(long)]
     no_link: bool,
+    /// Pace each shard's backup reads and writes at this many MiB/s (0:
+    /// as fast as the disk goes), so the WAL's syncs do not queue behind
+    /// the copy.
+    #[arg(long, default_value_t = 32)]
+    rate: u64,
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
@@ -510,7 +515,7 @@ fn backup(a: BackupArgs) -> xtdb::error::Result<()> {
         ));
     };
     let opts = client_options(a.client)?;
-    let (addr, link, json) = (a.addr, !a.no_link, a.json);
+    let (addr, link, json, rate) = (a.addr, !a.no_link, a.json, a.rate << 20);
     let ex = glommio::LocalExecutorBuilder::default()
         .io_memory(1 << 20)
         .make()
@@ -550,7 +555,7 @@ fn backup(a: BackupArgs) -> xtdb::error::Result<()> {
                 }
             }
         };
-        let done = futures_lite::future::or(c.backup(&to, link), progress).await;
+        let done = futures_lite::future::or(c.backup(&to, link, rate), progress).await;
         if term {
             eprintln!();
         }

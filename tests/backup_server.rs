@@ -129,14 +129,14 @@ fn a_backup_needs_admin_and_a_bad_target_is_named() {
             ..Default::default()
         };
         let mut c = Client::connect_with(&a, &reader).await.unwrap();
-        let denied = c.backup(&to, true).await.unwrap_err();
+        let denied = c.backup(&to, true, 0).await.unwrap_err();
         let boss = ClientOptions {
             token: Some(t[1].clone()),
             ..Default::default()
         };
         let mut c = Client::connect_with(&a, &boss).await.unwrap();
-        let relative = c.backup("relative/dir", true).await.unwrap_err();
-        let ok = c.backup(&to, true).await.unwrap();
+        let relative = c.backup("relative/dir", true, 0).await.unwrap_err();
+        let ok = c.backup(&to, true, 0).await.unwrap();
         (denied, relative, ok)
     });
     assert!(

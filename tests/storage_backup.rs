@@ -29,7 +29,7 @@ fn shard_dir(data: &Path) -> PathBuf {
 async fn take(shard: &Shard, data: &Path, to: &Path, link: bool) -> Part {
     let prev = backup::begin(to, data).await.expect("begin");
     let part = shard
-        .backup(&to.join("shard-0"), "shard-0", &prev, link)
+        .backup(&to.join("shard-0"), "shard-0", &prev, link, 0)
         .await
         .expect("shard backup");
     backup::finish(to, 1, 0, part.entries.clone())
@@ -262,7 +262,7 @@ fn a_backup_cut_short_is_refused_then_completed_and_damage_is_named() {
         // `begin` and the shard's cut leave without `finish`.
         let prev = backup::begin(&t, &d).await.unwrap();
         shard
-            .backup(&t.join("shard-0"), "shard-0", &prev, true)
+            .backup(&t.join("shard-0"), "shard-0", &prev, true, 0)
             .await
             .unwrap();
         shard.close().await.unwrap();
@@ -417,7 +417,7 @@ fn power_loss_during_a_backup_leaves_the_source_whole_and_the_target_refused() {
             let before = plan.ops();
             let prev = backup::begin(&scratch, &d).await.unwrap();
             shard
-                .backup(&scratch.join("shard-0"), "shard-0", &prev, link)
+                .backup(&scratch.join("shard-0"), "shard-0", &prev, link, 0)
                 .await
                 .unwrap();
             let total = plan.ops() - before;
@@ -425,7 +425,7 @@ fn power_loss_during_a_backup_leaves_the_source_whole_and_the_target_refused() {
             let failed = async {
                 let prev = backup::begin(&t, &d).await?;
                 shard
-                    .backup(&t.join("shard-0"), "shard-0", &prev, link)
+                    .backup(&t.join("shard-0"), "shard-0", &prev, link, 0)
                     .await
             }
             .await

@@ -240,11 +240,13 @@ impl Client {
     /// An online backup of the server's data directory into `to`, a path on
     /// the server's machine (see [`crate::storage::backup`]); `link`
     /// hard-links sealed chunks when `to` is on the data's filesystem.
-    /// Resolves once the backup's manifest is written. Needs `admin`.
-    pub async fn backup(&mut self, to: &str, link: bool) -> Result<BackupSummary> {
+    /// `rate` paces each shard's reads and writes (bytes per second, 0:
+    /// unpaced). Resolves once the backup's manifest is written. Needs
+    /// `admin`.
+    pub async fn backup(&mut self, to: &str, link: bool, rate: u64) -> Result<BackupSummary> {
         let id = self.id();
         self.buf.clear();
-        protocol::encode_backup(&mut self.buf, id, to, link);
+        protocol::encode_backup(&mut self.buf, id, to, link, rate);
         match self.call(id).await? {
             Response::BackupDone(s) => Ok(s),
             other => Err(unexpected("backup", &other)),

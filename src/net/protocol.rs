@@ -36,7 +36,7 @@
 //! | `0x04` | stats | request | empty |
 //! | `0x05` | auth | request | the token, UTF-8, 1 to 1,024 bytes (see "Authentication") |
 //! | `0x06` | aggregate | request | `u8` mode, `u8` flags (bit 0 good-only; others zero), the mode's fields (see "Aggregates"), then `u32` n and n tags `u32` (n ≤ [`MAX_TAGS`]) |
-//! | `0x07` | backup | request | `u8` flags (bit 0: copy sealed chunks, never hard-link; others zero), then the target directory, an absolute path on the server's machine, UTF-8, 1 to 4,096 bytes (see "Backup") |
+//! | `0x07` | backup | request | `u8` flags (bit 0: copy sealed chunks, never hard-link; others zero), `u64` pace in bytes per second per shard (0: unpaced), then the target directory, an absolute path on the server's machine, UTF-8, 1 to 4,096 bytes (see "Backup") |
 //! | `0x81` | ack | answer to write | `u64` points acknowledged (durable in their owner's WAL) |
 //! | `0x82` | points | answer to range | `u32` n, then n points, sorted by timestamp |
 //! | `0x83` | latest result | answer to latest | `u32` n, then per requested tag in order: `u8` 0 (absent) or 1 followed by a point |
@@ -391,6 +391,8 @@ pub enum Request {
         to: String,
         /// Hard-link sealed chunks when possible.
         link: bool,
+        /// Pace, bytes per second per shard (0: unpaced).
+        rate: u64,
     },
 }
 
@@ -413,9 +415,10 @@ impl Request {
                 query,
                 good_only,
             },
-            Request::Backup { to, link } => Command::Backup {
+            Request::Backup { to, link, rate } => Command::Backup {
                 to: to.into(),
                 link,
+                rate,
             },
         })
     }
@@ -658,6 +661,7 @@ pub fn decode_request(
             if flags > 1 {
                 return Err(r.bad(format!("backup flags {flags:#04x} (only bit 0 is defined)")));
             }
+            let rate = r.u64("backup pace")?;
             let b = std::mem::take(&mut r.b);
             if b.is_empty() || b.len() > MAX_PATH_LEN {
                 return Err(r.bad(format!(
@@ -671,6 +675,7 @@ pub fn decode_request(
             Request::Backup {
                 to: to.to_string(),
                 link: flags & 1 == 0,
+                rate,
             }
         }
         kind::AGGREGATE => decode_aggregate(&mut r)?,
@@ -1165,9 +1170,10 @@ fn decode_aggregate(r: &mut Reader<'_>) -> Result<Request, FrameError> {
 
 /// Appends a backup request frame (`link`: hard-link sealed chunks when
 /// the target is on the same filesystem).
-pub fn encode_backup(out: &mut Vec<u8>, id: u64, to: &str, link: bool) {
+pub fn encode_backup(out: &mut Vec<u8>, id: u64, to: &str, link: bool, rate: u64) {
     frame(out, kind::BACKUP, id, |o| {
         o.push(u8::from(!link));
+        o.extend_from_slice(&rate.to_le_bytes());
         o.extend_from_slice(to.as_bytes());
     })
 }
@@ -1185,7 +1191,7 @@ pub fn encode_request(out: &mut Vec<u8>, id: u64, req: &Request) {
             query,
             good_only,
         } => encode_aggregate(out, id, tags, query, *good_only),
-        Request::Backup { to, link } => encode_backup(out, id, to, *link),
+        Request::Backup { to, link, rate } => encode_backup(out, id, to, *link, *rate),
     }
 }
 
@@ -1357,10 +1363,12 @@ mod tests {
             Request::Backup {
                 to: "/srv/backup/xtdb".into(),
                 link: true,
+                rate: 0,
             },
             Request::Backup {
                 to: "/mnt/other fs/b".into(),
                 link: false,
+                rate: 64 << 20,
             },
         ]
         .into_iter()
@@ -1381,7 +1389,7 @@ mod tests {
     #[test]
     fn backup_frames_are_bounded_and_need_admin() {
         let mut b = Vec::new();
-        encode_backup(&mut b, 1, "", true);
+        encode_backup(&mut b, 1, "", true, 0);
         let e = decode_request_frame(&b).unwrap_err();
         assert!(
             e.message.contains("backup target of 0 bytes"),
@@ -1389,7 +1397,7 @@ mod tests {
             e.message
         );
         b.clear();
-        encode_backup(&mut b, 1, &"x".repeat(MAX_PATH_LEN + 1), true);
+        encode_backup(&mut b, 1, &"x".repeat(MAX_PATH_LEN + 1), true, 0);
         assert!(decode_request_frame(&b).is_err());
         b.clear();
         frame(&mut b, kind::BACKUP, 1, |o| {

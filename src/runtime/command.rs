@@ -227,6 +227,9 @@ pub enum Command {
         /// Hard-link sealed chunks when the target is on the same
         /// filesystem (otherwise always copy).
         link: bool,
+        /// Bytes per second each shard's backup reads and writes are paced
+        /// at (0: unpaced).
+        rate: u64,
     },
     /// One step of a backup (sent by dispatch, not by clients).
     BackupStep {
@@ -247,12 +250,17 @@ pub enum BackupStep {
     Shard {
         /// Hard links allowed.
         link: bool,
+        /// Pace, bytes per second (0: unpaced).
+        rate: u64,
         /// The previous backup's files.
         prev: Vec<backup::Entry>,
     },
     /// Copy the catalog, token file and shard count (shard 0, after every
     /// shard's cut; [`Answer::BackupPart`]).
-    Catalog,
+    Catalog {
+        /// Pace, bytes per second (0: unpaced).
+        rate: u64,
+    },
     /// Delete what the backup does not list and write the manifest
     /// ([`Answer::BackupDone`]).
     Finish {

@@ -44,7 +44,7 @@ pub async fn execute(router: &Rc<Router>, cmd: Command) -> Reply {
             query,
             good_only,
         } => aggregate(router, tags, query, good_only).await,
-        Command::Backup { to, link } => backup(router, to, link).await,
+        Command::Backup { to, link, rate } => backup(router, to, link, rate).await,
         Command::BackupStep { .. } => Err(Failure::InvalidInput {
             reason: "backup steps are run by dispatch, not sent by clients".into(),
         }),
@@ -57,7 +57,7 @@ pub async fn execute(router: &Rc<Router>, cmd: Command) -> Reply {
 /// (after every cut, so it names every id the cuts hold) and writes the
 /// manifest. A failed step fails the backup after every shard's step has
 /// ended, leaving the target without a manifest.
-async fn backup(router: &Rc<Router>, to: PathBuf, link: bool) -> Reply {
+async fn backup(router: &Rc<Router>, to: PathBuf, link: bool, rate: u64) -> Reply {
     let started = std::time::Instant::now();
     let started_us = now_us();
     let step = |s| Command::BackupStep {
@@ -77,7 +77,14 @@ async fn backup(router: &Rc<Router>, to: PathBuf, link: bool) -> Reply {
                 .filter(|e| e.path.starts_with(&dir))
                 .cloned()
                 .collect();
-            router.spawn_call(d, step(BackupStep::Shard { link, prev: mine }))
+            router.spawn_call(
+                d,
+                step(BackupStep::Shard {
+                    link,
+                    rate,
+                    prev: mine,
+                }),
+            )
         })
         .collect();
     let mut entries = Vec::new();
@@ -101,7 +108,7 @@ async fn backup(router: &Rc<Router>, to: PathBuf, link: bool) -> Reply {
         return Err(f);
     }
     match router
-        .call(CATALOG_SHARD, step(BackupStep::Catalog))
+        .call(CATALOG_SHARD, step(BackupStep::Catalog { rate }))
         .await?
     {
         Answer::BackupPart(p) => {

@@ -169,18 +169,19 @@ impl Local {
                 .await
                 .map(Answer::BackupFiles)
                 .map_err(failed),
-            BackupStep::Shard { link, prev } => {
+            BackupStep::Shard { link, rate, prev } => {
                 let rel = format!("shard-{}", self.index);
                 self.shard
-                    .backup(&to.join(&rel), &rel, &prev, link)
+                    .backup(&to.join(&rel), &rel, &prev, link, rate)
                     .await
                     .map(Answer::BackupPart)
                     .map_err(failed)
             }
-            BackupStep::Catalog => backup::backup_catalog(data_dir, to, self.catalog.as_deref())
-                .await
-                .map(Answer::BackupPart)
-                .map_err(failed),
+            BackupStep::Catalog { rate } => {
+                { backup::backup_catalog(data_dir, to, self.catalog.as_deref(), rate).await }
+                    .map(Answer::BackupPart)
+                    .map_err(failed)
+            }
             BackupStep::Finish {
                 shards,
                 entries,

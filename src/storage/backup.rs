@@ -394,11 +394,48 @@ fn tmp_of(dest: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Keeps a backup's reads and writes under a byte rate (0: unpaced), so
+/// the WAL's syncs do not queue behind a long copy on the same disk.
+pub struct Pace {
+    rate: u64,
+    started: std::time::Instant,
+    done: std::cell::Cell<u64>,
+}
+
+impl Pace {
+    /// A pace of `rate` bytes per second (0: as fast as the disk goes).
+    pub fn new(rate: u64) -> Pace {
+        Pace {
+            rate,
+            started: std::time::Instant::now(),
+            done: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Counts `n` bytes and sleeps until the rate allows them.
+    async fn step(&self, n: u64) {
+        self.done.set(self.done.get() + n);
+        if self.rate == 0 {
+            return;
+        }
+        let due = std::time::Duration::from_secs_f64(self.done.get() as f64 / self.rate as f64);
+        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+            glommio::timer::sleep(wait).await;
+        }
+    }
+}
+
 /// Copies the first `len` bytes of `src` to `dest` (through a temporary
 /// name, then `fsync` and rename; the caller syncs the directory) in
 /// [`MAX_IO`] steps that yield to the executor. Returns the CRC32 of the
 /// bytes. `on_step` is told the bytes of each step (progress).
-async fn copy_prefix(src: &DataFile, len: u64, dest: &Path, on_step: &dyn Fn(u64)) -> Result<u32> {
+async fn copy_prefix(
+    src: &DataFile,
+    len: u64,
+    dest: &Path,
+    on_step: &dyn Fn(u64),
+    pace: &Pace,
+) -> Result<u32> {
     let tmp = tmp_of(dest);
     let out = DataFile::open(&tmp).await?;
     out.truncate(0).await?;
@@ -420,6 +457,7 @@ async fn copy_prefix(src: &DataFile, len: u64, dest: &Path, on_step: &dyn Fn(u64
         out.write_at(buf, off).await?;
         off += want as u64;
         on_step(want as u64);
+        pace.step(want as u64).await;
         glommio::yield_if_needed().await;
     }
     if !len.is_multiple_of(PAGE as u64) {
@@ -436,7 +474,7 @@ async fn copy_prefix(src: &DataFile, len: u64, dest: &Path, on_step: &dyn Fn(u64
 
 /// CRC32 of the first `len` bytes of the file at `path` (yielding between
 /// steps).
-async fn crc_of(path: &Path, len: u64) -> Result<u32> {
+async fn crc_of(path: &Path, len: u64, pace: &Pace) -> Result<u32> {
     let f = DataFile::open(path).await?;
     let mut crc = crc32fast::Hasher::new();
     let mut off = 0u64;
@@ -448,6 +486,7 @@ async fn crc_of(path: &Path, len: u64) -> Result<u32> {
         }
         crc.update(&got[..want]);
         off += want as u64;
+        pace.step(want as u64).await;
         glommio::yield_if_needed().await;
     }
     f.close().await?;
@@ -500,14 +539,17 @@ impl Shard {
     /// shard, `DIR/shard-N`), at one cut (see the module doc). `rel` is
     /// that directory relative to the backup (`shard-N`), `prev` the
     /// previous backup's files, `link` whether sealed chunks may be
-    /// hard-linked.
+    /// hard-linked, `rate` the bytes per second its reads and writes are
+    /// paced at (0: unpaced).
     pub async fn backup(
         &self,
         to: &Path,
         rel: &str,
         prev: &[Entry],
         link_ok: bool,
+        rate: u64,
     ) -> Result<Part> {
+        let pace = Pace::new(rate);
         let inner = &self.inner;
         inner.check_fenced()?;
         let prev: HashMap<&str, &Entry> = prev.iter().map(|e| (e.path.as_str(), e)).collect();
@@ -568,7 +610,7 @@ impl Shard {
                 mutable.push((file, len, format!("wal/{name}")));
             }
             for (file, len, r) in mutable {
-                let crc = copy_prefix(&file, len, &to.join(&r), &progress).await?;
+                let crc = copy_prefix(&file, len, &to.join(&r), &progress, &pace).await?;
                 file_done();
                 part.tally.files_copied += 1;
                 part.tally.bytes_copied += len;
@@ -597,16 +639,16 @@ impl Shard {
                 progress(size);
                 match known {
                     Some(c) => c,
-                    None => crc_of(&dest, size).await?,
+                    None => crc_of(&dest, size, &pace).await?,
                 }
             } else if link_ok && link(file.path(), &dest).await? {
                 part.tally.files_linked += 1;
                 part.tally.bytes_linked += size;
                 progress(size);
-                crc_of(&dest, size).await?
+                crc_of(&dest, size, &pace).await?
             } else {
                 link_ok = false;
-                let crc = copy_prefix(&file, size, &dest, &progress).await?;
+                let crc = copy_prefix(&file, size, &dest, &progress, &pace).await?;
                 part.tally.files_copied += 1;
                 part.tally.bytes_copied += size;
                 crc
@@ -638,13 +680,19 @@ impl Shard {
 /// Copies the data directory's own files into the backup `to`: the
 /// catalog (`store`, up to its logical end), the valid prefix of the token
 /// file and the shard count. Run on shard 0 after every shard's cut.
-pub async fn backup_catalog(data_dir: &Path, to: &Path, store: Option<&Store>) -> Result<Part> {
+pub async fn backup_catalog(
+    data_dir: &Path,
+    to: &Path,
+    store: Option<&Store>,
+    rate: u64,
+) -> Result<Part> {
+    let pace = Pace::new(rate);
     let mut part = Part::default();
     if let Some(store) = store {
         let path = data_dir.join(catalog::FILE_NAME);
         let len = store.file_len();
         let src = DataFile::open(&path).await?;
-        let crc = copy_prefix(&src, len, &to.join(catalog::FILE_NAME), &|_| {}).await?;
+        let crc = copy_prefix(&src, len, &to.join(catalog::FILE_NAME), &|_| {}, &pace).await?;
         src.close().await?;
         part.tally.files_copied += 1;
         part.tally.bytes_copied += len;
