@@ -19,6 +19,7 @@ pub fn needs(kind: u8) -> Perms {
     match kind {
         kind::WRITE => Perms::WRITE,
         kind::RANGE | kind::LATEST | kind::STATS | kind::AGGREGATE => Perms::READ,
+        kind::BACKUP => Perms::ADMIN,
         _ => Perms::NONE,
     }
 }

@@ -12,7 +12,7 @@ use crate::aggregate::Partial;
 use crate::net::error::{ClientError, ClientResult as Result};
 use crate::net::protocol::{self, Header, Response, HEADER_LEN};
 use crate::net::tls::{Stream, TlsClient};
-use crate::runtime::command::{AggQuery, Row};
+use crate::runtime::command::{AggQuery, BackupSummary, Row};
 use crate::storage::error::glommio_io;
 use crate::storage::tokens::Perms;
 use crate::Point;
@@ -237,6 +237,22 @@ impl Client {
         }
     }
 
+    /// An online backup of the server's data directory into `to`, a path on
+    /// the server's machine (see [`crate::storage::backup`]); `link`
+    /// hard-links sealed chunks when `to` is on the data's filesystem.
+    /// `rate` paces each shard's reads and writes (bytes per second, 0:
+    /// unpaced). Resolves once the backup's manifest is written. Needs
+    /// `admin`.
+    pub async fn backup(&mut self, to: &str, link: bool, rate: u64) -> Result<BackupSummary> {
+        let id = self.id();
+        self.buf.clear();
+        protocol::encode_backup(&mut self.buf, id, to, link, rate);
+        match self.call(id).await? {
+            Response::BackupDone(s) => Ok(s),
+            other => Err(unexpected("backup", &other)),
+        }
+    }
+
     /// Sends raw bytes and reads one answer frame. For protocol tests that
     /// need to send malformed frames.
     pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(u64, Response)> {
@@ -308,6 +324,7 @@ fn unexpected(what: &str, r: &Response) -> ClientError {
         Response::AuthOk { .. } => "auth ok",
         Response::Rows(_) => "rows",
         Response::Partials(_) => "partials",
+        Response::BackupDone(_) => "backup done",
         Response::Error { .. } => "error",
     };
     ClientError::Protocol {

@@ -36,6 +36,7 @@
 //! | `0x04` | stats | request | empty |
 //! | `0x05` | auth | request | the token, UTF-8, 1 to 1,024 bytes (see "Authentication") |
 //! | `0x06` | aggregate | request | `u8` mode, `u8` flags (bit 0 good-only; others zero), the mode's fields (see "Aggregates"), then `u32` n and n tags `u32` (n ≤ [`MAX_TAGS`]) |
+//! | `0x07` | backup | request | `u8` flags (bit 0: copy sealed chunks, never hard-link; others zero), `u64` pace in bytes per second per shard (0: unpaced), then the target directory, an absolute path on the server's machine, UTF-8, 1 to 4,096 bytes (see "Backup") |
 //! | `0x81` | ack | answer to write | `u64` points acknowledged (durable in their owner's WAL) |
 //! | `0x82` | points | answer to range | `u32` n, then n points, sorted by timestamp |
 //! | `0x83` | latest result | answer to latest | `u32` n, then per requested tag in order: `u8` 0 (absent) or 1 followed by a point |
@@ -43,6 +44,7 @@
 //! | `0x85` | auth ok | answer to auth | `u8` permissions (bit 0 read, 1 write, 2 admin), then the token's name, UTF-8 (empty when the server runs with auth off) |
 //! | `0x86` | rows | answer to aggregate (modes 1, 3, 4, 5) | `u32` n, then per requested tag in order: `u32` m and m rows of ts `i64`, `u8` 0 (null) or 1, value `f64` (17 bytes; the value is 0 when null) |
 //! | `0x87` | partials | answer to aggregate (mode 2) | `u32` n, then per tag: `u32` m and m windows of `u8` 0 (empty) or 1 followed by count `u64`, good `u64`, sum, m2, min, max `f64`, first ts `i64`, first `f64`, last ts `i64`, last `f64` (80 bytes) |
+//! | `0x88` | backup done | answer to backup | `u64` × 7: files linked, bytes linked, files copied, bytes copied, files unchanged (already in the target), bytes unchanged, wall time µs |
 //! | `0xFF` | error | answer to anything | `u16` code, then a UTF-8 message (rest of the payload) |
 //!
 //! ### Aggregates
@@ -66,6 +68,16 @@
 //! does not use must be zero, so every request has one encoding. An answer
 //! over the server's row limit (`--max-query-rows`, tags × windows, samples
 //! or 4 × pixels) is error 8 naming the limit; bad parameters are error 11.
+//!
+//! ### Backup
+//!
+//! A backup needs the `admin` permission and answers once the manifest is
+//! written (it may take minutes: the client waits without a timeout). A
+//! bad target (relative, overlapping the data directory, not empty and not
+//! a backup) is error 11; an I/O failure is error 100 and leaves the target
+//! without a manifest. Progress: the `backup_bytes` and `backup_files`
+//! counters of STATS grow while it runs. See
+//! [`crate::storage::backup`] for what is copied and how.
 //!
 //! ### Error codes
 //!
@@ -146,8 +158,9 @@
 //! `(tag, ts)` replaces the earlier one).
 
 use crate::aggregate::{Fill, Func, IntegralMode, Interp, Partial, Sample};
-use crate::runtime::command::{AggQuery, Answer, Command, Failure, Reply, Row};
+use crate::runtime::command::{AggQuery, Answer, BackupSummary, Command, Failure, Reply, Row};
 use crate::runtime::report::named_counters;
+use crate::storage::backup::Tally;
 use crate::Point;
 
 /// Frame magic, `b"XTDB"`.
@@ -183,6 +196,8 @@ pub mod kind {
     /// Aggregate request (windows, partials, interpolated, plot, at or
     /// before).
     pub const AGGREGATE: u8 = 0x06;
+    /// Online backup request.
+    pub const BACKUP: u8 = 0x07;
     /// Write acknowledgement.
     pub const ACK: u8 = 0x81;
     /// Range answer.
@@ -197,6 +212,8 @@ pub mod kind {
     pub const ROWS: u8 = 0x86;
     /// Aggregate partials answer.
     pub const PARTIALS: u8 = 0x87;
+    /// Backup answer.
+    pub const BACKUP_DONE: u8 = 0x88;
     /// Error answer.
     pub const ERROR: u8 = 0xFF;
 }
@@ -323,6 +340,9 @@ impl std::fmt::Display for FrameError {
     }
 }
 
+/// Longest backup target path a BACKUP frame may carry, bytes.
+pub const MAX_PATH_LEN: usize = 4096;
+
 /// Longest token an AUTH frame may carry, bytes.
 pub const MAX_AUTH_LEN: usize = 1024;
 
@@ -365,6 +385,15 @@ pub enum Request {
         /// Good-quality points only.
         good_only: bool,
     },
+    /// An online backup into `to` ([`Command::Backup`]).
+    Backup {
+        /// Target directory on the server's machine.
+        to: String,
+        /// Hard-link sealed chunks when possible.
+        link: bool,
+        /// Pace, bytes per second per shard (0: unpaced).
+        rate: u64,
+    },
 }
 
 impl Request {
@@ -385,6 +414,11 @@ impl Request {
                 tags,
                 query,
                 good_only,
+            },
+            Request::Backup { to, link, rate } => Command::Backup {
+                to: to.into(),
+                link,
+                rate,
             },
         })
     }
@@ -412,6 +446,8 @@ pub enum Response {
     Rows(Vec<Vec<Row>>),
     /// Aggregate partials, one list per requested tag.
     Partials(Vec<Vec<Option<Partial>>>),
+    /// A finished backup.
+    BackupDone(BackupSummary),
     /// Error frame.
     Error {
         /// Code.
@@ -620,6 +656,28 @@ pub fn decode_request(
             Request::Latest(v)
         }
         kind::STATS => Request::Stats,
+        kind::BACKUP => {
+            let flags = r.u8("backup flags")?;
+            if flags > 1 {
+                return Err(r.bad(format!("backup flags {flags:#04x} (only bit 0 is defined)")));
+            }
+            let rate = r.u64("backup pace")?;
+            let b = std::mem::take(&mut r.b);
+            if b.is_empty() || b.len() > MAX_PATH_LEN {
+                return Err(r.bad(format!(
+                    "backup target of {} bytes (1 to {MAX_PATH_LEN} expected)",
+                    b.len()
+                )));
+            }
+            let to = std::str::from_utf8(b).map_err(|_| {
+                FrameError::new(code::MALFORMED, h.id, "backup target is not UTF-8")
+            })?;
+            Request::Backup {
+                to: to.to_string(),
+                link: flags & 1 == 0,
+                rate,
+            }
+        }
         kind::AGGREGATE => decode_aggregate(&mut r)?,
         kind::AUTH => {
             let b = std::mem::take(&mut r.b);
@@ -751,6 +809,31 @@ pub fn decode_response(
                 v.push(ws);
             }
             Response::Partials(v)
+        }
+        kind::BACKUP_DONE => {
+            let mut v = [0u64; 7];
+            for (x, what) in v.iter_mut().zip([
+                "files linked",
+                "bytes linked",
+                "files copied",
+                "bytes copied",
+                "files unchanged",
+                "bytes unchanged",
+                "micros",
+            ]) {
+                *x = r.u64(what)?;
+            }
+            Response::BackupDone(BackupSummary {
+                tally: Tally {
+                    files_linked: v[0],
+                    bytes_linked: v[1],
+                    files_copied: v[2],
+                    bytes_copied: v[3],
+                    files_unchanged: v[4],
+                    bytes_unchanged: v[5],
+                },
+                micros: v[6],
+            })
         }
         kind::AUTH_OK => {
             let perms = r.u8("permissions")?;
@@ -1085,6 +1168,16 @@ fn decode_aggregate(r: &mut Reader<'_>) -> Result<Request, FrameError> {
     })
 }
 
+/// Appends a backup request frame (`link`: hard-link sealed chunks when
+/// the target is on the same filesystem).
+pub fn encode_backup(out: &mut Vec<u8>, id: u64, to: &str, link: bool, rate: u64) {
+    frame(out, kind::BACKUP, id, |o| {
+        o.push(u8::from(!link));
+        o.extend_from_slice(&rate.to_le_bytes());
+        o.extend_from_slice(to.as_bytes());
+    })
+}
+
 /// Appends a request frame.
 pub fn encode_request(out: &mut Vec<u8>, id: u64, req: &Request) {
     match req {
@@ -1098,6 +1191,7 @@ pub fn encode_request(out: &mut Vec<u8>, id: u64, req: &Request) {
             query,
             good_only,
         } => encode_aggregate(out, id, tags, query, *good_only),
+        Request::Backup { to, link, rate } => encode_backup(out, id, to, *link, *rate),
     }
 }
 
@@ -1111,6 +1205,7 @@ pub fn reply_response(reply: Reply) -> Response {
         Ok(Answer::Reports(r)) => Response::Stats(named_counters(&r)),
         Ok(Answer::Rows(r)) => Response::Rows(r),
         Ok(Answer::Partials(p)) => Response::Partials(p),
+        Ok(Answer::BackupDone(b)) => Response::BackupDone(b),
         Ok(other) => {
             let f = Failure::unexpected("native request", &other);
             Response::Error {
@@ -1216,6 +1311,20 @@ fn encode_response_unchecked(out: &mut Vec<u8>, id: u64, resp: &Response) {
                 }
             }
         }),
+        Response::BackupDone(b) => frame(out, kind::BACKUP_DONE, id, |o| {
+            let t = &b.tally;
+            for x in [
+                t.files_linked,
+                t.bytes_linked,
+                t.files_copied,
+                t.bytes_copied,
+                t.files_unchanged,
+                t.bytes_unchanged,
+                b.micros,
+            ] {
+                o.extend_from_slice(&x.to_le_bytes());
+            }
+        }),
         Response::AuthOk { perms, name } => frame(out, kind::AUTH_OK, id, |o| {
             o.push(*perms);
             o.extend_from_slice(name.as_bytes());
@@ -1251,6 +1360,16 @@ mod tests {
             Request::Latest(vec![1, 2, 3]),
             Request::Stats,
             Request::Auth(Secret("xtdb_00ff".into())),
+            Request::Backup {
+                to: "/srv/backup/xtdb".into(),
+                link: true,
+                rate: 0,
+            },
+            Request::Backup {
+                to: "/mnt/other fs/b".into(),
+                link: false,
+                rate: 64 << 20,
+            },
         ]
         .into_iter()
         .chain(aggregate_requests())
@@ -1268,9 +1387,46 @@ mod tests {
     }
 
     #[test]
+    fn backup_frames_are_bounded_and_need_admin() {
+        let mut b = Vec::new();
+        encode_backup(&mut b, 1, "", true, 0);
+        let e = decode_request_frame(&b).unwrap_err();
+        assert!(
+            e.message.contains("backup target of 0 bytes"),
+            "{}",
+            e.message
+        );
+        b.clear();
+        encode_backup(&mut b, 1, &"x".repeat(MAX_PATH_LEN + 1), true, 0);
+        assert!(decode_request_frame(&b).is_err());
+        b.clear();
+        frame(&mut b, kind::BACKUP, 1, |o| {
+            o.push(2);
+            o.extend_from_slice(b"/x");
+        });
+        let e = decode_request_frame(&b).unwrap_err();
+        assert!(e.message.contains("backup flags"), "{}", e.message);
+        assert_eq!(
+            crate::net::auth::needs(kind::BACKUP),
+            crate::storage::tokens::Perms::ADMIN
+        );
+    }
+
+    #[test]
     fn responses_roundtrip() {
         for resp in [
             Response::Ack(9),
+            Response::BackupDone(BackupSummary {
+                tally: Tally {
+                    files_linked: 1,
+                    bytes_linked: 2,
+                    files_copied: 3,
+                    bytes_copied: 4,
+                    files_unchanged: 5,
+                    bytes_unchanged: 6,
+                },
+                micros: 7,
+            }),
             Response::Points(pts()),
             Response::Latest(vec![None, Some(pts()[0])]),
             Response::Stats(vec![("total.x".into(), 5)]),

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use crate::aggregate::{Fill, Func, Interp, Partial};
 use crate::runtime::report::ShardReport;
 use crate::storage;
+use crate::storage::backup;
 use crate::storage::catalog::index::{CatalogAnswer, CatalogQuery};
 use crate::Point;
 
@@ -229,6 +230,70 @@ pub enum Command {
         /// Count only points of good quality (>= 192).
         good_only: bool,
     },
+    /// An online backup of the whole data directory into `to` (a path on
+    /// the server's machine), see [`crate::storage::backup`]. Dispatch runs
+    /// it as [`BackupStep`]s: begin, every shard's cut, the catalog, finish.
+    Backup {
+        /// Target directory (absolute).
+        to: PathBuf,
+        /// Hard-link sealed chunks when the target is on the same
+        /// filesystem (otherwise always copy).
+        link: bool,
+        /// Bytes per second each shard's backup reads and writes are paced
+        /// at (0: unpaced).
+        rate: u64,
+    },
+    /// One step of a backup (sent by dispatch, not by clients).
+    BackupStep {
+        /// Target directory.
+        to: PathBuf,
+        /// The step.
+        step: BackupStep,
+    },
+}
+
+/// The steps of a [`Command::Backup`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum BackupStep {
+    /// Prepare the target; answers the previous backup's files
+    /// ([`Answer::BackupFiles`]).
+    Begin,
+    /// Take this shard's cut ([`Answer::BackupPart`]).
+    Shard {
+        /// Hard links allowed.
+        link: bool,
+        /// Pace, bytes per second (0: unpaced).
+        rate: u64,
+        /// The previous backup's files.
+        prev: Vec<backup::Entry>,
+    },
+    /// Copy the catalog, token file and shard count (shard 0, after every
+    /// shard's cut; [`Answer::BackupPart`]).
+    Catalog {
+        /// Pace, bytes per second (0: unpaced).
+        rate: u64,
+    },
+    /// Delete what the backup does not list and write the manifest
+    /// ([`Answer::BackupDone`]).
+    Finish {
+        /// Shards.
+        shards: usize,
+        /// Every file of the backup.
+        entries: Vec<backup::Entry>,
+        /// How they got there.
+        tally: backup::Tally,
+        /// When the backup started (µs since the epoch).
+        started_us: i64,
+    },
+}
+
+/// What a finished backup holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackupSummary {
+    /// How its files got there.
+    pub tally: backup::Tally,
+    /// Wall time from start to the manifest, µs.
+    pub micros: u64,
 }
 
 /// A successful answer.
@@ -262,6 +327,12 @@ pub enum Answer {
     Rows(Vec<Vec<Row>>),
     /// Per-window partials, one list per requested tag, in request order.
     Partials(Vec<Vec<Option<Partial>>>),
+    /// The previous backup's files (a backup's first step).
+    BackupFiles(Vec<backup::Entry>),
+    /// What one shard (or the catalog step) put into a backup.
+    BackupPart(backup::Part),
+    /// A finished backup.
+    BackupDone(BackupSummary),
 }
 
 /// Why a command was not done. Nothing of a failed write was acknowledged
@@ -375,6 +446,8 @@ impl Failure {
             Answer::Catalog(_) => "catalog",
             Answer::Rows(_) => "rows",
             Answer::Partials(_) => "partials",
+            Answer::BackupFiles(_) | Answer::BackupPart(_) => "backup step",
+            Answer::BackupDone(_) => "backup",
         };
         Failure::Internal {
             reason: format!("{what}: unexpected {kind} answer"),

@@ -6,18 +6,21 @@
 //! answers back in request order; an aggregate is checked against the row
 //! limit and sent as one batched command per owner, answers back in
 //! request order; `stats` gathers every shard's report;
-//! catalog commands go to shard 0. Owns routing decisions and merging;
+//! catalog commands go to shard 0; a backup runs its steps over every
+//! shard. Owns routing decisions and merging;
 //! never touches sockets or storage directly.
 //!
 //! [`TimeWindow`]: crate::runtime::admission::TimeWindow
 
+use std::path::PathBuf;
 use std::rc::Rc;
 
 use crate::aggregate::Partial;
 use crate::runtime::admission::now_us;
-use crate::runtime::command::{AggQuery, Answer, Command, Failure, Reply, Row};
+use crate::runtime::command::{AggQuery, Answer, BackupStep, Command, Failure, Reply, Row};
 use crate::runtime::report::ShardReport;
 use crate::runtime::router::{owner, Router};
+use crate::storage::backup::Tally;
 use crate::Point;
 
 /// The shard that holds the tag catalog.
@@ -42,6 +45,91 @@ pub async fn execute(router: &Rc<Router>, cmd: Command) -> Reply {
             query,
             good_only,
         } => aggregate(router, tags, query, good_only).await,
+        Command::Backup { to, link, rate } => backup(router, to, link, rate).await,
+        Command::BackupStep { .. } => Err(Failure::InvalidInput {
+            reason: "backup steps are run by dispatch, not sent by clients".into(),
+        }),
+    }
+}
+
+/// An online backup: the target is prepared on the catalog shard, every
+/// shard takes its cut concurrently (each given the previous backup's files
+/// under its own directory), then the catalog shard copies the catalog
+/// (after every cut, so it names every id the cuts hold) and writes the
+/// manifest. A failed step fails the backup after every shard's step has
+/// ended, leaving the target without a manifest.
+async fn backup(router: &Rc<Router>, to: PathBuf, link: bool, rate: u64) -> Reply {
+    let started = std::time::Instant::now();
+    let started_us = now_us();
+    let step = |s| Command::BackupStep {
+        to: to.clone(),
+        step: s,
+    };
+    let prev = match router.call(CATALOG_SHARD, step(BackupStep::Begin)).await? {
+        Answer::BackupFiles(p) => p,
+        other => return Err(Failure::unexpected("backup", &other)),
+    };
+    let shards = router.shards();
+    let tasks: Vec<_> = (0..shards)
+        .map(|d| {
+            let dir = format!("shard-{d}/");
+            let mine = prev
+                .iter()
+                .filter(|e| e.path.starts_with(&dir))
+                .cloned()
+                .collect();
+            router.spawn_call(
+                d,
+                step(BackupStep::Shard {
+                    link,
+                    rate,
+                    prev: mine,
+                }),
+            )
+        })
+        .collect();
+    let mut entries = Vec::new();
+    let mut tally = Tally::default();
+    let mut err = None;
+    for t in tasks {
+        match t.await {
+            Ok(Answer::BackupPart(p)) => {
+                entries.extend(p.entries);
+                tally.add(&p.tally);
+            }
+            Ok(other) => {
+                err.get_or_insert(Failure::unexpected("backup", &other));
+            }
+            Err(f) => {
+                err.get_or_insert(f);
+            }
+        }
+    }
+    if let Some(f) = err {
+        return Err(f);
+    }
+    match router
+        .call(CATALOG_SHARD, step(BackupStep::Catalog { rate }))
+        .await?
+    {
+        Answer::BackupPart(p) => {
+            entries.extend(p.entries);
+            tally.add(&p.tally);
+        }
+        other => return Err(Failure::unexpected("backup", &other)),
+    }
+    let fin = BackupStep::Finish {
+        shards,
+        entries,
+        tally,
+        started_us,
+    };
+    match router.call(CATALOG_SHARD, step(fin)).await? {
+        Answer::BackupDone(mut s) => {
+            s.micros = started.elapsed().as_micros() as u64;
+            Ok(Answer::BackupDone(s))
+        }
+        other => Err(Failure::unexpected("backup", &other)),
     }
 }
 

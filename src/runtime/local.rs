@@ -13,8 +13,11 @@ use hdrhistogram::Histogram;
 
 use crate::aggregate::{fill, AggError, Fill, WindowSpec};
 use crate::runtime::admission::TimeWindow;
-use crate::runtime::command::{AggQuery, Answer, Command, Failure, Reply, Row};
+use crate::runtime::command::{
+    AggQuery, Answer, BackupStep, BackupSummary, Command, Failure, Reply, Row,
+};
 use crate::runtime::report::{new_histogram, Counters, ShardReport};
+use crate::storage::backup;
 use crate::storage::catalog::Store;
 use crate::storage::Shard;
 
@@ -157,6 +160,45 @@ impl Local {
                 query,
                 good_only,
             } => self.aggregate(tags, query, good_only).await,
+            Command::BackupStep { to, step } => self.backup_step(&to, step).await,
+            Command::Backup { .. } => Err(Failure::Internal {
+                reason: "a backup reached a shard undispatched".into(),
+            }),
+        }
+    }
+
+    /// Runs one step of a backup into `to` (see [`crate::storage::backup`]).
+    async fn backup_step(&self, to: &std::path::Path, step: BackupStep) -> Reply {
+        let shard_dir = self.shard.dir();
+        let data_dir = shard_dir.parent().unwrap_or(shard_dir);
+        let failed = |e| self.failed(e);
+        match step {
+            BackupStep::Begin => backup::begin(to, data_dir)
+                .await
+                .map(Answer::BackupFiles)
+                .map_err(failed),
+            BackupStep::Shard { link, rate, prev } => {
+                let rel = format!("shard-{}", self.index);
+                self.shard
+                    .backup(&to.join(&rel), &rel, &prev, link, rate)
+                    .await
+                    .map(Answer::BackupPart)
+                    .map_err(failed)
+            }
+            BackupStep::Catalog { rate } => {
+                { backup::backup_catalog(data_dir, to, self.catalog.as_deref(), rate).await }
+                    .map(Answer::BackupPart)
+                    .map_err(failed)
+            }
+            BackupStep::Finish {
+                shards,
+                entries,
+                tally,
+                started_us,
+            } => backup::finish(to, shards, started_us, entries)
+                .await
+                .map(|()| Answer::BackupDone(BackupSummary { tally, micros: 0 }))
+                .map_err(failed),
         }
     }
 

@@ -46,6 +46,12 @@ pub struct Store {
 }
 
 impl Store {
+    /// The byte after the last record of the store's file (what a backup
+    /// copies).
+    pub fn file_len(&self) -> u64 {
+        self.file.len()
+    }
+
     /// Opens (creating if missing) `DATA/catalog.xtcat` and reads it.
     pub async fn open(data_dir: &Path) -> Result<Store> {
         let path = data_dir.join(FILE_NAME);

@@ -7,10 +7,12 @@
 //! Inside, the layers run one way: the pure formats (`codec`, `block`,
 //! `wal::format`, `le`) below the file door (`file`, `fault`), the parts of
 //! a shard (`memory`, `disk`, `control`, `index`, `wal`) above them, the
-//! work on those parts (`flush`, `query`, `aggregate`, `recovery`), and [`Shard`], the
+//! work on those parts (`flush`, `query`, `aggregate`, `recovery`,
+//! `backup`), and [`Shard`], the
 //! handle that ties them together, on top.
 
 mod aggregate;
+pub mod backup;
 pub mod block;
 pub mod buffer;
 pub mod catalog;

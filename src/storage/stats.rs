@@ -86,6 +86,11 @@ pub struct ShardStats {
     pub segments_indexed: u64,
     /// Gauge: points in chunk files (what the disk bytes hold).
     pub points_on_disk: u64,
+    /// Bytes a backup has taken into its target (linked, copied or found
+    /// unchanged), over every backup since start: progress while one runs.
+    pub backup_bytes: u64,
+    /// Files a backup has taken into its target, over every backup.
+    pub backup_files: u64,
 }
 
 impl ShardStats {
@@ -132,6 +137,8 @@ impl ShardStats {
             ("segments_indexed", self.segments_indexed),
             ("points_on_disk", self.points_on_disk),
             ("chunk_write_amp_x1000", self.chunk_write_amp_x1000()),
+            ("backup_bytes", self.backup_bytes),
+            ("backup_files", self.backup_files),
         ]
     }
 
@@ -176,6 +183,8 @@ impl ShardStats {
         self.chunks += o.chunks;
         self.segments_indexed += o.segments_indexed;
         self.points_on_disk += o.points_on_disk;
+        self.backup_bytes += o.backup_bytes;
+        self.backup_files += o.backup_files;
     }
 
     /// Chunk write amplification × 1000: bytes written to chunk files

@@ -238,7 +238,7 @@ impl Header {
     }
 
     /// Decodes a version 2 slot (magic and version already checked).
-    fn decode(page: &[u8]) -> std::result::Result<Option<Header>, String> {
+    pub(crate) fn decode(page: &[u8]) -> std::result::Result<Option<Header>, String> {
         if page[0..132].iter().all(|&b| b == 0) {
             return Ok(None);
         }

@@ -291,6 +291,25 @@ impl Wal {
         Ok(())
     }
 
+    /// The log as a backup copies it now: every live segment whole and the
+    /// active one up to the page holding the end of its written records
+    /// (zeros after them are the end of the log), oldest first. The caller
+    /// holds the flush lock, so no segment is recycled while it copies; a
+    /// later append only rewrites the tail page with the same bytes before
+    /// this end.
+    pub(crate) fn backup_cut(&self) -> Vec<(Rc<DataFile>, u64)> {
+        let st = self.st.borrow();
+        let mut v: Vec<(Rc<DataFile>, u64)> = st
+            .live
+            .iter()
+            .map(|s| (s.file.clone(), self.segment_size))
+            .collect();
+        if let Some(a) = &st.active {
+            v.push((a.seg.file.clone(), page_up(a.pos as usize) as u64));
+        }
+        v
+    }
+
     /// Stops the writer after everything pending is written.
     pub fn begin_close(&self) {
         self.st.borrow_mut().closing = true;
