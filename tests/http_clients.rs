@@ -110,7 +110,8 @@ fn python_influx_clients_write_through_both_endpoints() {
         let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
         let body = raw.get(split + 4..).unwrap_or_default();
         if head.contains("transfer-encoding: chunked") {
-            return serde_json::from_slice(&dechunk(body)).unwrap();
+            let body = xtdb::load::hostile::dechunk(body).expect("a complete chunked body");
+            return serde_json::from_slice(&body).unwrap();
         }
         serde_json::from_slice(body).unwrap()
     };
@@ -352,20 +353,4 @@ fn python_influxdb_client_queries() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Decodes a `Transfer-Encoding: chunked` body.
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let eol = b.windows(2).position(|w| w == b"\r\n").expect("chunk size");
-        let size = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16)
-            .expect("hex chunk size");
-        b = &b[eol + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[..size]);
-        b = &b[size + 2..];
-    }
 }

@@ -135,7 +135,9 @@ fn request(a: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<Answe
     Some(Answer { status, body })
 }
 
-fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
+/// Decodes a `Transfer-Encoding: chunked` body; `None` when it is
+/// malformed or cut short.
+pub fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     loop {
         let eol = b.windows(2).position(|w| w == b"\r\n")?;

@@ -53,31 +53,11 @@ pub fn req(
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
     {
-        body = dechunk(&body);
+        body = xtdb::load::hostile::dechunk(&body).expect("a complete chunked body");
     }
     Answer {
         status,
         headers,
         body,
-    }
-}
-
-/// Decodes a `Transfer-Encoding: chunked` body (panics on a malformed
-/// or truncated one: the answer must be complete).
-pub fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let eol = b
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("chunk size line");
-        let size = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16)
-            .expect("hex chunk size");
-        b = &b[eol + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[..size]);
-        b = &b[size + 2..];
     }
 }
