@@ -821,6 +821,63 @@ fn limits_default_to_the_documented_values() {
     assert_eq!(LineConfig::default().quality_field, None);
 }
 
+/// Parsing a body slice by slice (as the write endpoint does, yielding
+/// between slices) gives exactly what parsing it whole gives: samples,
+/// counts and bad lines with their numbers, also when a quoted string
+/// holds a newline and a slice boundary falls inside a line.
+#[test]
+fn slice_by_slice_equals_whole() {
+    use xtdb::http::line::{parse_slice, Resume};
+    let mut runner = proptest::test_runner::TestRunner::default();
+    runner
+        .run(
+            &(
+                proptest::collection::vec(
+                    prop_oneof![
+                        Just("m,t=a v=1 1700000000000000000\n".to_string()),
+                        Just("m,t=b v=2,s=\"x\ny\" 1700000000000000001\n".to_string()),
+                        Just("bad line\n".to_string()),
+                        Just("m v=\"only\" 1\n".to_string()),
+                        Just("# comment\n\n".to_string()),
+                        Just("m,t=c v=NaN 1\r\n".to_string()),
+                        "[a-z]{1,3}(,[a-z]=[a-z0-9]{1,3}){0,2} [a-z]=[0-9]{1,4}(i)?\n",
+                    ],
+                    0..40,
+                ),
+                1usize..200,
+            ),
+            |(lines, slice)| {
+                let body = lines.concat();
+                let cfg = LineConfig::default();
+                let w = TimeWindow::unbounded();
+                let mut whole = Vec::new();
+                let r = parse_batch(body.as_bytes(), Precision::Ns, NOW, &w, &cfg, &mut whole);
+                let (mut parts, mut rp) = (Vec::new(), ParseReport::default());
+                let mut at = Some(Resume::START);
+                let mut steps = 0;
+                while let Some(from) = at {
+                    at = parse_slice(
+                        body.as_bytes(),
+                        from,
+                        slice,
+                        Precision::Ns,
+                        NOW,
+                        &w,
+                        &cfg,
+                        &mut parts,
+                        &mut rp,
+                    );
+                    steps += 1;
+                    prop_assert!(steps <= body.len() + 1);
+                }
+                prop_assert_eq!(rp, r);
+                prop_assert_eq!(parts, whole);
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
 #[test]
 fn never_panics_and_output_is_sound() {
     let mut runner = proptest::test_runner::TestRunner::default();

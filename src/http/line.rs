@@ -308,15 +308,68 @@ pub fn parse_batch(
         quality_field: config.quality_field.as_deref(),
     };
     let mut report = ParseReport::default();
+    parse_part(body, Resume::START, usize::MAX, &ctx, out, &mut report);
+    report
+}
+
+/// Where [`parse_part`] stopped: the byte offset and physical line number
+/// of the next line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resume {
+    pos: usize,
+    line: usize,
+}
+
+impl Resume {
+    /// The start of a body.
+    pub const START: Resume = Resume { pos: 0, line: 1 };
+}
+
+/// Parses a body a part at a time, so a caller can yield to its executor
+/// between parts: from `from`, whole lines until at least `max_bytes`
+/// were read (or the body ends), adding to `out` and `report` exactly what
+/// [`parse_batch`] would for those lines. Returns where to go on, or
+/// `None` at the end of the body.
+#[allow(clippy::too_many_arguments)]
+pub fn parse_slice(
+    body: &[u8],
+    from: Resume,
+    max_bytes: usize,
+    precision: Precision,
+    now_us: i64,
+    window: &TimeWindow,
+    config: &LineConfig,
+    out: &mut Vec<Sample>,
+    report: &mut ParseReport,
+) -> Option<Resume> {
+    let ctx = Ctx {
+        precision,
+        now_us,
+        window,
+        limits: &config.limits,
+        max_key: config.limits.max_series_key.min(MAX_KEY_LEN),
+        quality_field: config.quality_field.as_deref(),
+    };
+    parse_part(body, from, max_bytes, &ctx, out, report)
+}
+
+fn parse_part(
+    body: &[u8],
+    from: Resume,
+    max_bytes: usize,
+    ctx: &Ctx<'_>,
+    out: &mut Vec<Sample>,
+    report: &mut ParseReport,
+) -> Option<Resume> {
     let mut lines = Lines {
         body,
-        pos: 0,
-        line: 1,
+        pos: from.pos,
+        line: from.line,
     };
     while let Some((no, raw)) = lines.next_line() {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         let before = out.len();
-        match parse_raw(raw, &ctx, out) {
+        match parse_raw(raw, ctx, out) {
             Ok(Parsed::Skipped) => {}
             Ok(Parsed::Line { strings, stored }) => {
                 report.lines += 1;
@@ -329,8 +382,14 @@ pub fn parse_batch(
                 report.push_bad(no, message);
             }
         }
+        if lines.pos.saturating_sub(from.pos) >= max_bytes && lines.pos < body.len() {
+            return Some(Resume {
+                pos: lines.pos,
+                line: lines.line,
+            });
+        }
     }
-    report
+    None
 }
 
 /// Splits a body into logical lines.

@@ -49,14 +49,27 @@ pub async fn write(
         return r;
     };
     let mut samples = Vec::new();
-    let report = line::parse_batch(
-        &body,
-        precision,
-        now_us(),
-        &state.router.local().window,
-        &state.config.line,
-        &mut samples,
-    );
+    let mut report = line::ParseReport::default();
+    let mut at = Some(line::Resume::START);
+    let now = now_us();
+    while let Some(from) = at {
+        at = line::parse_slice(
+            &body,
+            from,
+            PARSE_SLICE,
+            precision,
+            now,
+            &state.router.local().window,
+            &state.config.line,
+            &mut samples,
+            &mut report,
+        );
+        // A big body is parsed a slice at a time, giving way to the
+        // shard's other requests between slices.
+        if at.is_some() {
+            glommio::executor().yield_if_needed().await;
+        }
+    }
     state.count(counter::BAD_LINES, report.bad_lines);
     state.count(counter::DROPPED_STRING_FIELDS, report.dropped_string_fields);
     if atomic && !report.is_clean() {
@@ -169,6 +182,9 @@ async fn resolve(
     }
     Ok(ids)
 }
+
+/// Body bytes parsed between two chances to yield.
+const PARSE_SLICE: usize = 64 << 10;
 
 /// Bad lines shown with their reason in a 400 answer.
 const REASONS_SHOWN: usize = 5;
