@@ -95,7 +95,10 @@ mod tests {
         // drives it negative so the client pays for it afterwards.
         let t3 = t2 + Duration::from_secs(1);
         assert_eq!(r.take_at(a, 250, t3), Ok(()));
-        assert_eq!(r.take_at(a, 1, t3 + Duration::from_secs(1)), Err(2));
+        // -150 tokens: after a second still -50, after two 50.
+        assert_eq!(r.take_at(a, 1, t3 + Duration::from_secs(1)), Err(1));
+        assert_eq!(r.take_at(a, 100, t3 + Duration::from_secs(1)), Err(2));
+        assert_eq!(r.take_at(a, 50, t3 + Duration::from_secs(2)), Ok(()));
     }
 
     #[test]
