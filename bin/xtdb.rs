@@ -64,7 +64,7 @@ struct ExportArgs {
     addr: String,
     /// The server's HTTP edge, http://HOST:PORT (the series are listed
     /// here: the native protocol has no catalog listing).
-    #[arg(long, env = "XTDB_HTTP", default_value = "http://127.0.0.1:8086")]
+    #[arg(long, env = "XTDB_HTTP")]
     http: String,
     /// Output directory on this machine (created if missing; an existing
     /// partition file is never overwritten).

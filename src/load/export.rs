@@ -24,7 +24,7 @@
 //! snappy compressed, with the crate's default dictionary encoding and
 //! statistics (min/max per page and row group, so engines prune).
 //!
-//! **Memory** is bounded by one row group of rows (24 bytes each) plus one
+//! **Memory** is bounded by one row group of rows (32 bytes each) plus one
 //! range answer, whatever the time span or the series count (the listing
 //! itself is at most the catalog's 1,000,000 names). Must never: write a
 //! partial file under its final name, or overwrite an existing partition.
