@@ -1,5 +1,5 @@
 //! `xtdb`: the server (`xtdb serve`) and its operator commands
-//! (`xtdb stats`, `xtdb token`, `xtdb backup`). Thin: parsing and printing only; the logic
+//! (`xtdb stats`, `xtdb token`, `xtdb backup`, `xtdb export`). Thin: parsing and printing only; the logic
 //! is in the library (`xtdb::server`, `xtdb::net`, `xtdb::storage::tokens`).
 
 use std::path::PathBuf;
@@ -52,6 +52,44 @@ enum Cmd {
     /// server's machine (`xtdb backup --to DIR`), or check one without a
     /// server (`xtdb backup verify DIR`).
     Backup(BackupArgs),
+    /// Export a running server's points as Parquet, one file per UTC day
+    /// (`DIR/date=YYYY-MM-DD/part-0.parquet`), for DuckDB, DataFusion, Spark.
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Native-protocol address (the points are read here).
+    #[arg(long, env = "XTDB_ADDR", default_value = "127.0.0.1:7070")]
+    addr: String,
+    /// The server's HTTP edge, http://HOST:PORT (the series are listed
+    /// here: the native protocol has no catalog listing).
+    #[arg(long, env = "XTDB_HTTP")]
+    http: String,
+    /// Output directory on this machine (created if missing; an existing
+    /// partition file is never overwritten).
+    #[arg(long)]
+    to: PathBuf,
+    /// Start, inclusive: YYYY-MM-DD, RFC 3339, or µs since the epoch.
+    #[arg(long)]
+    start: String,
+    /// End, exclusive: YYYY-MM-DD, RFC 3339, or µs since the epoch.
+    #[arg(long)]
+    end: String,
+    /// Export only series whose key contains this substring.
+    #[arg(long = "match", default_value = "")]
+    pattern: String,
+    /// Time span of one range request (InfluxQL duration: 10m, 1h).
+    #[arg(long, default_value = "1h")]
+    chunk: String,
+    /// Rows per Parquet row group.
+    #[arg(long, default_value_t = 1 << 20)]
+    row_group_rows: usize,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Args)]
@@ -635,6 +673,32 @@ fn backup(a: BackupArgs) -> xtdb::error::Result<()> {
     Ok(())
 }
 
+/// `xtdb export`: the logic is `xtdb::load::export`.
+fn export(a: ExportArgs) -> xtdb::error::Result<()> {
+    use xtdb::load::export::{parse_time_us, run, ExportConfig};
+    let chunk_ns = xtdb::influxql::parse_duration(&a.chunk)
+        .map_err(|e| xtdb::error::Error::Config(format!("--chunk {:?}: {e}", a.chunk)))?;
+    let cfg = ExportConfig {
+        addr: a.addr,
+        http: a.http,
+        opts: client_options(a.client)?,
+        to: a.to,
+        start: parse_time_us(&a.start)?,
+        end: parse_time_us(&a.end)?,
+        pattern: a.pattern,
+        chunk_us: chunk_ns / 1000,
+        row_group_rows: a.row_group_rows,
+        progress: true,
+    };
+    let s = run(&cfg)?;
+    if a.json {
+        println!("{}", s.json());
+    } else {
+        println!("{}", s.text());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     logger::init();
     let result = match Cli::parse().cmd {
@@ -646,6 +710,7 @@ fn main() -> ExitCode {
         } => stats(&addr, interval, client),
         Cmd::Token(t) => token(t),
         Cmd::Backup(a) => backup(a),
+        Cmd::Export(a) => export(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

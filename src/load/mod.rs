@@ -10,6 +10,7 @@
 //! - [`scenario`]: the original design's figures; [`demo`]: the one-command run.
 //! - [`hostile`]: well-behaved HTTP clients beside hostile ones.
 //! - [`server`]: starting and stopping an `xtdb serve` process.
+//! - [`export`]: `xtdb export`, a server's points as day-partitioned Parquet.
 //!
 //! Everything that talks to the server runs inside pinned glommio executors;
 //! the binary `bin/xtdb-load.rs` only parses arguments. The commands print
@@ -21,6 +22,7 @@
 pub mod acklog;
 pub mod conn;
 pub mod demo;
+pub mod export;
 pub mod gen;
 pub mod hostile;
 pub mod influx;
