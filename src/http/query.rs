@@ -146,61 +146,67 @@ const SMALL_RANGE: u64 = crate::runtime::scan::CHUNK_POINTS as u64;
 /// piece when `whole`, else as a chunked body. A failure midway ends a
 /// chunked body with an error (the client sees a truncated answer, never
 /// a complete-looking one).
-async fn stream_json(head: String, scan: RangeScan, p: Precision, whole: bool) -> Resp {
-    enum State {
-        Head(String, RangeScan),
-        Points(RangeScan, bool),
-        Done,
-    }
-    let body = futures_util::stream::unfold(State::Head(head, scan), move |st| async move {
-        match st {
-            State::Head(h, scan) => Some((Ok(Bytes::from(h)), State::Points(scan, false))),
-            State::Points(mut scan, mut any) => loop {
-                match scan.next().await {
-                    Ok(Some(pts)) if pts.is_empty() => continue,
-                    Ok(Some(pts)) => {
-                        let mut out = String::with_capacity(pts.len() * 48);
-                        for q in &pts {
-                            if any {
-                                out.push(',');
-                            }
-                            any = true;
-                            let _ = write!(
-                                out,
-                                "{{\"ts\":{},\"value\":{},\"quality\":{}}}",
-                                us_to(p, q.ts),
-                                json_f64(q.value),
-                                q.quality
-                            );
-                        }
-                        break Some((Ok(Bytes::from(out)), State::Points(scan, any)));
-                    }
-                    Ok(None) => break Some((Ok(Bytes::from_static(b"]}")), State::Done)),
-                    Err(f) => break Some((Err(f.to_string()), State::Done)),
-                }
-            },
-            State::Done => None,
-        }
-    });
-    let body = if whole {
-        let mut all = Vec::new();
-        let mut body = std::pin::pin!(body);
-        while let Some(piece) = futures_lite::StreamExt::next(&mut body).await {
-            match piece {
-                Ok(b) => all.extend_from_slice(&b),
-                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+async fn stream_json(head: String, mut scan: RangeScan, p: Precision, whole: bool) -> Resp {
+    let mut r = if whole {
+        let mut all = head;
+        let mut any = false;
+        loop {
+            match scan.next().await {
+                Ok(Some(pts)) => push_points(&mut all, &pts, &mut any, p),
+                Ok(None) => break,
+                Err(f) => return failure_resp(&f),
             }
         }
-        Body::full(all)
+        all.push_str("]}");
+        hyper::Response::new(Body::full(all))
     } else {
-        Body::Stream(Box::pin(body))
+        enum State {
+            Head(String, RangeScan),
+            Points(RangeScan, bool),
+            Done,
+        }
+        let body = futures_util::stream::unfold(State::Head(head, scan), move |st| async move {
+            match st {
+                State::Head(h, scan) => Some((Ok(Bytes::from(h)), State::Points(scan, false))),
+                State::Points(mut scan, mut any) => loop {
+                    match scan.next().await {
+                        Ok(Some(pts)) if pts.is_empty() => continue,
+                        Ok(Some(pts)) => {
+                            let mut out = String::with_capacity(pts.len() * 48);
+                            push_points(&mut out, &pts, &mut any, p);
+                            break Some((Ok(Bytes::from(out)), State::Points(scan, any)));
+                        }
+                        Ok(None) => break Some((Ok(Bytes::from_static(b"]}")), State::Done)),
+                        Err(f) => break Some((Err(f.to_string()), State::Done)),
+                    }
+                },
+                State::Done => None,
+            }
+        });
+        hyper::Response::new(Body::Stream(Box::pin(body)))
     };
-    let mut r = hyper::Response::new(body);
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),
     );
     r
+}
+
+/// Appends `pts` as JSON objects, comma-separated (`any`: one came before).
+fn push_points(out: &mut String, pts: &[crate::Point], any: &mut bool, p: Precision) {
+    for q in pts {
+        if *any {
+            out.push(',');
+        }
+        *any = true;
+        let _ = write!(
+            out,
+            "{{\"ts\":{},\"value\":{},\"quality\":{}}}",
+            us_to(p, q.ts),
+            json_f64(q.value),
+            q.quality
+        );
+    }
 }
 
 /// `GET /api/v1/latest`.
