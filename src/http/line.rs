@@ -299,20 +299,22 @@ pub fn parse_batch(
     config: &LineConfig,
     out: &mut Vec<Sample>,
 ) -> ParseReport {
-    let ctx = Ctx {
+    let mut report = ParseReport::default();
+    parse_slice(
+        body,
+        Resume::START,
+        usize::MAX,
         precision,
         now_us,
         window,
-        limits: &config.limits,
-        max_key: config.limits.max_series_key.min(MAX_KEY_LEN),
-        quality_field: config.quality_field.as_deref(),
-    };
-    let mut report = ParseReport::default();
-    parse_part(body, Resume::START, usize::MAX, &ctx, out, &mut report);
+        config,
+        out,
+        &mut report,
+    );
     report
 }
 
-/// Where [`parse_part`] stopped: the byte offset and physical line number
+/// Where [`parse_slice`] stopped: the byte offset and physical line number
 /// of the next line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Resume {
@@ -350,17 +352,6 @@ pub fn parse_slice(
         max_key: config.limits.max_series_key.min(MAX_KEY_LEN),
         quality_field: config.quality_field.as_deref(),
     };
-    parse_part(body, from, max_bytes, &ctx, out, report)
-}
-
-fn parse_part(
-    body: &[u8],
-    from: Resume,
-    max_bytes: usize,
-    ctx: &Ctx<'_>,
-    out: &mut Vec<Sample>,
-    report: &mut ParseReport,
-) -> Option<Resume> {
     let mut lines = Lines {
         body,
         pos: from.pos,
@@ -369,7 +360,7 @@ fn parse_part(
     while let Some((no, raw)) = lines.next_line() {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         let before = out.len();
-        match parse_raw(raw, ctx, out) {
+        match parse_raw(raw, &ctx, out) {
             Ok(Parsed::Skipped) => {}
             Ok(Parsed::Line { strings, stored }) => {
                 report.lines += 1;

@@ -52,8 +52,8 @@ mod tests;
 
 pub use ast::*;
 pub use time::{
-    format_duration, looks_like_time, parse_duration, parse_time, time_range, TimeCondition,
-    TimeError, MAX_TIME, MIN_TIME,
+    civil_from_days, format_duration, looks_like_time, parse_duration, parse_time, time_range,
+    TimeCondition, TimeError, MAX_TIME, MIN_TIME,
 };
 
 use std::fmt;

@@ -228,19 +228,10 @@ pub fn parse_time_us(s: &str) -> Result<i64> {
         })
 }
 
-/// `YYYY-MM-DD` of a day count since 1970-01-01 (proleptic Gregorian,
-/// H. Hinnant's algorithm).
+/// `YYYY-MM-DD` of a day count since 1970-01-01 (proleptic Gregorian).
 pub fn date_of_day(z: i64) -> String {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    format!("{:04}-{m:02}-{d:02}", if m <= 2 { y + 1 } else { y })
+    let (y, m, d) = crate::influxql::civil_from_days(z);
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 fn http_io(op: &str, e: std::io::Error) -> Error {

@@ -36,6 +36,7 @@ use exec::{Ctx, SeriesOut, Val};
 use super::answer::{error, respond, Resp};
 use super::request::{parse_query, read_body};
 use super::HttpState;
+use crate::influxql::civil_from_days;
 use crate::runtime::admission::now_us;
 
 /// How times are written.
@@ -70,8 +71,10 @@ pub async fn query(
             .get(hyper::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
-        let body = match read_body(state, req).await {
-            Ok((b, _held)) => b,
+        // The body stays counted against the shard's buffered-body budget
+        // while it is used.
+        let (body, _held) = match read_body(state, req).await {
+            Ok(b) => b,
             Err(r) => return r,
         };
         if form {
@@ -239,21 +242,6 @@ pub fn rfc3339(ns: i64) -> String {
     }
     s.push('Z');
     s
-}
-
-/// Year, month, day of a day count since 1970-01-01 (proleptic
-/// Gregorian; H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]
