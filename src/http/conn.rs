@@ -38,15 +38,26 @@ struct Watch {
     last: Cell<Instant>,
     /// Closed to evict the connection.
     evict: Closing,
+    /// Until then a connection that has sent nothing is not evicted: a
+    /// client that just connected gets the chance to send its request.
+    fresh_until: Instant,
+    /// It has had a request.
+    served: Cell<bool>,
 }
+
+/// How long a new, silent connection is safe from eviction.
+const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Watch {
     fn new() -> Watch {
+        let now = Instant::now();
         Watch {
             headers_since: Cell::new(None),
             busy: Cell::new(0),
-            last: Cell::new(Instant::now()),
+            last: Cell::new(now),
             evict: Closing::default(),
+            fresh_until: now + FRESH,
+            served: Cell::new(false),
         }
     }
 
@@ -77,12 +88,15 @@ impl Conns {
     }
 
     /// Closes the connection idle (or stuck in its headers) longest that
-    /// has no request being handled or answered; whether there was one.
+    /// has no request being handled or answered and is not a silent one
+    /// younger than [`FRESH`]; whether there was one.
     pub fn evict_one(&self) -> bool {
         let open = self.open.borrow();
+        let now = Instant::now();
         let victim = open
             .values()
             .filter(|w| w.busy.get() == 0 && !w.evict.is_closed())
+            .filter(|w| w.served.get() || w.headers_since.get().is_some() || now >= w.fresh_until)
             // An unfinished request counts from its first byte (however
             // it drips since), an idle connection from its last answer.
             .min_by_key(|w| w.headers_since.get().unwrap_or(w.last.get()));
@@ -175,6 +189,7 @@ struct Busy(Rc<Watch>);
 impl Busy {
     fn new(w: &Rc<Watch>) -> Busy {
         w.headers_since.set(None);
+        w.served.set(true);
         w.busy.set(w.busy.get() + 1);
         Busy(Rc::clone(w))
     }
