@@ -296,11 +296,11 @@ pub(crate) async fn seal(f: &Flusher, chunk: &mut Chunk, checkpoint: u64) -> Res
 }
 
 /// The active chunk, creating the next one if there is none or it is full.
-/// A full one is sealed first: it is full but unsealed when its seal failed
-/// or a crash came between its last commit and its seal (recovery makes it
-/// active again). Left unsealed, it would stay in the index as a second
-/// "active" chunk that compaction never takes, while it takes the newer
-/// chunks: their merged outputs would then outrank its later writes.
+/// A full one is sealed first: it is full but unsealed after a crash between
+/// its last commit and its seal (recovery makes it active again). Left
+/// unsealed, it would stay in the index as a second "active" chunk that
+/// compaction never takes, while it takes the newer chunks: their merged
+/// outputs would then outrank its later writes.
 async fn take_active(f: &Flusher) -> Result<Chunk> {
     let taken = f.disk.active.borrow_mut().take();
     if let Some(mut c) = taken {
