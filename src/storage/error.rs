@@ -89,6 +89,47 @@ impl Error {
         }
     }
 
+    /// A full disk: `need` bytes of new file space for `what` could not be
+    /// had in `dir`. The message says how much is needed and how much is
+    /// free, and that writing resumes by itself once space is freed.
+    pub fn no_space(what: &str, dir: &std::path::Path, need: u64) -> Self {
+        let free = crate::storage::file::free_space(dir)
+            .map_or_else(|| "unknown".to_string(), |b| format!("{} MiB", b >> 20));
+        Error::Io {
+            op: format!(
+                "disk full: {what} needs {} MiB more (free there: {free}); writing resumes by itself once space is freed",
+                need.div_ceil(1 << 20)
+            ),
+            path: dir.to_path_buf(),
+            source: std::io::Error::from_raw_os_error(28),
+        }
+    }
+
+    /// A refusal for lack of space, `why` being the text of an earlier
+    /// [`Error::no_space`] ([`Error::reason`]).
+    pub fn refused_for_space(why: String, path: impl Into<PathBuf>) -> Self {
+        Error::Io {
+            op: why,
+            path: path.into(),
+            source: std::io::Error::from_raw_os_error(28),
+        }
+    }
+
+    /// What an I/O error was doing (for a no-space error: what needs how
+    /// much), or the whole message for the other kinds.
+    pub fn reason(&self) -> String {
+        match self {
+            Error::Io { op, .. } => op.clone(),
+            e => e.to_string(),
+        }
+    }
+
+    /// Whether a preallocation (creating or growing a file) failed for lack
+    /// of space: nothing was written, so the caller may retry later.
+    pub fn is_alloc_no_space(&self) -> bool {
+        matches!(self, Error::Io { op, .. } if op == "fallocate") && self.is_no_space()
+    }
+
     /// Whether this is a full disk (ENOSPC).
     pub fn is_no_space(&self) -> bool {
         matches!(self, Error::Io { source, .. } if source.raw_os_error() == Some(28))

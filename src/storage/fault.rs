@@ -14,7 +14,9 @@
 //!   on the real files, before the next life opens the shard.
 //! - **EIO on `fdatasync`** at the n-th sync (the pages stay unsynced, as on
 //!   Linux, so a later power loss may still drop them).
-//! - **ENOSPC** on writes and preallocation while switched on.
+//! - **ENOSPC** on writes and preallocation while switched on, or (a full
+//!   disk as ext4 shows it to files preallocated ahead) on preallocation
+//!   only.
 //! - **Directory entries**: a file created, or removed, is durable only
 //!   once its directory is synced. At the power loss, creations and
 //!   removals not yet covered by a directory sync are undone (all of them,
@@ -66,6 +68,7 @@ struct State {
     syncs: u64,
     eio_at_sync: Option<u64>,
     enospc: bool,
+    enospc_allocate: bool,
     /// Unsynced writes per file, oldest first.
     unsynced: HashMap<PathBuf, Vec<Undo>>,
     /// Creations and removals not yet covered by a sync of their directory,
@@ -119,6 +122,12 @@ impl FaultPlan {
     /// While on, writes and preallocations fail with ENOSPC.
     pub fn set_enospc(&self, on: bool) {
         self.st.borrow_mut().enospc = on;
+    }
+
+    /// While on, preallocations (new or growing files) fail with ENOSPC;
+    /// writes into space already allocated succeed.
+    pub fn set_enospc_on_allocate(&self, on: bool) {
+        self.st.borrow_mut().enospc_allocate = on;
     }
 
     /// True once the simulated power loss has happened.
@@ -302,13 +311,16 @@ impl FaultPlan {
         self.st.borrow_mut().unsynced.remove(path);
     }
 
-    /// Called before preallocating.
-    pub(crate) fn before_preallocate(&self, path: &Path) -> io::Result<()> {
+    /// Called before preallocating the file to `size` bytes (`None`: a
+    /// truncation). On preallocation only, a file already that large needs
+    /// no new space and passes.
+    pub(crate) fn before_preallocate(&self, path: &Path, size: Option<u64>) -> io::Result<()> {
         let mut st = self.st.borrow_mut();
         if st.failed {
             return Err(io::Error::other("simulated power loss"));
         }
-        if st.enospc {
+        let grows = size.is_some_and(|s| std::fs::metadata(path).map_or(true, |m| m.len() < s));
+        if st.enospc || (st.enospc_allocate && grows) {
             st.injected
                 .push(format!("ENOSPC on fallocate of {}", path.display()));
             return Err(io::Error::from_raw_os_error(28));

@@ -273,7 +273,7 @@ impl DataFile {
     /// the file size.
     pub async fn preallocate(&self, size: u64) -> Result<()> {
         if let Some(f) = &self.faults {
-            f.before_preallocate(&self.path)
+            f.before_preallocate(&self.path, Some(size))
                 .map_err(|e| Error::io("fallocate", &*self.path, e))?;
         }
         let _op = OpGuard::start("fallocate", &self.path, 0, size as usize);
@@ -288,7 +288,7 @@ impl DataFile {
     /// that recovery has already refused.
     pub async fn truncate(&self, size: u64) -> Result<()> {
         if let Some(f) = &self.faults {
-            f.before_preallocate(&self.path)
+            f.before_preallocate(&self.path, None)
                 .map_err(|e| Error::io("truncate", &*self.path, e))?;
         }
         let _op = OpGuard::start("truncate", &self.path, size, 0);
@@ -317,6 +317,21 @@ impl DataFile {
 
 fn wrap(op: &str, path: &Path, e: glommio::GlommioError<()>) -> Error {
     Error::io(op, path, glommio_io(e))
+}
+
+/// Bytes an unprivileged process may still allocate on the filesystem
+/// holding `path` (`statvfs`), or `None` if it cannot be asked. For
+/// messages and gauges only: the answer is stale as soon as it is read.
+#[allow(unsafe_code)]
+pub fn free_space(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a valid out-pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 /// Makes the names in `dir` durable (fsync of the directory).
