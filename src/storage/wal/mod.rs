@@ -12,6 +12,14 @@
 //! later append gets [`Error::Fenced`]. Linux marks pages clean after a failed
 //! `fdatasync`, so retrying and then acknowledging could lie.
 //!
+//! A full disk is not a failed write: segments are preallocated, so ENOSPC
+//! can only come from creating a new segment file, before any record is in
+//! it. The log then marks itself full ([`Wal::full`]): an append that does
+//! not fit the room left (the active segment and the free files) is refused
+//! with a no-space error before it gets a sequence number, and records
+//! already queued wait until a segment can be created (retried every
+//! 250 ms). Once one can, appends are taken again, without a restart.
+//!
 //! Byte layouts are in [`format`]; recovery is in [`replay`].
 
 pub mod format;
@@ -64,6 +72,12 @@ struct State {
     /// Every record with a sequence number below this is durable.
     durable_seq: u64,
     fenced: Option<String>,
+    /// Set while a new segment file cannot be created (ENOSPC): why, for
+    /// refusals. Cleared when one is created.
+    full: Option<String>,
+    /// Lengths of the records the writer took and has not finished
+    /// writing (for the room check while full).
+    inflight: Vec<u32>,
     closing: bool,
     active: Option<Active>,
     /// Older segments still holding records at or after the checkpoint.
@@ -99,6 +113,8 @@ pub struct Wal {
     durable: Event,
     /// Wakes the spare-segment task ([`Wal::run_spares`]).
     spare: Event,
+    /// Fired when a segment file was created after the disk was full.
+    room: Event,
     /// What the writer task is doing, for stall reports.
     stage: std::cell::Cell<&'static str>,
 }
@@ -121,6 +137,8 @@ impl Wal {
                 pending_lens: Vec::new(),
                 durable_seq: r.next_seq,
                 fenced: None,
+                full: None,
+                inflight: Vec::new(),
                 closing: false,
                 active: r.active,
                 live: r.live,
@@ -132,6 +150,7 @@ impl Wal {
             work: Event::new(),
             durable: Event::new(),
             spare: Event::new(),
+            room: Event::new(),
             stage: std::cell::Cell::new("not started"),
         }
     }
@@ -158,6 +177,18 @@ impl Wal {
         if st.closing {
             return Err(Error::Closed);
         }
+        if let Some(why) = &st.full {
+            let lens: Vec<u32> = points
+                .chunks(per)
+                .map(|c| format::record_len(c.len()) as u32)
+                .collect();
+            if !self.fits(&st, &lens) {
+                let why = why.clone();
+                drop(st);
+                self.spare.notify(1);
+                return Err(Error::refused_for_space(why, &self.dir));
+            }
+        }
         let first = st.next_seq;
         for part in points.chunks(per) {
             let seq = st.next_seq;
@@ -171,6 +202,57 @@ impl Wal {
         drop(st);
         self.work.notify(1);
         Ok((first, last))
+    }
+
+    /// Whether the records being written, those pending and `extra` fit
+    /// the room the log has without a new file: the rest of the active
+    /// segment and the free segment files, placed as the writer places
+    /// them (a record never spans segments). Conservative while a batch is
+    /// being written (its records count against the room twice once part
+    /// of it is written).
+    fn fits(&self, st: &State, extra: &[u32]) -> bool {
+        let mut room = st.active.as_ref().map_or(0, |a| self.segment_size - a.pos);
+        let mut free = st.free.len();
+        for &len in st.inflight.iter().chain(&st.pending_lens).chain(extra) {
+            let len = len as u64;
+            if len > room {
+                if free == 0 {
+                    return false;
+                }
+                free -= 1;
+                room = self.segment_size - SEGMENT_HEADER as u64;
+            }
+            room -= len.min(room);
+        }
+        true
+    }
+
+    /// Why the log cannot take more than the room it has, while a new
+    /// segment file cannot be created (the disk is full).
+    pub fn full(&self) -> Option<String> {
+        self.st.borrow().full.clone()
+    }
+
+    /// Records that a segment file could not be created for lack of space.
+    fn set_full(&self) {
+        let why =
+            Error::no_space("the WAL's next segment file", &self.dir, self.segment_size).reason();
+        let mut st = self.st.borrow_mut();
+        if st.full.is_none() {
+            log::warn!("{why} ({})", self.dir.display());
+        }
+        st.full = Some(why);
+    }
+
+    /// Records that a segment file was created: the disk has room again.
+    fn clear_full(&self) {
+        if self.st.borrow_mut().full.take().is_some() {
+            log::info!(
+                "WAL in {}: a segment file could be created again; taking writes",
+                self.dir.display()
+            );
+        }
+        self.room.notify(usize::MAX);
     }
 
     /// Resolves once record `seq` is durable (or written, under `SyncMode::None`).
@@ -205,13 +287,14 @@ impl Wal {
     pub fn debug_state(&self) -> String {
         let st = self.st.borrow();
         format!(
-            "wal: writer {}, next_seq {} durable_seq {} pending {} records / {} bytes, fenced {:?}, closing {}, active {:?}, live {}, free {}",
+            "wal: writer {}, next_seq {} durable_seq {} pending {} records / {} bytes, fenced {:?}, full {:?}, closing {}, active {:?}, live {}, free {}",
             self.stage.get(),
             st.next_seq,
             st.durable_seq,
             st.pending_lens.len(),
             st.pending.len(),
             st.fenced,
+            st.full,
             st.closing,
             st.active.as_ref().map(|a| (a.seg.id, a.seg.first_seq, a.pos)),
             st.live.len(),
@@ -330,14 +413,19 @@ impl Wal {
                 if st.closing || st.fenced.is_some() {
                     return;
                 }
-                st.free.is_empty()
+                // While full, keep trying, so the log learns that space
+                // is back before its free files run out.
+                st.free.is_empty() || st.full.is_some()
             };
             if !needed {
                 listener.await;
                 continue;
             }
-            match self.create_segment_file(true).await {
+            // While the disk is full the next free file is wanted now.
+            let paced = self.st.borrow().full.is_none();
+            match self.create_segment_file(paced).await {
                 Ok(file) => {
+                    self.clear_full();
                     let closing = self.st.borrow().closing;
                     if closing {
                         // Left for recovery to find as free.
@@ -346,12 +434,35 @@ impl Wal {
                         }
                         return;
                     }
-                    self.st.borrow_mut().free.push(file);
+                    let kept = {
+                        let mut st = self.st.borrow_mut();
+                        let keep = st.free.len() < MAX_FREE;
+                        if keep {
+                            st.free.push(file.clone());
+                        }
+                        keep
+                    };
+                    if !kept {
+                        // Only made to learn that space is back.
+                        let path = file.path().to_path_buf();
+                        drop(file);
+                        if let Err(e) = remove_file(&path).await {
+                            log::warn!("could not remove a spare WAL segment: {e}");
+                        }
+                    }
                 }
                 Err(e) => {
                     // Not fatal: rotation creates its own; try again later.
-                    log::warn!("could not prepare a spare WAL segment: {e}");
-                    glommio::timer::sleep(std::time::Duration::from_secs(1)).await;
+                    // A full disk is asked again soon: the writes refused
+                    // meanwhile wait for this to notice freed space.
+                    let wait = if e.is_no_space() {
+                        self.set_full();
+                        std::time::Duration::from_millis(250)
+                    } else {
+                        log::warn!("could not prepare a spare WAL segment: {e}");
+                        std::time::Duration::from_secs(1)
+                    };
+                    glommio::timer::sleep(wait).await;
                 }
             }
         }
@@ -372,6 +483,7 @@ impl Wal {
                 } else {
                     let buf = std::mem::take(&mut st.pending);
                     let lens = std::mem::take(&mut st.pending_lens);
+                    st.inflight.clone_from(&lens);
                     Some((buf, lens, st.next_seq - 1))
                 }
             };
@@ -382,7 +494,10 @@ impl Wal {
             };
             let n = lens.len() as u64;
             self.stage.set("write_batch");
-            match self.write_batch(buf, &lens).await {
+            let first_seq = seq_of(&buf);
+            let written = self.write_batch(buf, &lens).await;
+            self.st.borrow_mut().inflight.clear();
+            match written {
                 Ok(()) => {
                     let mut st = self.st.borrow_mut();
                     st.durable_seq = last_seq + 1;
@@ -391,7 +506,41 @@ impl Wal {
                         st.counters.max_group = st.counters.max_group.max(n);
                     }
                 }
-                Err(e) => {
+                Err(BatchError::NoRoom { rest, rest_lens }) => {
+                    // The records before `rest` are durable; the rest wait,
+                    // in front of anything appended since, for a segment.
+                    self.set_full();
+                    let done = (lens.len() - rest_lens.len()) as u64;
+                    let closing = {
+                        let mut st = self.st.borrow_mut();
+                        st.durable_seq = first_seq + done;
+                        let mut buf = rest;
+                        buf.extend_from_slice(&st.pending);
+                        st.pending = buf;
+                        let mut l = rest_lens;
+                        l.extend_from_slice(&st.pending_lens);
+                        st.pending_lens = l;
+                        st.closing
+                    };
+                    self.durable.notify(usize::MAX);
+                    if closing {
+                        let why = self.full().unwrap_or_default();
+                        let why = format!("{why} ({})", self.dir.display());
+                        log::error!("WAL closed while the disk was full; unwritten records were never acknowledged: {why}");
+                        self.st.borrow_mut().fenced = Some(format!("closed while {why}"));
+                        self.durable.notify(usize::MAX);
+                        return;
+                    }
+                    self.stage.set("waiting for disk space");
+                    let room = self.room.listen();
+                    futures_lite::future::or(
+                        room,
+                        glommio::timer::sleep(std::time::Duration::from_secs(1)),
+                    )
+                    .await;
+                    continue;
+                }
+                Err(BatchError::Failed(e)) => {
                     log::error!("WAL write failed, shard fenced: {e}");
                     self.st.borrow_mut().fenced = Some(e.to_string());
                     self.durable.notify(usize::MAX);
@@ -403,13 +552,19 @@ impl Wal {
     }
 
     /// Places the records of `buf` into segments (rotating when one is
-    /// full), writes them and syncs.
-    async fn write_batch(&self, mut buf: Vec<u8>, lens: &[u32]) -> Result<()> {
+    /// full), writes them and syncs. If no segment file can be created for
+    /// lack of space, the records placed before that point are durable and
+    /// the rest are handed back unwritten.
+    async fn write_batch(
+        &self,
+        mut buf: Vec<u8>,
+        lens: &[u32],
+    ) -> std::result::Result<(), BatchError> {
         let mut off = 0usize;
         let mut start = 0usize;
         let mut seg_id = self.active_id();
         let mut room = self.active_room();
-        for &len in lens {
+        for (i, &len) in lens.iter().enumerate() {
             let len = len as usize;
             if len as u64 > room {
                 self.stage.set("write_batch: append before rotate");
@@ -418,7 +573,15 @@ impl Wal {
                 self.sync_active().await?;
                 let seq = seq_of(&buf[off..]);
                 self.stage.set("write_batch: rotate");
-                self.rotate(seq).await?;
+                if let Err(e) = self.rotate(seq).await {
+                    if e.is_no_space() {
+                        return Err(BatchError::NoRoom {
+                            rest: buf.split_off(off),
+                            rest_lens: lens[i..].to_vec(),
+                        });
+                    }
+                    return Err(e.into());
+                }
                 seg_id = self.active_id();
                 room = self.active_room();
                 start = off;
@@ -430,7 +593,7 @@ impl Wal {
         self.stage.set("write_batch: append");
         self.append_bytes(&buf[start..off]).await?;
         self.stage.set("write_batch: sync");
-        self.sync_active().await
+        Ok(self.sync_active().await?)
     }
 
     fn active_id(&self) -> u64 {
@@ -492,7 +655,11 @@ impl Wal {
         let reuse = self.st.borrow_mut().free.pop();
         let file = match reuse {
             Some(f) => f,
-            None => self.create_segment_file(false).await?,
+            None => {
+                let f = self.create_segment_file(false).await?;
+                self.clear_full();
+                f
+            }
         };
         self.spare.notify(1);
         let id = {
@@ -567,12 +734,17 @@ impl Wal {
         sync_dir(&self.dir).await
     }
 
-    /// Creates the very first segment of a new log.
+    /// Creates the very first segment of a new log. On a disk too full
+    /// for it the log starts full (reads are served; writes are refused
+    /// until a segment can be created).
     pub(crate) async fn start(&self) -> Result<()> {
         if self.st.borrow().active.is_none() {
             let seq = self.next_seq();
-            self.rotate(seq).await?;
-            self.sync_active().await?;
+            match self.rotate(seq).await {
+                Ok(()) => self.sync_active().await?,
+                Err(e) if e.is_no_space() => self.set_full(),
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
@@ -592,6 +764,21 @@ impl Wal {
             }
         }
         Ok(())
+    }
+}
+
+/// How a batch write stopped short.
+enum BatchError {
+    /// A write or sync failed: the log is fenced.
+    Failed(Error),
+    /// No segment file could be created for lack of space: `rest` (records
+    /// of lengths `rest_lens`, not yet placed) was not written.
+    NoRoom { rest: Vec<u8>, rest_lens: Vec<u32> },
+}
+
+impl From<Error> for BatchError {
+    fn from(e: Error) -> Self {
+        BatchError::Failed(e)
     }
 }
 
