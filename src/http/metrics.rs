@@ -27,6 +27,7 @@ const GAUGES: &[&str] = &[
     "segments_indexed",
     "points_on_disk",
     "chunk_write_amp_x1000",
+    "disk_full",
 ];
 
 /// Renders every shard's counters.

@@ -8,8 +8,9 @@
 //! An id is durable (`fdatasync`) before [`Store::resolve`] returns it, so
 //! no acknowledged write can name an id that a crash forgets. Creation is
 //! serialised by the record file; keys already known are answered from
-//! memory without waiting. A failed append fences the store: new keys are
-//! refused until restart. Owns the store and its in-memory [`index`]
+//! memory without waiting. A failed write or sync fences the store: new
+//! keys are refused until restart; a disk too full to grow the file
+//! refuses them only until space is freed. Owns the store and its in-memory [`index`]
 //! (measurements, tags, fields; rebuilt from the keys at open, extended as
 //! keys are created); other shards reach both through the runtime.
 

@@ -1,8 +1,9 @@
 //! A shard's life cycle and the signals between its tasks: the fence (a
 //! failed durable write stops all acknowledgements for good), closing, the
 //! flush lock and the events that wake the flusher and the writers waiting
-//! for memory, and what the flusher and `close` are doing (for stall
-//! reports). Owns no data and does no I/O.
+//! for memory, whether the disk is too full for the next chunk file, and
+//! what the flusher and `close` are doing (for stall reports). Owns no data
+//! and does no I/O.
 
 use std::cell::{Cell, RefCell};
 
@@ -15,6 +16,10 @@ use crate::storage::wal::Wal;
 pub(crate) struct Control {
     /// Set when a flush failed: the shard stops acknowledging writes.
     pub fenced: RefCell<Option<String>>,
+    /// Set while the flusher cannot create its next chunk file (ENOSPC):
+    /// why. Writers that would wait for memory are refused with it instead;
+    /// cleared by the next round that writes.
+    pub no_room: RefCell<Option<String>>,
     /// Set by `close`.
     pub closing: Cell<bool>,
     /// Serialises flush rounds.
@@ -41,6 +46,7 @@ impl Default for Control {
     fn default() -> Self {
         Control {
             fenced: RefCell::new(None),
+            no_room: RefCell::new(None),
             closing: Cell::new(false),
             flush_lock: glommio::sync::Semaphore::new(1),
             compact_lock: glommio::sync::Semaphore::new(1),

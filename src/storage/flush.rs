@@ -19,6 +19,13 @@
 //! oldest WAL segment while the log is over half its budget (so the log is
 //! trimmed a segment at a time, never 100,000 tags at once), and buffers
 //! older than the flush age.
+//!
+//! A full disk does not fence the shard: chunk files are preallocated, so
+//! ENOSPC can only come from creating the next one, before anything is in
+//! it. The round then stops with what it has not written still frozen
+//! (served by queries, counted by the checkpoint) and kept as [`Stalled`];
+//! [`Control::no_room`] says why, and the flusher retries that remainder
+//! every second before it freezes anything new.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -64,6 +71,8 @@ pub(crate) struct Flusher {
     pub ctl: Rc<Control>,
     pub stats: Rc<RefCell<ShardStats>>,
     pub wal: Option<Rc<Wal>>,
+    /// A round a full disk stopped, retried first.
+    pub stalled: Rc<Stalled>,
 }
 
 impl Flusher {
@@ -85,12 +94,41 @@ pub(crate) enum Take {
 
 /// One frozen segment to place: its tag, its index in the tag's frozen
 /// list, its write order and the lowest WAL sequence it may hold.
+#[derive(Clone)]
 struct Planned {
     tag: u32,
     seg: usize,
     order: u64,
     min_seq: u64,
     footprint: usize,
+}
+
+/// The part of a round that a full disk stopped: plan entries not yet
+/// written (perhaps none, when only sealing a full chunk failed), whose
+/// segments stay frozen until a later round writes them.
+#[derive(Default)]
+pub(crate) struct Stalled(RefCell<Option<Vec<Planned>>>);
+
+impl Stalled {
+    /// Whether a stopped round waits to be retried.
+    pub fn is_pending(&self) -> bool {
+        self.0.borrow().is_some()
+    }
+}
+
+/// How writing a round's plan stopped short.
+enum PlanError {
+    /// A write, commit or seal failed: the shard is fenced.
+    Failed(Error),
+    /// The next chunk file could not be created for lack of space; plan
+    /// entries from `next` on were not written.
+    NoRoom { err: Error, next: usize },
+}
+
+impl From<Error> for PlanError {
+    fn from(e: Error) -> Self {
+        PlanError::Failed(e)
+    }
 }
 
 /// Flushes every buffered tag, in bounded rounds (takes the flush lock per
@@ -127,21 +165,66 @@ pub(crate) async fn flush_everything(f: &Flusher, wal_next: u64) -> Result<()> {
 /// Flushes `tags`. `wal_next` is a WAL sequence number no greater than any
 /// record not yet in the buffers (the checkpoint when nothing is buffered).
 /// The caller holds the flush lock.
+/// A round that a full disk stopped earlier is written first; until it
+/// is, nothing new is frozen and the call fails with the no-space error.
 pub(crate) async fn flush_round(f: &Flusher, tags: Vec<(u32, Take)>, wal_next: u64) -> Result<()> {
-    let started = Instant::now();
+    let stalled = f.stalled.0.borrow_mut().take();
+    if let Some(plan) = stalled {
+        // First a chunk with room (sealing the full one), then the rest.
+        match take_active(f).await {
+            Ok(c) => *f.disk.active.borrow_mut() = Some(c),
+            Err(TakeError::NoRoom(err)) => {
+                *f.ctl.no_room.borrow_mut() = Some(err.reason());
+                *f.stalled.0.borrow_mut() = Some(plan);
+                return Err(err);
+            }
+            Err(TakeError::Failed(e)) => {
+                log::error!("flush failed in {}, shard fenced: {e}", f.cfg.dir.display());
+                f.ctl.fence(e.to_string());
+                return Err(e);
+            }
+        }
+        if plan.is_empty() && f.ctl.no_room.borrow_mut().take().is_some() {
+            log::info!("flush in {}: disk space is back", f.cfg.dir.display());
+        }
+        run_plan(f, plan, wal_next).await?;
+    }
     let plan = freeze(f, tags);
+    run_plan(f, plan, wal_next).await
+}
+
+/// Writes a frozen plan, then releases WAL segments and counts the round.
+async fn run_plan(f: &Flusher, plan: Vec<Planned>, wal_next: u64) -> Result<()> {
+    let started = Instant::now();
     if plan.is_empty() {
         return Ok(());
     }
     let result = write_plan(f, &plan, wal_next).await;
     let (segments, blocks, bytes) = match result {
         Ok(x) => x,
-        Err(e) => {
+        Err(PlanError::NoRoom { err, next }) => {
+            let why = err.reason();
+            if f.ctl.no_room.borrow().is_none() {
+                log::warn!(
+                    "flush in {} waits for disk space: {why}",
+                    f.cfg.dir.display()
+                );
+            }
+            *f.ctl.no_room.borrow_mut() = Some(why);
+            *f.stalled.0.borrow_mut() = Some(plan[next..].to_vec());
+            // Writers waiting for memory see the refusal now.
+            f.ctl.flushed.notify(usize::MAX);
+            return Err(err);
+        }
+        Err(PlanError::Failed(e)) => {
             log::error!("flush failed in {}, shard fenced: {e}", f.cfg.dir.display());
             f.ctl.fence(e.to_string());
             return Err(e);
         }
     };
+    if f.ctl.no_room.borrow_mut().take().is_some() {
+        log::info!("flush in {}: disk space is back", f.cfg.dir.display());
+    }
     if let Some(wal) = &f.wal {
         f.ctl.flush_stage.set("round: wal release");
         wal.release(f.disk.checkpoint.get()).await?;
@@ -218,13 +301,25 @@ fn pack(plan: &[Planned]) -> Vec<(usize, usize)> {
 /// Writes the plan's blocks into the active chunk (sealing it and creating
 /// the next when full), commits, publishes. Returns segments, blocks and
 /// bytes written.
-async fn write_plan(f: &Flusher, plan: &[Planned], wal_next: u64) -> Result<(usize, usize, u64)> {
+async fn write_plan(
+    f: &Flusher,
+    plan: &[Planned],
+    wal_next: u64,
+) -> std::result::Result<(usize, usize, u64), PlanError> {
     let blocks = pack(plan);
     let mut done = 0;
     let mut bytes = 0u64;
     while done < blocks.len() {
         f.ctl.flush_stage.set("round: take_active");
-        let mut chunk = take_active(f).await?;
+        let mut chunk = match take_active(f).await {
+            Ok(c) => c,
+            Err(TakeError::NoRoom(err)) => {
+                // Entries before `next` are committed and published.
+                let next = blocks[done].0;
+                return Err(PlanError::NoRoom { err, next });
+            }
+            Err(TakeError::Failed(e)) => return Err(e.into()),
+        };
         let k = (chunk.free_slots() as usize).min(blocks.len() - done);
         let batch = &blocks[done..done + k];
         f.ctl.flush_stage.set("round: write_blocks");
@@ -233,7 +328,7 @@ async fn write_plan(f: &Flusher, plan: &[Planned], wal_next: u64) -> Result<(usi
             Ok(e) => e,
             Err(e) => {
                 *f.disk.active.borrow_mut() = Some(chunk);
-                return Err(e);
+                return Err(e.into());
             }
         };
         let next_plan = batch.last().map_or(plan.len(), |b| b.1);
@@ -253,7 +348,7 @@ async fn write_plan(f: &Flusher, plan: &[Planned], wal_next: u64) -> Result<(usi
         let committed = chunk.commit(k as u32, checkpoint).await;
         if let Err(e) = committed {
             *f.disk.active.borrow_mut() = Some(chunk);
-            return Err(e);
+            return Err(e.into());
         }
         bytes += (k * BLOCK_SIZE) as u64;
         publish(f, &chunk, &entries, plan, next_plan);
@@ -263,7 +358,15 @@ async fn write_plan(f: &Flusher, plan: &[Planned], wal_next: u64) -> Result<(usi
             let sealed = seal(f, &mut chunk, checkpoint).await;
             if let Err(e) = sealed {
                 *f.disk.active.borrow_mut() = Some(chunk);
-                return Err(e);
+                if e.is_alloc_no_space() {
+                    // The next take seals it; this batch is committed.
+                    let err = dir_no_space(f);
+                    return Err(PlanError::NoRoom {
+                        err,
+                        next: next_plan,
+                    });
+                }
+                return Err(e.into());
             }
         } else {
             *f.disk.active.borrow_mut() = Some(chunk);
@@ -301,7 +404,9 @@ pub(crate) async fn seal(f: &Flusher, chunk: &mut Chunk, checkpoint: u64) -> Res
 /// unsealed, it would stay in the index as a second "active" chunk that
 /// compaction never takes, while it takes the newer chunks: their merged
 /// outputs would then outrank its later writes.
-async fn take_active(f: &Flusher) -> Result<Chunk> {
+/// A chunk file that cannot be created for lack of space is
+/// [`TakeError::NoRoom`]: nothing was written, so the shard is not fenced.
+async fn take_active(f: &Flusher) -> std::result::Result<Chunk, TakeError> {
     let taken = f.disk.active.borrow_mut().take();
     if let Some(mut c) = taken {
         if c.free_slots() > 0 {
@@ -310,13 +415,29 @@ async fn take_active(f: &Flusher) -> Result<Chunk> {
         let sealed = seal(f, &mut c, f.disk.checkpoint.get()).await;
         if let Err(e) = sealed {
             *f.disk.active.borrow_mut() = Some(c);
-            return Err(e);
+            if e.is_alloc_no_space() {
+                return Err(TakeError::NoRoom(dir_no_space(f)));
+            }
+            return Err(TakeError::Failed(e));
         }
     }
     let id = f.disk.new_chunk_id();
     let dir = f.cfg.dir.join("chunks");
-    let c = Chunk::create_flush(&dir, id, f.cfg.blocks_per_chunk, f.disk.checkpoint.get()).await?;
-    sync_dir(&dir).await?;
+    let size = block_offset(f.cfg.blocks_per_chunk);
+    let c = match Chunk::create_flush(&dir, id, f.cfg.blocks_per_chunk, f.disk.checkpoint.get())
+        .await
+    {
+        Ok(c) => c,
+        Err(e) if e.is_alloc_no_space() => {
+            return Err(TakeError::NoRoom(Error::no_space(
+                "the next chunk file",
+                &dir,
+                size,
+            )))
+        }
+        Err(e) => return Err(TakeError::Failed(e)),
+    };
+    sync_dir(&dir).await.map_err(TakeError::Failed)?;
     f.disk.index.borrow_mut().add_chunk(
         id,
         ChunkInfo {
@@ -336,6 +457,25 @@ async fn take_active(f: &Flusher) -> Result<Chunk> {
         },
     );
     Ok(c)
+}
+
+/// The no-space error of a full chunk whose directory has no room to be
+/// written (sealing it waits for space).
+fn dir_no_space(f: &Flusher) -> Error {
+    Error::no_space(
+        "sealing a full chunk file (its directory)",
+        &f.cfg.dir.join("chunks"),
+        GROW_HINT,
+    )
+}
+
+/// What a chunk directory needs at most, for the no-space message.
+const GROW_HINT: u64 = 1 << 20;
+
+/// Why [`take_active`] has no chunk to give.
+enum TakeError {
+    Failed(Error),
+    NoRoom(Error),
 }
 
 /// Encodes `batch` (block ranges of `plan`) into the chunk's next free
@@ -524,7 +664,7 @@ async fn flusher_loop(f: &Flusher) {
         }
         let listener = f.ctl.flush_wanted.listen();
         let (tags, urgent) = pick(f);
-        if tags.is_empty() {
+        if tags.is_empty() && !f.stalled.is_pending() {
             f.ctl.flush_stage.set("flusher: idle");
             futures_lite::future::or(listener, glommio::timer::sleep(tick)).await;
             continue;
@@ -539,7 +679,19 @@ async fn flusher_loop(f: &Flusher) {
         };
         let started = Instant::now();
         if flush_round(f, tags, next).await.is_err() {
-            return;
+            if f.check().is_err() || !f.stalled.is_pending() {
+                return;
+            }
+            // The disk is full: try again soon (close cuts the wait short).
+            drop(_permit);
+            f.ctl.flush_stage.set("flusher: waiting for disk space");
+            for _ in 0..3 {
+                if f.ctl.closing.get() {
+                    return;
+                }
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+            }
+            continue;
         }
         drop(_permit);
         if urgent {

@@ -15,7 +15,9 @@
 //! of range, cut short, CRC mismatch) is a torn tail when nothing but zeros
 //! follows it: it is cut away (logged, and reported by [`RecordFile::open`]).
 //! A bad record followed by other data is corruption: open fails naming the
-//! file and offset; nothing is guessed. A failed append fences the file
+//! file and offset; nothing is guessed. Growing the file's allocation for
+//! an append fails cleanly (nothing was written: a full disk refuses that
+//! append and the next may succeed); a failed write or sync fences the file
 //! for good (no retry-then-acknowledge after a failed `fdatasync`).
 //!
 //! Never blocks the executor; appends are serialised by the file.
@@ -245,8 +247,9 @@ impl RecordFile {
     }
 
     /// Appends `payloads` as records and makes them durable (`fdatasync`)
-    /// before returning. A failure fences the file: this and every later
-    /// append fail.
+    /// before returning. A failed write or sync fences the file: this and
+    /// every later append fail. A failure to grow the allocation first
+    /// (ENOSPC) fails only this append.
     pub async fn append(&self, payloads: &[&[u8]]) -> Result<()> {
         let Ok(_permit) = self.lock.acquire_permit(1).await else {
             return Err(Error::Closed);
@@ -267,6 +270,7 @@ impl RecordFile {
         if buf.is_empty() {
             return Ok(());
         }
+        self.reserve(buf.len()).await?;
         let written = async {
             self.write_tail(&buf).await?;
             self.file.sync().await
@@ -281,6 +285,20 @@ impl RecordFile {
                 Err(e)
             }
         }
+    }
+
+    /// Grows the allocation so `len` more bytes after the last record fit.
+    /// Nothing is written.
+    async fn reserve(&self, len: usize) -> Result<()> {
+        let page_start = self.end.get() / PAGE as u64 * PAGE as u64;
+        let data = self.tail.borrow().len() + len;
+        let need = page_start + page_up(data).max(PAGE) as u64;
+        if need > self.allocated.get() {
+            let to = need.div_ceil(GROW) * GROW;
+            self.file.preallocate(to).await?;
+            self.allocated.set(to);
+        }
+        Ok(())
     }
 
     /// Writes `bytes` after the last record, rewriting the partial page

@@ -79,7 +79,16 @@ async fn open_inner(cfg: ShardConfig, keepalive: KeepAliveStop) -> Result<Shard>
         }
         if inner.mem.active_bytes() > cfg.memory_budget {
             let next = seg.records.last().map_or(checkpoint, |r| r.0 + 1);
-            flush_everything(&inner.flusher(), next).await?;
+            match flush_everything(&inner.flusher(), next).await {
+                Ok(()) => {}
+                // A disk too full for a chunk file: replay on past the
+                // memory budget (bounded by the WAL's size); the flusher
+                // writes the rest once there is space.
+                Err(e) if e.is_no_space() => {
+                    log::warn!("replaying the WAL beyond the memory budget: {e}")
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
     report.replay_duration = started.elapsed() - report.chunks_duration;

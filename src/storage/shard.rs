@@ -94,6 +94,8 @@ pub(crate) struct Inner {
     pub disk: Rc<Disk>,
     pub ctl: Rc<Control>,
     pub stats: Rc<RefCell<ShardStats>>,
+    /// A flush round a full disk stopped (see [`flush::Stalled`]).
+    pub stalled: Rc<flush::Stalled>,
     pub recovery: RefCell<RecoveryReport>,
     pub tasks: RefCell<Vec<JoinHandle<()>>>,
     /// Stops the task that keeps the executor from sleeping through a
@@ -110,6 +112,7 @@ impl Inner {
             disk: Rc::default(),
             ctl: Rc::default(),
             stats: Rc::default(),
+            stalled: Rc::default(),
             recovery: RefCell::new(RecoveryReport::default()),
             tasks: RefCell::new(Vec::new()),
             keepalive,
@@ -129,6 +132,7 @@ impl Inner {
             ctl: self.ctl.clone(),
             stats: self.stats.clone(),
             wal: self.wal.get().cloned(),
+            stalled: self.stalled.clone(),
         }
     }
 
@@ -172,8 +176,13 @@ impl Shard {
         }
         let inner = &self.inner;
         inner.check_fenced()?;
-        // Backpressure: past twice the budget, wait for the flusher.
+        // Backpressure: past twice the budget, wait for the flusher, unless
+        // it waits for disk space itself: then the write is refused.
         while inner.mem.active_bytes() > 2 * inner.cfg.memory_budget {
+            if let Some(why) = inner.ctl.no_room.borrow().clone() {
+                inner.stats.borrow_mut().disk_full_refusals += 1;
+                return Err(Error::refused_for_space(why, inner.cfg.dir.join("chunks")));
+            }
             inner.stats.borrow_mut().backpressure_waits += 1;
             let listener = inner.ctl.flushed.listen();
             // Checked after listening: a flusher that exits (fence, close)
@@ -185,7 +194,15 @@ impl Shard {
         inner.check_fenced()?;
         inner.ctl.last_write.set(Instant::now());
         let wal = inner.wal()?;
-        let (first, last) = wal.append(points)?;
+        let (first, last) = match wal.append(points) {
+            Ok(x) => x,
+            Err(e) => {
+                if e.is_no_space() {
+                    inner.stats.borrow_mut().disk_full_refusals += 1;
+                }
+                return Err(e);
+            }
+        };
         if inner
             .mem
             .insert(points, first, Instant::now(), inner.cfg.memory_budget)
@@ -346,6 +363,7 @@ impl Shard {
         if let Some(w) = inner.wal.get() {
             s.wal_live_bytes = w.live_bytes();
             s.wal_free_bytes = w.free_bytes();
+            s.disk_full = u64::from(w.full().is_some() || inner.ctl.no_room.borrow().is_some());
         }
         let index = inner.disk.index.borrow();
         s.segments_indexed = index.segments();
@@ -374,12 +392,13 @@ impl Shard {
     pub fn debug_state(&self) -> String {
         let i = &self.inner;
         format!(
-            "{}; close stage {}; flush stage {}; flush permits {}; fenced {:?}; closing {}; frozen {}; full {}; buffered {} bytes; tasks {}; {}",
+            "{}; close stage {}; flush stage {}; flush permits {}; fenced {:?}; no room {:?}; closing {}; frozen {}; full {}; buffered {} bytes; tasks {}; {}",
             i.wal.get().map_or("no wal".into(), |w| w.debug_state()),
             i.ctl.close_stage.get(),
             i.ctl.flush_stage.get(),
             i.ctl.flush_lock.available(),
             i.ctl.fenced.borrow(),
+            i.ctl.no_room.borrow(),
             i.ctl.closing.get(),
             i.mem.frozen.borrow().len(),
             i.mem.full.borrow().len(),
@@ -411,12 +430,14 @@ impl Shard {
         let wal = inner.wal()?.clone();
         let last = wal.next_seq();
         inner.ctl.close_stage.set("waiting for durability");
+        // Before waiting: a log waiting for disk space gives up its
+        // unwritten records at close (they were never acknowledged).
+        wal.begin_close();
         let durable = if last > 0 {
             wal.wait_durable(last - 1).await
         } else {
             Ok(())
         };
-        wal.begin_close();
         inner.ctl.flush_wanted.notify(usize::MAX);
         inner.ctl.compact_wanted.notify(usize::MAX);
         let tasks: Vec<_> = inner.tasks.borrow_mut().drain(..).collect();

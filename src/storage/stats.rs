@@ -86,6 +86,11 @@ pub struct ShardStats {
     pub segments_indexed: u64,
     /// Gauge: points in chunk files (what the disk bytes hold).
     pub points_on_disk: u64,
+    /// Gauge: 1 while the disk is too full for the next WAL segment or
+    /// chunk file (writes beyond the room left are refused), else 0.
+    pub disk_full: u64,
+    /// Writes refused because the disk was full.
+    pub disk_full_refusals: u64,
     /// Bytes a backup has taken into its target (linked, copied or found
     /// unchanged), over every backup since start: progress while one runs.
     pub backup_bytes: u64,
@@ -139,6 +144,8 @@ impl ShardStats {
             ("chunk_write_amp_x1000", self.chunk_write_amp_x1000()),
             ("backup_bytes", self.backup_bytes),
             ("backup_files", self.backup_files),
+            ("disk_full", self.disk_full),
+            ("disk_full_refusals", self.disk_full_refusals),
         ]
     }
 
@@ -185,6 +192,8 @@ impl ShardStats {
         self.points_on_disk += o.points_on_disk;
         self.backup_bytes += o.backup_bytes;
         self.backup_files += o.backup_files;
+        self.disk_full = self.disk_full.max(o.disk_full);
+        self.disk_full_refusals += o.disk_full_refusals;
     }
 
     /// Chunk write amplification × 1000: bytes written to chunk files

@@ -462,7 +462,15 @@ impl Chunk {
     async fn create(dir: &Path, header: Header, size: u64) -> Result<Chunk> {
         let path = dir.join(chunk_file_name(header.id));
         let file = DataFile::open(&path).await?;
-        file.preallocate(size).await?;
+        if let Err(e) = file.preallocate(size).await {
+            // Nothing is in it yet: remove it rather than leave recovery an
+            // empty file without a header.
+            drop(file);
+            if let Err(r) = crate::storage::file::remove_file(&path).await {
+                log::warn!("could not remove a chunk file whose creation failed: {r}");
+            }
+            return Err(e);
+        }
         let mut page = file.buffer(HEADER_BYTES as usize);
         header.encode(&mut page.as_bytes_mut()[..PAGE]);
         file.write_at(page, 0).await?;
