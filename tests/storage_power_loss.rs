@@ -43,6 +43,8 @@ fn config(dir: &std::path::Path) -> ShardConfig {
 }
 
 thread_local! {
+    /// Refusals for lack of space seen by the workloads so far.
+    static REFUSALS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     /// Where the current case is, and its shard, for a hang report.
     static PHASE: RefCell<(String, Option<Shard>)> = const { RefCell::new((String::new(), None)) };
 }
@@ -71,8 +73,10 @@ fn point(writer: u64, n: u64, i: u64) -> Point {
 }
 
 /// Runs the workload until it ends or the disk fails; returns what was
-/// acknowledged and everything that was attempted.
-async fn workload(shard: &Shard, rng: &mut Rng) -> (Vec<Point>, Vec<Point>) {
+/// acknowledged and everything that was attempted. With `filling_disk`, a
+/// refusal for lack of space skips that batch (or flush, or compaction)
+/// and goes on.
+async fn workload(shard: &Shard, rng: &mut Rng, filling_disk: bool) -> (Vec<Point>, Vec<Point>) {
     let acked = Rc::new(RefCell::new(Vec::new()));
     let tried = Rc::new(RefCell::new(Vec::new()));
     let sizes: Vec<u64> = (0..3).map(|_| 1 + rng.next() % 30).collect();
@@ -88,15 +92,26 @@ async fn workload(shard: &Shard, rng: &mut Rng) -> (Vec<Point>, Vec<Point>) {
                 for n in 0..25u64 {
                     let batch: Vec<Point> = (0..size).map(|i| point(w, n, i)).collect();
                     tried.borrow_mut().extend_from_slice(&batch);
+                    let go_on = |e: &Error| filling_disk && e.is_no_space();
                     match shard.write(&batch).await {
                         Ok(()) => acked.borrow_mut().extend_from_slice(&batch),
+                        Err(e) if go_on(&e) => {
+                            REFUSALS.with(|r| r.set(r.get() + 1));
+                            glommio::timer::sleep(Duration::from_millis(1)).await
+                        }
                         Err(_) => return,
                     }
-                    if n % 9 == 8 && shard.flush().await.is_err() {
-                        return;
+                    if n % 9 == 8 {
+                        match shard.flush().await {
+                            Err(e) if !go_on(&e) => return,
+                            _ => {}
+                        }
                     }
-                    if w == 0 && n % 8 == 5 && shard.compact().await.is_err() {
-                        return;
+                    if w == 0 && n % 8 == 5 {
+                        match shard.compact().await {
+                            Err(e) if !go_on(&e) => return,
+                            _ => {}
+                        }
                     }
                 }
             })
@@ -110,8 +125,11 @@ async fn workload(shard: &Shard, rng: &mut Rng) -> (Vec<Point>, Vec<Point>) {
     (a, t)
 }
 
-/// One seeded crash case. `Err` describes the violation.
-async fn case(seed: u64, total_ops: u64) -> Result<u64, String> {
+/// One seeded crash case. `Err` describes the violation. With
+/// `filling_disk`, the disk also fills up and frees again at random
+/// moments of the workload (creating or growing a file fails with ENOSPC
+/// while it is full).
+async fn case(seed: u64, total_ops: u64, filling_disk: bool) -> Result<u64, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut rng = Rng::seeded(seed);
     let crash_at = 1 + rng.next() % total_ops.max(1);
@@ -128,7 +146,26 @@ async fn case(seed: u64, total_ops: u64) -> Result<u64, String> {
         Ok(shard) => {
             phase("workload", Some(&shard));
             let trace = std::env::var("XTDB_CRASH_TRACE").is_ok();
-            let r = workload(&shard, &mut rng).await;
+            let done = Rc::new(std::cell::Cell::new(false));
+            let filler = filling_disk.then(|| {
+                let (plan, done, mut rng) =
+                    (plan.clone(), done.clone(), Rng::seeded(seed ^ 0xd15c));
+                glommio::spawn_local(async move {
+                    let mut full = false;
+                    while !done.get() {
+                        let ms = rng.next() % 4;
+                        glommio::timer::sleep(Duration::from_micros(250 + ms * 500)).await;
+                        full = !full;
+                        plan.set_enospc_on_allocate(full);
+                    }
+                    plan.set_enospc_on_allocate(false);
+                })
+            });
+            let r = workload(&shard, &mut rng, filling_disk).await;
+            done.set(true);
+            if let Some(f) = filler {
+                f.await;
+            }
             if trace {
                 eprintln!(
                     "seed {seed}: workload done, {} acked; closing; {:?}",
@@ -203,10 +240,23 @@ const WATCHDOG: Duration = Duration::from_secs(20);
 
 #[test]
 fn seeded_power_losses_lose_no_acknowledged_point() {
+    seeded_power_losses(false, 2000);
+}
+
+/// The same with a disk that fills and frees at random moments: refusals
+/// for lack of space never fence the shard or lose an acknowledged point,
+/// whichever file's creation or growth they hit and wherever the power
+/// then fails.
+#[test]
+fn seeded_power_losses_on_a_filling_disk_lose_no_acknowledged_point() {
+    seeded_power_losses(true, 150);
+}
+
+fn seeded_power_losses(filling_disk: bool, default_cases: u64) {
     let cases: u64 = std::env::var("XTDB_CRASH_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+        .unwrap_or(default_cases);
     let first: u64 = std::env::var("XTDB_CRASH_FIRST")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -214,9 +264,9 @@ fn seeded_power_losses_lose_no_acknowledged_point() {
     let only: Option<u64> = std::env::var("XTDB_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok());
-    let (failures, hangs, ran, ops) = life(move || async move {
+    let (failures, hangs, ran, ops, refusals) = life(move || async move {
         // Calibrate: how many writes and syncs does a whole run take?
-        let full = case(u64::MAX, u64::MAX)
+        let full = case(u64::MAX, u64::MAX, filling_disk)
             .await
             .expect("run without power loss");
         let seeds: Vec<u64> = match only {
@@ -225,7 +275,11 @@ fn seeded_power_losses_lose_no_acknowledged_point() {
         };
         let (mut failures, mut hangs) = (Vec::new(), Vec::new());
         for &seed in &seeds {
-            match glommio::timer::timeout(WATCHDOG, async { Ok(case(seed, full).await) }).await {
+            match glommio::timer::timeout(WATCHDOG, async {
+                Ok(case(seed, full, filling_disk).await)
+            })
+            .await
+            {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => failures.push(e),
                 Err(_) => {
@@ -248,7 +302,8 @@ fn seeded_power_losses_lose_no_acknowledged_point() {
                 }
             }
         }
-        (failures, hangs, seeds.len(), full)
+        let refusals = REFUSALS.with(|r| r.get());
+        (failures, hangs, seeds.len(), full, refusals)
     });
     // Durability is strict: one lost or wrong point fails the test.
     assert!(
@@ -267,8 +322,10 @@ fn seeded_power_losses_lose_no_acknowledged_point() {
         hangs.len(),
         hangs.join("\n")
     );
+    // The full disk really refused writes (else this proves nothing).
+    assert!(!filling_disk || refusals > 0, "the disk never filled");
     eprintln!(
-        "{ran} seeded power losses (ops per full run {ops}): 0 acknowledged points lost, 0 wrong values; {} stalled cases",
+        "{ran} seeded power losses (filling disk {filling_disk}, ops per full run {ops}, writes refused for space {refusals}): 0 acknowledged points lost, 0 wrong values; {} stalled cases",
         hangs.len()
     );
 }
@@ -450,7 +507,7 @@ fn the_workload_compacts_and_keeps_every_point() {
     let acked = life(move || async move {
         let shard = Shard::open(cfg).await.unwrap();
         let mut rng = Rng::seeded(7);
-        let (acked, _) = workload(&shard, &mut rng).await;
+        let (acked, _) = workload(&shard, &mut rng, false).await;
         let s = shard.stats();
         assert!(s.compactions >= 2 && s.chunks_sealed >= 2, "{s:?}");
         for p in &acked {
