@@ -163,3 +163,72 @@ fn a_backup_needs_admin_and_a_bad_target_is_named() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Two `xtdb backup` runs into one target at once: the second is refused
+/// at once naming the target (the first holds its lock), the first
+/// completes and passes `xtdb backup verify`.
+#[test]
+fn a_second_concurrent_backup_into_one_target_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let to = tmp.path().join("backup");
+    let server = common::server(&data);
+    let addr = server.local_addr().to_string();
+    // Enough WAL that the first backup, paced at 1 MiB/s per shard, runs
+    // for seconds.
+    let mut w = WriteConfig::new(&addr);
+    w.tags = 500;
+    w.batch = 5_000;
+    w.conns = 2;
+    w.rate = 0;
+    w.max_ticks = Some(1_000);
+    w.duration = Duration::from_secs(60);
+    w.progress = false;
+    let report = write::run::<NetConn>(&w).expect("write runs");
+    assert_eq!(report.points_acked, 500_000);
+
+    let spawn = |rate: &str| {
+        Command::new(env!("CARGO_BIN_EXE_xtdb"))
+            .args(["backup", "--addr", &addr, "--to", to.to_str().unwrap()])
+            .args(["--rate", rate, "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run xtdb backup")
+    };
+    let first = spawn("1");
+    // The first holds the target's lock once it names its pid there.
+    let lock = to.join(xtdb::storage::backup::TARGET_LOCK);
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&lock).is_ok_and(|s| s.contains("pid")) {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no backup began");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = spawn("0").wait_with_output().unwrap();
+    let first = first.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "the second backup ran: {err}");
+    assert!(
+        err.contains(&format!("backup target {} is in use", to.display()))
+            && err.contains("another backup into it is running"),
+        "{err}"
+    );
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&first.stdout).trim()).unwrap();
+    assert!(
+        summary["seconds"].as_f64().unwrap() > 1.0,
+        "the first backup was still running when the second came: {summary}"
+    );
+    server.stop().unwrap();
+    let out = xtdb(&["backup", "verify", to.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
