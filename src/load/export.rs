@@ -1013,4 +1013,28 @@ mod tests {
         assert!(parse_time_us("2024-01-01").is_ok_and(|t| t == 19_723 * DAY_US));
         assert!(parse_time_us("yesterday").is_err());
     }
+
+    #[test]
+    fn state_round_trips_and_damage_is_refused() {
+        let st = State {
+            pattern: "a \"b\"\nc".into(),
+            start: -5,
+            end: 1_704_067_200_000_000,
+            rounds: 3,
+        };
+        let text = st.encode();
+        assert_eq!(State::parse(&text), Ok(st.clone()));
+        // Every byte flipped, and every cut, is refused (but the final
+        // newline's).
+        for i in 0..text.len() - 1 {
+            let mut b = text.clone().into_bytes();
+            b[i] ^= 0x01;
+            if let Ok(t) = String::from_utf8(b) {
+                assert!(State::parse(&t).is_err(), "flip at {i}: {t:?}");
+            }
+            assert!(State::parse(&text[..i]).is_err(), "cut at {i}");
+        }
+        let back = State { end: -6, ..st };
+        assert!(State::parse(&back.encode()).is_err_and(|e| e.contains("before")));
+    }
 }
