@@ -1,5 +1,5 @@
 //! `xtdb export` against a real two-shard server: a known data set over
-//! three UTC days and four series, written over HTTP, exported to Parquet
+//! three UTC days and five series (tags as a Parquet MAP, one without), written over HTTP, exported to Parquet
 //! and read back with the `parquet` crate's reader. Per series and day the
 //! row count, sum, min and max equal what was written (and what the
 //! server's own `range` answers) bit for bit; partitions are named by
@@ -14,9 +14,9 @@ use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
 
-use parquet::basic::{LogicalType, TimeUnit};
+use parquet::basic::{ConvertedType, LogicalType, TimeUnit};
 use parquet::file::reader::{FileReader, SerializedFileReader};
-use parquet::record::RowAccessor;
+use parquet::record::{Field, RowAccessor};
 
 use xtdb::load::export::{self, date_of_day, read_state, round, run, ExportConfig, DAY_US};
 use xtdb::net::{Client, ClientOptions};
@@ -43,11 +43,14 @@ fn data() -> Vec<Sample> {
     let t0 = DAY0 * DAY_US + 12 * 3_600_000_000;
     let t1 = (DAY0 + 2) * DAY_US + 6 * 3_600_000_000;
     let mut out = Vec::new();
-    let series: [(&str, i64); 4] = [
+    let series: [(&str, i64); 5] = [
         ("plant,area=north,tag=t1 v", 60),
         ("plant,area=north,tag=t1 w", 60),
         ("plant,area=south,tag=t2 v", 97),
-        ("boiler,unit=1 temp", 13),
+        // A tag value with an escaped comma and space.
+        ("boiler,unit=1\\,a\\ b temp", 13),
+        // No tags: an empty map.
+        ("flow rate", 41),
     ];
     for (si, (key, step_s)) in series.iter().enumerate() {
         // The first two on whole minutes: points exactly at the start, at
@@ -109,6 +112,26 @@ fn stats_of(d: impl Iterator<Item = (String, i64, f64)>) -> Stats {
         .collect()
 }
 
+/// A row's `tags` map as the key's escaped tag section (`k=v,k=v`), after
+/// checking each entry is a pair of strings.
+fn tags_of(row: &parquet::record::Row) -> String {
+    let esc = |f: &Field| match f {
+        Field::Str(s) => s
+            .replace('\\', "\\\\")
+            .replace(',', "\\,")
+            .replace('=', "\\=")
+            .replace(' ', "\\ "),
+        other => panic!("tag entry {other:?} is not a string"),
+    };
+    row.get_map(3)
+        .unwrap()
+        .entries()
+        .iter()
+        .map(|(k, v)| format!("{}={}", esc(k), esc(v)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Reads every partition under `dir` back: the stats, and checks names,
 /// sorting, schema and statistics on the way.
 fn read_back(dir: &Path) -> (Stats, usize) {
@@ -130,25 +153,24 @@ fn read_back(dir: &Path) -> (Stats, usize) {
         let r = SerializedFileReader::new(File::open(p.join("part-0.parquet")).unwrap()).unwrap();
         let md = r.metadata();
         let schema = md.file_metadata().schema_descr();
-        let names: Vec<_> = schema
-            .columns()
-            .iter()
-            .map(|c| c.name().to_string())
-            .collect();
+        let names: Vec<_> = schema.columns().iter().map(|c| c.path().string()).collect();
         assert_eq!(
             names,
             [
                 "series",
                 "measurement",
                 "field",
-                "tags",
+                "tags.key_value.key",
+                "tags.key_value.value",
                 "time",
                 "value",
                 "quality"
             ]
         );
+        let top = schema.root_schema().get_fields();
+        assert_eq!(top[3].get_basic_info().converted_type(), ConvertedType::MAP);
         assert_eq!(
-            schema.column(4).logical_type_ref(),
+            schema.column(5).logical_type_ref(),
             Some(&LogicalType::Timestamp {
                 is_adjusted_to_u_t_c: true,
                 unit: TimeUnit::MICROS,
@@ -172,7 +194,7 @@ fn read_back(dir: &Path) -> (Stats, usize) {
             );
             let (m, t, f) = (
                 row.get_string(1).unwrap(),
-                row.get_string(3).unwrap(),
+                tags_of(&row),
                 row.get_string(2).unwrap(),
             );
             let rebuilt = if t.is_empty() {
@@ -226,7 +248,7 @@ fn export_reads_back_bit_exact_by_series_and_day() {
     let end = (DAY0 + 2) * DAY_US + 3 * 3_600_000_000;
     let inside = || d.iter().filter(|s| s.ts >= start && s.ts < end);
     let want = stats_of(inside().map(|s| (s.key.clone(), s.ts, s.value)));
-    assert_eq!(want.len(), 4 * 3, "four series on three days");
+    assert_eq!(want.len(), 5 * 3, "five series on three days");
 
     // The server's own answers agree with what was written.
     let tags: Vec<(u32, String)> = req(http, "GET", "/api/v1/tags", &[], b"")
@@ -241,7 +263,7 @@ fn export_reads_back_bit_exact_by_series_and_day() {
             )
         })
         .collect();
-    assert_eq!(tags.len(), 4);
+    assert_eq!(tags.len(), 5);
     let a2 = addr.clone();
     let own: Vec<(String, i64, f64)> = net_common::client(move || async move {
         let mut c = Client::connect(&a2).await.unwrap();
@@ -268,7 +290,7 @@ fn export_reads_back_bit_exact_by_series_and_day() {
         progress: false,
     };
     let s = run(&cfg).unwrap();
-    assert_eq!(s.series, 4);
+    assert_eq!(s.series, 5);
     assert_eq!(s.rows, inside().count() as u64);
     let dates: Vec<_> = s.files.iter().map(|f| f.date.as_str()).collect();
     assert_eq!(dates, ["2024-01-01", "2024-01-02", "2024-01-03"]);
@@ -340,7 +362,7 @@ fn all_rows(dir: &Path) -> (Vec<Row>, Vec<String>) {
                     row.get_string(0).unwrap().clone(),
                     row.get_string(1).unwrap().clone(),
                     row.get_string(2).unwrap().clone(),
-                    row.get_string(3).unwrap().clone(),
+                    tags_of(&row),
                     row.get_timestamp_micros(4).unwrap(),
                     row.get_double(5).unwrap().to_bits(),
                     row.get_ubyte(6).unwrap(),

@@ -17,9 +17,9 @@
 //! **What it writes.** `DIR/date=YYYY-MM-DD/part-0.parquet` for every UTC
 //! day in `[start, end)` that has points, written under `.tmp` and renamed
 //! when complete. Schema (see [`SCHEMA`]): `series` (the series key),
-//! `measurement`, `field`, `tags` (the key's tag section, `k=v,k=v` with
-//! the key's own escapes), `time` (TIMESTAMP µs UTC), `value` (DOUBLE),
-//! `quality` (INT32 annotated UINT_8). Rows are sorted by series key, then
+//! `measurement`, `field`, `tags` (a MAP of the key's tags, unescaped, in
+//! key order; empty without tags), `time` (TIMESTAMP µs UTC), `value`
+//! (DOUBLE), `quality` (INT32 annotated UINT_8). Rows are sorted by series key, then
 //! time; row groups hold `row_group_rows` rows (default 1 Mi); pages are
 //! snappy compressed, with the crate's default dictionary encoding and
 //! statistics (min/max per page and row group, so engines prune).
@@ -63,7 +63,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::net::protocol::code;
 use crate::net::{Client, ClientError, ClientOptions};
-use crate::storage::catalog::key::split_key;
+use crate::storage::catalog::key::split_series_key;
 use crate::Point;
 
 /// The Parquet schema of every exported file.
@@ -71,7 +71,12 @@ pub const SCHEMA: &str = "message xtdb_export {
   REQUIRED BYTE_ARRAY series (STRING);
   REQUIRED BYTE_ARRAY measurement (STRING);
   REQUIRED BYTE_ARRAY field (STRING);
-  REQUIRED BYTE_ARRAY tags (STRING);
+  REQUIRED GROUP tags (MAP) {
+    REPEATED GROUP key_value {
+      REQUIRED BYTE_ARRAY key (STRING);
+      REQUIRED BYTE_ARRAY value (STRING);
+    }
+  }
   REQUIRED INT64 time (TIMESTAMP(MICROS,true));
   REQUIRED DOUBLE value;
   REQUIRED INT32 quality (INTEGER(8,false));
@@ -196,7 +201,9 @@ struct Series {
     key: ByteArray,
     measurement: ByteArray,
     field: ByteArray,
-    tags: ByteArray,
+    /// The tags' keys and values, unescaped, in key order.
+    tag_keys: Vec<ByteArray>,
+    tag_values: Vec<ByteArray>,
 }
 
 impl Series {
@@ -204,42 +211,21 @@ impl Series {
         // A name that is not a line-protocol series key (it cannot come
         // from the HTTP edge, but the catalog does not forbid it) exports
         // whole as its measurement.
-        let (m, f, t) = match split_key(&key) {
-            Some(((m, tags, f), prefix)) => {
-                // The escaped `k=v,...` between the measurement and the field.
-                let me = measurement_end(&key);
-                let t = if tags.is_empty() || me >= prefix {
-                    String::new()
-                } else {
-                    key[me + 1..prefix].to_string()
-                };
-                (m, f, t)
-            }
-            None => (key.clone(), String::new(), String::new()),
+        let (m, f, tags) = match split_series_key(&key) {
+            Some((m, tags, f)) => (m, f, tags),
+            None => (key.clone(), String::new(), Vec::new()),
         };
+        let bytes = |s: String| ByteArray::from(s.into_bytes());
+        let (tag_keys, tag_values) = tags.into_iter().map(|(k, v)| (bytes(k), bytes(v))).unzip();
         Series {
             id,
-            key: ByteArray::from(key.into_bytes()),
-            measurement: ByteArray::from(m.into_bytes()),
-            field: ByteArray::from(f.into_bytes()),
-            tags: ByteArray::from(t.into_bytes()),
+            key: bytes(key),
+            measurement: bytes(m),
+            field: bytes(f),
+            tag_keys,
+            tag_values,
         }
     }
-}
-
-/// Where a series key's escaped measurement ends: its first `,` or space
-/// not after a backslash.
-fn measurement_end(key: &str) -> usize {
-    let b = key.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'\\' if matches!(b.get(i + 1), Some(b',' | b' ')) => i += 2,
-            b',' | b' ' => return i,
-            _ => i += 1,
-        }
-    }
-    b.len()
 }
 
 /// Parses `--start`/`--end`: microseconds since the epoch, or a date or
@@ -936,7 +922,9 @@ fn open<'a>(
     }
 }
 
-/// Writes one row group, each column in batches of [`BATCH`] rows.
+/// Writes one row group, each column in batches of about [`BATCH`] rows
+/// (the leaf columns in schema order: series, measurement, field, the
+/// tags' keys, the tags' values, time, value, quality).
 fn write_group(
     w: &mut SerializedFileWriter<File>,
     series: &[Series],
@@ -947,9 +935,12 @@ fn write_group(
     let mut rg = w.next_row_group().map_err(err)?;
     let mut col_ix = 0;
     while let Some(mut col) = rg.next_column().map_err(err)? {
+        if matches!(col_ix, 3 | 4) {
+            write_tags(&mut col, series, rows, col_ix == 3).map_err(err)?;
+        }
         for b in rows.chunks(BATCH) {
             match col_ix {
-                0..=3 => {
+                0..=2 => {
                     let v: Vec<ByteArray> = b
                         .iter()
                         .map(|r| {
@@ -957,8 +948,7 @@ fn write_group(
                             match col_ix {
                                 0 => s.key.clone(),
                                 1 => s.measurement.clone(),
-                                2 => s.field.clone(),
-                                _ => s.tags.clone(),
+                                _ => s.field.clone(),
                             }
                         })
                         .collect();
@@ -966,13 +956,14 @@ fn write_group(
                         .write_batch(&v, None, None)
                         .map_err(err)?;
                 }
-                4 => {
+                3 | 4 => {}
+                5 => {
                     let v: Vec<i64> = b.iter().map(|r| r.1).collect();
                     col.typed::<Int64Type>()
                         .write_batch(&v, None, None)
                         .map_err(err)?;
                 }
-                5 => {
+                6 => {
                     let v: Vec<f64> = b.iter().map(|r| r.2).collect();
                     col.typed::<DoubleType>()
                         .write_batch(&v, None, None)
@@ -993,6 +984,43 @@ fn write_group(
     Ok(())
 }
 
+/// Writes the `tags` map's key (`keys`) or value column: per row one
+/// entry per tag (definition level 1; repetition level 0 for a row's first,
+/// 1 for the others), or for a row without tags one empty entry (both
+/// levels 0). Batches end on a row's end once they hold [`BATCH`] levels.
+fn write_tags(
+    col: &mut parquet::file::writer::SerializedColumnWriter<'_>,
+    series: &[Series],
+    rows: &Rows,
+    keys: bool,
+) -> parquet::errors::Result<()> {
+    let (mut v, mut def, mut rep) = (Vec::new(), Vec::new(), Vec::new());
+    let w = col.typed::<ByteArrayType>();
+    for r in rows {
+        let s = &series[r.0 as usize];
+        let t = if keys { &s.tag_keys } else { &s.tag_values };
+        if t.is_empty() {
+            def.push(0);
+            rep.push(0);
+        }
+        for (i, x) in t.iter().enumerate() {
+            v.push(x.clone());
+            def.push(1);
+            rep.push(i16::from(i > 0));
+        }
+        if def.len() >= BATCH {
+            w.write_batch(&v, Some(&def), Some(&rep))?;
+            v.clear();
+            def.clear();
+            rep.clear();
+        }
+    }
+    if !def.is_empty() {
+        w.write_batch(&v, Some(&def), Some(&rep))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1005,10 +1033,16 @@ mod tests {
         assert_eq!(date_of_day(19_782), "2024-02-29");
         let s = Series::new(1, "m\\,x,a=1,b\\=c=2\\ 3 f\\ 1".into());
         assert_eq!(s.measurement.as_utf8().ok(), Some("m,x"));
-        assert_eq!(s.tags.as_utf8().ok(), Some("a=1,b\\=c=2\\ 3"));
+        let utf8 = |v: &[ByteArray]| -> Vec<String> {
+            v.iter()
+                .map(|b| b.as_utf8().unwrap_or("?").to_string())
+                .collect()
+        };
+        assert_eq!(utf8(&s.tag_keys), ["a", "b=c"]);
+        assert_eq!(utf8(&s.tag_values), ["1", "2 3"]);
         assert_eq!(s.field.as_utf8().ok(), Some("f 1"));
         let s = Series::new(2, "cpu usage".into());
-        assert_eq!(s.tags.as_utf8().ok(), Some(""));
+        assert!(s.tag_keys.is_empty() && s.tag_values.is_empty());
         assert_eq!(s.field.as_utf8().ok(), Some("usage"));
         assert!(parse_time_us("2024-01-01").is_ok_and(|t| t == 19_723 * DAY_US));
         assert!(parse_time_us("yesterday").is_err());
