@@ -447,7 +447,11 @@ fn periodic_rounds_over_a_growing_data_set_equal_one_export() {
     )
     .unwrap();
 
+    // Not the export's: left alone.
+    std::fs::write(to.join("notes.tmp"), b"mine").unwrap();
+
     let r2 = round(&cfg, cut2).unwrap();
+    assert_eq!(std::fs::read(to.join("notes.tmp")).unwrap(), b"mine");
     assert_eq!(
         (r2.round, r2.from, r2.upto, r2.removed),
         (Some(1), cut1, cut2, 3)

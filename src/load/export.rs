@@ -587,8 +587,9 @@ impl Round {
     }
 }
 
-/// Removes what a round cut short left in `dir`: `.tmp` files and partition
-/// files numbered `rounds` or more (the state does not count them).
+/// Removes what a round cut short left in `dir`: the state's temporary
+/// file, partition files numbered `rounds` or more (the state does not
+/// count them) and temporary partition files; nothing else.
 /// Returns the files removed.
 fn remove_leftovers(dir: &Path, rounds: u64) -> Result<usize> {
     let list =
@@ -598,7 +599,7 @@ fn remove_leftovers(dir: &Path, rounds: u64) -> Result<usize> {
         let e = e.map_err(|e| Error::io("list", Some(dir.to_path_buf()), e))?;
         let name = e.file_name().to_string_lossy().into_owned();
         let path = e.path();
-        if name.ends_with(".tmp") && path.is_file() {
+        if name == format!("{STATE_FILE}.tmp") {
             std::fs::remove_file(&path).map_err(|e| Error::io("remove", Some(path.clone()), e))?;
             removed += 1;
             continue;
@@ -610,11 +611,12 @@ fn remove_leftovers(dir: &Path, rounds: u64) -> Result<usize> {
         for f in list(&path)? {
             let f = f.map_err(|e| Error::io("list", Some(path.clone()), e))?;
             let n = f.file_name().to_string_lossy().into_owned();
-            let uncounted = n.ends_with(".tmp")
-                || n.strip_prefix("part-")
-                    .and_then(|r| r.strip_suffix(".parquet"))
-                    .and_then(|k| k.parse::<u64>().ok())
-                    .is_some_and(|k| k >= rounds);
+            let uncounted = n.strip_prefix("part-").is_some_and(|r| {
+                r.ends_with(".parquet.tmp")
+                    || r.strip_suffix(".parquet")
+                        .and_then(|k| k.parse::<u64>().ok())
+                        .is_some_and(|k| k >= rounds)
+            });
             if uncounted {
                 let fp = f.path();
                 std::fs::remove_file(&fp).map_err(|e| Error::io("remove", Some(fp.clone()), e))?;
