@@ -53,7 +53,8 @@ enum Cmd {
     /// server (`xtdb backup verify DIR`).
     Backup(BackupArgs),
     /// Export a running server's points as Parquet, one file per UTC day
-    /// (`DIR/date=YYYY-MM-DD/part-0.parquet`), for DuckDB, DataFusion, Spark.
+    /// (`DIR/date=YYYY-MM-DD/part-0.parquet`), for DuckDB, DataFusion, Spark;
+    /// with `--every`, a periodic job that appends new partitions.
     Export(ExportArgs),
 }
 
@@ -71,11 +72,25 @@ struct ExportArgs {
     #[arg(long)]
     to: PathBuf,
     /// Start, inclusive: YYYY-MM-DD, RFC 3339, or µs since the epoch.
+    /// With --every: of the first round (later starts may omit it; the
+    /// directory records it).
     #[arg(long)]
-    start: String,
-    /// End, exclusive: YYYY-MM-DD, RFC 3339, or µs since the epoch.
+    start: Option<String>,
+    /// End, exclusive: YYYY-MM-DD, RFC 3339, or µs since the epoch (not
+    /// with --every: each round ends at now minus --lag).
+    #[arg(long, required_unless_present = "every", conflicts_with = "every")]
+    end: Option<String>,
+    /// Run as a periodic job: every this long (InfluxQL duration: 10m, 1h)
+    /// export what is new since the last round into new
+    /// `part-ROUND.parquet` files; the directory records where it got to,
+    /// so a restart resumes without duplicating or skipping rows.
     #[arg(long)]
-    end: String,
+    every: Option<String>,
+    /// With --every: each round exports up to now minus this (InfluxQL
+    /// duration); points written later than this behind real time are
+    /// not exported.
+    #[arg(long, default_value = "5m", requires = "every")]
+    lag: String,
     /// Export only series whose key contains this substring.
     #[arg(long = "match", default_value = "")]
     pattern: String,
@@ -675,21 +690,51 @@ fn backup(a: BackupArgs) -> xtdb::error::Result<()> {
 
 /// `xtdb export`: the logic is `xtdb::load::export`.
 fn export(a: ExportArgs) -> xtdb::error::Result<()> {
-    use xtdb::load::export::{parse_time_us, run, ExportConfig};
-    let chunk_ns = xtdb::influxql::parse_duration(&a.chunk)
-        .map_err(|e| xtdb::error::Error::Config(format!("--chunk {:?}: {e}", a.chunk)))?;
-    let cfg = ExportConfig {
+    use xtdb::error::Error;
+    use xtdb::load::export::{parse_time_us, read_state, run, run_every, ExportConfig};
+    let duration_us = |flag: &str, v: &str| {
+        xtdb::influxql::parse_duration(v)
+            .map(|ns| ns / 1000)
+            .map_err(|e| Error::Config(format!("{flag} {v:?}: {e}")))
+    };
+    let start = match (&a.start, &a.every) {
+        (Some(s), _) => parse_time_us(s)?,
+        (None, Some(_)) => match read_state(&a.to)? {
+            Some(st) => st.start,
+            None => {
+                return Err(Error::Config(format!(
+                    "{} holds no periodic export yet: its first round needs --start",
+                    a.to.display()
+                )))
+            }
+        },
+        (None, None) => return Err(Error::Config("xtdb export needs --start".into())),
+    };
+    let mut cfg = ExportConfig {
         addr: a.addr,
         http: a.http,
         opts: client_options(a.client)?,
         to: a.to,
-        start: parse_time_us(&a.start)?,
-        end: parse_time_us(&a.end)?,
+        start,
+        end: i64::MAX,
         pattern: a.pattern,
-        chunk_us: chunk_ns / 1000,
+        chunk_us: duration_us("--chunk", &a.chunk)?,
         row_group_rows: a.row_group_rows,
         progress: true,
     };
+    if let Some(every) = &a.every {
+        let every_us = duration_us("--every", every)?;
+        let lag_us = duration_us("--lag", &a.lag)?;
+        let every = Duration::from_micros(u64::try_from(every_us).unwrap_or(0));
+        return run_every(&cfg, every, lag_us, |r| match r {
+            Ok(r) if a.json => println!("{}", r.json()),
+            Ok(r) => println!("{}", r.text()),
+            Err(e) => eprintln!("xtdb export: round failed: {e}"),
+        });
+    }
+    if let Some(end) = &a.end {
+        cfg.end = parse_time_us(end)?;
+    }
     let s = run(&cfg)?;
     if a.json {
         println!("{}", s.json());

@@ -163,3 +163,202 @@ fn a_backup_needs_admin_and_a_bad_target_is_named() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Two `xtdb backup` runs into one target at once: the second is refused
+/// at once naming the target (the first holds its lock), the first
+/// completes and passes `xtdb backup verify`.
+#[test]
+fn a_second_concurrent_backup_into_one_target_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let to = tmp.path().join("backup");
+    let server = common::server(&data);
+    let addr = server.local_addr().to_string();
+    // Enough WAL that the first backup, paced at 1 MiB/s per shard, runs
+    // for seconds.
+    let mut w = WriteConfig::new(&addr);
+    w.tags = 500;
+    w.batch = 5_000;
+    w.conns = 2;
+    w.rate = 0;
+    w.max_ticks = Some(1_000);
+    w.duration = Duration::from_secs(60);
+    w.progress = false;
+    let report = write::run::<NetConn>(&w).expect("write runs");
+    assert_eq!(report.points_acked, 500_000);
+
+    let spawn = |rate: &str| {
+        Command::new(env!("CARGO_BIN_EXE_xtdb"))
+            .args(["backup", "--addr", &addr, "--to", to.to_str().unwrap()])
+            .args(["--rate", rate, "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run xtdb backup")
+    };
+    let first = spawn("1");
+    // The first holds the target's lock once it names its pid there.
+    let lock = to.join(xtdb::storage::backup::TARGET_LOCK);
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&lock).is_ok_and(|s| s.contains("pid")) {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no backup began");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = spawn("0").wait_with_output().unwrap();
+    let first = first.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "the second backup ran: {err}");
+    assert!(
+        err.contains(&format!("backup target {} is in use", to.display()))
+            && err.contains("another backup into it is running"),
+        "{err}"
+    );
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&first.stdout).trim()).unwrap();
+    assert!(
+        summary["seconds"].as_f64().unwrap() > 1.0,
+        "the first backup was still running when the second came: {summary}"
+    );
+    server.stop().unwrap();
+    let out = xtdb(&["backup", "verify", to.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `POST /api/v1/backup` runs the native frame's backup: it needs `admin`
+/// (401 without credentials, 403 with a read-only token), refuses bad
+/// parameters with 400, is refused (400, by name) while `xtdb backup`
+/// runs into the same target, and then updates that backup, answering the
+/// JSON summary; the result passes `verify`.
+#[test]
+fn http_backup_needs_admin_shares_the_target_lock_and_answers_json() {
+    use net_common::http::req;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let t = common::make_tokens(
+        &data,
+        &[
+            ("reader", Perms::READ),
+            ("boss", Perms::READ.with(Perms::WRITE).with(Perms::ADMIN)),
+            ("ops", Perms::ADMIN),
+        ],
+    );
+    let server = common::server_with(&data, &[0, 1], |c| {
+        c.auth = AuthSetting::On;
+        c.http = Some("127.0.0.1:0".into());
+    })
+    .unwrap();
+    let addr = server.local_addr().to_string();
+    let http = server.http_addr().unwrap();
+    let mut w = WriteConfig::new(&addr);
+    w.client = ClientOptions {
+        token: Some(t[1].clone()),
+        ..Default::default()
+    };
+    w.tags = 500;
+    w.batch = 5_000;
+    w.conns = 2;
+    w.rate = 0;
+    w.max_ticks = Some(1_000);
+    w.duration = Duration::from_secs(60);
+    w.progress = false;
+    assert_eq!(write::run::<NetConn>(&w).unwrap().points_acked, 500_000);
+
+    let to = tmp.path().join("backup");
+    let to_s = to.to_str().unwrap().to_string();
+    let post = |query: &str, token: Option<&str>| {
+        let auth = token.map(|t| format!("Token {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        req(
+            http,
+            "POST",
+            &format!("/api/v1/backup?{query}"),
+            &headers,
+            b"",
+        )
+    };
+    let q = format!("to={to_s}");
+    assert_eq!(post(&q, None).status, 401);
+    assert_eq!(post(&q, Some(&t[0])).status, 403);
+    let ops = Some(t[2].as_str());
+    for (query, want) in [
+        ("rate=1", "to=DIR is required"),
+        ("to=relative/dir", "not an absolute path"),
+        (&format!("{q}&rate=-1") as &str, "rate must be"),
+        (&format!("{q}&link=maybe"), "link must be true or false"),
+    ] {
+        let r = post(query, ops);
+        assert_eq!(r.status, 400, "{query}: {}", r.text());
+        assert!(r.text().contains(want), "{query}: {}", r.text());
+    }
+    assert!(!to.exists(), "a refused request creates nothing");
+    let get = req(
+        http,
+        "GET",
+        &format!("/api/v1/backup?{q}"),
+        &[("Authorization", &format!("Token {}", t[2]))],
+        b"",
+    );
+    assert_eq!(get.status, 405, "{}", get.text());
+
+    // While `xtdb backup` (paced at 1 MiB/s per shard) runs into the target.
+    let cli = Command::new(env!("CARGO_BIN_EXE_xtdb"))
+        .args(["backup", "--addr", &addr, "--to", &to_s, "--rate", "1"])
+        .args(["--token", &t[1], "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lock = to.join(xtdb::storage::backup::TARGET_LOCK);
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&lock).is_ok_and(|s| s.contains("pid")) {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no backup began");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let busy = post(&q, ops);
+    let cli = cli.wait_with_output().unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    assert_eq!(busy.status, 400, "{}", busy.text());
+    assert!(
+        busy.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("backup target {to_s} is in use")),
+        "{}",
+        busy.text()
+    );
+
+    // Then over HTTP: an update of that backup, unpaced, with copies.
+    let r = post(&format!("{q}&rate=0&link=false"), ops);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    assert_eq!(j["to"], to_s.as_str(), "{j}");
+    assert!(j["files"].as_u64().unwrap() >= 5, "{j}");
+    assert_eq!(j["files_linked"], 0, "{j}");
+    assert_eq!(
+        j["bytes"].as_u64().unwrap(),
+        ["bytes_linked", "bytes_copied", "bytes_unchanged"]
+            .iter()
+            .map(|k| j[k].as_u64().unwrap())
+            .sum::<u64>(),
+        "{j}"
+    );
+    assert!(j["seconds"].as_f64().unwrap() > 0.0, "{j}");
+    server.stop().unwrap();
+    let v = xtdb::storage::backup::verify(&to).unwrap();
+    assert_eq!(v.files, j["files"].as_u64().unwrap());
+}

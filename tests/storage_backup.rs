@@ -4,7 +4,8 @@
 //! sealed chunks it already has; a backup cut short (no manifest) is
 //! refused by `verify` and completed by the next run; damage is named; a
 //! simulated power loss in the middle of a backup leaves the source whole
-//! and the target refused until a backup completes it.
+//! and the target refused until a backup completes it; a second backup
+//! into a target while one runs is refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -27,7 +28,7 @@ fn shard_dir(data: &Path) -> PathBuf {
 
 /// A whole backup of one shard into `to` (begin, the shard's cut, finish).
 async fn take(shard: &Shard, data: &Path, to: &Path, link: bool) -> Part {
-    let prev = backup::begin(to, data).await.expect("begin");
+    let (_lock, prev) = backup::begin(to, data).await.expect("begin");
     let part = shard
         .backup(&to.join("shard-0"), "shard-0", &prev, link, 0)
         .await
@@ -260,7 +261,7 @@ fn a_backup_cut_short_is_refused_then_completed_and_damage_is_named() {
         take(&shard, &d, &t, true).await;
         // A second run killed after its files, before its manifest: what
         // `begin` and the shard's cut leave without `finish`.
-        let prev = backup::begin(&t, &d).await.unwrap();
+        let (_lock, prev) = backup::begin(&t, &d).await.unwrap();
         shard
             .backup(&t.join("shard-0"), "shard-0", &prev, true, 0)
             .await
@@ -415,7 +416,7 @@ fn power_loss_during_a_backup_leaves_the_source_whole_and_the_target_refused() {
             // The writes and syncs of the same backup, counted on a scratch
             // target; the power fails at one of them.
             let before = plan.ops();
-            let prev = backup::begin(&scratch, &d).await.unwrap();
+            let (_lock, prev) = backup::begin(&scratch, &d).await.unwrap();
             shard
                 .backup(&scratch.join("shard-0"), "shard-0", &prev, link, 0)
                 .await
@@ -423,7 +424,7 @@ fn power_loss_during_a_backup_leaves_the_source_whole_and_the_target_refused() {
             let total = plan.ops() - before;
             plan.power_fail_after(1 + (case * 5) % total);
             let failed = async {
-                let prev = backup::begin(&t, &d).await?;
+                let (_lock, prev) = backup::begin(&t, &d).await?;
                 shard
                     .backup(&t.join("shard-0"), "shard-0", &prev, link, 0)
                     .await
@@ -461,4 +462,54 @@ fn power_loss_during_a_backup_leaves_the_source_whole_and_the_target_refused() {
             "case {case}: backup"
         );
     }
+}
+
+/// While a backup holds its target's lock, a second backup into the same
+/// target (a first backup's or an update's) is refused naming the target,
+/// and touches nothing; the first completes and verifies, and once its lock
+/// is released the next backup runs.
+#[test]
+fn a_second_backup_into_a_target_in_use_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let to = tmp.path().join("backup");
+    let (d, t) = (data.clone(), to.clone());
+    let (first, update) = life(move || async move {
+        let shard = Shard::open(small(&shard_dir(&d))).await.unwrap();
+        fill(&shard, 12, 0).await;
+        let mut errs = Vec::new();
+        // A first backup (the target does not exist yet), then an update.
+        for _ in 0..2 {
+            let (lock, prev) = backup::begin(&t, &d).await.unwrap();
+            let marker = std::fs::read(t.join(backup::INCOMPLETE)).unwrap();
+            errs.push(backup::begin(&t, &d).await.unwrap_err().to_string());
+            assert_eq!(
+                std::fs::read(t.join(backup::INCOMPLETE)).unwrap(),
+                marker,
+                "the refused backup left the target alone"
+            );
+            assert!(!t.join(backup::MANIFEST).exists());
+            let part = shard
+                .backup(&t.join("shard-0"), "shard-0", &prev, true, 0)
+                .await
+                .unwrap();
+            backup::finish(&t, 1, 0, part.entries).await.unwrap();
+            drop(lock);
+            backup::verify(&t).expect("the first backup completes");
+        }
+        // Released: the next one runs.
+        take(&shard, &d, &t, true).await;
+        shard.close().await.unwrap();
+        (errs.remove(0), errs.remove(0))
+    });
+    for e in [&first, &update] {
+        assert!(
+            e.contains(&format!("backup target {} is in use", to.display()))
+                && e.contains("another backup into it is running")
+                && e.contains(&format!("pid {}", std::process::id())),
+            "{e}"
+        );
+    }
+    backup::verify(&to).unwrap();
+    assert!(to.join(backup::TARGET_LOCK).exists());
 }

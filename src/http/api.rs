@@ -41,6 +41,7 @@ pub const ROUTES: &[(&str, Access)] = &[
     ("/api/v1/plot", Access::Needs(Perms::READ)),
     ("/api/v1/at_or_before", Access::Needs(Perms::READ)),
     ("/api/v1/tokens", Access::Needs(Perms::ADMIN)),
+    ("/api/v1/backup", Access::Needs(Perms::ADMIN)),
     ("/metrics", Access::Metrics),
     // The trend page's static files ([`super::ui`]): no data in them.
     (super::ui::INDEX, Access::Open),
@@ -123,6 +124,7 @@ async fn route(state: &Rc<HttpState>, peer: Option<IpAddr>, req: Request<Incomin
         "/api/v1/plot" if get => super::aggregate::plot(state, &params).await,
         "/api/v1/at_or_before" if get => super::aggregate::at_or_before(state, &params).await,
         "/api/v1/tokens" if get => super::auth::tokens(state),
+        "/api/v1/backup" if post => super::backup::backup(state, &params).await,
         "/query" if get || post => super::influxql::query(state, req, params).await,
         "/metrics" if get => super::metrics::render(state).await,
         p if get && super::ui::serves(p) => super::ui::serve(p, req.headers()),

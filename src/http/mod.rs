@@ -29,6 +29,7 @@
 //! | `GET /api/v1/plot?tag=..&start=&end=&pixels=` | plot values (first, last, min, max per pixel) |
 //! | `GET /api/v1/at_or_before?tag=..&time=` | the value in force at a time |
 //! | `GET /api/v1/tokens` | the server's view of the token file (admin) |
+//! | `POST /api/v1/backup?to=DIR&rate=MiB/s&link=true\|false` | an online backup into `DIR` on the server's machine (admin; see [`backup`]) |
 //! | `GET/POST /query?q=&db=&epoch=&pretty=&chunked=&params=` | InfluxQL (InfluxDB 1.x), see [`influxql`] |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /`, `/ui/app.js`, `/ui/app.css`, `/favicon.ico` | the trend page, see [`ui`] |
@@ -37,7 +38,7 @@
 //! request before its handler: writes need `write`; range, latest, tags, the
 //! aggregate endpoints, `/query` and `/metrics` need `read` (`/metrics`
 //! none with `--metrics-open`); tokens
-//! need `admin`; `/ping` and `/health` are open. With `--tls-cert` the
+//! and backup need `admin`; `/ping` and `/health` are open. With `--tls-cert` the
 //! listener speaks HTTPS only.
 //!
 //! Writes (see [`line`] for the accepted syntax): `204` once every point
@@ -76,6 +77,7 @@ pub mod aggregate;
 pub mod answer;
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod conn;
 pub mod influxql;
 pub mod limits;

@@ -17,9 +17,9 @@
 //! **What it writes.** `DIR/date=YYYY-MM-DD/part-0.parquet` for every UTC
 //! day in `[start, end)` that has points, written under `.tmp` and renamed
 //! when complete. Schema (see [`SCHEMA`]): `series` (the series key),
-//! `measurement`, `field`, `tags` (the key's tag section, `k=v,k=v` with
-//! the key's own escapes), `time` (TIMESTAMP µs UTC), `value` (DOUBLE),
-//! `quality` (INT32 annotated UINT_8). Rows are sorted by series key, then
+//! `measurement`, `field`, `tags` (a MAP of the key's tags, unescaped, in
+//! key order; empty without tags), `time` (TIMESTAMP µs UTC), `value`
+//! (DOUBLE), `quality` (INT32 annotated UINT_8). Rows are sorted by series key, then
 //! time; row groups hold `row_group_rows` rows (default 1 Mi); pages are
 //! snappy compressed, with the crate's default dictionary encoding and
 //! statistics (min/max per page and row group, so engines prune).
@@ -28,6 +28,23 @@
 //! range answer, whatever the time span or the series count (the listing
 //! itself is at most the catalog's 1,000,000 names). Must never: write a
 //! partial file under its final name, or overwrite an existing partition.
+//! Every file is `fsync`ed before its rename, and its directory after.
+//!
+//! **Periodic export** (`--every`, [`run_every`], one [`round`] each
+//! time): a cold tier that grows by appending. The directory holds
+//! [`STATE_FILE`], written before the first round and rewritten after each
+//! (temporary name, `fsync`, rename, directory `fsync`): the `--match`, the
+//! start, the end of what has been exported and the rounds done. Round `K`
+//! exports `[end, cut)`, `cut` = now minus `--lag`, into
+//! `date=YYYY-MM-DD/part-K.parquet` of every day it touches (round 0 writes
+//! the same `part-0` files as a one-shot export), then records `end = cut,
+//! rounds = K + 1`. A round killed midway leaves files numbered `K` or
+//! more (or `.tmp` files), which the state does not count: the next round
+//! removes them first and exports `[end, cut)` again, so a restart neither
+//! duplicates nor skips a row. One exporter per directory ([`LOCK_FILE`],
+//! an `flock` held for the job's life). Points written with a timestamp
+//! before a round's cut after that round ran are not exported: `--lag`
+//! must cover how late points arrive.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -46,7 +63,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::net::protocol::code;
 use crate::net::{Client, ClientError, ClientOptions};
-use crate::storage::catalog::key::split_key;
+use crate::storage::catalog::key::split_series_key;
 use crate::Point;
 
 /// The Parquet schema of every exported file.
@@ -54,11 +71,26 @@ pub const SCHEMA: &str = "message xtdb_export {
   REQUIRED BYTE_ARRAY series (STRING);
   REQUIRED BYTE_ARRAY measurement (STRING);
   REQUIRED BYTE_ARRAY field (STRING);
-  REQUIRED BYTE_ARRAY tags (STRING);
+  REQUIRED GROUP tags (MAP) {
+    REPEATED GROUP key_value {
+      REQUIRED BYTE_ARRAY key (STRING);
+      REQUIRED BYTE_ARRAY value (STRING);
+    }
+  }
   REQUIRED INT64 time (TIMESTAMP(MICROS,true));
   REQUIRED DOUBLE value;
   REQUIRED INT32 quality (INTEGER(8,false));
 }";
+
+/// A periodic export's state, in its directory (Spark and Trino skip
+/// files whose name starts with `_`; DuckDB's `**/*.parquet` glob does too).
+pub const STATE_FILE: &str = "_xtdb_export";
+
+/// The lock file of a periodic export's directory (one job at a time).
+pub const LOCK_FILE: &str = "_xtdb_export.lock";
+
+/// First line of [`STATE_FILE`].
+const STATE_MAGIC: &str = "xtdb export state 1";
 
 /// Microseconds per day.
 pub const DAY_US: i64 = 86_400_000_000;
@@ -81,9 +113,11 @@ pub struct ExportConfig {
     pub opts: ClientOptions,
     /// Output directory (created if missing).
     pub to: PathBuf,
-    /// Start, µs since the epoch, inclusive.
+    /// Start, µs since the epoch, inclusive (a periodic export: of its
+    /// first round).
     pub start: i64,
-    /// End, µs since the epoch, exclusive.
+    /// End, µs since the epoch, exclusive (a one-shot export; a round of a
+    /// periodic export ends at its cut instead).
     pub end: i64,
     /// Substring the series keys must contain (`""`: all).
     pub pattern: String,
@@ -167,7 +201,9 @@ struct Series {
     key: ByteArray,
     measurement: ByteArray,
     field: ByteArray,
-    tags: ByteArray,
+    /// The tags' keys and values, unescaped, in key order.
+    tag_keys: Vec<ByteArray>,
+    tag_values: Vec<ByteArray>,
 }
 
 impl Series {
@@ -175,42 +211,21 @@ impl Series {
         // A name that is not a line-protocol series key (it cannot come
         // from the HTTP edge, but the catalog does not forbid it) exports
         // whole as its measurement.
-        let (m, f, t) = match split_key(&key) {
-            Some(((m, tags, f), prefix)) => {
-                // The escaped `k=v,...` between the measurement and the field.
-                let me = measurement_end(&key);
-                let t = if tags.is_empty() || me >= prefix {
-                    String::new()
-                } else {
-                    key[me + 1..prefix].to_string()
-                };
-                (m, f, t)
-            }
-            None => (key.clone(), String::new(), String::new()),
+        let (m, f, tags) = match split_series_key(&key) {
+            Some((m, tags, f)) => (m, f, tags),
+            None => (key.clone(), String::new(), Vec::new()),
         };
+        let bytes = |s: String| ByteArray::from(s.into_bytes());
+        let (tag_keys, tag_values) = tags.into_iter().map(|(k, v)| (bytes(k), bytes(v))).unzip();
         Series {
             id,
-            key: ByteArray::from(key.into_bytes()),
-            measurement: ByteArray::from(m.into_bytes()),
-            field: ByteArray::from(f.into_bytes()),
-            tags: ByteArray::from(t.into_bytes()),
+            key: bytes(key),
+            measurement: bytes(m),
+            field: bytes(f),
+            tag_keys,
+            tag_values,
         }
     }
-}
-
-/// Where a series key's escaped measurement ends: its first `,` or space
-/// not after a backslash.
-fn measurement_end(key: &str) -> usize {
-    let b = key.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'\\' if matches!(b.get(i + 1), Some(b',' | b' ')) => i += 2,
-            b',' | b' ' => return i,
-            _ => i += 1,
-        }
-    }
-    b.len()
 }
 
 /// Parses `--start`/`--end`: microseconds since the epoch, or a date or
@@ -313,7 +328,17 @@ pub fn list_series(http: &str, token: Option<&str>, pattern: &str) -> Result<Vec
     Ok(out)
 }
 
-/// Lists, then exports on a glommio executor made on this thread.
+fn check_sizes(cfg: &ExportConfig) -> Result<()> {
+    if cfg.chunk_us <= 0 || cfg.row_group_rows == 0 {
+        return Err(Error::Config(
+            "--chunk and --row-group-rows must be positive".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Lists, then exports `[start, end)` on a glommio executor made on this
+/// thread (a one-shot export).
 pub fn run(cfg: &ExportConfig) -> Result<ExportSummary> {
     if cfg.end <= cfg.start {
         return Err(Error::Config(format!(
@@ -321,17 +346,20 @@ pub fn run(cfg: &ExportConfig) -> Result<ExportSummary> {
             cfg.end, cfg.start
         )));
     }
-    if cfg.chunk_us <= 0 || cfg.row_group_rows == 0 {
-        return Err(Error::Config(
-            "--chunk and --row-group-rows must be positive".into(),
-        ));
+    check_sizes(cfg)?;
+    if cfg.to.join(STATE_FILE).exists() {
+        return Err(Error::Config(format!(
+            "{} is a periodic export's directory (it holds {STATE_FILE}); continue it with \
+             --every, or export once into another directory",
+            cfg.to.display()
+        )));
     }
     let started = Instant::now();
     let listed = list_series(&cfg.http, cfg.opts.token.as_deref(), &cfg.pattern)?;
     let first = cfg.start.div_euclid(DAY_US);
     let last = (cfg.end - 1).div_euclid(DAY_US);
     for day in first..=last {
-        let p = part_path(&cfg.to, day);
+        let p = part_path(&cfg.to, day, 0);
         if p.exists() {
             return Err(Error::Config(format!(
                 "{} exists; export into an empty directory (or remove that partition)",
@@ -339,18 +367,390 @@ pub fn run(cfg: &ExportConfig) -> Result<ExportSummary> {
             )));
         }
     }
+    export_on_executor(cfg, listed, (cfg.start, cfg.end), 0, started)
+}
+
+fn export_on_executor(
+    cfg: &ExportConfig,
+    listed: Vec<(u32, String)>,
+    span: (i64, i64),
+    part: u64,
+    started: Instant,
+) -> Result<ExportSummary> {
     let ex = glommio::LocalExecutorBuilder::default()
         .io_memory(1 << 20)
         .make()
         .map_err(|e| Error::Startup(format!("start an executor: {e}")))?;
-    let mut summary = ex.run(export(cfg, listed, started))?;
+    let mut summary = ex.run(export(cfg, listed, span, part, started))?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }
 
-fn part_path(to: &Path, day: i64) -> PathBuf {
+fn part_path(to: &Path, day: i64, part: u64) -> PathBuf {
     to.join(format!("date={}", date_of_day(day)))
-        .join("part-0.parquet")
+        .join(format!("part-{part}.parquet"))
+}
+
+/// A periodic export's progress, as [`STATE_FILE`] records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct State {
+    /// The `--match` of every round.
+    pub pattern: String,
+    /// Start of the first round, µs.
+    pub start: i64,
+    /// Everything in `[start, end)` is exported, µs.
+    pub end: i64,
+    /// Rounds done; the next one writes `part-{rounds}.parquet` files.
+    pub rounds: u64,
+}
+
+impl State {
+    /// The file's text: a line per field, then the CRC32 of the lines.
+    pub fn encode(&self) -> String {
+        let body = format!(
+            "{STATE_MAGIC}\nmatch {}\nstart_us {}\nend_us {}\nrounds {}\n",
+            Value::String(self.pattern.clone()),
+            self.start,
+            self.end,
+            self.rounds
+        );
+        let crc = crc32fast::hash(body.as_bytes());
+        format!("{body}crc {crc:08x}\n")
+    }
+
+    /// Parses [`State::encode`]'s text; `Err` says what is wrong.
+    pub fn parse(text: &str) -> std::result::Result<State, String> {
+        let at = text
+            .rfind("crc ")
+            .ok_or("no closing crc line (cut short?)")?;
+        let (body, tail) = text.split_at(at);
+        let want = tail
+            .trim_end()
+            .strip_prefix("crc ")
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .ok_or("malformed crc line")?;
+        if crc32fast::hash(body.as_bytes()) != want {
+            return Err("checksum mismatch".into());
+        }
+        let mut l = body.lines();
+        if l.next() != Some(STATE_MAGIC) {
+            return Err(format!("first line is not {STATE_MAGIC:?}"));
+        }
+        let mut field = |key: &str| {
+            l.next()
+                .and_then(|v| v.strip_prefix(key))
+                .map(str::to_string)
+                .ok_or(format!("missing {key:?} line"))
+        };
+        let pattern = match serde_json::from_str(&field("match ")?) {
+            Ok(Value::String(p)) => p,
+            _ => return Err("malformed match line".into()),
+        };
+        let num = |v: String, key: &str| v.parse::<i64>().map_err(|_| format!("malformed {key}"));
+        let start = num(field("start_us ")?, "start_us")?;
+        let end = num(field("end_us ")?, "end_us")?;
+        let rounds = field("rounds ")?
+            .parse::<u64>()
+            .map_err(|_| "malformed rounds".to_string())?;
+        if end < start {
+            return Err(format!("end_us {end} before start_us {start}"));
+        }
+        Ok(State {
+            pattern,
+            start,
+            end,
+            rounds,
+        })
+    }
+}
+
+/// The state of the periodic export in `dir`, if it is one.
+pub fn read_state(dir: &Path) -> Result<Option<State>> {
+    let path = dir.join(STATE_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(t) => State::parse(&t).map(Some).map_err(|why| {
+            Error::Config(format!(
+                "{}: not a valid export state ({why}); the directory's partitions cannot be \
+                 continued safely",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("read", Some(path), e)),
+    }
+}
+
+fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("fsync dir", Some(dir.to_path_buf()), e))
+}
+
+/// Writes `st` as `dir`'s state: temporary name, `fsync`, rename,
+/// directory `fsync`.
+fn write_state(dir: &Path, st: &State) -> Result<()> {
+    let path = dir.join(STATE_FILE);
+    let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+    let io = |op: &str, e| Error::io(op.to_string(), Some(tmp.clone()), e);
+    let mut f = File::create(&tmp).map_err(|e| io("create", e))?;
+    f.write_all(st.encode().as_bytes())
+        .map_err(|e| io("write", e))?;
+    f.sync_all().map_err(|e| io("fsync", e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io("rename", e))?;
+    fsync_dir(dir)
+}
+
+/// One periodic export job's hold on its directory ([`LOCK_FILE`]); the
+/// kernel releases it when the process dies.
+#[derive(Debug)]
+pub struct JobLock {
+    _file: File,
+}
+
+/// Takes `dir`'s job lock (creating `dir`), or refuses: another periodic
+/// export runs into it.
+pub fn lock_dir(dir: &Path) -> Result<JobLock> {
+    use std::fs::{OpenOptions, TryLockError};
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io("create the export dir", Some(dir.to_path_buf()), e))?;
+    let path = dir.join(LOCK_FILE);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io("open the export lock", Some(path.clone()), e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(JobLock { _file: f }),
+        Err(TryLockError::WouldBlock) => Err(Error::Config(format!(
+            "{} is in use: another periodic export into it is running (it holds the lock on {})",
+            dir.display(),
+            path.display()
+        ))),
+        Err(TryLockError::Error(e)) => Err(Error::io("lock", Some(path), e)),
+    }
+}
+
+/// What one round of a periodic export did.
+#[derive(Clone, Debug)]
+pub struct Round {
+    /// The round's number (its files are `part-{round}.parquet`); `None`
+    /// when there was nothing new to export (the cut was not after the
+    /// exported end).
+    pub round: Option<u64>,
+    /// The exported span, `[from, upto)`, µs.
+    pub from: i64,
+    /// End of the exported span (the cut), µs.
+    pub upto: i64,
+    /// Leftover files of a round cut short, removed first.
+    pub removed: usize,
+    /// The export itself.
+    pub summary: ExportSummary,
+}
+
+impl Round {
+    /// One JSON object: the export's summary plus the round's fields.
+    pub fn json(&self) -> Value {
+        let mut v = self.summary.json();
+        if let Value::Object(m) = &mut v {
+            m.insert("round".into(), serde_json::json!(self.round));
+            m.insert("from_us".into(), self.from.into());
+            m.insert("upto_us".into(), self.upto.into());
+            m.insert("removed".into(), self.removed.into());
+        }
+        v
+    }
+
+    /// The human summary.
+    pub fn text(&self) -> String {
+        match self.round {
+            None => format!(
+                "export round: nothing new (exported up to {} µs, the cut is {} µs)",
+                self.from, self.upto
+            ),
+            Some(k) => format!(
+                "export round {k}: [{}, {}) µs{}; {}",
+                self.from,
+                self.upto,
+                if self.removed > 0 {
+                    format!(
+                        ", {} leftover files of a round cut short removed",
+                        self.removed
+                    )
+                } else {
+                    String::new()
+                },
+                self.summary.text()
+            ),
+        }
+    }
+}
+
+/// Removes what a round cut short left in `dir`: the state's temporary
+/// file, partition files numbered `rounds` or more (the state does not
+/// count them) and temporary partition files; nothing else.
+/// Returns the files removed.
+fn remove_leftovers(dir: &Path, rounds: u64) -> Result<usize> {
+    let list =
+        |d: &Path| std::fs::read_dir(d).map_err(|e| Error::io("list", Some(d.to_path_buf()), e));
+    let mut removed = 0;
+    for e in list(dir)? {
+        let e = e.map_err(|e| Error::io("list", Some(dir.to_path_buf()), e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        if name == format!("{STATE_FILE}.tmp") {
+            std::fs::remove_file(&path).map_err(|e| Error::io("remove", Some(path.clone()), e))?;
+            removed += 1;
+            continue;
+        }
+        if !name.starts_with("date=") || !path.is_dir() {
+            continue;
+        }
+        let mut here = 0;
+        for f in list(&path)? {
+            let f = f.map_err(|e| Error::io("list", Some(path.clone()), e))?;
+            let n = f.file_name().to_string_lossy().into_owned();
+            let uncounted = n.strip_prefix("part-").is_some_and(|r| {
+                r.ends_with(".parquet.tmp")
+                    || r.strip_suffix(".parquet")
+                        .and_then(|k| k.parse::<u64>().ok())
+                        .is_some_and(|k| k >= rounds)
+            });
+            if uncounted {
+                let fp = f.path();
+                std::fs::remove_file(&fp).map_err(|e| Error::io("remove", Some(fp.clone()), e))?;
+                here += 1;
+            }
+        }
+        if here > 0 {
+            fsync_dir(&path)?;
+            removed += here;
+        }
+    }
+    if removed > 0 {
+        fsync_dir(dir)?;
+    }
+    Ok(removed)
+}
+
+/// One round of the periodic export into `cfg.to`: exports what lies
+/// between the state's end (`cfg.start` for the first round) and `upto`,
+/// then records it (see the module doc). `cfg.end` is not used. Refuses a
+/// directory that holds partitions but no state (a one-shot export's), and
+/// a `--match` or `--start` other than the state's.
+pub fn round(cfg: &ExportConfig, upto: i64) -> Result<Round> {
+    check_sizes(cfg)?;
+    let to = &cfg.to;
+    std::fs::create_dir_all(to)
+        .map_err(|e| Error::io("create the export dir", Some(to.clone()), e))?;
+    let st = match read_state(to)? {
+        Some(st) => {
+            if st.pattern != cfg.pattern {
+                return Err(Error::Config(format!(
+                    "{} holds a periodic export of --match {:?}, not {:?}; use the same --match \
+                     or another directory",
+                    to.display(),
+                    st.pattern,
+                    cfg.pattern
+                )));
+            }
+            if st.start != cfg.start {
+                return Err(Error::Config(format!(
+                    "{} holds a periodic export that started at {} µs, not {} µs; give the same \
+                     --start (or none) or another directory",
+                    to.display(),
+                    st.start,
+                    cfg.start
+                )));
+            }
+            st
+        }
+        None => {
+            let has_parts = std::fs::read_dir(to)
+                .map_err(|e| Error::io("list", Some(to.clone()), e))?
+                .filter_map(|e| e.ok())
+                .any(|e| e.file_name().to_string_lossy().starts_with("date="));
+            if has_parts {
+                return Err(Error::Config(format!(
+                    "{} holds partitions but no {STATE_FILE}: not a periodic export's directory \
+                     (a one-shot export's?); a periodic export needs its own",
+                    to.display()
+                )));
+            }
+            let st = State {
+                pattern: cfg.pattern.clone(),
+                start: cfg.start,
+                end: cfg.start,
+                rounds: 0,
+            };
+            write_state(to, &st)?;
+            st
+        }
+    };
+    let removed = remove_leftovers(to, st.rounds)?;
+    let started = Instant::now();
+    if upto <= st.end {
+        return Ok(Round {
+            round: None,
+            from: st.end,
+            upto,
+            removed,
+            summary: ExportSummary::default(),
+        });
+    }
+    let listed = list_series(&cfg.http, cfg.opts.token.as_deref(), &cfg.pattern)?;
+    let summary = export_on_executor(cfg, listed, (st.end, upto), st.rounds, started)?;
+    fsync_dir(to)?;
+    write_state(
+        to,
+        &State {
+            end: upto,
+            rounds: st.rounds + 1,
+            ..st.clone()
+        },
+    )?;
+    Ok(Round {
+        round: Some(st.rounds),
+        from: st.end,
+        upto,
+        removed,
+        summary,
+    })
+}
+
+/// The periodic export (`--every`): holds the directory's job lock and runs
+/// a [`round`] up to now minus `lag_us` every `every`, telling `report`
+/// each round's outcome. An error in the first round (a refused directory,
+/// a server that is not there) ends the job with it; a later round's error
+/// is reported and the next round retries. Runs until the process ends (any
+/// time is safe: the next start resumes).
+pub fn run_every(
+    cfg: &ExportConfig,
+    every: Duration,
+    lag_us: i64,
+    mut report: impl FnMut(&Result<Round>),
+) -> Result<()> {
+    if every.is_zero() || lag_us < 0 {
+        return Err(Error::Config(
+            "--every must be positive and --lag not negative".into(),
+        ));
+    }
+    let _lock = lock_dir(&cfg.to)?;
+    let mut first = true;
+    loop {
+        let began = Instant::now();
+        let r = round(
+            cfg,
+            crate::runtime::admission::now_us().saturating_sub(lag_us),
+        );
+        match r {
+            Err(e) if first => return Err(e),
+            r => report(&r),
+        }
+        first = false;
+        std::thread::sleep(every.saturating_sub(began.elapsed()));
+    }
 }
 
 /// Reads `[s, e)` of one series, splitting a window the server refuses as
@@ -393,11 +793,15 @@ async fn read_window(
 /// quality.
 type Rows = Vec<(u32, i64, f64, u8)>;
 
+/// Exports `span` of the listed series into `part-{part}.parquet` files.
 async fn export(
     cfg: &ExportConfig,
     listed: Vec<(u32, String)>,
+    span: (i64, i64),
+    part: u64,
     started: Instant,
 ) -> Result<ExportSummary> {
+    let (start, end) = span;
     let series: Vec<Series> = listed
         .into_iter()
         .map(|(id, k)| Series::new(id, k))
@@ -418,11 +822,11 @@ async fn export(
     };
     let mut last_note = Instant::now();
     let mut pts = Vec::new();
-    let first = cfg.start.div_euclid(DAY_US);
-    let last = (cfg.end - 1).div_euclid(DAY_US);
+    let first = start.div_euclid(DAY_US);
+    let last = (end - 1).div_euclid(DAY_US);
     for day in first..=last {
-        let (ds, de) = (cfg.start.max(day * DAY_US), cfg.end.min((day + 1) * DAY_US));
-        let path = part_path(&cfg.to, day);
+        let (ds, de) = (start.max(day * DAY_US), end.min((day + 1) * DAY_US));
+        let path = part_path(&cfg.to, day, part);
         let tmp = path.with_extension("parquet.tmp");
         let mut writer: Option<SerializedFileWriter<File>> = None;
         let mut rows: Rows = Vec::new();
@@ -465,8 +869,14 @@ async fn export(
         }
         if let Some(w) = writer {
             let meta = w.close().map_err(|e| pq_err("close", &tmp, e))?;
+            File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io("fsync", Some(tmp.clone()), e))?;
             std::fs::rename(&tmp, &path)
                 .map_err(|e| Error::io("rename the partition file", Some(path.clone()), e))?;
+            if let Some(dir) = path.parent() {
+                fsync_dir(dir)?;
+            }
             let bytes = std::fs::metadata(&path)
                 .map_err(|e| Error::io("stat", Some(path.clone()), e))?
                 .len();
@@ -514,7 +924,9 @@ fn open<'a>(
     }
 }
 
-/// Writes one row group, each column in batches of [`BATCH`] rows.
+/// Writes one row group, each column in batches of about [`BATCH`] rows
+/// (the leaf columns in schema order: series, measurement, field, the
+/// tags' keys, the tags' values, time, value, quality).
 fn write_group(
     w: &mut SerializedFileWriter<File>,
     series: &[Series],
@@ -525,9 +937,12 @@ fn write_group(
     let mut rg = w.next_row_group().map_err(err)?;
     let mut col_ix = 0;
     while let Some(mut col) = rg.next_column().map_err(err)? {
+        if matches!(col_ix, 3 | 4) {
+            write_tags(&mut col, series, rows, col_ix == 3).map_err(err)?;
+        }
         for b in rows.chunks(BATCH) {
             match col_ix {
-                0..=3 => {
+                0..=2 => {
                     let v: Vec<ByteArray> = b
                         .iter()
                         .map(|r| {
@@ -535,8 +950,7 @@ fn write_group(
                             match col_ix {
                                 0 => s.key.clone(),
                                 1 => s.measurement.clone(),
-                                2 => s.field.clone(),
-                                _ => s.tags.clone(),
+                                _ => s.field.clone(),
                             }
                         })
                         .collect();
@@ -544,13 +958,14 @@ fn write_group(
                         .write_batch(&v, None, None)
                         .map_err(err)?;
                 }
-                4 => {
+                3 | 4 => {}
+                5 => {
                     let v: Vec<i64> = b.iter().map(|r| r.1).collect();
                     col.typed::<Int64Type>()
                         .write_batch(&v, None, None)
                         .map_err(err)?;
                 }
-                5 => {
+                6 => {
                     let v: Vec<f64> = b.iter().map(|r| r.2).collect();
                     col.typed::<DoubleType>()
                         .write_batch(&v, None, None)
@@ -571,6 +986,43 @@ fn write_group(
     Ok(())
 }
 
+/// Writes the `tags` map's key (`keys`) or value column: per row one
+/// entry per tag (definition level 1; repetition level 0 for a row's first,
+/// 1 for the others), or for a row without tags one empty entry (both
+/// levels 0). Batches end on a row's end once they hold [`BATCH`] levels.
+fn write_tags(
+    col: &mut parquet::file::writer::SerializedColumnWriter<'_>,
+    series: &[Series],
+    rows: &Rows,
+    keys: bool,
+) -> parquet::errors::Result<()> {
+    let (mut v, mut def, mut rep) = (Vec::new(), Vec::new(), Vec::new());
+    let w = col.typed::<ByteArrayType>();
+    for r in rows {
+        let s = &series[r.0 as usize];
+        let t = if keys { &s.tag_keys } else { &s.tag_values };
+        if t.is_empty() {
+            def.push(0);
+            rep.push(0);
+        }
+        for (i, x) in t.iter().enumerate() {
+            v.push(x.clone());
+            def.push(1);
+            rep.push(i16::from(i > 0));
+        }
+        if def.len() >= BATCH {
+            w.write_batch(&v, Some(&def), Some(&rep))?;
+            v.clear();
+            def.clear();
+            rep.clear();
+        }
+    }
+    if !def.is_empty() {
+        w.write_batch(&v, Some(&def), Some(&rep))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -583,12 +1035,42 @@ mod tests {
         assert_eq!(date_of_day(19_782), "2024-02-29");
         let s = Series::new(1, "m\\,x,a=1,b\\=c=2\\ 3 f\\ 1".into());
         assert_eq!(s.measurement.as_utf8().ok(), Some("m,x"));
-        assert_eq!(s.tags.as_utf8().ok(), Some("a=1,b\\=c=2\\ 3"));
+        let utf8 = |v: &[ByteArray]| -> Vec<String> {
+            v.iter()
+                .map(|b| b.as_utf8().unwrap_or("?").to_string())
+                .collect()
+        };
+        assert_eq!(utf8(&s.tag_keys), ["a", "b=c"]);
+        assert_eq!(utf8(&s.tag_values), ["1", "2 3"]);
         assert_eq!(s.field.as_utf8().ok(), Some("f 1"));
         let s = Series::new(2, "cpu usage".into());
-        assert_eq!(s.tags.as_utf8().ok(), Some(""));
+        assert!(s.tag_keys.is_empty() && s.tag_values.is_empty());
         assert_eq!(s.field.as_utf8().ok(), Some("usage"));
         assert!(parse_time_us("2024-01-01").is_ok_and(|t| t == 19_723 * DAY_US));
         assert!(parse_time_us("yesterday").is_err());
+    }
+
+    #[test]
+    fn state_round_trips_and_damage_is_refused() {
+        let st = State {
+            pattern: "a \"b\"\nc".into(),
+            start: -5,
+            end: 1_704_067_200_000_000,
+            rounds: 3,
+        };
+        let text = st.encode();
+        assert_eq!(State::parse(&text), Ok(st.clone()));
+        // Every byte flipped, and every cut, is refused (but the final
+        // newline's).
+        for i in 0..text.len() - 1 {
+            let mut b = text.clone().into_bytes();
+            b[i] ^= 0x01;
+            if let Ok(t) = String::from_utf8(b) {
+                assert!(State::parse(&t).is_err(), "flip at {i}: {t:?}");
+            }
+            assert!(State::parse(&text[..i]).is_err(), "cut at {i}");
+        }
+        let back = State { end: -6, ..st };
+        assert!(State::parse(&back.encode()).is_err_and(|e| e.contains("before")));
     }
 }

@@ -74,7 +74,8 @@
 //! A backup needs the `admin` permission and answers once the manifest is
 //! written (it may take minutes: the client waits without a timeout). A
 //! bad target (relative, overlapping the data directory, not empty and not
-//! a backup) is error 11; an I/O failure is error 100 and leaves the target
+//! a backup, or in use by another backup running into it) is error 11; an
+//! I/O failure is error 100 and leaves the target
 //! without a manifest. Progress: the `backup_bytes` and `backup_files`
 //! counters of STATS grow while it runs. See
 //! [`crate::storage::backup`] for what is copied and how.

@@ -255,8 +255,8 @@ pub enum Command {
 /// The steps of a [`Command::Backup`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum BackupStep {
-    /// Prepare the target; answers the previous backup's files
-    /// ([`Answer::BackupFiles`]).
+    /// Prepare and lock the target; answers its lock and the previous
+    /// backup's files ([`Answer::BackupFiles`]).
     Begin,
     /// Take this shard's cut ([`Answer::BackupPart`]).
     Shard {
@@ -327,8 +327,9 @@ pub enum Answer {
     Rows(Vec<Vec<Row>>),
     /// Per-window partials, one list per requested tag, in request order.
     Partials(Vec<Vec<Option<Partial>>>),
-    /// The previous backup's files (a backup's first step).
-    BackupFiles(Vec<backup::Entry>),
+    /// The target's lock, held by dispatch until the backup has ended, and
+    /// the previous backup's files (a backup's first step).
+    BackupFiles(backup::TargetLock, Vec<backup::Entry>),
     /// What one shard (or the catalog step) put into a backup.
     BackupPart(backup::Part),
     /// A finished backup.
@@ -446,7 +447,7 @@ impl Failure {
             Answer::Catalog(_) => "catalog",
             Answer::Rows(_) => "rows",
             Answer::Partials(_) => "partials",
-            Answer::BackupFiles(_) | Answer::BackupPart(_) => "backup step",
+            Answer::BackupFiles(..) | Answer::BackupPart(_) => "backup step",
             Answer::BackupDone(_) => "backup",
         };
         Failure::Internal {

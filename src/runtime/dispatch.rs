@@ -52,21 +52,37 @@ pub async fn execute(router: &Rc<Router>, cmd: Command) -> Reply {
     }
 }
 
-/// An online backup: the target is prepared on the catalog shard, every
-/// shard takes its cut concurrently (each given the previous backup's files
-/// under its own directory), then the catalog shard copies the catalog
-/// (after every cut, so it names every id the cuts hold) and writes the
-/// manifest. A failed step fails the backup after every shard's step has
-/// ended, leaving the target without a manifest.
+/// An online backup: the target is prepared and locked on the catalog
+/// shard, every shard takes its cut concurrently (each given the previous
+/// backup's files under its own directory), then the catalog shard copies
+/// the catalog (after every cut, so it names every id the cuts hold) and
+/// writes the manifest. A failed step fails the backup after every shard's
+/// step has ended, leaving the target without a manifest. The steps run in
+/// a detached task that holds the target's lock to the end: a caller that
+/// goes away (an HTTP client hanging up) neither cancels a backup midway
+/// nor frees its target while shards still write into it.
 async fn backup(router: &Rc<Router>, to: PathBuf, link: bool, rate: u64) -> Reply {
+    let r = Rc::clone(router);
+    glommio::spawn_local(async move { backup_steps(&r, to, link, rate).await })
+        .detach()
+        .await
+        .unwrap_or_else(|| {
+            Err(Failure::Internal {
+                reason: "the backup task was cancelled".into(),
+            })
+        })
+}
+
+async fn backup_steps(router: &Rc<Router>, to: PathBuf, link: bool, rate: u64) -> Reply {
     let started = std::time::Instant::now();
     let started_us = now_us();
     let step = |s| Command::BackupStep {
         to: to.clone(),
         step: s,
     };
-    let prev = match router.call(CATALOG_SHARD, step(BackupStep::Begin)).await? {
-        Answer::BackupFiles(p) => p,
+    // Held until this function returns: every step below has ended by then.
+    let (_lock, prev) = match router.call(CATALOG_SHARD, step(BackupStep::Begin)).await? {
+        Answer::BackupFiles(lock, p) => (lock, p),
         other => return Err(Failure::unexpected("backup", &other)),
     };
     let shards = router.shards();

@@ -175,7 +175,7 @@ impl Local {
         match step {
             BackupStep::Begin => backup::begin(to, data_dir)
                 .await
-                .map(Answer::BackupFiles)
+                .map(|(lock, prev)| Answer::BackupFiles(lock, prev))
                 .map_err(failed),
             BackupStep::Shard { link, rate, prev } => {
                 let rel = format!("shard-{}", self.index);

@@ -48,6 +48,16 @@
 //! Files of the target that are not part of the new backup (chunks
 //! compaction has since replaced, recycled WAL segments, leftovers of an
 //! interrupted run) are deleted before the manifest is written.
+//!
+//! One backup into a target at a time: [`begin`] takes an exclusive
+//! `flock` on [`TARGET_LOCK`] in the target (before it touches anything
+//! else there) and hands it back as a [`TargetLock`], which the caller
+//! holds until [`finish`] has returned or the backup has failed. A second
+//! backup into the same target meanwhile, from this server or another
+//! process, is refused naming the target and the holder; the kernel
+//! releases the lock when its holder dies, so a killed backup never leaves
+//! a stale one. The lock file stays (removing a lock file races a waiter
+//! that has it open); [`verify`] and [`finish`] leave it alone.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -70,6 +80,9 @@ pub const INCOMPLETE: &str = "BACKUP.incomplete";
 const MANIFEST_MAGIC: &str = "xtdb backup manifest 1";
 /// First line of the marker of a first backup that has not finished.
 const INCOMPLETE_MAGIC: &str = "xtdb backup incomplete";
+/// The lock file of a backup target, `flock`ed by the backup running into
+/// it (see the module doc).
+pub const TARGET_LOCK: &str = "BACKUP.lock";
 /// Small files of the data directory copied as they are.
 const SHARD_COUNT_FILE: &str = "shard-count";
 
@@ -231,18 +244,90 @@ pub fn parse_manifest(text: &str) -> std::result::Result<Manifest, String> {
     })
 }
 
+/// The exclusive lock of a backup target ([`TARGET_LOCK`]), held by the
+/// backup running into it until dropped. The kernel releases it when the
+/// process dies.
+#[derive(Debug)]
+pub struct TargetLock {
+    _file: std::fs::File,
+}
+
+/// Takes the exclusive lock of the target `to` (an existing directory), or
+/// refuses naming the target and the backup that holds it.
+fn lock_target(to: &Path) -> Result<TargetLock> {
+    use std::fs::{OpenOptions, TryLockError};
+    use std::io::{Read, Seek, Write};
+    let path = to.join(TARGET_LOCK);
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(err_io("open the backup lock", &path))?;
+    match f.try_lock() {
+        Ok(()) => {
+            // For the refusal's message only: the lock is the flock.
+            let since = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let holder = format!(
+                "pid {}, started at {since} s since the epoch\n",
+                std::process::id()
+            );
+            f.set_len(0)
+                .map_err(err_io("truncate the backup lock", &path))?;
+            f.rewind()
+                .map_err(err_io("rewind the backup lock", &path))?;
+            f.write_all(holder.as_bytes())
+                .map_err(err_io("write the backup lock", &path))?;
+            Ok(TargetLock { _file: f })
+        }
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = f.read_to_string(&mut holder);
+            let holder = holder.trim();
+            Err(refuse(format!(
+                "backup target {} is in use: another backup into it is running{} (it holds \
+                 the lock on {}); two backups into one target would interleave their files \
+                 and manifests: wait for it to finish, or back up into another directory",
+                to.display(),
+                if holder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({holder})")
+                },
+                path.display()
+            )))
+        }
+        Err(TryLockError::Error(e)) => Err(Error::io("lock", &path, e)),
+    }
+}
+
 /// Starts a backup into `to` for the server whose data directory is
 /// `data_dir`: creates `to` if missing, refuses a directory that is neither
 /// empty nor a backup (or that is inside the data directory or holds it),
+/// takes the target's lock (refused while another backup into `to` runs)
 /// and moves the previous manifest aside as [`INCOMPLETE`]. Returns the
-/// previous backup's files (empty for a first backup).
-pub async fn begin(to: &Path, data_dir: &Path) -> Result<Vec<Entry>> {
+/// lock, to hold until the backup has finished or failed, and the previous
+/// backup's files (empty for a first backup).
+pub async fn begin(to: &Path, data_dir: &Path) -> Result<(TargetLock, Vec<Entry>)> {
     let (to, data) = (to.to_path_buf(), data_dir.to_path_buf());
-    let prev = blocking(move || begin_blocking(&to, &data)).await?;
-    Ok(prev)
+    blocking(move || begin_blocking(&to, &data)).await
 }
 
-fn begin_blocking(to: &Path, data_dir: &Path) -> Result<Vec<Entry>> {
+/// Whether `to` holds nothing but (perhaps) the target lock file.
+fn is_empty_target(to: &Path) -> Result<bool> {
+    for e in std::fs::read_dir(to).map_err(err_io("list", to))? {
+        let e = e.map_err(err_io("list", to))?;
+        if e.file_name() != TARGET_LOCK {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn begin_blocking(to: &Path, data_dir: &Path) -> Result<(TargetLock, Vec<Entry>)> {
     if !to.is_absolute() {
         return Err(refuse(format!(
             "backup target {} is not an absolute path (it is a path on the server's machine)",
@@ -281,15 +366,23 @@ fn begin_blocking(to: &Path, data_dir: &Path) -> Result<Vec<Entry>> {
     std::fs::create_dir_all(to).map_err(err_io("create backup dir", to))?;
     let manifest = to.join(MANIFEST);
     let marker = to.join(INCOMPLETE);
+    let not_backup = || {
+        refuse(format!(
+            "backup target {} is neither empty nor an xtdb backup (no {MANIFEST} or {INCOMPLETE})",
+            to.display()
+        ))
+    };
+    // Checked before the lock file is created, so a directory that is not
+    // a backup is left untouched; checked again under the lock.
+    if !manifest.exists() && !marker.exists() && !is_empty_target(to)? {
+        return Err(not_backup());
+    }
+    let lock = lock_target(to)?;
     if manifest.exists() {
         std::fs::rename(&manifest, &marker).map_err(err_io("rename", &manifest))?;
     } else if !marker.exists() {
-        let mut names = std::fs::read_dir(to).map_err(err_io("list", to))?;
-        if names.next().is_some() {
-            return Err(refuse(format!(
-                "backup target {} is neither empty nor an xtdb backup (no {MANIFEST} or {INCOMPLETE})",
-                to.display()
-            )));
+        if !is_empty_target(to)? {
+            return Err(not_backup());
         }
         write_small(&marker, format!("{INCOMPLETE_MAGIC}\n").as_bytes())?;
     }
@@ -297,11 +390,13 @@ fn begin_blocking(to: &Path, data_dir: &Path) -> Result<Vec<Entry>> {
     let text = std::fs::read_to_string(&marker).map_err(err_io("read", &marker))?;
     // The marker of a first backup, or a previous manifest: only a valid
     // manifest says which immutable files are already there.
-    Ok(parse_manifest(&text).map(|m| m.entries).unwrap_or_default())
+    let prev = parse_manifest(&text).map(|m| m.entries).unwrap_or_default();
+    Ok((lock, prev))
 }
 
-/// Finishes a backup into `to`: deletes every file of `to` that `entries`
-/// does not list, then writes the manifest (temporary name, `fsync`,
+/// Finishes a backup into `to` (its caller holding the [`TargetLock`]
+/// from [`begin`]): deletes every file of `to` that `entries` does not
+/// list (but the lock file), then writes the manifest (temporary name, `fsync`,
 /// rename, directory `fsync`) and removes [`INCOMPLETE`].
 pub async fn finish(to: &Path, shards: usize, created_us: i64, entries: Vec<Entry>) -> Result<()> {
     let to = to.to_path_buf();
@@ -324,7 +419,11 @@ fn finish_blocking(to: &Path, shards: usize, created_us: i64, entries: &[Entry])
             };
             if e.file_type().map_err(err_io("stat", &path))?.is_dir() {
                 dirs.push((path, r));
-            } else if !keep.contains(r.as_str()) && r != INCOMPLETE && r != MANIFEST {
+            } else if !keep.contains(r.as_str())
+                && r != INCOMPLETE
+                && r != MANIFEST
+                && r != TARGET_LOCK
+            {
                 std::fs::remove_file(&path).map_err(err_io("remove", &path))?;
                 removed = true;
             }
@@ -793,6 +892,7 @@ pub fn verify(dir: &Path) -> Result<Verified> {
             } else if !listed.contains(r.as_str())
                 && r != MANIFEST
                 && r != INCOMPLETE
+                && r != TARGET_LOCK
                 && r != "LOCK"
             {
                 return Err(refuse(format!(
