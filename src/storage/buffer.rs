@@ -262,6 +262,24 @@ impl TagBuffer {
         }
     }
 
+    /// A buffer holding `segs` (in time order, disjoint: a snapshot's),
+    /// written in WAL records `min_seq..=max_seq`. Later points append to
+    /// a new head behind them.
+    fn restored(segs: Vec<Segment>, min_seq: u64, max_seq: u64, since: Instant) -> Self {
+        let mut b = TagBuffer::new(min_seq, since);
+        b.max_seq = max_seq;
+        b.head_seq = max_seq;
+        b.streamed = segs.iter().map(|s| s.count).sum();
+        b.inserted = b.streamed as usize;
+        b.stream_last = segs.last().map_or(i64::MIN, |s| s.last.ts);
+        if !segs.is_empty() {
+            let c = b.cold.get_or_insert_default();
+            c.sealed_bytes = segs.iter().map(|s| s.heap_bytes()).sum();
+            c.sealed = segs;
+        }
+        b
+    }
+
     /// Turns the buffer into block-sized segments, in time order. Without
     /// out-of-order points the stream's bytes are reused as they are.
     pub fn freeze(mut self) -> Vec<Segment> {
@@ -494,6 +512,43 @@ impl Buffers {
         self.by_seq.insert((buf.min_seq, tag));
         self.bytes = self.bytes + buf.heap_bytes() - before;
         Some((segs, min_seq, buf.head_seq))
+    }
+
+    /// Puts back `tag`'s buffer from a snapshot (the tag must have none).
+    pub fn restore(
+        &mut self,
+        tag: u32,
+        segs: Vec<Segment>,
+        min_seq: u64,
+        max_seq: u64,
+        now: Instant,
+    ) {
+        if segs.is_empty() || self.index.contains_key(&tag) {
+            return;
+        }
+        let slot = self.new_slot(tag, min_seq, now);
+        let buf = TagBuffer::restored(segs, min_seq, max_seq, now);
+        self.points += buf.inserted;
+        self.bytes += buf.heap_bytes();
+        self.slots[slot].1 = buf;
+    }
+
+    /// Empties every buffer into its segments (as a flush freezes them),
+    /// for a snapshot: `(tag, min_seq, max_seq, segments)` by tag.
+    pub fn drain_segments(&mut self) -> Vec<(u32, u64, u64, Vec<Segment>)> {
+        let mut tags: Vec<u32> = self.index.keys().copied().collect();
+        tags.sort_unstable();
+        let mut out = Vec::with_capacity(tags.len());
+        for tag in tags {
+            if let Some(b) = self.take(tag) {
+                let (min_seq, max_seq) = (b.min_seq, b.max_seq);
+                let segs = b.freeze();
+                if !segs.is_empty() {
+                    out.push((tag, min_seq, max_seq, segs));
+                }
+            }
+        }
+        out
     }
 
     /// Buffered samples.

@@ -34,6 +34,7 @@ mod query;
 pub mod records;
 mod recovery;
 mod shard;
+pub mod snapshot;
 mod stats;
 pub mod tokens;
 pub mod wal;

@@ -1,6 +1,8 @@
 //! Opening a shard: load chunk directories, rebuild the active chunk's
-//! directory from its blocks, replay the WAL from the checkpoint, start the
-//! WAL writer and the flusher.
+//! directory from its blocks, put the buffers back from the snapshot a
+//! clean close left (if it matches the WAL; see [`snapshot`]) or else
+//! replay the WAL from the checkpoint into them, start the WAL writer and
+//! the flusher.
 //!
 //! Policy (documented in the README): a torn WAL tail is truncated and
 //! reported; damage before the tail, a damaged chunk header, or a committed
@@ -25,8 +27,10 @@ use crate::storage::file::{check_format, ensure_dir, remove_file, sync_dir};
 use crate::storage::flush::{flush_everything, run_flusher};
 use crate::storage::index::ChunkInfo;
 use crate::storage::keepalive::{self, KeepAliveStop};
-use crate::storage::shard::{Inner, Shard};
+use crate::storage::shard::{Inner, RecoveryReport, Shard};
+use crate::storage::snapshot::{self, Snapshot};
 use crate::storage::wal::replay::WalRecovery;
+use crate::storage::wal::Recovered;
 use crate::storage::wal::{format, Wal};
 
 impl Shard {
@@ -65,37 +69,44 @@ async fn open_inner(cfg: ShardConfig, keepalive: KeepAliveStop) -> Result<Shard>
     report.checkpoint = checkpoint;
     report.chunks_duration = started.elapsed();
 
-    // WAL: replay records at or after the checkpoint into the buffers,
-    // flushing between segments if they outgrow the memory budget.
-    let mut rec = WalRecovery::open(&wal_dir, cfg.wal_segment_size, checkpoint).await?;
-    let now = Instant::now();
-    let mut decoded = Vec::new();
-    while let Some(seg) = rec.next_segment().await? {
-        for (seq, payload) in seg.iter() {
-            decoded.clear();
-            decoded.extend(format::points(payload));
-            report.wal_points_replayed += decoded.len() as u64;
-            inner.mem.insert(&decoded, seq, now, cfg.memory_budget);
+    // The buffers a clean close wrote: used if the WAL ends exactly where
+    // they do (nothing is inserted or flushed before that is known).
+    let snap = match snapshot::take(&cfg.dir).await? {
+        Some(s) if s.checkpoint == checkpoint => Some(s),
+        Some(s) => {
+            log::warn!(
+                "{}: buffer snapshot ignored: its checkpoint {} is not the chunks' {checkpoint}",
+                cfg.dir.display(),
+                s.checkpoint
+            );
+            None
         }
-        if inner.mem.active_bytes() > cfg.memory_budget {
-            let next = seg.records.last().map_or(checkpoint, |r| r.0 + 1);
-            match flush_everything(&inner.flusher(), next).await {
-                Ok(()) => {}
-                // A disk too full for a chunk file: replay on past the
-                // memory budget (bounded by the WAL's size); the flusher
-                // writes the rest once there is space.
-                Err(e) if e.is_no_space() => {
-                    log::warn!("replaying the WAL beyond the memory budget: {e}")
+        None => None,
+    };
+    let mut from_snapshot = None;
+    if let Some(s) = snap {
+        match check_snapshot(&wal_dir, &cfg, checkpoint, &s, &mut report).await? {
+            Some(recovered) => {
+                let now = Instant::now();
+                report.snapshot_points = s.points();
+                let mut bufs = inner.mem.bufs.borrow_mut();
+                for t in s.tags {
+                    bufs.restore(t.tag, t.segs, t.min_seq, t.max_seq, now);
                 }
-                Err(e) => return Err(e),
+                from_snapshot = Some(recovered);
             }
+            None => log::warn!(
+                "{}: buffer snapshot ignored: the WAL does not end where it does (wal_end {}); replaying the WAL",
+                cfg.dir.display(),
+                s.wal_end
+            ),
         }
     }
+    let recovered = match from_snapshot {
+        Some(r) => r,
+        None => replay(&inner, &wal_dir, &cfg, checkpoint, &mut report).await?,
+    };
     report.replay_duration = started.elapsed() - report.chunks_duration;
-    report.wal_records_replayed = rec.records;
-    report.wal_bytes_replayed = rec.bytes;
-    report.torn_bytes_dropped = rec.torn_bytes;
-    let recovered = rec.finish().await?;
     let wal = Rc::new(Wal::new(wal_dir, cfg.wal_segment_size, cfg.sync, recovered));
     wal.start().await?;
     wal.release(inner.disk.checkpoint.get()).await?;
@@ -139,6 +150,74 @@ async fn open_inner(cfg: ShardConfig, keepalive: KeepAliveStop) -> Result<Shard>
     log::info!("shard {}: {report}", cfg.dir.display());
     *inner.recovery.borrow_mut() = report;
     Ok(Shard { inner })
+}
+
+/// Replays WAL records at or after the checkpoint into the buffers,
+/// flushing between segments if they outgrow the memory budget. Returns
+/// where the log continues.
+async fn replay(
+    inner: &Rc<Inner>,
+    wal_dir: &Path,
+    cfg: &ShardConfig,
+    checkpoint: u64,
+    report: &mut RecoveryReport,
+) -> Result<Recovered> {
+    let mut rec = WalRecovery::open(wal_dir, cfg.wal_segment_size, checkpoint).await?;
+    let now = Instant::now();
+    let mut decoded = Vec::new();
+    while let Some(seg) = rec.next_segment().await? {
+        for (seq, payload) in seg.iter() {
+            decoded.clear();
+            decoded.extend(format::points(payload));
+            report.wal_points_replayed += decoded.len() as u64;
+            inner.mem.insert(&decoded, seq, now, cfg.memory_budget);
+        }
+        if inner.mem.active_bytes() > cfg.memory_budget {
+            let next = seg.records.last().map_or(checkpoint, |r| r.0 + 1);
+            match flush_everything(&inner.flusher(), next).await {
+                Ok(()) => {}
+                // A disk too full for a chunk file: replay on past the
+                // memory budget (bounded by the WAL's size); the flusher
+                // writes the rest once there is space.
+                Err(e) if e.is_no_space() => {
+                    log::warn!("replaying the WAL beyond the memory budget: {e}")
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    report.wal_records_replayed = rec.records;
+    report.wal_bytes_replayed = rec.bytes;
+    report.torn_bytes_dropped = rec.torn_bytes;
+    rec.finish().await
+}
+
+/// Reads the WAL from the checkpoint without inserting anything. If its
+/// records end exactly at the snapshot's `wal_end` (so every record below
+/// it is in the snapshot and none after it exists), records what was read
+/// in `report` and returns where the log continues; else `None`.
+async fn check_snapshot(
+    wal_dir: &Path,
+    cfg: &ShardConfig,
+    checkpoint: u64,
+    s: &Snapshot,
+    report: &mut RecoveryReport,
+) -> Result<Option<Recovered>> {
+    let mut rec = WalRecovery::open(wal_dir, cfg.wal_segment_size, checkpoint).await?;
+    while let Some(seg) = rec.next_segment().await? {
+        if seg.records.last().is_some_and(|r| r.0 >= s.wal_end) {
+            return Ok(None);
+        }
+    }
+    let (records, bytes, torn) = (rec.records, rec.bytes, rec.torn_bytes);
+    let recovered = rec.finish().await?;
+    if recovered.next_seq != s.wal_end.max(checkpoint) {
+        return Ok(None);
+    }
+    report.wal_records_skipped = records;
+    report.wal_bytes_replayed = bytes;
+    report.torn_bytes_dropped = torn;
+    Ok(Some(recovered))
 }
 
 /// Opens every chunk file into the index and returns the checkpoint (the

@@ -26,6 +26,7 @@ use crate::storage::flush::{self, Flusher};
 use crate::storage::keepalive::KeepAliveStop;
 use crate::storage::memory::Memory;
 use crate::storage::query;
+use crate::storage::snapshot::{self, Snapshot, TagSnap};
 use crate::storage::stats::ShardStats;
 use crate::storage::wal::Wal;
 use crate::Point;
@@ -47,6 +48,11 @@ pub struct RecoveryReport {
     pub wal_bytes_replayed: u64,
     /// Bytes of torn tail dropped.
     pub torn_bytes_dropped: u64,
+    /// Points put back from the buffer snapshot of a clean close (then
+    /// the WAL was only read, not replayed).
+    pub snapshot_points: u64,
+    /// WAL records read but not replayed: the snapshot held them.
+    pub wal_records_skipped: u64,
     /// Chunk files loaded.
     pub chunks_loaded: u64,
     /// Blocks indexed.
@@ -66,7 +72,7 @@ impl std::fmt::Display for RecoveryReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "recovered in {:.1} ms (chunks {:.1} ms, WAL replay {:.1} ms): {} chunks, {} segments indexed, {} directories rebuilt, {} unfinished compaction outputs and {} superseded chunks deleted; WAL from checkpoint {}: {} records / {} points / {} bytes replayed, {} torn bytes dropped",
+            "recovered in {:.1} ms (chunks {:.1} ms, WAL replay {:.1} ms): {} chunks, {} segments indexed, {} directories rebuilt, {} unfinished compaction outputs and {} superseded chunks deleted; WAL from checkpoint {}: {} records / {} points / {} bytes replayed, {} torn bytes dropped; {} points from the buffer snapshot ({} WAL records it held read, not replayed)",
             self.duration.as_secs_f64() * 1e3,
             self.chunks_duration.as_secs_f64() * 1e3,
             self.replay_duration.as_secs_f64() * 1e3,
@@ -79,7 +85,9 @@ impl std::fmt::Display for RecoveryReport {
             self.wal_records_replayed,
             self.wal_points_replayed,
             self.wal_bytes_replayed,
-            self.torn_bytes_dropped
+            self.torn_bytes_dropped,
+            self.snapshot_points,
+            self.wal_records_skipped
         )
     }
 }
@@ -414,8 +422,9 @@ impl Shard {
     }
 
     /// Waits for pending writes to be durable, stops the shard's tasks and
-    /// closes its files. Buffers are not written out: the WAL holds them,
-    /// and the next open replays at most the WAL budget.
+    /// closes its files. Buffers are not written into blocks (the WAL holds
+    /// them): their compressed segments go into a buffer snapshot, so the
+    /// next open reads them back instead of replaying the WAL.
     pub async fn close(self) -> Result<()> {
         if self.inner.ctl.closing.replace(true) {
             return Err(Error::Closed);
@@ -423,6 +432,58 @@ impl Shard {
         let closed = self.close_inner().await;
         self.inner.keepalive.stop();
         closed
+    }
+
+    /// Writes the buffers as a snapshot (see [`crate::storage::snapshot`])
+    /// so the next open need not replay the WAL into them: only when every
+    /// record is durable and in the buffers, nothing is fenced and no flush
+    /// round waits for disk space. A failure only costs the next open its
+    /// replay. Empties the buffers (the shard is closing).
+    async fn write_snapshot(&self, wal: &Wal) {
+        let inner = &self.inner;
+        let whole = inner.ctl.fenced.borrow().is_none()
+            && wal.fenced().is_none()
+            && !inner.stalled.is_pending()
+            && inner.mem.frozen.borrow().is_empty();
+        if !whole {
+            return;
+        }
+        inner.ctl.close_stage.set("writing the buffer snapshot");
+        let started = Instant::now();
+        let tags: Vec<TagSnap> = inner
+            .mem
+            .bufs
+            .borrow_mut()
+            .drain_segments()
+            .into_iter()
+            .map(|(tag, min_seq, max_seq, segs)| TagSnap {
+                tag,
+                min_seq,
+                max_seq,
+                segs,
+            })
+            .collect();
+        if tags.is_empty() {
+            return;
+        }
+        let snap = Snapshot {
+            wal_end: wal.next_seq(),
+            checkpoint: inner.disk.checkpoint.get(),
+            tags,
+        };
+        match snapshot::write(&inner.cfg.dir, &snap).await {
+            Ok(bytes) => log::info!(
+                "{}: buffer snapshot of {} tags, {} points, {bytes} bytes written in {:.1} ms",
+                inner.cfg.dir.display(),
+                snap.tags.len(),
+                snap.points(),
+                started.elapsed().as_secs_f64() * 1e3
+            ),
+            Err(e) => log::warn!(
+                "{}: no buffer snapshot ({e}); the next start replays the WAL",
+                inner.cfg.dir.display()
+            ),
+        }
     }
 
     async fn close_inner(&self) -> Result<()> {
@@ -444,6 +505,9 @@ impl Shard {
         inner.ctl.close_stage.set("waiting for tasks");
         for t in tasks {
             t.await;
+        }
+        if durable.is_ok() {
+            self.write_snapshot(&wal).await;
         }
         inner.ctl.close_stage.set("closing WAL files");
         wal.close_files().await?;
