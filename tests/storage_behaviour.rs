@@ -158,8 +158,9 @@ fn reopen_after_clean_close_and_after_crash() {
         shard.close().await.unwrap();
         model
     });
-    // Clean close: the buffers were not written out (the WAL holds them),
-    // so the reopen replays them and answers the same.
+    // Clean close: the buffers were not written into blocks (the WAL holds
+    // them; the close's snapshot saves the replay), and the reopen answers
+    // the same.
     let model = life(move || async move {
         let shard = Shard::open(c2).await.unwrap();
         check(&shard, &model).await;

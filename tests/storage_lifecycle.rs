@@ -2,8 +2,8 @@
 //! blocks, compaction merges them into dense per-tag segments per time
 //! partition (a day of a 1 Hz tag in a handful of blocks), the shard
 //! settles by itself when writes stop, retention deletes whole expired
-//! chunks and hides expired points, and a close writes nothing out (the
-//! WAL holds the buffers).
+//! chunks and hides expired points, and a close writes no chunk (the WAL
+//! holds the buffers; the close's buffer snapshot saves the replay).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -227,13 +227,14 @@ fn retention_deletes_expired_chunks_and_never_serves_expired_points() {
 }
 
 #[test]
-fn close_writes_nothing_out_and_the_reopen_replays_the_wal() {
+fn close_writes_no_chunk_and_the_reopen_reads_the_buffer_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = small(dir.path());
     // A WAL budget these writes stay well inside: nothing asks for a flush.
     cfg.wal_segment_size = 1 << 20;
     cfg.wal_budget = 64 << 20;
     let c2 = cfg.clone();
+    let c3 = cfg.dir.clone();
     life(move || async move {
         let shard = Shard::open(cfg).await.unwrap();
         for tag in 0..2_000 {
@@ -249,9 +250,20 @@ fn close_writes_nothing_out_and_the_reopen_replays_the_wal() {
             .is_none(),
         "close wrote a chunk"
     );
+    assert!(
+        dir_has_snapshot(dir.path()),
+        "close wrote no buffer snapshot"
+    );
     life(move || async move {
         let shard = Shard::open(c2).await.unwrap();
-        assert_eq!(shard.recovery().wal_points_replayed, 6_000);
+        // The buffers came back from the close's snapshot; the WAL's
+        // 2,000 records were read (to check they end where it does), not
+        // replayed.
+        let r = shard.recovery();
+        assert_eq!(r.snapshot_points, 6_000, "{r}");
+        assert_eq!(r.wal_points_replayed, 0, "{r}");
+        assert_eq!(r.wal_records_skipped, 2_000, "{r}");
+        assert!(!dir_has_snapshot(&c3), "the snapshot is consumed at open");
         for tag in (0..2_000).step_by(97) {
             assert_eq!(
                 shard.range(tag, i64::MIN, i64::MAX).await.unwrap(),
@@ -260,4 +272,8 @@ fn close_writes_nothing_out_and_the_reopen_replays_the_wal() {
         }
         shard.close().await.unwrap();
     });
+}
+
+fn dir_has_snapshot(dir: &std::path::Path) -> bool {
+    dir.join(xtdb::storage::snapshot::FILE_NAME).exists()
 }
