@@ -115,7 +115,10 @@ wait_ready() { # log
 
 # instructions PERF_OUT: "user kernel" instructions counted by perf stat
 perf_instructions() {
-    awk -F, '$3 ~ /^instructions:u/ {u=$1} $3 ~ /^instructions:k/ {k=$1} END {print u+0, k+0}' "$1"
+    # The counts as printed: mawk would print numbers past 2^31 as 3.5e+13.
+    awk -F, '$3 ~ /^instructions:u/ && $1 ~ /^[0-9]+$/ {u=$1}
+             $3 ~ /^instructions:k/ && $1 ~ /^[0-9]+$/ {k=$1}
+             END {print (u == "" ? 0 : u), (k == "" ? 0 : k)}' "$1"
 }
 
 # run PROTOCOL MODE: prints "points/s p50_us p99_us cpu_ns_per_point"
@@ -188,6 +191,12 @@ run() {
     if [ "$COUNTER" = perf ]; then
         kill -INT "$perf_pid"; wait "$perf_pid" || true
         read -r user kernel <<<"$(perf_instructions "$dir/perf.txt")"
+        if [ "$user" = 0 ]; then
+            echo "auth_bench: perf counted no instructions (are hardware counters available?):" >&2
+            cat "$dir/perf.txt" >&2
+            stop_server
+            exit 1
+        fi
     else
         callgrind_control -d "$SERVER_PID" >/dev/null 2>&1
         user=$(callgrind_annotate "$dir"/callgrind.out.1 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
