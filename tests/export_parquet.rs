@@ -440,7 +440,9 @@ fn periodic_rounds_over_a_growing_data_set_equal_one_export() {
     )
     .unwrap();
     std::fs::create_dir_all(to.join("date=2024-01-03")).unwrap();
-    std::fs::write(to.join("date=2024-01-03/part-1.parquet.tmp"), b"PAR1 half").unwrap();
+    std::fs::write(to.join("date=2024-01-03/.part-1.parquet.tmp"), b"PAR1 half").unwrap();
+    // The visible name earlier versions wrote a partial file under.
+    std::fs::write(to.join("date=2024-01-03/part-2.parquet.tmp"), b"PAR1 half").unwrap();
     std::fs::write(
         to.join(format!("{}.tmp", export::STATE_FILE)),
         b"xtdb export st",
@@ -454,8 +456,20 @@ fn periodic_rounds_over_a_growing_data_set_equal_one_export() {
     assert_eq!(std::fs::read(to.join("notes.tmp")).unwrap(), b"mine");
     assert_eq!(
         (r2.round, r2.from, r2.upto, r2.removed),
-        (Some(1), cut1, cut2, 3)
+        (Some(1), cut1, cut2, 4)
     );
+    // What is left is complete files and the export's own `_` files:
+    // nothing that Spark (which reads every file not starting with `.` or
+    // `_`) would take for a broken Parquet file.
+    for day in std::fs::read_dir(&to).unwrap() {
+        let day = day.unwrap().path();
+        if day.is_dir() {
+            for f in std::fs::read_dir(&day).unwrap() {
+                let n = f.unwrap().file_name().to_string_lossy().into_owned();
+                assert!(n.ends_with(".parquet"), "{}: {n}", day.display());
+            }
+        }
+    }
     // Nothing new: no round, no file.
     let r3 = round(&cfg, cut2).unwrap();
     assert_eq!((r3.round, r3.summary.rows), (None, 0));

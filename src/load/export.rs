@@ -15,8 +15,10 @@
 //! points (over its per-answer limit) is split in half and retried.
 //!
 //! **What it writes.** `DIR/date=YYYY-MM-DD/part-0.parquet` for every UTC
-//! day in `[start, end)` that has points, written under `.tmp` and renamed
-//! when complete. Schema (see [`SCHEMA`]): `series` (the series key),
+//! day in `[start, end)` that has points, written as the hidden
+//! `.part-0.parquet.tmp` beside it and renamed when complete (hidden, so
+//! that engines reading the directory meanwhile, or after an export cut
+//! short, skip it: see [`tmp_path`]). Schema (see [`SCHEMA`]): `series` (the series key),
 //! `measurement`, `field`, `tags` (a MAP of the key's tags, unescaped, in
 //! key order; empty without tags), `time` (TIMESTAMP µs UTC), `value`
 //! (DOUBLE), `quality` (INT32 annotated UINT_8). Rows are sorted by series key, then
@@ -391,6 +393,19 @@ fn part_path(to: &Path, day: i64, part: u64) -> PathBuf {
         .join(format!("part-{part}.parquet"))
 }
 
+/// The name a partition file is written under until it is complete:
+/// `.part-N.parquet.tmp` in the same directory. The leading dot hides it
+/// from Spark (and Hadoop's other readers: Hive, Trino), which skip files
+/// starting with `.` or `_` but read every other file of a partition
+/// directory as Parquet; the `.tmp` keeps it out of DuckDB's
+/// `**/*.parquet` glob and DataFusion's `.parquet` extension. So a
+/// directory being exported into, or left by an export cut short, reads
+/// as its complete files in all of them.
+fn tmp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.tmp"))
+}
+
 /// A periodic export's progress, as [`STATE_FILE`] records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct State {
@@ -589,7 +604,8 @@ impl Round {
 
 /// Removes what a round cut short left in `dir`: the state's temporary
 /// file, partition files numbered `rounds` or more (the state does not
-/// count them) and temporary partition files; nothing else.
+/// count them) and temporary partition files ([`tmp_path`]'s, and the
+/// visible `part-N.parquet.tmp` earlier versions wrote); nothing else.
 /// Returns the files removed.
 fn remove_leftovers(dir: &Path, rounds: u64) -> Result<usize> {
     let list =
@@ -611,12 +627,15 @@ fn remove_leftovers(dir: &Path, rounds: u64) -> Result<usize> {
         for f in list(&path)? {
             let f = f.map_err(|e| Error::io("list", Some(path.clone()), e))?;
             let n = f.file_name().to_string_lossy().into_owned();
-            let uncounted = n.strip_prefix("part-").is_some_and(|r| {
-                r.ends_with(".parquet.tmp")
-                    || r.strip_suffix(".parquet")
+            let uncounted = n
+                .strip_prefix(".part-")
+                .or_else(|| n.strip_prefix("part-"))
+                .is_some_and(|r| r.ends_with(".parquet.tmp"))
+                || n.strip_prefix("part-").is_some_and(|r| {
+                    r.strip_suffix(".parquet")
                         .and_then(|k| k.parse::<u64>().ok())
                         .is_some_and(|k| k >= rounds)
-            });
+                });
             if uncounted {
                 let fp = f.path();
                 std::fs::remove_file(&fp).map_err(|e| Error::io("remove", Some(fp.clone()), e))?;
@@ -827,7 +846,7 @@ async fn export(
     for day in first..=last {
         let (ds, de) = (start.max(day * DAY_US), end.min((day + 1) * DAY_US));
         let path = part_path(&cfg.to, day, part);
-        let tmp = path.with_extension("parquet.tmp");
+        let tmp = tmp_path(&path);
         let mut writer: Option<SerializedFileWriter<File>> = None;
         let mut rows: Rows = Vec::new();
         let mut day_rows = 0u64;
@@ -1048,6 +1067,17 @@ mod tests {
         assert_eq!(s.field.as_utf8().ok(), Some("usage"));
         assert!(parse_time_us("2024-01-01").is_ok_and(|t| t == 19_723 * DAY_US));
         assert!(parse_time_us("yesterday").is_err());
+    }
+
+    #[test]
+    fn partition_files_are_written_under_a_hidden_name() {
+        let path = part_path(Path::new("/x"), 19_723, 3);
+        assert_eq!(path, Path::new("/x/date=2024-01-01/part-3.parquet"));
+        // Hidden from Spark/Hadoop (leading '.'), not `*.parquet`.
+        assert_eq!(
+            tmp_path(&path),
+            Path::new("/x/date=2024-01-01/.part-3.parquet.tmp")
+        );
     }
 
     #[test]
