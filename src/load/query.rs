@@ -28,6 +28,7 @@ use crate::load::conn::Conn;
 use crate::load::gen;
 use crate::load::report::{self, fmt_count, Latency};
 use crate::load::write::{self, WriteConfig, WriteReport};
+use crate::storage::keepalive::awake;
 
 /// Timestamp of tick 0 of the query data: 2026-01-01T00:00:00Z in µs.
 pub const QUERY_T0: i64 = 1_767_225_600_000_000;
@@ -376,7 +377,7 @@ pub fn run<C: Conn>(cfg: &QueryConfig) -> Result<QueryReport> {
         let h = LocalExecutorBuilder::new(Placement::Fixed(cfg.cpu))
             .name("xtdb-query")
             .io_memory(2 << 20)
-            .spawn(move || async move { agg_async::<C>(&c2).await })
+            .spawn(move || async move { awake(agg_async::<C>(&c2)).await })
             .map_err(Error::from)?;
         let agg = h.join().map_err(Error::from)??;
         return Ok(QueryReport {
@@ -391,7 +392,7 @@ pub fn run<C: Conn>(cfg: &QueryConfig) -> Result<QueryReport> {
     let h = LocalExecutorBuilder::new(Placement::Fixed(cfg.cpu))
         .name("xtdb-query")
         .io_memory(2 << 20)
-        .spawn(move || async move { query_async::<C>(&c2).await })
+        .spawn(move || async move { awake(query_async::<C>(&c2)).await })
         .map_err(Error::from)?;
     let (sizes, latest, latest_errors) = h.join().map_err(Error::from)??;
     Ok(QueryReport {

@@ -275,7 +275,9 @@ pub fn run_log<C: Conn>(cfg: &VerifyConfig, log: AckLog) -> Result<VerifyReport>
     let h = LocalExecutorBuilder::new(Placement::Fixed(cfg.cpu))
         .name("xtdb-verify")
         .io_memory(2 << 20)
-        .spawn(move || async move { verify_async::<C>(&cfg, &log).await })
+        .spawn(move || async move {
+            crate::storage::keepalive::awake(verify_async::<C>(&cfg, &log)).await
+        })
         .map_err(Error::from)?;
     h.join().map_err(Error::from)?
 }

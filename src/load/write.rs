@@ -35,6 +35,7 @@ use crate::load::conn::{error_kind, is_connection_error, Conn};
 use crate::load::gen::{self, Group};
 use crate::load::report::{self, fmt_count, fmt_us, Latency, Progress};
 use crate::net::ClientOptions;
+use crate::storage::keepalive::awake;
 use crate::Point;
 
 /// What to write, how fast, and where.
@@ -341,9 +342,9 @@ pub fn run_with<C: Conn>(cfg: &WriteConfig, live: Arc<Live>) -> Result<WriteRepo
             let nonce = nonce2.clone();
             let shard = shard_counter.fetch_add(1, Ordering::SeqCst);
             async move {
-                run_shard::<C>(
+                awake(run_shard::<C>(
                     &cfg, &live, shard, n_exec, t0, period, &nonce, start, deadline,
-                )
+                ))
                 .await
             }
         });

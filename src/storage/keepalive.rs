@@ -23,6 +23,11 @@
 //! is runnable after the other fired. This changes no ordering and
 //! acknowledges nothing: it only wakes the executor. Cost: one timer
 //! wake-up per [`PERIOD`] while the executor is otherwise idle.
+//!
+//! Client executors (the load generator's writers, verifier and queries,
+//! the tests' clients) run their work inside [`awake`] for the same
+//! reason: once, under a fully loaded machine, a load generator stopped
+//! sending while its server stayed healthy, and a test client hung.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -50,6 +55,19 @@ impl KeepAliveStop {
         self.stop.set(true);
         self.wake.notify(usize::MAX);
     }
+}
+
+/// Runs `fut` on the current glommio executor with the keep-alive task
+/// beside it, for executors that are not a shard's (the load generator's
+/// and test clients'): the lost wake-up can park any glommio executor,
+/// and a client with every task runnable and nothing in flight then waits
+/// for ever.
+pub async fn awake<F: Future>(fut: F) -> F::Output {
+    let stop = KeepAliveStop::default();
+    glommio::spawn_local(run(stop.clone())).detach();
+    let out = fut.await;
+    stop.stop();
+    out
 }
 
 /// The keep-alive task: keeps timers registered until `stop`.

@@ -54,7 +54,7 @@ where
             .io_memory(1 << 20)
             .make()
             .expect("client executor")
-            .run(f())
+            .run(xtdb::storage::keepalive::awake(f()))
     })
     .join()
     .expect("client thread")
