@@ -25,7 +25,7 @@
 //! it. The round then stops with what it has not written still frozen
 //! (served by queries, counted by the checkpoint) and kept as [`Stalled`];
 //! [`Control::no_room`] says why, and the flusher retries that remainder
-//! every second before it freezes anything new.
+//! every 300 ms before it freezes anything new.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -164,9 +164,9 @@ pub(crate) async fn flush_everything(f: &Flusher, wal_next: u64) -> Result<()> {
 
 /// Flushes `tags`. `wal_next` is a WAL sequence number no greater than any
 /// record not yet in the buffers (the checkpoint when nothing is buffered).
-/// The caller holds the flush lock.
-/// A round that a full disk stopped earlier is written first; until it
-/// is, nothing new is frozen and the call fails with the no-space error.
+/// The caller holds the flush lock. A round that a full disk stopped
+/// earlier is written first; until it is, nothing new is frozen and the
+/// call fails with the no-space error.
 pub(crate) async fn flush_round(f: &Flusher, tags: Vec<(u32, Take)>, wal_next: u64) -> Result<()> {
     let stalled = f.stalled.0.borrow_mut().take();
     if let Some(plan) = stalled {
