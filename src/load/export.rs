@@ -429,24 +429,12 @@ impl State {
             self.end,
             self.rounds
         );
-        let crc = crc32fast::hash(body.as_bytes());
-        format!("{body}crc {crc:08x}\n")
+        crate::storage::backup::with_crc_line(body)
     }
 
     /// Parses [`State::encode`]'s text; `Err` says what is wrong.
     pub fn parse(text: &str) -> std::result::Result<State, String> {
-        let at = text
-            .rfind("crc ")
-            .ok_or("no closing crc line (cut short?)")?;
-        let (body, tail) = text.split_at(at);
-        let want = tail
-            .trim_end()
-            .strip_prefix("crc ")
-            .and_then(|h| u32::from_str_radix(h, 16).ok())
-            .ok_or("malformed crc line")?;
-        if crc32fast::hash(body.as_bytes()) != want {
-            return Err("checksum mismatch".into());
-        }
+        let body = crate::storage::backup::crc_checked_body(text, "export state")?;
         let mut l = body.lines();
         if l.next() != Some(STATE_MAGIC) {
             return Err(format!("first line is not {STATE_MAGIC:?}"));

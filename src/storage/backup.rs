@@ -165,9 +165,33 @@ pub fn encode_manifest(shards: usize, created_us: i64, entries: &[Entry]) -> Str
             e.size, e.crc, e.path
         ));
     }
-    let crc = crc32fast::hash(s.as_bytes());
-    s.push_str(&format!("crc {crc:08x}\n"));
-    s
+    with_crc_line(s)
+}
+
+/// `body` followed by its closing `crc XXXXXXXX` line (CRC32 of the body),
+/// the shape of the manifest and of the export's state file.
+pub fn with_crc_line(mut body: String) -> String {
+    let crc = crc32fast::hash(body.as_bytes());
+    body.push_str(&format!("crc {crc:08x}\n"));
+    body
+}
+
+/// The body of a text written by [`with_crc_line`], once its CRC holds;
+/// `Err` says what is wrong (`what` names the file kind).
+pub fn crc_checked_body<'a>(text: &'a str, what: &str) -> std::result::Result<&'a str, String> {
+    let Some(body_end) = text.rfind("crc ") else {
+        return Err(format!("{what}: no closing crc line (cut short?)"));
+    };
+    let (body, tail) = text.split_at(body_end);
+    let want = tail
+        .trim_end()
+        .strip_prefix("crc ")
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
+        .ok_or(format!("{what}: malformed crc line"))?;
+    if crc32fast::hash(body.as_bytes()) != want {
+        return Err(format!("{what} checksum mismatch"));
+    }
+    Ok(body)
 }
 
 /// A parsed manifest.
@@ -183,18 +207,7 @@ pub struct Manifest {
 
 /// Parses a manifest; `Err` names the line that is wrong.
 pub fn parse_manifest(text: &str) -> std::result::Result<Manifest, String> {
-    let Some(body_end) = text.rfind("crc ") else {
-        return Err("no closing crc line (cut short?)".into());
-    };
-    let (body, tail) = text.split_at(body_end);
-    let want = tail
-        .trim_end()
-        .strip_prefix("crc ")
-        .and_then(|h| u32::from_str_radix(h, 16).ok())
-        .ok_or("malformed crc line")?;
-    if crc32fast::hash(body.as_bytes()) != want {
-        return Err("manifest checksum mismatch".into());
-    }
+    let body = crc_checked_body(text, "manifest")?;
     let mut lines = body.lines();
     if lines.next() != Some(MANIFEST_MAGIC) {
         return Err(format!("first line is not {MANIFEST_MAGIC:?}"));
