@@ -231,6 +231,10 @@ struct ServeArgs {
     /// Bytes per second compaction may read and write, per shard.
     #[arg(long, env = "XTDB_COMPACT_RATE", default_value_t = 128 << 20)]
     compact_rate: u64,
+    /// Bytes of sealed flush chunks, per shard, that start a compaction job
+    /// while writes go on (once writes stop, the shard compacts anyway).
+    #[arg(long, env = "XTDB_COMPACT_BACKLOG", default_value_t = 1 << 30)]
+    compact_backlog: u64,
     /// Most rows one aggregate, interpolated or plot request may answer
     /// (tags × windows, samples or 4 × pixels); more is refused.
     #[arg(long, env = "XTDB_MAX_QUERY_ROWS", default_value_t = 1_000_000)]
@@ -414,6 +418,7 @@ fn serve(a: ServeArgs) -> xtdb::error::Result<()> {
     config.wal_budget = a.wal_budget.max(1 << 20);
     config.retention = a.retention;
     config.compact_rate = a.compact_rate;
+    config.compact_backlog = a.compact_backlog.max(1 << 20);
     config.max_query_rows = a.max_query_rows;
     config.preempt = Duration::from_millis(a.preempt_ms.max(1));
     config.http = a.http;

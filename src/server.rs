@@ -78,6 +78,8 @@ pub struct ServerConfig {
     pub retention: Option<Duration>,
     /// Bytes per second compaction may read and write, per shard.
     pub compact_rate: u64,
+    /// Bytes of sealed flush chunks that start a compaction job, per shard.
+    pub compact_backlog: u64,
     /// Most rows one aggregate request may answer (tags × windows, samples
     /// or plot points); more is refused naming the limit.
     pub max_query_rows: usize,
@@ -152,6 +154,7 @@ impl ServerConfig {
             wal_budget: ShardConfig::new("").wal_budget,
             retention: None,
             compact_rate: ShardConfig::new("").compact_rate,
+            compact_backlog: ShardConfig::new("").compact_backlog,
             max_query_rows: crate::runtime::local::DEFAULT_MAX_QUERY_ROWS,
             preempt: PREEMPT_AFTER,
             http: None,
@@ -190,9 +193,10 @@ impl fmt::Display for ServerConfig {
         writeln!(f, "io memory:     {} bytes per shard", self.io_memory)?;
         writeln!(
             f,
-            "storage:       WAL budget {} bytes per shard; compaction at most {} bytes/s; retention {}",
+            "storage:       WAL budget {} bytes per shard; compaction at most {} bytes/s, from a backlog of {} bytes; retention {}",
             self.wal_budget,
             self.compact_rate,
+            self.compact_backlog,
             self.retention
                 .map_or("forever".to_string(), |r| format!("{} s", r.as_secs()))
         )?;
@@ -586,6 +590,7 @@ async fn serve_shard(
     sc.wal_budget = cfg.wal_budget;
     sc.retention = cfg.retention;
     sc.compact_rate = cfg.compact_rate;
+    sc.compact_backlog = cfg.compact_backlog;
     let shard = Shard::open(sc).await?;
     let rec = shard.recovery();
     log::info!(
