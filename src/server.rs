@@ -476,19 +476,25 @@ pub fn start(mut config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandl
     let (ready_tx, ready_rx) = mpsc::channel::<Result<Addrs>>();
     let cfg = config.clone();
     let sd = shutdown.clone();
-    let threads = LocalExecutorPoolBuilder::new(placement)
-        .name("xtdb-shard")
-        .io_memory(config.io_memory)
-        // A long task (a big read, a compaction step, a catalog insert)
-        // gives way at its next `yield_if_needed` after this long, so the
-        // shard's small requests wait at most about this behind it
-        // (glommio's default is 100 ms).
-        .preempt_timer(config.preempt)
-        .on_all_shards(move || {
-            let (cfg, sd, shared, tx, mesh) = (cfg, sd, shared, ready_tx, mesh);
-            async move { shard_main(cfg, sd, shared, tx, mesh).await }
-        })
-        .map_err(|e| Error::Startup(format!("start the shard executors: {e}")))?;
+    let threads =
+        LocalExecutorPoolBuilder::new(placement)
+            .name("xtdb-shard")
+            .io_memory(config.io_memory)
+            // A long task (a big read, a compaction step, a catalog insert)
+            // gives way at its next `yield_if_needed` after this long, so the
+            // shard's small requests wait at most about this behind it
+            // (glommio's default is 100 ms).
+            .preempt_timer(config.preempt)
+            .on_all_shards(move || {
+                let (cfg, sd, shared, tx, mesh) = (cfg, sd, shared, ready_tx, mesh);
+                // Awake from the first step: joining the mesh and opening the
+                // storage come before the shard's own keep-alive (see
+                // `storage::keepalive`); a start once parked there for good.
+                async move {
+                    crate::storage::keepalive::awake(shard_main(cfg, sd, shared, tx, mesh)).await
+                }
+            })
+            .map_err(|e| Error::Startup(format!("start the shard executors: {e}")))?;
     let mut handle = ServerHandle {
         addr: SocketAddr::from(([0, 0, 0, 0], 0)),
         http_addr: None,

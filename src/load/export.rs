@@ -383,7 +383,9 @@ fn export_on_executor(
         .io_memory(1 << 20)
         .make()
         .map_err(|e| Error::Startup(format!("start an executor: {e}")))?;
-    let mut summary = ex.run(export(cfg, listed, span, part, started))?;
+    let mut summary = ex.run(crate::storage::keepalive::awake(export(
+        cfg, listed, span, part, started,
+    )))?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }

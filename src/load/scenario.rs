@@ -38,6 +38,7 @@ use crate::load::server::{self, ServerProcess, ServerSpec};
 use crate::load::verify::{self, VerifyConfig};
 use crate::load::write::{self, Live, WriteConfig};
 use crate::net::ClientOptions;
+use crate::storage::keepalive::awake;
 
 /// Names accepted by `scenario`.
 pub const NAMES: &[&str] = &[
@@ -178,7 +179,9 @@ pub fn fetch_stats<C: Conn>(
     let (addr, opts) = (addr.to_string(), opts.clone());
     LocalExecutorBuilder::new(Placement::Fixed(cpu))
         .io_memory(1 << 20)
-        .spawn(move || async move { C::connect(&addr, &opts).await?.stats().await })
+        .spawn(move || async move {
+            awake(async { C::connect(&addr, &opts).await?.stats().await }).await
+        })
         .map_err(Error::from)?
         .join()
         .map_err(Error::from)?
@@ -370,7 +373,7 @@ fn flush_storm<C: Conn>(cfg: &ScenarioConfig) -> Result<Outcome> {
         LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name("xtdb-flush-monitor")
             .io_memory(1 << 20)
-            .spawn(move || async move { m.run::<C>(&addr, &opts).await })
+            .spawn(move || async move { awake(m.run::<C>(&addr, &opts)).await })
             .map_err(Error::from)?
     };
     let probe_thread = {

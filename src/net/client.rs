@@ -347,7 +347,9 @@ pub fn fetch_stats_blocking(addr: &str, opts: &ClientOptions) -> Result<Vec<(Str
             addr: addr.clone(),
             source: std::io::Error::other(e.to_string()),
         })?;
-    ex.run(async move { Client::connect_with(&addr, &opts).await?.stats().await })
+    ex.run(crate::storage::keepalive::awake(async move {
+        Client::connect_with(&addr, &opts).await?.stats().await
+    }))
 }
 
 /// Lays out `scope.metric` counters as a table: one row per metric, one
