@@ -39,6 +39,37 @@ fn xtdb(args: &[&str]) -> std::process::Output {
         .expect("run xtdb")
 }
 
+/// Writes 500 tags × 1,000 points as fast as acknowledged (enough WAL that
+/// a backup paced at 1 MiB/s per shard runs for seconds), with `client`'s
+/// credentials and an optional ack log.
+fn write_500k(addr: &str, client: ClientOptions, ack_log: Option<std::path::PathBuf>) {
+    let mut w = WriteConfig::new(addr);
+    w.client = client;
+    w.tags = 500;
+    w.batch = 5_000;
+    w.conns = 2;
+    w.rate = 0;
+    w.max_ticks = Some(1_000);
+    w.duration = Duration::from_secs(60);
+    w.progress = false;
+    w.ack_log = ack_log;
+    assert_eq!(
+        write::run::<NetConn>(&w).expect("write runs").points_acked,
+        500_000
+    );
+}
+
+/// Waits until a backup holds the lock of target `to` (it names its pid
+/// there).
+fn wait_for_target_lock(to: &std::path::Path) {
+    let lock = to.join(xtdb::storage::backup::TARGET_LOCK);
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&lock).is_ok_and(|s| s.contains("pid")) {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no backup began");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn backup_under_load_restores_every_point_acknowledged_before_it() {
     let tmp = tempfile::tempdir().unwrap();
@@ -174,18 +205,7 @@ fn a_second_concurrent_backup_into_one_target_is_refused() {
     let to = tmp.path().join("backup");
     let server = common::server(&data);
     let addr = server.local_addr().to_string();
-    // Enough WAL that the first backup, paced at 1 MiB/s per shard, runs
-    // for seconds.
-    let mut w = WriteConfig::new(&addr);
-    w.tags = 500;
-    w.batch = 5_000;
-    w.conns = 2;
-    w.rate = 0;
-    w.max_ticks = Some(1_000);
-    w.duration = Duration::from_secs(60);
-    w.progress = false;
-    let report = write::run::<NetConn>(&w).expect("write runs");
-    assert_eq!(report.points_acked, 500_000);
+    write_500k(&addr, ClientOptions::default(), None);
 
     let spawn = |rate: &str| {
         Command::new(env!("CARGO_BIN_EXE_xtdb"))
@@ -197,13 +217,7 @@ fn a_second_concurrent_backup_into_one_target_is_refused() {
             .expect("run xtdb backup")
     };
     let first = spawn("1");
-    // The first holds the target's lock once it names its pid there.
-    let lock = to.join(xtdb::storage::backup::TARGET_LOCK);
-    let t0 = Instant::now();
-    while !std::fs::read_to_string(&lock).is_ok_and(|s| s.contains("pid")) {
-        assert!(t0.elapsed() < Duration::from_secs(30), "no backup began");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_target_lock(&to);
     let second = spawn("0").wait_with_output().unwrap();
     let first = first.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&second.stderr);
@@ -259,19 +273,11 @@ fn http_backup_needs_admin_shares_the_target_lock_and_answers_json() {
     .unwrap();
     let addr = server.local_addr().to_string();
     let http = server.http_addr().unwrap();
-    let mut w = WriteConfig::new(&addr);
-    w.client = ClientOptions {
+    let client = ClientOptions {
         token: Some(t[1].clone()),
         ..Default::default()
     };
-    w.tags = 500;
-    w.batch = 5_000;
-    w.conns = 2;
-    w.rate = 0;
-    w.max_ticks = Some(1_000);
-    w.duration = Duration::from_secs(60);
-    w.progress = false;
-    assert_eq!(write::run::<NetConn>(&w).unwrap().points_acked, 500_000);
+    write_500k(&addr, client, None);
 
     let to = tmp.path().join("backup");
     let to_s = to.to_str().unwrap().to_string();
@@ -319,12 +325,7 @@ fn http_backup_needs_admin_shares_the_target_lock_and_answers_json() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let lock = to.join(xtdb::storage::backup::TARGET_LOCK);
-    let t0 = Instant::now();
-    while !std::fs::read_to_string(&lock).is_ok_and(|s| s.contains("pid")) {
-        assert!(t0.elapsed() < Duration::from_secs(30), "no backup began");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_target_lock(&to);
     let busy = post(&q, ops);
     let cli = cli.wait_with_output().unwrap();
     assert!(
@@ -384,17 +385,7 @@ fn a_backup_cut_short_by_kill_9_is_refused_then_completed_by_the_next() {
         args: Vec::new(),
     };
     let srv = ServerProcess::start(&spec, Duration::from_secs(60)).expect("server starts");
-    let mut w = WriteConfig::new(&spec.listen);
-    w.tags = 500;
-    w.batch = 5_000;
-    w.conns = 2;
-    w.rate = 0;
-    w.max_ticks = Some(1_000);
-    w.duration = Duration::from_secs(60);
-    w.progress = false;
-    w.ack_log = Some(log.clone());
-    let report = write::run::<NetConn>(&w).expect("write runs");
-    assert_eq!(report.points_acked, 500_000);
+    write_500k(&spec.listen, ClientOptions::default(), Some(log.clone()));
 
     // Paced at 1 MiB/s per shard, the backup runs for seconds: kill the
     // server once it holds the target's lock and has copied something.
@@ -411,12 +402,7 @@ fn a_backup_cut_short_by_kill_9_is_refused_then_completed_by_the_next() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run xtdb backup");
-    let lock = to.join(xtdb::storage::backup::TARGET_LOCK);
-    let t0 = Instant::now();
-    while !std::fs::read_to_string(&lock).is_ok_and(|s| s.contains("pid")) {
-        assert!(t0.elapsed() < Duration::from_secs(30), "no backup began");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_target_lock(&to);
     std::thread::sleep(Duration::from_millis(700));
     srv.kill9();
     let cut = backup.wait().unwrap();
