@@ -127,7 +127,8 @@ impl Error {
     /// Whether a preallocation (creating or growing a file) failed for lack
     /// of space: nothing was written, so the caller may retry later.
     pub fn is_alloc_no_space(&self) -> bool {
-        matches!(self, Error::Io { op, .. } if op == "fallocate") && self.is_no_space()
+        matches!(self, Error::Io { op, .. } if op == crate::storage::file::FALLOCATE)
+            && self.is_no_space()
     }
 
     /// Whether this is a full disk (ENOSPC).

@@ -137,6 +137,10 @@ pub fn in_flight_report() -> String {
     })
 }
 
+/// The `op` of every error from [`DataFile::preallocate`]: a failure there
+/// wrote nothing (see [`Error::is_alloc_no_space`]).
+pub const FALLOCATE: &str = "fallocate";
+
 /// One DMA file with its path.
 pub struct DataFile {
     file: DmaFile,
@@ -274,13 +278,13 @@ impl DataFile {
     pub async fn preallocate(&self, size: u64) -> Result<()> {
         if let Some(f) = &self.faults {
             f.before_preallocate(&self.path, Some(size))
-                .map_err(|e| Error::io("fallocate", &*self.path, e))?;
+                .map_err(|e| Error::io(FALLOCATE, &*self.path, e))?;
         }
-        let _op = OpGuard::start("fallocate", &self.path, 0, size as usize);
+        let _op = OpGuard::start(FALLOCATE, &self.path, 0, size as usize);
         self.file
             .pre_allocate(size, false)
             .await
-            .map_err(|e| wrap("fallocate", &self.path, e))
+            .map_err(|e| wrap(FALLOCATE, &self.path, e))
     }
 
     /// Cuts the file to `size` bytes (a torn tail found at open). Treated

@@ -303,9 +303,10 @@ impl RecordFile {
 
     /// Writes `bytes` after the last record, rewriting the partial page
     /// before them so every write is page aligned (growing the allocation
-    /// first if needed), and advances the logical end. Not durable until
-    /// the next sync.
+    /// first if needed, see [`RecordFile::reserve`]), and advances the
+    /// logical end. Not durable until the next sync.
     async fn write_tail(&self, bytes: &[u8]) -> Result<()> {
+        self.reserve(bytes.len()).await?;
         let end = self.end.get();
         let page_start = end / PAGE as u64 * PAGE as u64;
         let mut data = self.tail.borrow().clone();
@@ -314,12 +315,6 @@ impl RecordFile {
         let keep_from = (new_end / PAGE as u64 * PAGE as u64 - page_start) as usize;
         let new_tail = data[keep_from..].to_vec();
         data.resize(page_up(data.len()).max(PAGE), 0);
-        let need = page_start + data.len() as u64;
-        if need > self.allocated.get() {
-            let to = need.div_ceil(GROW) * GROW;
-            self.file.preallocate(to).await?;
-            self.allocated.set(to);
-        }
         self.file.write_bytes_at(&data, page_start).await?;
         self.end.set(new_end);
         *self.tail.borrow_mut() = new_tail;

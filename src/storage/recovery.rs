@@ -176,10 +176,11 @@ async fn replay(
             let next = seg.records.last().map_or(checkpoint, |r| r.0 + 1);
             match flush_everything(&inner.flusher(), next).await {
                 Ok(()) => {}
-                // A disk too full for a chunk file: replay on past the
-                // memory budget (bounded by the WAL's size); the flusher
-                // writes the rest once there is space.
-                Err(e) if e.is_no_space() => {
+                // A disk too full for a chunk file stopped the round (not
+                // fenced: its rest waits as the stalled round): replay on
+                // past the memory budget (bounded by the WAL's size); the
+                // flusher writes the rest once there is space.
+                Err(e) if inner.stalled.is_pending() && inner.check_fenced().is_ok() => {
                     log::warn!("replaying the WAL beyond the memory budget: {e}")
                 }
                 Err(e) => return Err(e),
