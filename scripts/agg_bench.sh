@@ -10,7 +10,8 @@
 #
 # Server pinned to CPU 1 (one shard), generator to CPU 0.
 # Usage: scripts/agg_bench.sh [target/release]
-# (ITER, SPAN=30d, DAY=1d, SRV_CPU=1, PORT=7171 from the environment.)
+# (ITER, SPAN=30d, DAY=1d, SRV_CPU=1, PORT=7171 from the environment;
+# SERVE_ARGS adds flags to `xtdb serve`, e.g. "--segment-align 0".)
 set -eu
 BIN=${1:-target/release}
 ITER=${ITER:-200}
@@ -22,7 +23,7 @@ ADDR=127.0.0.1:$PORT
 DIR=$(mktemp -d /tmp/xtdb-agg-bench.XXXXXX)
 trap 'kill $SRV 2>/dev/null || true; wait $SRV 2>/dev/null || true; rm -rf "$DIR"' EXIT
 
-"$BIN/xtdb" serve --data-dir "$DIR/data" --listen "$ADDR" --cpus "$SRV_CPU" --sync none \
+"$BIN/xtdb" serve --data-dir "$DIR/data" --listen "$ADDR" --cpus "$SRV_CPU" --sync none ${SERVE_ARGS:-} \
     >"$DIR/server.log" 2>&1 &
 SRV=$!
 for _ in $(seq 1 100); do

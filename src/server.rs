@@ -80,6 +80,9 @@ pub struct ServerConfig {
     pub compact_rate: u64,
     /// Bytes of sealed flush chunks that start a compaction job, per shard.
     pub compact_backlog: u64,
+    /// Compaction's aligned segment cuts (zero: none); see
+    /// [`ShardConfig::segment_align`].
+    pub segment_align: Duration,
     /// Most rows one aggregate request may answer (tags × windows, samples
     /// or plot points); more is refused naming the limit.
     pub max_query_rows: usize,
@@ -155,6 +158,7 @@ impl ServerConfig {
             retention: None,
             compact_rate: ShardConfig::new("").compact_rate,
             compact_backlog: ShardConfig::new("").compact_backlog,
+            segment_align: ShardConfig::new("").segment_align,
             max_query_rows: crate::runtime::local::DEFAULT_MAX_QUERY_ROWS,
             preempt: PREEMPT_AFTER,
             http: None,
@@ -193,10 +197,11 @@ impl fmt::Display for ServerConfig {
         writeln!(f, "io memory:     {} bytes per shard", self.io_memory)?;
         writeln!(
             f,
-            "storage:       WAL budget {} bytes per shard; compaction at most {} bytes/s, from a backlog of {} bytes; retention {}",
+            "storage:       WAL budget {} bytes per shard; compaction at most {} bytes/s, from a backlog of {} bytes, segments cut every {} s; retention {}",
             self.wal_budget,
             self.compact_rate,
             self.compact_backlog,
+            self.segment_align.as_secs(),
             self.retention
                 .map_or("forever".to_string(), |r| format!("{} s", r.as_secs()))
         )?;
@@ -597,6 +602,7 @@ async fn serve_shard(
     sc.retention = cfg.retention;
     sc.compact_rate = cfg.compact_rate;
     sc.compact_backlog = cfg.compact_backlog;
+    sc.segment_align = cfg.segment_align;
     let shard = Shard::open(sc).await?;
     let rec = shard.recovery();
     log::info!(

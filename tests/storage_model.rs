@@ -55,6 +55,8 @@ fn config(dir: &std::path::Path) -> ShardConfig {
     c.memory_budget = 4096;
     c.flush_age = Duration::from_secs(3600);
     c.partition = Duration::from_micros(100);
+    // Compaction's aligned segment cuts, not dividing the partitions.
+    c.segment_align = Duration::from_micros(30);
     common::manual_compaction(&mut c);
     c
 }

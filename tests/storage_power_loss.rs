@@ -38,6 +38,8 @@ fn config(dir: &std::path::Path) -> ShardConfig {
     c.memory_budget = 2048;
     c.flush_age = Duration::from_secs(3600);
     c.partition = Duration::from_micros(700);
+    // Compaction's aligned segment cuts, not dividing the partitions.
+    c.segment_align = Duration::from_micros(250);
     common::manual_compaction(&mut c);
     c
 }

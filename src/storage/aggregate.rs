@@ -13,7 +13,7 @@
 //!   in its span cannot hold a duplicate, so when the kernel accepts the
 //!   summary (windows: it lies inside one window, the function needs no
 //!   points; plot: inside one interval, offered as its first, min, max and
-//!   last points; interpolation: it holds no sample time, offered as its
+//!   last points; interpolation: it holds no sample time after its first point, offered as its
 //!   first and last points; good-only: it holds only good points) its
 //!   block is not even read;
 //! - any other cluster is decoded (its blocks read concurrently, adjacent
@@ -139,8 +139,8 @@ impl Sink for Plotter {
 }
 
 /// An [`Interpolator`] with what it samples, so a segment holding no
-/// sample time can be offered as just its first and last points (the
-/// samples around it only see those two).
+/// sample time after its first point can be offered as just its first and
+/// last points (the samples around it only see those two).
 struct InterpSink {
     ip: Interpolator,
     start: i64,
@@ -154,10 +154,17 @@ impl Sink for InterpSink {
         if s.count == 0 || !s.usable_for(self.good_only) || s.first_ts > s.last_ts {
             return false;
         }
-        // The first sample time at or after first_ts.
+        // The first sample time after first_ts. A sample exactly at
+        // first_ts sees the segment's first point itself, which the
+        // summary offers, so only samples after it need the segment's
+        // other points (an aligned segment starts on a sample time).
         let (start, every) = (i128::from(self.start), i128::from(self.every));
-        let off = (i128::from(s.first_ts) - start).max(0);
-        let t = start + (off + every - 1) / every * every;
+        let off = i128::from(s.first_ts) - start;
+        let t = if off < 0 {
+            start
+        } else {
+            start + (off / every + 1) * every
+        };
         t > i128::from(s.last_ts) || t > i128::from(self.end)
     }
     fn take(&mut self, s: &Summary) -> std::result::Result<(), AggError> {

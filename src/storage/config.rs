@@ -72,6 +72,13 @@ pub struct ShardConfig {
     pub retention: Option<Duration>,
     /// Bytes per second compaction reads and writes at most.
     pub compact_rate: u64,
+    /// Compaction ends a tag's segment at every multiple of this since the
+    /// epoch (zero: only where a block fills), so each compacted segment
+    /// lies inside one aligned interval and its stored summary answers any
+    /// aggregate window that is a multiple of it without reading a block.
+    /// A cut costs a segment-table entry, a directory entry with its
+    /// summary and a codec restart (about 200 bytes).
+    pub segment_align: Duration,
 }
 
 impl ShardConfig {
@@ -91,6 +98,7 @@ impl ShardConfig {
             close_grace: Duration::from_secs(900),
             retention: None,
             compact_rate: 128 << 20,
+            segment_align: Duration::from_secs(3600),
         }
     }
 }

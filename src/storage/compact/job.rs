@@ -1,9 +1,11 @@
 //! One compaction job: reads every segment of its input chunks, merges each
 //! tag's points per time partition (later writes win, points older than the
-//! retention window are dropped), re-encodes them into as few segments as
-//! possible with their summaries, packs them into blocks in tag order (a
-//! tag with a block's worth gets blocks of its own), and writes one sealed
-//! compacted chunk per partition. Then, atomically in memory, the outputs
+//! retention window are dropped), re-encodes them into segments with their
+//! summaries (a segment ends where its block fills and at every multiple
+//! of `segment_align`, so a summary answers any window that is a multiple
+//! of it), packs them into blocks in tag order (a tag with a block's worth
+//! gets blocks of its own), and writes one sealed compacted chunk per
+//! partition. Then, atomically in memory, the outputs
 //! replace the inputs in the index, and the input files are deleted.
 //!
 //! Order of durability (new before old): each output's blocks, then its
@@ -286,6 +288,7 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
     let started = Instant::now();
     let job = c.disk.new_chunk_id();
     let width = micros(c.cfg.partition).max(1);
+    let align = micros(c.cfg.segment_align);
     let cutoff = c
         .cfg
         .retention
@@ -366,6 +369,7 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
                     enc: Encoder::default(),
                     sum: Summary::EMPTY,
                     limit: PAYLOAD_CAPACITY,
+                    span: 0,
                 };
                 for cluster in clusters(&refs) {
                     let points = merged(c, &blocks, tag, &cluster)?;
@@ -398,11 +402,14 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
                                     },
                                 );
                             }
-                        } else if w.enc.payload_len() + MAX_POINT_BYTES > w.limit {
+                        } else if w.enc.payload_len() + MAX_POINT_BYTES > w.limit
+                            || (align > 0 && w.enc.count() > 0 && p.ts.div_euclid(align) != w.span)
+                        {
                             w.finish(&mut outputs, &mut pace, &mut written).await?;
                             w.part = Some(part);
                         }
                         if w.enc.count() == 0 {
+                            w.span = if align > 0 { p.ts.div_euclid(align) } else { 0 };
                             w.limit = outputs.get(&part).map_or(PAYLOAD_CAPACITY, Output::room);
                             // Room for the whole segment: no regrowth.
                             w.enc = Encoder::with_capacity(w.limit + 64);
@@ -536,6 +543,9 @@ struct TagWriter {
     /// Payload bytes the current segment may take: the room left in its
     /// output's open block, so blocks are filled rather than padded.
     limit: usize,
+    /// The aligned interval (`ts / segment_align`) the current segment
+    /// lies in.
+    span: i64,
 }
 
 impl TagWriter {
