@@ -238,7 +238,7 @@ struct ServeArgs {
     /// Compaction cuts each tag's segments at every multiple of this since
     /// the epoch (`1h`, `10m`; `0` or `off`: only where blocks fill), so an
     /// aggregate window that is a multiple of it is answered from stored
-    /// summaries without reading blocks. Finer costs disk: ~200 bytes per cut.
+    /// summaries without reading blocks. Finer costs disk: ~250 bytes per cut.
     #[arg(long, env = "XTDB_SEGMENT_ALIGN", default_value = "1h", value_parser = parse_align)]
     segment_align: Duration,
     /// Most rows one aggregate, interpolated or plot request may answer

@@ -77,7 +77,7 @@ pub struct ShardConfig {
     /// lies inside one aligned interval and its stored summary answers any
     /// aggregate window that is a multiple of it without reading a block.
     /// A cut costs a segment-table entry, a directory entry with its
-    /// summary and a codec restart (about 200 bytes).
+    /// summary and a codec restart (about 250 bytes).
     pub segment_align: Duration,
 }
 
