@@ -48,6 +48,7 @@ use crate::storage::file::{DataFile, MAX_IO};
 use crate::storage::index::SegRef;
 use crate::storage::memory::Memory;
 use crate::storage::query::{decode_segment, merge, range};
+use crate::storage::slice::Slice;
 use crate::storage::stats::ShardStats;
 use crate::Point;
 
@@ -177,29 +178,6 @@ impl Sink for InterpSink {
     fn push_points(&mut self, pts: &[Point]) {
         for p in pts {
             self.ip.push(p.ts, p.value, p.quality);
-        }
-    }
-}
-
-/// Longest a walk runs between yields of its task queue (the executor's
-/// own preemption slice can be far longer, and a `latest` or a write on
-/// the shard waits for the reactor).
-const SLICE: std::time::Duration = std::time::Duration::from_micros(500);
-
-/// Yields the task queue once a walk has run for [`SLICE`].
-struct Pacer(std::time::Instant);
-
-impl Pacer {
-    fn new() -> Self {
-        Pacer(std::time::Instant::now())
-    }
-
-    async fn tick(&mut self) {
-        if self.0.elapsed() >= SLICE {
-            glommio::executor().yield_task_queue_now().await;
-            self.0 = std::time::Instant::now();
-        } else {
-            glommio::executor().yield_if_needed().await;
         }
     }
 }
@@ -348,7 +326,7 @@ async fn walk<S: Sink>(sc: &Scope<'_>, sink: &mut S, lo: i64, hi: i64) -> Result
             j += 1;
         }
         let blocks = read_blocks(&segs, &want).await?;
-        let mut pace = Pacer::new();
+        let mut slice = Slice::new();
         for step in &steps[i..j] {
             match step {
                 Step::Mem(a, b) => sink.push_points(&mem[*a..*b]),
@@ -387,7 +365,7 @@ async fn walk<S: Sink>(sc: &Scope<'_>, sink: &mut S, lo: i64, hi: i64) -> Result
                     sink.push_points(&merge(runs));
                 }
             }
-            pace.tick().await;
+            slice.tick().await;
         }
         i = j;
     }

@@ -27,6 +27,7 @@
 //! [`Control::no_room`] says why, and the flusher retries that remainder
 //! every 300 ms before it freezes anything new.
 
+use crate::storage::slice::Slice;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -490,6 +491,7 @@ async fn write_blocks(
     let id = chunk.header.id;
     let mut entries = Vec::new();
     let mut writes = Vec::new();
+    let mut slice = Slice::new();
     for (g, group) in batch.chunks(BLOCKS_PER_WRITE).enumerate() {
         let mut buf = chunk.file.buffer(group.len() * BLOCK_SIZE);
         {
@@ -526,7 +528,7 @@ async fn write_blocks(
         }
         let at = block_offset(first_slot + (g * BLOCKS_PER_WRITE) as u32);
         writes.push(chunk.file.write_at(buf, at));
-        glommio::executor().yield_if_needed().await;
+        slice.tick().await;
     }
     f.ctl.flush_stage.set("round: write_blocks join");
     for r in join_all(writes).await {

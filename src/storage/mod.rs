@@ -34,6 +34,7 @@ mod query;
 pub mod records;
 mod recovery;
 mod shard;
+mod slice;
 pub mod snapshot;
 mod stats;
 pub mod tokens;

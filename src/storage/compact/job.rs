@@ -32,6 +32,7 @@ use crate::storage::error::{Error, Result};
 use crate::storage::file::{remove_file, sync_dir, DataFile};
 use crate::storage::index::{ChunkInfo, SegRef};
 use crate::storage::query::merge;
+use crate::storage::slice::Slice;
 use crate::Point;
 
 /// Blocks read ahead and cached per job.
@@ -327,6 +328,7 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
     let mut dropped = 0u64;
     let dir = c.cfg.dir.join("chunks");
     let result: Result<()> = async {
+        let mut slice = Slice::new();
         let mut next = 0;
         while next < tags.len() {
             if c.ctl.closing.get() {
@@ -372,6 +374,7 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
                     span: 0,
                 };
                 for cluster in clusters(&refs) {
+                    slice.tick().await;
                     let points = merged(c, &blocks, tag, &cluster)?;
                     for p in points {
                         if p.ts < cutoff {
@@ -418,7 +421,7 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
                     }
                 }
                 w.finish(&mut outputs, &mut pace, &mut written).await?;
-                glommio::executor().yield_if_needed().await;
+                slice.tick().await;
             }
         }
         // Seal every output, then make their names durable.
