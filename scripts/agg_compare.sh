@@ -12,7 +12,9 @@
 # peers store q as a second field, never read here.
 # After loading, each system settles before any query: xtdb until it has
 # compacted and holds nothing in memory; InfluxDB (cache snapshot after
-# 10 s cold, full compaction after 30 s cold) and VictoriaMetrics
+# 10 s cold, full compaction after 30 s cold; its _internal monitor
+# store is off, or its writes every 10 s would keep the dir changing) and
+# VictoriaMetrics
 # (/internal/force_flush and /internal/force_merge) until their data dir
 # stops changing for 15 s.
 #
@@ -212,6 +214,8 @@ bind-address = "127.0.0.1:$(free_port)"
 [http]
   bind-address = "127.0.0.1:$port"
   log-enabled = false
+[monitor]
+  store-enabled = false
 CONF
         GOMAXPROCS=1 taskset -c "$SERVER_CPU" influxd -config "$dir/influxdb.conf" >"$dir/server.log" 2>&1 &
         SERVER_PID=$!
