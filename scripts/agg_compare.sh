@@ -16,7 +16,8 @@
 # store is off, or its writes every 10 s would keep the dir changing) and
 # VictoriaMetrics
 # (/internal/force_flush and /internal/force_merge) until their data dir
-# stops changing for 15 s.
+# stops changing for 15 s, and at least SETTLE_MIN (60) s (InfluxDB's full
+# compaction starts 30 s after the last write).
 #
 # Queries, each WARMUP (3) untimed then ITER (50) timed requests on one
 # keep-alive connection (scripts/agg_compare.py, or xtdb-load for xtdb's
@@ -37,8 +38,8 @@
 # Usage: scripts/agg_compare.sh [target/release]   (binaries built already)
 # Knobs: SYSTEMS ("xtdb influxdb victoria-metrics"), SPAN (30d), DAY (1d),
 # NTAGS (100), PIXELS (1000), ITER (50), WARMUP (3), BUDGET (120),
-# SERVER_CPU (1), GEN_CPU (0), SETTLE_MAX (600), COMPARE_DIR (a new temp
-# dir, removed). Short mode: SPAN=3d ITER=20 scripts/agg_compare.sh.
+# SERVER_CPU (1), GEN_CPU (0), SETTLE_MIN (60), SETTLE_MAX (600), COMPARE_DIR (a new temp
+# dir, removed). Short mode: SPAN=3d ITER=20 scripts/agg_compare.sh target/release.
 # Installs `influxdb` and `victoria-metrics` from Debian when missing.
 set -euo pipefail
 
@@ -55,6 +56,7 @@ BUDGET=${BUDGET:-120}
 SERVER_CPU=${SERVER_CPU:-1}
 GEN_CPU=${GEN_CPU:-0}
 SETTLE_MAX=${SETTLE_MAX:-600}
+SETTLE_MIN=${SETTLE_MIN:-60}
 if [ "$(nproc)" -lt 2 ]; then SERVER_CPU=0; GEN_CPU=0; fi
 secs() { python3 -c 'import sys; s=sys.argv[1]; u={"s":1,"m":60,"h":3600,"d":86400}
 print(int(float(s[:-1])*u[s[-1]]) if s[-1] in u else int(s))' "$1"; }
@@ -98,12 +100,13 @@ load_data() { # write-url
     taskset -c "$GEN_CPU" "$BIN/xtdb-load" "${args[@]}" --tags 1 --tag-base 1000000 --conns 1 \
         --ticks "$SPAN_S" | tail -n 1 | python3 -c 'import json,sys; d=json.load(sys.stdin)
 print("   loaded %d points on 1 tag in %.1f s" % (d["points_acked"], d["elapsed_s"]), file=sys.stderr)'
-    taskset -c "$GEN_CPU" "$BIN/xtdb-load" "${args[@]}" --tags "$NTAGS" --tag-base 2000000 --conns 4 \
+    taskset -c "$GEN_CPU" "$BIN/xtdb-load" "${args[@]}" --tags "$NTAGS" --tag-base 2000000 --conns $((NTAGS < 4 ? NTAGS : 4)) \
         --ticks "$DAY_S" | tail -n 1 | python3 -c 'import json,sys; d=json.load(sys.stdin)
 print("   loaded %d points on '"$NTAGS"' tags in %.1f s" % (d["points_acked"], d["elapsed_s"]), file=sys.stderr)'
 }
 
-# Waits until the dir's allocated bytes stay the same for 3 polls 5 s apart.
+# Waits at least SETTLE_MIN s, and until the dir's allocated bytes stay
+# the same for 3 polls 5 s apart.
 settle_dir() { # dir
     local last="" same=0 t=0 now
     while [ "$t" -lt "$SETTLE_MAX" ]; do
@@ -112,7 +115,7 @@ settle_dir() { # dir
         now=$(du -s --block-size=1 "$1" | cut -f1)
         if [ "$now" = "$last" ]; then same=$((same + 1)); else same=0; fi
         last=$now
-        [ "$same" -ge 3 ] && break
+        [ "$same" -ge 3 ] && [ "$t" -ge "$SETTLE_MIN" ] && break
     done
     echo "   settled after $t s ($last bytes)" >&2
 }
@@ -143,6 +146,9 @@ settle_xtdb() { # native addr
 native_query() { # addr key tags tag-base query-tags args...
     local addr=$1 key=$2 tags=$3 base=$4 qt=$5
     shift 5
+    # WARMUP untimed requests first, as for the HTTP clients.
+    [ "$WARMUP" -gt 0 ] && taskset -c "$GEN_CPU" "$BIN/xtdb-load" query --addr "$addr" --tags "$tags" \
+        --tag-base "$base" --query-tags "$qt" --cpu "$GEN_CPU" -q --iterations "$WARMUP" --json "$@" >/dev/null
     taskset -c "$GEN_CPU" "$BIN/xtdb-load" query --addr "$addr" --tags "$tags" --tag-base "$base" \
         --query-tags "$qt" --cpu "$GEN_CPU" -q --iterations "$ITER" --json "$@" | tail -n 1 |
         python3 -c 'import json,sys; a=json.load(sys.stdin)["aggregate"]; l=a["latency_us"]
