@@ -200,8 +200,9 @@ fn stream_grows_in_few_steps() {
     }
     let len = e.payload_len();
     // From 0 to `len` bytes by steps of max(len / 8, 64): about
-    // 8 + ln(len / 512) / ln(1.125) steps.
-    let bound = 8 + ((len as f64 / 512.0).ln() / 1.125f64.ln()).ceil() as usize + 2;
+    // 8 + ln(len / 512) / ln(1.125) steps (~36 here); twice that passes,
+    // a growth every few pushes (hundreds) does not.
+    let bound = 2 * (8 + ((len as f64 / 512.0).ln() / 1.125f64.ln()).ceil() as usize);
     assert!(
         grows <= bound,
         "{grows} growths for {len} bytes (bound {bound})"
