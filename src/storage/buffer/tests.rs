@@ -257,7 +257,7 @@ proptest! {
 fn tag_index_is_a_map_for_dense_and_sparse_ids() {
     let mut idx = TagIndex::default();
     let mut model = std::collections::BTreeMap::new();
-    let far = [u32::MAX, 3_000_000_000, 200_000, 70_000, 100_000];
+    let far = [u32::MAX, 3_000_000_000, 1_000_000, 250_000, 150_000];
     let mut slot = 0u32;
     let mut add = |idx: &mut TagIndex, model: &mut std::collections::BTreeMap<u32, u32>, t| {
         idx.insert(t, slot);
@@ -271,13 +271,14 @@ fn tag_index_is_a_map_for_dense_and_sparse_ids() {
     for t in 0..140_000 {
         add(&mut idx, &mut model, t);
     }
-    // 70,000, 100,000 and 200,000 are inside the grown dense table now.
-    assert!(idx.dense.len() > 200_000, "{}", idx.dense.len());
-    assert_eq!(idx.sparse.len(), 2);
+    // 150,000 and 250,000 are inside the grown dense table now, 1,000,000
+    // is not.
+    assert!(idx.dense.len() > 250_000, "{}", idx.dense.len());
+    assert_eq!(idx.sparse.len(), 3);
     for t in (0..140_000).step_by(3) {
         assert_eq!(idx.remove(t), model.remove(&t));
     }
-    assert_eq!(idx.remove(70_000), model.remove(&70_000));
+    assert_eq!(idx.remove(250_000), model.remove(&250_000));
     assert_eq!(idx.remove(u32::MAX), model.remove(&u32::MAX));
     assert_eq!(idx.remove(u32::MAX), None);
     assert_eq!(idx.remove(140_000), None);
@@ -288,9 +289,9 @@ fn tag_index_is_a_map_for_dense_and_sparse_ids() {
         2,
         3,
         139_999,
-        70_000,
-        100_000,
-        200_000,
+        150_000,
+        250_000,
+        1_000_000,
         3_000_000_000,
         u32::MAX,
         7,
