@@ -27,7 +27,8 @@ use crate::Point;
 /// Bytes charged per out-of-order sample slot.
 pub const SAMPLE_BYTES: usize = std::mem::size_of::<Sample>();
 /// Bytes charged per tag buffer besides its points: the slot (tag and
-/// buffer structure) plus the index map entry with its share of free buckets.
+/// buffer structure) plus the index entry (a dense-table entry or a hash map
+/// entry) with its share of free room.
 pub const TAG_OVERHEAD: usize = std::mem::size_of::<(u32, TagBuffer)>() + 16;
 
 /// Bytes of one slot of [`Buffers`].
@@ -367,8 +368,11 @@ fn merge_winning<T: Copy>(a: &[T], b: &[T], key: impl Fn(&T) -> i64) -> Vec<T> {
 /// is one 4-byte entry read directly, and a batch of neighbouring ids reads
 /// neighbouring entries; a hash map (two dependent cache misses per lookup
 /// at 100K tags) holds only ids too far above the others. The dense table
-/// is kept below `4 × tags + 64Ki` entries, so it costs at most 16 bytes a
-/// live tag (what [`TAG_OVERHEAD`] charges for the index) plus 256 KiB.
+/// only grows to cover an id below `4 × (tags held) + 64Ki`, so it costs
+/// at most 16 bytes a tag held when it grew (what [`TAG_OVERHEAD`] charges
+/// for the index) plus 256 KiB; like the hash map, it does not shrink when
+/// flushes take tags out, and its bytes are charged through
+/// [`TAG_OVERHEAD`], not counted exactly.
 #[derive(Default)]
 struct TagIndex {
     /// `slot + 1` by tag id, 0 for none.
