@@ -27,8 +27,12 @@ use crate::Point;
 /// Bytes charged per out-of-order sample slot.
 pub const SAMPLE_BYTES: usize = std::mem::size_of::<Sample>();
 /// Bytes charged per tag buffer besides its points: the slot (tag and
-/// buffer structure) plus the index map entry with its share of free buckets.
+/// buffer structure) plus the index entry (a dense-table entry or a hash map
+/// entry) with its share of free room.
 pub const TAG_OVERHEAD: usize = std::mem::size_of::<(u32, TagBuffer)>() + 16;
+
+/// Bytes of one slot of [`Buffers`].
+const SLOT_BYTES: usize = std::mem::size_of::<(u32, TagBuffer)>();
 
 /// Rarely used parts of a buffer, boxed to keep the common one small.
 #[derive(Default)]
@@ -359,12 +363,92 @@ fn merge_winning<T: Copy>(a: &[T], b: &[T], key: impl Fn(&T) -> i64) -> Vec<T> {
     out
 }
 
-/// All tag buffers of a shard: a small map from tag to slot (8-byte
-/// entries, cache resident for ~100K tags) and the buffers in a dense vector,
-/// allocated in first-seen order so round-robin batches walk it sequentially.
+/// Tag → slot. Tag ids are mostly small dense integers (the catalog hands
+/// them out in order, clients count them up), so an id below `dense.len()`
+/// is one 4-byte entry read directly, and a batch of neighbouring ids reads
+/// neighbouring entries; a hash map (two dependent cache misses per lookup
+/// at 100K tags) holds only ids too far above the others. The dense table
+/// only grows to cover an id below `4 × (tags held) + 64Ki`, so it costs
+/// at most 16 bytes a tag held when it grew (what [`TAG_OVERHEAD`] charges
+/// for the index) plus 256 KiB; like the hash map, it does not shrink when
+/// flushes take tags out, and its bytes are charged through
+/// [`TAG_OVERHEAD`], not counted exactly.
+#[derive(Default)]
+struct TagIndex {
+    /// `slot + 1` by tag id, 0 for none.
+    dense: Vec<u32>,
+    /// Ids at or above `dense.len()`.
+    sparse: AHashMap<u32, u32>,
+    /// Tags held.
+    len: usize,
+}
+
+impl TagIndex {
+    #[inline(always)]
+    fn get(&self, tag: u32) -> Option<u32> {
+        match self.dense.get(tag as usize) {
+            Some(&s) => s.checked_sub(1),
+            None => self.sparse.get(&tag).copied(),
+        }
+    }
+
+    /// Adds a tag that is not held.
+    fn insert(&mut self, tag: u32, slot: u32) {
+        let t = tag as usize;
+        let limit = 4 * (self.len + 1) + (1 << 16);
+        if t >= self.dense.len() && t < limit {
+            let n = (t + 1).max(2 * self.dense.len()).min(limit);
+            self.dense.resize(n, 0);
+            let moved: Vec<u32> = self
+                .sparse
+                .keys()
+                .copied()
+                .filter(|&k| (k as usize) < n)
+                .collect();
+            for k in moved {
+                if let Some(s) = self.sparse.remove(&k) {
+                    self.dense[k as usize] = s + 1;
+                }
+            }
+        }
+        match self.dense.get_mut(t) {
+            Some(e) => *e = slot + 1,
+            None => {
+                self.sparse.insert(tag, slot);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn remove(&mut self, tag: u32) -> Option<u32> {
+        let slot = match self.dense.get_mut(tag as usize) {
+            Some(e) => std::mem::take(e).checked_sub(1),
+            None => self.sparse.remove(&tag),
+        };
+        if slot.is_some() {
+            self.len -= 1;
+        }
+        slot
+    }
+
+    /// `(tag, slot)` of every tag held, in no particular order.
+    fn iter(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        let dense = self
+            .dense
+            .iter()
+            .enumerate()
+            .filter(|(_, &s)| s != 0)
+            .map(|(t, &s)| (t as u32, s - 1));
+        dense.chain(self.sparse.iter().map(|(&t, &s)| (t, s)))
+    }
+}
+
+/// All tag buffers of a shard: an index from tag to slot (see [`TagIndex`])
+/// and the buffers in a dense vector, allocated in first-seen order so
+/// round-robin batches walk it sequentially.
 #[derive(Default)]
 pub struct Buffers {
-    index: AHashMap<u32, u32>,
+    index: TagIndex,
     slots: Vec<(u32, TagBuffer)>,
     free: Vec<u32>,
     /// Every buffered tag by `(min_seq, tag)`: the tags pinning the oldest
@@ -382,8 +466,8 @@ impl Buffers {
     /// Adds a sample to `tag`'s buffer, written in WAL record `seq`.
     /// Returns the buffer's length afterwards.
     pub fn insert(&mut self, tag: u32, s: Sample, seq: u64, now: Instant) -> usize {
-        let slot = match self.index.get(&tag) {
-            Some(&slot) => slot as usize,
+        let slot = match self.index.get(tag) {
+            Some(slot) => slot as usize,
             None => self.new_slot(tag, seq, now),
         };
         let buf = &mut self.slots[slot].1;
@@ -412,15 +496,19 @@ impl Buffers {
         let mut slots = std::mem::take(&mut self.scratch);
         slots.clear();
         for p in points {
-            let slot = match self.index.get(&p.tag) {
-                Some(&slot) => slot,
+            let slot = match self.index.get(p.tag) {
+                Some(slot) => slot,
                 None => self.new_slot(p.tag, seq, now) as u32,
             };
             slots.push(slot);
         }
         for (i, p) in points.iter().enumerate() {
             if let Some(&s) = slots.get(i + 2 * AHEAD) {
-                prefetch(&self.slots[s as usize] as *const _ as *const u8);
+                // A slot spans several cache lines and a push touches most.
+                let p = &self.slots[s as usize] as *const _ as *const u8;
+                for off in (0..SLOT_BYTES).step_by(64) {
+                    prefetch(p.wrapping_add(off));
+                }
             }
             if let Some(&s) = slots.get(i + AHEAD) {
                 prefetch(self.slots[s as usize].1.head.tail_ptr());
@@ -465,19 +553,19 @@ impl Buffers {
 
     /// The buffer of `tag`, if any.
     pub fn get(&self, tag: u32) -> Option<&TagBuffer> {
-        let slot = *self.index.get(&tag)? as usize;
+        let slot = self.index.get(tag)? as usize;
         Some(&self.slots[slot].1)
     }
 
     /// The buffer of `tag`, if any, to read or change it.
     pub fn get_mut(&mut self, tag: u32) -> Option<&mut TagBuffer> {
-        let slot = *self.index.get(&tag)? as usize;
+        let slot = self.index.get(tag)? as usize;
         Some(&mut self.slots[slot].1)
     }
 
     /// Removes and returns `tag`'s buffer (for a flush).
     pub fn take(&mut self, tag: u32) -> Option<TagBuffer> {
-        let slot = self.index.remove(&tag)?;
+        let slot = self.index.remove(tag)?;
         let empty = TagBuffer::new(0, self.slots[slot as usize].1.since);
         let b = std::mem::replace(&mut self.slots[slot as usize].1, empty);
         self.by_seq.remove(&(b.min_seq, tag));
@@ -494,7 +582,7 @@ impl Buffers {
     /// Returns the segments, the lowest WAL sequence they may hold and the
     /// highest.
     pub fn take_sealed(&mut self, tag: u32) -> Option<(Vec<Segment>, u64, u64)> {
-        let slot = *self.index.get(&tag)? as usize;
+        let slot = self.index.get(tag)? as usize;
         let buf = &mut self.slots[slot].1;
         let c = buf.cold.as_ref()?;
         if c.sealed.is_empty() || !c.ooo.is_empty() || buf.head.count() == 0 {
@@ -523,7 +611,7 @@ impl Buffers {
         max_seq: u64,
         now: Instant,
     ) {
-        if segs.is_empty() || self.index.contains_key(&tag) {
+        if segs.is_empty() || self.index.get(tag).is_some() {
             return;
         }
         let slot = self.new_slot(tag, min_seq, now);
@@ -536,7 +624,7 @@ impl Buffers {
     /// Empties every buffer into its segments (as a flush freezes them),
     /// for a snapshot: `(tag, min_seq, max_seq, segments)` by tag.
     pub fn drain_segments(&mut self) -> Vec<(u32, u64, u64, Vec<Segment>)> {
-        let mut tags: Vec<u32> = self.index.keys().copied().collect();
+        let mut tags: Vec<u32> = self.index.iter().map(|(t, _)| t).collect();
         tags.sort_unstable();
         let mut out = Vec::with_capacity(tags.len());
         for tag in tags {
@@ -584,7 +672,7 @@ impl Buffers {
         let mut at = self.age_cursor % len;
         for _ in 0..n {
             let (tag, b) = &self.slots[at];
-            if !b.is_empty() && self.index.get(tag) == Some(&(at as u32)) {
+            if !b.is_empty() && self.index.get(*tag) == Some(at as u32) {
                 f(*tag, b);
             }
             at = (at + 1) % len;
@@ -594,7 +682,7 @@ impl Buffers {
 
     /// Iterates `(tag, buffer)`.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &TagBuffer)> {
-        self.index.values().map(|&slot| {
+        self.index.iter().map(|(_, slot)| {
             let (tag, b) = &self.slots[slot as usize];
             (*tag, b)
         })

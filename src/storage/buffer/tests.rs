@@ -250,3 +250,55 @@ proptest! {
         }
     }
 }
+
+/// The tag index answers like a map whatever the ids: dense ones, far ones
+/// (kept in the hash map), far ones the dense table grows to cover later.
+#[test]
+fn tag_index_is_a_map_for_dense_and_sparse_ids() {
+    let mut idx = TagIndex::default();
+    let mut model = std::collections::BTreeMap::new();
+    let far = [u32::MAX, 3_000_000_000, 1_000_000, 250_000, 150_000];
+    let mut slot = 0u32;
+    let mut add = |idx: &mut TagIndex, model: &mut std::collections::BTreeMap<u32, u32>, t| {
+        idx.insert(t, slot);
+        model.insert(t, slot);
+        slot += 1;
+    };
+    for &t in &far {
+        add(&mut idx, &mut model, t);
+    }
+    assert!(idx.dense.len() <= 4 * 6 + (1 << 16));
+    for t in 0..140_000 {
+        add(&mut idx, &mut model, t);
+    }
+    // 150,000 and 250,000 are inside the grown dense table now, 1,000,000
+    // is not.
+    assert!(idx.dense.len() > 250_000, "{}", idx.dense.len());
+    assert_eq!(idx.sparse.len(), 3);
+    for t in (0..140_000).step_by(3) {
+        assert_eq!(idx.remove(t), model.remove(&t));
+    }
+    assert_eq!(idx.remove(250_000), model.remove(&250_000));
+    assert_eq!(idx.remove(u32::MAX), model.remove(&u32::MAX));
+    assert_eq!(idx.remove(u32::MAX), None);
+    assert_eq!(idx.remove(140_000), None);
+    assert_eq!(idx.len, model.len());
+    for t in [
+        0,
+        1,
+        2,
+        3,
+        139_999,
+        150_000,
+        250_000,
+        1_000_000,
+        3_000_000_000,
+        u32::MAX,
+        7,
+    ] {
+        assert_eq!(idx.get(t), model.get(&t).copied(), "tag {t}");
+    }
+    let mut all: Vec<(u32, u32)> = idx.iter().collect();
+    all.sort_unstable();
+    assert_eq!(all, model.into_iter().collect::<Vec<_>>());
+}

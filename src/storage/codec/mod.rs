@@ -28,6 +28,12 @@ use values::ValueState;
 pub const MAX_POINT_BYTES: usize =
     (timestamps::MAX_BITS + values::MAX_BITS).div_ceil(8) as usize + 1 + quality::RUN_BYTES;
 
+/// Free bytes [`Encoder::push`] wants at the stream's tail: one point's
+/// widest fields plus the 16-byte store of [`bits::put`].
+const HEADROOM: usize = 48;
+/// Fewest bytes a stream grows by past [`HEADROOM`].
+const MIN_GROWTH: usize = 64;
+
 /// One sample of a series whose tag is known from context (a tag buffer's
 /// key, a block's header): what the codec encodes and decodes.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -117,7 +123,7 @@ impl Encoder {
     #[inline]
     pub fn push(&mut self, ts: i64, value: u64, q: u8) {
         debug_assert!(self.count == 0 || ts > self.ts);
-        if self.bits.len() + 48 > self.bits.capacity() {
+        if self.bits.len() + HEADROOM > self.bits.capacity() {
             self.grow();
         }
         if self.count == 0 {
@@ -140,12 +146,15 @@ impl Encoder {
         quality::push(&mut self.runs, q);
     }
 
-    /// Grows the stream by about an eighth (at least 32 bytes): buffers are
-    /// charged by capacity, so doubling would waste a third on average.
+    /// Grows the stream so that about an eighth of its length (at least
+    /// [`MIN_GROWTH`] bytes) can be appended before the next growth, on top
+    /// of the [`HEADROOM`] every push needs: buffers are charged by
+    /// capacity, so doubling would waste a third on average. (Reserving
+    /// less than the headroom would make every push reallocate.)
     #[cold]
     fn grow(&mut self) {
-        let extra = (self.bits.len() / 8).max(32);
-        self.bits.reserve_exact(extra);
+        let step = (self.bits.len() / 8).max(MIN_GROWTH);
+        self.bits.reserve_exact(HEADROOM + step);
     }
 
     /// Ends the stream.

@@ -179,3 +179,33 @@ fn truncated_stream_is_an_error() {
     assert!(decode_payload(cut, 100, i64::MIN, i64::MAX, |_, _, _| ()).is_err());
     assert!(decode_payload(&payload, 101, i64::MIN, i64::MAX, |_, _, _| ()).is_err());
 }
+
+/// A stream grows by a share of its length, not by a few bytes a push:
+/// noisy values (the widest realistic ones) reallocate rarely.
+#[test]
+fn stream_grows_in_few_steps() {
+    let mut e = Encoder::default();
+    let (mut grows, mut cap) = (0, 0);
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for i in 0..2_000i64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let v = 50.0 + (x >> 11) as f64 / (1u64 << 53) as f64;
+        e.push(i * 1_000_000, v.to_bits(), 192);
+        if e.heap_bytes() != cap {
+            grows += 1;
+            cap = e.heap_bytes();
+        }
+    }
+    let len = e.payload_len();
+    // From 0 to `len` bytes by steps of max(len / 8, 64): about
+    // 8 + ln(len / 512) / ln(1.125) steps (~36 here); twice that passes,
+    // a growth every few pushes (hundreds) does not.
+    let bound = 2 * (8 + ((len as f64 / 512.0).ln() / 1.125f64.ln()).ceil() as usize);
+    assert!(
+        grows <= bound,
+        "{grows} growths for {len} bytes (bound {bound})"
+    );
+    assert!(cap >= len, "capacity {cap} below length {len}");
+}
