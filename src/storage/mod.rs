@@ -8,7 +8,7 @@
 //! `wal::format`, `le`) below the file door (`file`, `fault`), the parts of
 //! a shard (`memory`, `disk`, `control`, `index`, `wal`) above them, the
 //! work on those parts (`flush`, `query`, `aggregate`, `recovery`,
-//! `backup`), and [`Shard`], the
+//! `backup`; long steps of it yield through `slice`), and [`Shard`], the
 //! handle that ties them together, on top.
 
 mod aggregate;
