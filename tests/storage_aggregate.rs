@@ -560,3 +560,34 @@ fn aligned_cuts_answer_hour_windows_from_summaries() {
         });
     }
 }
+
+/// A tag whose compacted points span less than two aligned intervals is
+/// not cut (a cut would cost more than decoding its two straddling
+/// segments saves); one spanning more is cut at every interval.
+#[test]
+fn short_runs_are_not_cut() {
+    for (minutes, want) in [(90i64, 1u64), (330, 6)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = ShardConfig::new(dir.path());
+        common::manual_compaction(&mut cfg);
+        life(move || async move {
+            let shard = Shard::open(cfg).await.unwrap();
+            let hour = 3_600_000_000i64;
+            let t0 = 490_000 * hour + hour / 2; // crosses an hour after 30 min
+            let pts: Vec<Point> = (0..minutes * 60)
+                .map(|i| Point::new(5, t0 + i * 1_000_000, (i / 600) as f64, 192))
+                .collect();
+            for c in pts.chunks(5_000) {
+                shard.write(c).await.unwrap();
+            }
+            shard.compact().await.unwrap();
+            let s = shard.stats();
+            assert_eq!(s.points_on_disk, pts.len() as u64);
+            assert_eq!(
+                s.segments_indexed, want,
+                "{minutes} min of a step signal from hh:30"
+            );
+            shard.close().await.unwrap();
+        });
+    }
+}

@@ -76,6 +76,8 @@ pub struct ShardConfig {
     /// epoch (zero: only where a block fills), so each compacted segment
     /// lies inside one aligned interval and its stored summary answers any
     /// aggregate window that is a multiple of it without reading a block.
+    /// Only tags whose points in the job span two intervals or more are
+    /// cut.
     /// A cut costs a segment-table entry, a directory entry with its
     /// summary and a codec restart (about 250 bytes).
     pub segment_align: Duration,
