@@ -15,6 +15,7 @@
 # (ITER, SPAN=30d, DAY=1d, NTAGS=100, SRV_CPU=1, PORT=7171 from the
 # environment; SERVE_ARGS adds flags to `xtdb serve`, e.g. "--segment-align 0".)
 set -eu
+. "$(dirname "$0")/lib.sh"
 BIN=${1:-target/release}
 ITER=${ITER:-200}
 SPAN=${SPAN:-30d}
@@ -42,14 +43,7 @@ echo "== prepare: $SPAN at 1 Hz on one tag, $DAY at 1 Hz on $NTAGS tags"
 load --mode aggregate --span "$SPAN" --every 1h --prepare --iterations 1 --json >/dev/null
 many --mode aggregate --span "$DAY" --every 1m --prepare --iterations 1 --json >/dev/null
 # The shard settles (flushes and compacts) after 10 s without writes.
-for _ in $(seq 1 120); do
-    sleep 1
-    s=$("$BIN/xtdb" stats --addr "$ADDR")
-    flush=$(echo "$s" | awk '$1 == "disk_flush_bytes" {print $2}')
-    buffered=$(echo "$s" | awk '$1 == "points_buffered" {print $2}')
-    comp=$(echo "$s" | awk '$1 == "compactions" {print $2}')
-    [ "${comp:-0}" -gt 0 ] && [ "${flush:-1}" = 0 ] && [ "${buffered:-1}" = 0 ] && break
-done
+wait_settled "$BIN" "$ADDR" 120
 "$BIN/xtdb" stats --addr "$ADDR" | grep -E "^(points_on_disk|segments_indexed|chunks|compactions|disk_compacted_bytes) " || true
 
 run() {

@@ -11,6 +11,7 @@
 # Usage: scripts/segment_align.sh [target/release]
 # (TAGS=1000, HOURS=6, ALIGNS="0 1h", ITER=200, PORT=7172 from the environment.)
 set -eu
+. "$(dirname "$0")/lib.sh"
 BIN=${1:-target/release}
 TAGS=${TAGS:-1000}
 HOURS=${HOURS:-6}
@@ -35,14 +36,7 @@ for align in $ALIGNS; do
         --conns 2 --ticks "$TICKS" --period-us 1000000 --t0 $T0 --signal plant --seed 7 \
         --cpus 0 --duration 1h >/dev/null
     # The shard settles (flushes and compacts) after 10 s without writes.
-    for _ in $(seq 1 300); do
-        sleep 1
-        s=$("$BIN/xtdb" stats --addr "$ADDR")
-        flush=$(echo "$s" | awk '$1 == "disk_flush_bytes" {print $2}')
-        buffered=$(echo "$s" | awk '$1 == "points_buffered" {print $2}')
-        comp=$(echo "$s" | awk '$1 == "compactions" {print $2}')
-        [ "${comp:-0}" -gt 0 ] && [ "${flush:-1}" = 0 ] && [ "${buffered:-1}" = 0 ] && break
-    done
+    wait_settled "$BIN" "$ADDR" 300
     s=$("$BIN/xtdb" stats --addr "$ADDR")
     echo "$s" | awk -v align="$align" '
         $1 == "points_on_disk" {p = $2}
