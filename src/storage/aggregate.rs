@@ -13,9 +13,9 @@
 //!   in its span cannot hold a duplicate, so when the kernel accepts the
 //!   summary (windows: it lies inside one window, the function needs no
 //!   points; plot: inside one interval, offered as its first, min, max and
-//!   last points; interpolation: it holds no sample time after its first point, offered as its
-//!   first and last points; good-only: it holds only good points) its
-//!   block is not even read;
+//!   last points; interpolation: it holds no sample time after its first
+//!   point, offered as its first and last points; good-only: it holds only
+//!   good points) its block is not even read;
 //! - any other cluster is decoded (its blocks read concurrently, adjacent
 //!   blocks of one file in one read, a bounded batch at a time) and merged with the same precedence as `range` (the
 //!   later write wins), then pushed point by point;

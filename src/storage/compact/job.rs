@@ -6,8 +6,8 @@
 //! `segment_align`, so a summary answers any window that is a multiple of
 //! it), packs them into blocks in tag order (a tag with a block's worth
 //! gets blocks of its own), and writes one sealed compacted chunk per
-//! partition. Then, atomically in memory, the outputs
-//! replace the inputs in the index, and the input files are deleted.
+//! partition. Then, atomically in memory, the outputs replace the inputs
+//! in the index, and the input files are deleted.
 //!
 //! Order of durability (new before old): each output's blocks, then its
 //! directory (entries, summaries and the ids of the inputs it supersedes),
