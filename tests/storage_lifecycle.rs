@@ -34,8 +34,6 @@ fn config(dir: &std::path::Path) -> ShardConfig {
     c.wal_segment_size = 1 << 20;
     c.wal_budget = 8 << 20;
     c.blocks_per_chunk = 64;
-    // Range counts one read per segment; hour cuts would count 24 a day.
-    c.segment_align = Duration::ZERO;
     manual_compaction(&mut c);
     c
 }

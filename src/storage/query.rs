@@ -53,14 +53,14 @@ pub(crate) async fn range(
         b.range(tag, start, end, &mut run);
         mem_runs.push(run);
     }
-    let mut runs = read_segments(tag, &blocks, start, end).await?;
+    let (mut runs, reads) = read_segments(tag, &blocks, start, end).await?;
     let disk: usize = runs.iter().map(|r| r.len()).sum();
     let mem: usize = mem_runs.iter().map(|r| r.len()).sum();
     runs.extend(mem_runs);
     let merged = merge(runs);
     {
         let mut s = stats.borrow_mut();
-        s.blocks_read += blocks.len() as u64;
+        s.blocks_read += reads;
         s.points_from_disk += disk as u64;
         s.points_from_memory += mem as u64;
     }
@@ -126,7 +126,7 @@ pub(crate) async fn latest(
     let mut from_disk = false;
     if let Some((r, file, off)) = newest {
         if best.is_none_or(|m| r.max_ts > m.ts) {
-            let runs =
+            let (runs, _) =
                 read_segments(tag, &[(r, file, off)], r.max_ts, r.max_ts.saturating_add(1)).await?;
             if let Some(p) = runs.into_iter().flatten().last() {
                 best = Some(Sample {
@@ -153,28 +153,42 @@ pub(crate) async fn latest(
     }))
 }
 
-/// Reads and verifies the blocks of `segs` concurrently; returns each
-/// segment's points in `[start, end)`, in the order given.
+/// Reads the blocks of `segs` concurrently, each block once however many
+/// of the segments it holds, and verifies them; returns each segment's
+/// points in `[start, end)`, in the order given, and the blocks read.
 pub(crate) async fn read_segments(
     tag: u32,
     segs: &[(SegRef, Rc<DataFile>, u64)],
     start: i64,
     end: i64,
-) -> Result<Vec<Vec<Point>>> {
-    let reads = segs.iter().map(|(r, file, off)| {
-        let (r, file, off) = (*r, file.clone(), *off);
-        async move {
-            let data = file.read_at(off, BLOCK_SIZE).await?;
-            let mut out = Vec::new();
-            decode_segment(&data, &r, tag, file.path(), off, start, end, &mut out)?;
-            Ok(out)
-        }
-    });
-    let results: Vec<Result<Vec<Point>>> = stream::iter(reads)
-        .buffered(READS_IN_FLIGHT)
-        .collect()
-        .await;
-    results.into_iter().collect()
+) -> Result<(Vec<Vec<Point>>, u64)> {
+    // A block holding several of the tag's segments (compaction's aligned
+    // cuts put a day's hours in a few blocks) is read once.
+    let mut block_of = Vec::with_capacity(segs.len());
+    let mut unique: Vec<(u64, u32, Rc<DataFile>, u64)> = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for (r, file, off) in segs {
+        let i = *seen.entry((r.chunk, r.slot)).or_insert_with(|| {
+            unique.push((r.chunk, r.slot, file.clone(), *off));
+            unique.len() - 1
+        });
+        block_of.push(i);
+    }
+    let reads = unique
+        .iter()
+        .map(|(_, _, file, off)| async move { file.read_at(*off, BLOCK_SIZE).await });
+    let mut blocks = Vec::with_capacity(unique.len());
+    let mut done = stream::iter(reads).buffered(READS_IN_FLIGHT);
+    while let Some(b) = done.next().await {
+        blocks.push(b?);
+    }
+    let mut runs = Vec::with_capacity(segs.len());
+    for ((r, file, off), &i) in segs.iter().zip(&block_of) {
+        let mut out = Vec::new();
+        decode_segment(&blocks[i], r, tag, file.path(), *off, start, end, &mut out)?;
+        runs.push(out);
+    }
+    Ok((runs, unique.len() as u64))
 }
 
 /// Verifies block `data` (read from `path` at `off`) against what the
