@@ -186,6 +186,7 @@ async fn replay(
                 Err(e) => return Err(e),
             }
         }
+        rec.recycle(seg);
     }
     report.wal_records_replayed = rec.records;
     report.wal_bytes_replayed = rec.bytes;
@@ -209,6 +210,7 @@ async fn check_snapshot(
         if seg.records.last().is_some_and(|r| r.0 >= s.wal_end) {
             return Ok(None);
         }
+        rec.recycle(seg);
     }
     let (records, bytes, torn) = (rec.records, rec.bytes, rec.torn_bytes);
     let recovered = rec.finish().await?;

@@ -51,6 +51,9 @@ pub struct WalRecovery {
     expected: u64,
     last_pos: u64,
     last_tail: Vec<u8>,
+    /// A replayed segment's bytes, handed back by [`Self::recycle`] to be
+    /// read into again.
+    spare: Vec<u8>,
     /// Bytes of torn tail dropped (0 after a clean shutdown).
     pub torn_bytes: u64,
     /// Offset and file of the torn tail, if any.
@@ -144,6 +147,7 @@ impl WalRecovery {
             expected,
             last_pos: SEGMENT_HEADER as u64,
             last_tail: Vec::new(),
+            spare: Vec::new(),
             torn_bytes: 0,
             torn_at: None,
             records: 0,
@@ -168,7 +172,9 @@ impl WalRecovery {
                 ),
             ));
         }
-        let data = file.read_vec(0, self.segment_size as usize).await?;
+        let mut data = std::mem::take(&mut self.spare);
+        file.read_into(0, self.segment_size as usize, &mut data)
+            .await?;
         let mut pos = SEGMENT_HEADER;
         let mut records = Vec::new();
         let stop = loop {
@@ -244,6 +250,11 @@ impl WalRecovery {
             self.last_tail = data[from.min(data.len())..pos.min(data.len())].to_vec();
         }
         Ok(Some(SegmentRecords { data, records }))
+    }
+
+    /// Hands a replayed segment's buffer back for the next segment's read.
+    pub fn recycle(&mut self, seg: SegmentRecords) {
+        self.spare = seg.data;
     }
 
     /// Finishes recovery (call after the last segment): the state the
