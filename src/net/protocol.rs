@@ -584,7 +584,7 @@ impl<'a> Reader<'a> {
     /// bounds checks of [`Self::point`] were most of a large answer's
     /// decode time).
     fn points(&mut self, n: usize) -> Result<Vec<Point>, FrameError> {
-        let len = n.checked_mul(POINT_LEN).unwrap_or(usize::MAX);
+        let len = n.saturating_mul(POINT_LEN);
         let b = self.take(len, "points")?;
         Ok(b.chunks_exact(POINT_LEN).map(point_at).collect())
     }
