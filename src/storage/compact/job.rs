@@ -439,6 +439,7 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
         }
         // Seal every output, then make their names durable.
         let siblings: Vec<u64> = outputs.values().map(|o| o.chunk.header.id).collect();
+        let mut dir_max = 0;
         for out in outputs.values_mut() {
             out.close_block(&mut pace, &mut written).await?;
             out.write_pending(&mut pace, &mut written).await?;
@@ -450,9 +451,12 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
                 .await;
             out.entries = entries;
             sealed?;
+            dir_max = out.chunk.dir_micros.max(dir_max);
             written += out.chunk.allocated().saturating_sub(block_offset(blocks));
         }
         sync_dir(&dir).await?;
+        let mut s = c.stats.borrow_mut();
+        s.compaction_dir_max_micros = s.compaction_dir_max_micros.max(dir_max);
         Ok(())
     }
     .await;
@@ -461,6 +465,7 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
         return Err(e);
     }
     // Swap: the outputs replace the inputs in one step (no await between).
+    let swap_started = Instant::now();
     let removed = {
         let mut index = c.disk.index.borrow_mut();
         let removed = index.remove_chunks(inputs);
@@ -491,6 +496,7 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
         }
         removed
     };
+    let swap = swap_started.elapsed().as_micros() as u64;
     let mut read_bytes = 0;
     for (_, info) in &removed {
         read_bytes += info.bytes;
@@ -510,6 +516,8 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
     s.compaction_bytes_written += written;
     s.compaction_points += points;
     s.compaction_micros += started.elapsed().as_micros() as u64;
+    s.compaction_swap_micros += swap;
+    s.compaction_swap_max_micros = s.compaction_swap_max_micros.max(swap);
     s.retention_points_dropped += dropped;
     Ok(())
 }

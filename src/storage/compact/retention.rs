@@ -48,7 +48,14 @@ pub(crate) async fn apply(c: &Compactor, now_us: i64) -> Result<u64> {
     if expired.is_empty() {
         return Ok(0);
     }
+    let swap_started = std::time::Instant::now();
     let removed = c.disk.index.borrow_mut().remove_chunks(&expired);
+    let swap = swap_started.elapsed().as_micros() as u64;
+    {
+        let mut s = c.stats.borrow_mut();
+        s.compaction_swap_micros += swap;
+        s.compaction_swap_max_micros = s.compaction_swap_max_micros.max(swap);
+    }
     let mut bytes = 0;
     for (_, info) in &removed {
         bytes += info.bytes;
