@@ -12,6 +12,8 @@
 //!   amplification (WAL and chunk bytes written per byte the chunks hold);
 //! - write-ack p99 in the seconds when the server flushed or compacted and
 //!   in the seconds when it did neither;
+//! - the longest index swap and directory encode of compaction (CPU
+//!   stretches without yielding);
 //! - one tag's whole range: blocks read and latency.
 //!
 //! Its server is plain with auth off (loopback), so `--token` and
@@ -275,7 +277,7 @@ fn run_inner<C: Conn>(cfg: &ScenarioConfig, data_dir: &std::path::Path) -> Resul
     let amp = written_chunks as f64 / held.max(1) as f64;
     let total_amp = (written_chunks + wal_written) as f64 / held.max(1) as f64;
     let text = format!(
-        "scenario steady: {} tags of {} signals, {} simulated minutes at 1 Hz, {}\n{}  settled after        {:.1} s (buffers flushed, flush chunks compacted)\n  points on disk       {}\n  chunk files          {} bytes = {:.3} bytes/point (codec alone: {:.3}, ratio {:.3})\n  with the WAL files   {} bytes = {:.3} bytes/point\n  write amplification  chunks {:.2}, WAL + chunks {:.2} (bytes written per byte held)\n  ack p99 per second   median {} in seconds without flushing or compaction ({} s), {} flushing only ({} s), {} compacting ({} s)\n  whole range of tag 7 {} points, {} blocks read, {}\n",
+        "scenario steady: {} tags of {} signals, {} simulated minutes at 1 Hz, {}\n{}  settled after        {:.1} s (buffers flushed, flush chunks compacted)\n  points on disk       {}\n  chunk files          {} bytes = {:.3} bytes/point (codec alone: {:.3}, ratio {:.3})\n  with the WAL files   {} bytes = {:.3} bytes/point\n  write amplification  chunks {:.2}, WAL + chunks {:.2} (bytes written per byte held)\n  ack p99 per second   median {} in seconds without flushing or compaction ({} s), {} flushing only ({} s), {} compacting ({} s)\n  compaction stalls    index swap {} at most without yielding ({} in all), directory encode {} at most\n  whole range of tag 7 {} points, {} blocks read, {}\n",
         fmt_count(u64::from(tags)),
         cfg.signal.name(),
         minutes,
@@ -301,6 +303,9 @@ fn run_inner<C: Conn>(cfg: &ScenarioConfig, data_dir: &std::path::Path) -> Resul
         secs[1],
         p99s[2].map_or("n/a".into(), fmt_us),
         secs[2],
+        fmt_us(stat(&stats, "total.compaction_swap_max_micros")),
+        fmt_us(stat(&stats, "total.compaction_swap_micros")),
+        fmt_us(stat(&stats, "total.compaction_dir_max_micros")),
         fmt_count(range_points as u64),
         blocks_read,
         fmt_us(range_us),

@@ -13,6 +13,7 @@ use glommio::io::{DmaBuffer, DmaFile, OpenOptions, ReadResult};
 
 use crate::storage::error::{glommio_io, Error, Result};
 use crate::storage::fault::FaultPlan;
+use crate::storage::slice::Slice;
 
 /// Alignment of every O_DIRECT write offset and length.
 pub const PAGE: usize = 4096;
@@ -249,11 +250,18 @@ impl DataFile {
     /// Writes `bytes` (a multiple of [`PAGE`]) at `pos`, copied into DMA
     /// buffers of at most [`MAX_IO`] bytes written concurrently.
     pub async fn write_bytes_at(&self, bytes: &[u8], pos: u64) -> Result<()> {
-        let writes = bytes.chunks(MAX_IO).enumerate().map(|(i, piece)| {
+        // Copying a large directory into DMA buffers takes milliseconds:
+        // a slice's worth at a time.
+        let mut slice = Slice::new();
+        let mut writes = Vec::with_capacity(bytes.len().div_ceil(MAX_IO));
+        for (i, piece) in bytes.chunks(MAX_IO).enumerate() {
+            if i > 0 {
+                slice.tick().await;
+            }
             let mut buf = self.file.alloc_dma_buffer(piece.len());
             buf.as_bytes_mut().copy_from_slice(piece);
-            self.write_at(buf, pos + (i * MAX_IO) as u64)
-        });
+            writes.push(self.write_at(buf, pos + (i * MAX_IO) as u64));
+        }
         for r in futures_util::future::join_all(writes).await {
             r?;
         }

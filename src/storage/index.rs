@@ -6,6 +6,7 @@
 //! chunks' directories and kept current by flushes, compaction and
 //! retention. Owns bookkeeping only; never does I/O.
 
+use std::collections::HashSet;
 use std::rc::Rc;
 
 use ahash::AHashMap;
@@ -192,36 +193,64 @@ impl Index {
         Some((c.file.clone(), c.block_offset(r.slot)))
     }
 
-    /// Drops chunks `ids` and all their segments (compaction replaced
-    /// them, or retention expired them). Returns their files.
+    /// Drops chunks `ids` and all their segments in one step (the shard
+    /// itself does it a tag at a time with yields between:
+    /// [`Index::swap_tag`], then [`Index::drop_chunks`]). Returns their
+    /// files.
     pub fn remove_chunks(&mut self, ids: &[u64]) -> Vec<(u64, ChunkInfo)> {
-        let mut out = Vec::new();
-        for &id in ids {
-            let Some(c) = self.chunks.remove(&id) else {
-                continue;
-            };
-            for tag in &c.tags {
-                let Some(v) = self.tags.get_mut(tag) else {
-                    continue;
-                };
-                let before = v.len();
-                let mut freed = Vec::new();
-                v.retain(|r| {
-                    let keep = r.chunk != id;
-                    if !keep && r.summary != NO_SUMMARY {
-                        freed.push(r.summary);
-                    }
-                    keep
-                });
-                self.segments -= (before - v.len()) as u64;
-                self.free_summaries.extend(freed);
-                if v.is_empty() {
-                    self.tags.remove(tag);
-                }
-            }
-            out.push((id, c));
+        let set: HashSet<u64> = ids.iter().copied().collect();
+        for tag in self.tags_of(ids) {
+            self.swap_tag(tag, &set, &[]);
         }
-        out
+        self.drop_chunks(ids)
+    }
+
+    /// Every tag with a segment in chunks `ids`, sorted.
+    pub fn tags_of(&self, ids: &[u64]) -> Vec<u32> {
+        let mut tags = Vec::new();
+        for id in ids {
+            if let Some(c) = self.chunks.get(id) {
+                tags.extend_from_slice(&c.tags);
+            }
+        }
+        tags.sort_unstable();
+        tags.dedup();
+        tags
+    }
+
+    /// For one tag, in one step: drops its segments in chunks `old` and
+    /// adds `new` (segments of registered chunks), keeping write order. A
+    /// compaction job's swap (or retention's removal, with no `new`) runs
+    /// this for each tag, so a reader sees each tag either before or after
+    /// it, and never both or neither.
+    pub fn swap_tag(&mut self, tag: u32, old: &HashSet<u64>, new: &[(u64, &DirEntry)]) {
+        if let Some(v) = self.tags.get_mut(&tag) {
+            let before = v.len();
+            let free = &mut self.free_summaries;
+            v.retain(|r| {
+                let keep = !old.contains(&r.chunk);
+                if !keep && r.summary != NO_SUMMARY {
+                    free.push(r.summary);
+                }
+                keep
+            });
+            self.segments -= (before - v.len()) as u64;
+            if v.is_empty() {
+                self.tags.remove(&tag);
+            }
+        }
+        for (chunk, e) in new {
+            debug_assert_eq!(e.tag, tag);
+            self.add(*chunk, e);
+        }
+    }
+
+    /// Drops the registry entries of chunks `ids`, whose segments
+    /// [`Index::swap_tag`] already took out. Returns their files.
+    pub fn drop_chunks(&mut self, ids: &[u64]) -> Vec<(u64, ChunkInfo)> {
+        ids.iter()
+            .filter_map(|id| self.chunks.remove(id).map(|c| (*id, c)))
+            .collect()
     }
 
     /// Segments indexed.

@@ -19,23 +19,38 @@ use std::time::{Duration, Instant};
 pub const SLICE: Duration = Duration::from_micros(500);
 
 /// Yields the task queue once its owner has run for [`SLICE`].
-pub struct Slice(Instant);
+pub struct Slice {
+    started: Instant,
+    longest: Duration,
+}
 
 impl Slice {
     /// Starts a slice now.
     pub fn new() -> Self {
-        Slice(Instant::now())
+        Slice {
+            started: Instant::now(),
+            longest: Duration::ZERO,
+        }
     }
 
     /// Between two steps: yields the task queue when the slice is spent
     /// (and starts a new one), or when the executor wants to preempt.
     pub async fn tick(&mut self) {
-        if self.0.elapsed() >= SLICE {
+        let ran = self.started.elapsed();
+        if ran >= SLICE {
+            self.longest = self.longest.max(ran);
             glommio::executor().yield_task_queue_now().await;
-            self.0 = Instant::now();
+            self.started = Instant::now();
         } else {
             glommio::executor().yield_if_needed().await;
         }
+    }
+
+    /// The longest the owner ran between two yields of the task queue so
+    /// far (the current stretch included); a step longer than [`SLICE`]
+    /// shows here.
+    pub fn longest(&self) -> Duration {
+        self.longest.max(self.started.elapsed())
     }
 }
 

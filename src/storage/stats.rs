@@ -59,6 +59,15 @@ pub struct ShardStats {
     pub compaction_points: u64,
     /// Time spent in compaction jobs, microseconds.
     pub compaction_micros: u64,
+    /// Time spent swapping compaction outputs for their inputs in the
+    /// index (and dropping expired chunks from it), microseconds.
+    pub compaction_swap_micros: u64,
+    /// Longest stretch such an index swap ran without yielding the shard's
+    /// task queue, microseconds (what a write waited behind it at most).
+    pub compaction_swap_max_micros: u64,
+    /// Longest a compaction output's directory took to encode (CPU without
+    /// yielding), microseconds.
+    pub compaction_dir_max_micros: u64,
     /// Chunk files deleted because every point in them was older than the
     /// retention window.
     pub retention_chunks_deleted: u64,
@@ -129,6 +138,12 @@ impl ShardStats {
             ("compaction_bytes_written", self.compaction_bytes_written),
             ("compaction_points", self.compaction_points),
             ("compaction_micros", self.compaction_micros),
+            ("compaction_swap_micros", self.compaction_swap_micros),
+            (
+                "compaction_swap_max_micros",
+                self.compaction_swap_max_micros,
+            ),
+            ("compaction_dir_max_micros", self.compaction_dir_max_micros),
             ("retention_chunks_deleted", self.retention_chunks_deleted),
             ("retention_bytes_reclaimed", self.retention_bytes_reclaimed),
             ("retention_points_dropped", self.retention_points_dropped),
@@ -178,6 +193,13 @@ impl ShardStats {
         self.compaction_bytes_written += o.compaction_bytes_written;
         self.compaction_points += o.compaction_points;
         self.compaction_micros += o.compaction_micros;
+        self.compaction_swap_micros += o.compaction_swap_micros;
+        self.compaction_swap_max_micros = self
+            .compaction_swap_max_micros
+            .max(o.compaction_swap_max_micros);
+        self.compaction_dir_max_micros = self
+            .compaction_dir_max_micros
+            .max(o.compaction_dir_max_micros);
         self.retention_chunks_deleted += o.retention_chunks_deleted;
         self.retention_bytes_reclaimed += o.retention_bytes_reclaimed;
         self.retention_points_dropped += o.retention_points_dropped;

@@ -6,8 +6,9 @@
 //! `segment_align`, so a summary answers any window that is a multiple of
 //! it), packs them into blocks in tag order (a tag with a block's worth
 //! gets blocks of its own), and writes one sealed compacted chunk per
-//! partition. Then, atomically in memory, the outputs replace the inputs
-//! in the index, and the input files are deleted.
+//! partition. Then the outputs replace the inputs in the index, one tag at
+//! a time with yields between (each tag's swap is one step; see
+//! [`super::swap_in`]), and the input files are deleted.
 //!
 //! Order of durability (new before old): each output's blocks, then its
 //! directory (entries, summaries and the ids of the inputs it supersedes),
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 
-use super::{id_set, micros, now_us, Compactor};
+use super::{id_set, micros, now_us, swap_in, Compactor};
 use crate::aggregate::Summary;
 use crate::storage::block::{self, Part, BLOCK_SIZE, BODY, MAX_SEGMENTS, PAYLOAD_CAPACITY};
 use crate::storage::chunk::{self, block_offset, Chunk, DirEntry, Kind, Partition};
@@ -439,6 +440,7 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
         }
         // Seal every output, then make their names durable.
         let siblings: Vec<u64> = outputs.values().map(|o| o.chunk.header.id).collect();
+        let mut dir_max = 0;
         for out in outputs.values_mut() {
             out.close_block(&mut pace, &mut written).await?;
             out.write_pending(&mut pace, &mut written).await?;
@@ -450,9 +452,12 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
                 .await;
             out.entries = entries;
             sealed?;
+            dir_max = out.chunk.dir_micros.max(dir_max);
             written += out.chunk.allocated().saturating_sub(block_offset(blocks));
         }
         sync_dir(&dir).await?;
+        let mut s = c.stats.borrow_mut();
+        s.compaction_dir_max_micros = s.compaction_dir_max_micros.max(dir_max);
         Ok(())
     }
     .await;
@@ -460,37 +465,29 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
         discard(c, outputs).await;
         return Err(e);
     }
-    // Swap: the outputs replace the inputs in one step (no await between).
-    let removed = {
-        let mut index = c.disk.index.borrow_mut();
-        let removed = index.remove_chunks(inputs);
-        for out in outputs.values() {
-            let id = out.chunk.header.id;
-            index.add_chunk(
-                id,
-                ChunkInfo {
-                    file: out.chunk.file.clone(),
-                    kind: Kind::Compacted,
-                    sealed: true,
-                    partition: Some(out.partition),
-                    data_offset: chunk::HEADER_BYTES,
-                    blocks: out.blocks,
-                    bytes: out.chunk.allocated(),
-                    min_ts: i64::MAX,
-                    max_ts: i64::MIN,
-                    checkpoint: out.chunk.header.checkpoint,
-                    tags: Vec::new(),
-                    points: 0,
-                    job,
-                },
-            );
-            for e in &out.entries {
-                index.add(id, e);
-            }
-            index.finish_chunk(id);
-        }
-        removed
-    };
+    // Swap: the outputs replace the inputs in the index, a tag at a time.
+    let new = outputs
+        .values()
+        .map(|out| {
+            let info = ChunkInfo {
+                file: out.chunk.file.clone(),
+                kind: Kind::Compacted,
+                sealed: true,
+                partition: Some(out.partition),
+                data_offset: chunk::HEADER_BYTES,
+                blocks: out.blocks,
+                bytes: out.chunk.allocated(),
+                min_ts: i64::MAX,
+                max_ts: i64::MIN,
+                checkpoint: out.chunk.header.checkpoint,
+                tags: Vec::new(),
+                points: 0,
+                job,
+            };
+            (out.chunk.header.id, info, out.entries.as_slice())
+        })
+        .collect();
+    let removed = swap_in(c, inputs, new).await;
     let mut read_bytes = 0;
     for (_, info) in &removed {
         read_bytes += info.bytes;

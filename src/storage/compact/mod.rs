@@ -31,8 +31,9 @@
 //! every flush chunk whose time range overlaps the partition, with all the
 //! partition's runs). The job's outputs become live atomically at open (a
 //! job counts only when all its outputs are sealed; see
-//! [`crate::storage::chunk`]) and in memory (one index swap), and the inputs
-//! are deleted only after that. Retention is in [`retention`].
+//! [`crate::storage::chunk`]) and in memory (the index swap, one tag at a
+//! time so writes need not wait behind it: [`swap_in`]), and the inputs are
+//! deleted only after that. Retention is in [`retention`].
 
 mod job;
 pub mod retention;
@@ -43,13 +44,15 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::storage::block::BLOCK_SIZE;
-use crate::storage::chunk::{Kind, Partition};
+use crate::storage::chunk::{DirEntry, Kind, Partition};
 use crate::storage::config::ShardConfig;
 use crate::storage::control::Control;
 use crate::storage::disk::Disk;
 use crate::storage::error::Result;
 use crate::storage::flush::{self, Flusher};
+use crate::storage::index::ChunkInfo;
 use crate::storage::memory::Memory;
+use crate::storage::slice::Slice;
 use crate::storage::stats::ShardStats;
 
 pub(crate) use job::run_job;
@@ -374,6 +377,75 @@ pub(crate) async fn run_compactor(c: Compactor) {
         let tick = glommio::timer::sleep(Duration::from_secs(1));
         futures_lite::future::or(futures_lite::future::or(listener, sealed), tick).await;
     }
+}
+
+/// Swaps chunks `old` out of the index and the segments of `new` (chunk
+/// id, its info, its directory entries) in, one tag at a time, yielding the
+/// task queue whenever a [`crate::storage::slice::SLICE`] is spent: with 100,000 tags a swap is
+/// hundreds of thousands of index operations, tens to hundreds of ms that
+/// writes would otherwise wait behind. Each tag's swap is one step, so a
+/// query sees each tag's points exactly once (before or after), whatever
+/// it reads meanwhile; flushes meanwhile only append newer segments. While
+/// it runs, both `old` and `new` are registered (the chunk gauges count
+/// both). The caller holds the compaction lock and has made `new` durable
+/// and superseding `old` (so a crash meanwhile loses nothing). Returns the
+/// files of `old`, and records the swap's time and longest stretch in the
+/// stats.
+pub(crate) async fn swap_in(
+    c: &Compactor,
+    old: &[u64],
+    new: Vec<(u64, ChunkInfo, &[DirEntry])>,
+) -> Vec<(u64, ChunkInfo)> {
+    let started = Instant::now();
+    let mut slice = Slice::new();
+    let old_set = id_set(old);
+    // Each output's entries by tag (already so: a job writes tags in
+    // order; the sort is stable and linear on sorted input).
+    let mut by_tag: Vec<(u64, Vec<&DirEntry>)> = Vec::with_capacity(new.len());
+    let tags = {
+        let mut index = c.disk.index.borrow_mut();
+        for (id, info, entries) in new {
+            index.add_chunk(id, info);
+            let mut v: Vec<&DirEntry> = entries.iter().collect();
+            v.sort_by_key(|e| e.tag);
+            by_tag.push((id, v));
+        }
+        let mut tags = index.tags_of(old);
+        for (_, v) in &by_tag {
+            tags.extend(v.iter().map(|e| e.tag));
+        }
+        tags.sort_unstable();
+        tags.dedup();
+        tags
+    };
+    let mut at = vec![0usize; by_tag.len()];
+    let mut adds: Vec<(u64, &DirEntry)> = Vec::new();
+    for tag in tags {
+        adds.clear();
+        for ((id, v), i) in by_tag.iter().zip(at.iter_mut()) {
+            while *i < v.len() && v[*i].tag < tag {
+                *i += 1;
+            }
+            while *i < v.len() && v[*i].tag == tag {
+                adds.push((*id, v[*i]));
+                *i += 1;
+            }
+        }
+        c.disk.index.borrow_mut().swap_tag(tag, &old_set, &adds);
+        slice.tick().await;
+    }
+    let removed = {
+        let mut index = c.disk.index.borrow_mut();
+        for (id, _) in &by_tag {
+            index.finish_chunk(*id);
+        }
+        index.drop_chunks(old)
+    };
+    let longest = slice.longest();
+    let mut s = c.stats.borrow_mut();
+    s.compaction_swap_micros += micros(started.elapsed()) as u64;
+    s.compaction_swap_max_micros = s.compaction_swap_max_micros.max(micros(longest) as u64);
+    removed
 }
 
 /// Chunk ids of a job's inputs, as a set.

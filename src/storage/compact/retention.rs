@@ -6,7 +6,7 @@
 //! from it); a deletion that does not reach the disk before a crash is
 //! simply done again, because an expired chunk is expired at every open.
 
-use super::{micros, Compactor};
+use super::{micros, swap_in, Compactor};
 use crate::storage::chunk::Kind;
 use crate::storage::error::Result;
 use crate::storage::file::{remove_file, sync_dir};
@@ -48,7 +48,8 @@ pub(crate) async fn apply(c: &Compactor, now_us: i64) -> Result<u64> {
     if expired.is_empty() {
         return Ok(0);
     }
-    let removed = c.disk.index.borrow_mut().remove_chunks(&expired);
+    // A tag at a time (see `swap_in`); the chunks stay on disk until then.
+    let removed = swap_in(c, &expired, Vec::new()).await;
     let mut bytes = 0;
     for (_, info) in &removed {
         bytes += info.bytes;
