@@ -190,6 +190,7 @@ pub async fn fetch_windows(
     func: Func,
     good_only: bool,
     budget: &mut Budget,
+    cache: &mut PartialCache,
 ) -> Result<Windows, String> {
     func.validate().map_err(|e| e.to_string())?;
     let n = spec.len();
@@ -210,7 +211,7 @@ pub async fn fetch_windows(
         let mut pushed = if extremes {
             Vec::new()
         } else {
-            engine_partials(router, ids, spec, good_only, budget).await?
+            cache.get(router, ids, spec, good_only, budget).await?
         }
         .into_iter();
         for &id in ids {
@@ -385,6 +386,38 @@ async fn engine_windows(
         slots[i] = v.map_or(Slot::Null, Slot::Value);
     }
     Ok(slots)
+}
+
+/// Per series (in `ids` order), per window, its partial.
+type SeriesPartials = Vec<Vec<Option<Partial>>>;
+
+/// The engine's per-window partials of the last series list asked for,
+/// so the mergeable aggregates of one `SELECT` (`first, last, min, max`
+/// of a plot) share one engine pass and one charge to the budget. Valid
+/// for one window spec and quality choice: make one per group.
+#[derive(Default)]
+pub struct PartialCache {
+    last: Option<(Vec<u32>, SeriesPartials)>,
+}
+
+impl PartialCache {
+    async fn get(
+        &mut self,
+        router: &Rc<Router>,
+        ids: &[u32],
+        spec: &WindowSpec,
+        good_only: bool,
+        budget: &mut Budget,
+    ) -> Result<SeriesPartials, String> {
+        if let Some((k, v)) = &self.last {
+            if k == ids {
+                return Ok(v.clone());
+            }
+        }
+        let v = engine_partials(router, ids, spec, good_only, budget).await?;
+        self.last = Some((ids.to_vec(), v.clone()));
+        Ok(v)
+    }
 }
 
 /// Series per `Command::Aggregate` of [`engine_partials`]: the budget is
