@@ -5,7 +5,8 @@
 //! by the engine next to the data: one `Command::Aggregate` asking for
 //! every series' per-window partials, fanned out by [`execute`] to the
 //! owning shards (whole segments answered from their summaries), merged
-//! here. The rest read through `Command::Range` in bounded time chunks
+//! here; so is `time_weighted_mean` of one series (its windows asked of
+//! the owning shard). The rest read through `Command::Range` in bounded time chunks
 //! ([`RangeScan`]: the chunk width adapts so each answer stays near
 //! [`crate::runtime::scan::CHUNK_POINTS`] points) and feed the pure kernels of [`crate::aggregate`]. Every point
 //! read or counted is charged to the statement's [`Budget`], so one query
@@ -18,7 +19,7 @@
 use std::rc::Rc;
 
 use crate::aggregate::{
-    Accumulator, Func, IntegralAcc, Partial, PartialAcc, Quantile, Slot, TwaAcc, ValuesAcc,
+    Accumulator, Fill, Func, IntegralAcc, Partial, PartialAcc, Quantile, Slot, TwaAcc, ValuesAcc,
     WindowSpec, Windowed,
 };
 use crate::runtime::command::{AggQuery, Answer, Command, Failure};
@@ -116,42 +117,6 @@ pub async fn fetch_points(
     Ok(out)
 }
 
-/// The last point of `id` before `before` (µs), looked for in growing
-/// steps back (a minute to 30 days); `None` if there is none that recent.
-async fn point_before(
-    router: &Rc<Router>,
-    id: u32,
-    before: i64,
-    budget: &mut Budget,
-) -> Result<Option<Point>, String> {
-    for back in [
-        60_000_000i64,
-        3_600_000_000,
-        86_400_000_000,
-        30 * 86_400_000_000,
-    ] {
-        let mut last = None;
-        for_each_chunk(
-            router,
-            id,
-            before.saturating_sub(back),
-            before,
-            budget,
-            false,
-            |p| {
-                if let Some(q) = p.iter().rev().find(|q| !q.value.is_nan()) {
-                    last = Some(*q);
-                }
-            },
-        )
-        .await?;
-        if last.is_some() {
-            return Ok(last);
-        }
-    }
-    Ok(None)
-}
-
 /// One function over one series' points, window by window.
 async fn drive<A: Accumulator>(
     router: &Rc<Router>,
@@ -212,10 +177,12 @@ impl Extremes {
 /// (InfluxQL without `GROUP BY` tag merges every series of a measurement):
 /// mergeable functions merge per-series [`Partial`]s; median and
 /// percentile take the union of the values; integral and
-/// `time_weighted_mean` run over the time-ordered merge of the points
-/// (equal times: the later series' point replaces the earlier). For
-/// `time_weighted_mean` of one series the value in force at the start
-/// (the last point before it) counts.
+/// `time_weighted_mean` of several series run over the time-ordered merge
+/// of the points (equal times: the later series' point replaces the
+/// earlier). `time_weighted_mean` of one series is the engine's
+/// ([`engine_windows`]): the value in force at the start (the last point
+/// before it) counts, and linear interpolates towards the first point at
+/// or after the end, as `/api/v1/aggregate` answers.
 pub async fn fetch_windows(
     router: &Rc<Router>,
     ids: &[u32],
@@ -223,6 +190,7 @@ pub async fn fetch_windows(
     func: Func,
     good_only: bool,
     budget: &mut Budget,
+    cache: &mut PartialCache,
 ) -> Result<Windows, String> {
     func.validate().map_err(|e| e.to_string())?;
     let n = spec.len();
@@ -243,7 +211,7 @@ pub async fn fetch_windows(
         let mut pushed = if extremes {
             Vec::new()
         } else {
-            engine_partials(router, ids, spec, good_only, budget).await?
+            cache.get(router, ids, spec, good_only, budget).await?
         }
         .into_iter();
         for &id in ids {
@@ -353,17 +321,102 @@ pub async fn fetch_windows(
             out.slots = merged_stream(router, ids, spec, acc, good_only, None, budget).await?;
             Ok(out)
         }
+        Func::TimeWeighted(_) if ids.len() == 1 => {
+            out.slots = engine_windows(router, ids[0], spec, func, good_only, budget).await?;
+            Ok(out)
+        }
         Func::TimeWeighted(interp) => {
-            let before = if ids.len() == 1 {
-                point_before(router, ids[0], spec.start(), budget).await?
-            } else {
-                None
-            };
             let acc = TwaAcc::new(interp);
-            out.slots = merged_stream(router, ids, spec, acc, good_only, before, budget).await?;
+            out.slots = merged_stream(router, ids, spec, acc, good_only, None, budget).await?;
             Ok(out)
         }
         other => Err(format!("{} cannot be computed here", other.name())),
+    }
+}
+
+/// `func` per window of `spec` over one series, computed by the owning
+/// shard (`Command::Aggregate` with [`AggQuery::Windows`], `Fill::None`:
+/// the caller fills), so no point crosses to this layer. The engine looks
+/// up the value in force at the start and, for linear interpolation, the
+/// first point at or after the end, as the kernels say. The budget is
+/// charged beforehand with the engine's upper bound of the points in the
+/// range (`Command::CountBound`, from the index: no block read).
+async fn engine_windows(
+    router: &Rc<Router>,
+    id: u32,
+    spec: &WindowSpec,
+    func: Func,
+    good_only: bool,
+    budget: &mut Budget,
+) -> Result<Vec<Slot>, String> {
+    let bound = Command::CountBound {
+        tag: id,
+        start: spec.start(),
+        end: spec.end(),
+    };
+    match execute(router, bound).await.map_err(failed)? {
+        Answer::Count { points, .. } => {
+            budget.charge(usize::try_from(points).unwrap_or(usize::MAX))?
+        }
+        other => return Err(failed(Failure::unexpected("influxql count", &other))),
+    }
+    let cmd = Command::Aggregate {
+        tags: vec![id],
+        query: AggQuery::Windows {
+            start: spec.start(),
+            end: spec.end(),
+            every: spec.every(),
+            offset: spec.offset(),
+            func,
+            fill: Fill::None,
+        },
+        good_only,
+    };
+    let rows = match execute(router, cmd).await.map_err(failed)? {
+        Answer::Rows(mut r) if r.len() == 1 => r.pop().unwrap_or_default(),
+        other => return Err(failed(Failure::unexpected("influxql aggregate", &other))),
+    };
+    let mut slots = vec![Slot::Empty; spec.len()];
+    for (t, v) in rows {
+        let Some(i) = spec.index_of(t.max(spec.start())) else {
+            return Err(format!(
+                "the engine answered a window at {t} outside the query"
+            ));
+        };
+        slots[i] = v.map_or(Slot::Null, Slot::Value);
+    }
+    Ok(slots)
+}
+
+/// Per series (in `ids` order), per window, its partial.
+type SeriesPartials = Vec<Vec<Option<Partial>>>;
+
+/// The engine's per-window partials of the last series list asked for,
+/// so the mergeable aggregates of one `SELECT` (`first, last, min, max`
+/// of a plot) share one engine pass and one charge to the budget. Valid
+/// for one window spec and quality choice: make one per group.
+#[derive(Default)]
+pub struct PartialCache {
+    last: Option<(Vec<u32>, SeriesPartials)>,
+}
+
+impl PartialCache {
+    async fn get(
+        &mut self,
+        router: &Rc<Router>,
+        ids: &[u32],
+        spec: &WindowSpec,
+        good_only: bool,
+        budget: &mut Budget,
+    ) -> Result<SeriesPartials, String> {
+        if let Some((k, v)) = &self.last {
+            if k == ids {
+                return Ok(v.clone());
+            }
+        }
+        let v = engine_partials(router, ids, spec, good_only, budget).await?;
+        self.last = Some((ids.to_vec(), v.clone()));
+        Ok(v)
     }
 }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use super::exec::{
     condition, name_sel, need_db, over, paged, query, series, Ctx, SeriesOut, Val, R,
 };
-use super::fetch::{fetch_points, fetch_windows, Budget};
+use super::fetch::{fetch_points, fetch_windows, Budget, PartialCache};
 use crate::aggregate::{
     self, derivative, difference, Func, IntegralMode, Interp, Slot, WindowSpec,
 };
@@ -657,12 +657,14 @@ async fn aggregate_group(
     let mut leaf_rows: Vec<Vec<(i64, Option<f64>)>> = Vec::with_capacity(plan.leaves.len());
     let mut any = false;
     let mut selector_time = None;
+    // One engine pass for every mergeable leaf of the same series.
+    let mut cache = PartialCache::default();
     for leaf in &plan.leaves {
         let Leaf::Agg { func, field, .. } = leaf.base() else {
             return Err("internal: aggregate leaf expected".into());
         };
         let ids: Vec<u32> = members.iter().filter_map(|m| id_of(m, field)).collect();
-        let w = fetch_windows(ctx.router, &ids, &spec, *func, false, budget).await?;
+        let w = fetch_windows(ctx.router, &ids, &spec, *func, false, budget, &mut cache).await?;
         any |= w.slots.iter().any(|s| !matches!(s, Slot::Empty));
         let f = match (func, fill) {
             (Func::Count, aggregate::Fill::Null) => aggregate::Fill::Value(0.0),
