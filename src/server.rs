@@ -83,6 +83,9 @@ pub struct ServerConfig {
     /// Compaction's aligned segment cuts (zero: none); see
     /// [`ShardConfig::segment_align`].
     pub segment_align: Duration,
+    /// Compaction's per-interval rollups (zero: none); see
+    /// [`ShardConfig::rollup`].
+    pub rollup: Duration,
     /// Most rows one aggregate request may answer (tags × windows, samples
     /// or plot points); more is refused naming the limit.
     pub max_query_rows: usize,
@@ -159,6 +162,7 @@ impl ServerConfig {
             compact_rate: ShardConfig::new("").compact_rate,
             compact_backlog: ShardConfig::new("").compact_backlog,
             segment_align: ShardConfig::new("").segment_align,
+            rollup: ShardConfig::new("").rollup,
             max_query_rows: crate::runtime::local::DEFAULT_MAX_QUERY_ROWS,
             preempt: PREEMPT_AFTER,
             http: None,
@@ -197,11 +201,12 @@ impl fmt::Display for ServerConfig {
         writeln!(f, "io memory:     {} bytes per shard", self.io_memory)?;
         writeln!(
             f,
-            "storage:       WAL budget {} bytes per shard; compaction at most {} bytes/s, from a backlog of {} bytes, segments cut every {} s; retention {}",
+            "storage:       WAL budget {} bytes per shard; compaction at most {} bytes/s, from a backlog of {} bytes, segments cut every {} s, rollups every {} s; retention {}",
             self.wal_budget,
             self.compact_rate,
             self.compact_backlog,
             self.segment_align.as_secs(),
+            self.rollup.as_secs(),
             self.retention
                 .map_or("forever".to_string(), |r| format!("{} s", r.as_secs()))
         )?;
@@ -603,6 +608,7 @@ async fn serve_shard(
     sc.compact_rate = cfg.compact_rate;
     sc.compact_backlog = cfg.compact_backlog;
     sc.segment_align = cfg.segment_align;
+    sc.rollup = cfg.rollup;
     let shard = Shard::open(sc).await?;
     let rec = shard.recovery();
     log::info!(

@@ -304,6 +304,7 @@ fn native_aggregate_frames() {
             end: 1_001_000,
             every: 1000,
             offset: 0,
+            m2: true,
         };
         let parts = c.aggregate_partials(&order, &p, true).await.unwrap();
         for (k, &t) in order.iter().enumerate() {

@@ -5,6 +5,15 @@
 //! compression), rewrites of earlier points, and unflushed writes left in
 //! the WAL by a crash. `expected.txt` lists every point it must answer
 //! (`tag ts value-bits quality`).
+//!
+//! `tests/fixtures/v2-shard` was written by format 2 (commit 439c273, the
+//! last before rollups) from [`v2_writes`]: a sealed compacted chunk of
+//! version 2 (summaries, no rollups), the active flush chunk, and a WAL
+//! tail left by a crash; the expected points are [`v2_writes`]'s, the later
+//! write winning. It was made by a test in that checkout that opened
+//! `small(dir)` with 4 blocks per chunk, wrote batch 0, flushed and
+//! compacted, wrote batch 1 and flushed, wrote batch 2 and dropped the
+//! shard.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -13,8 +22,63 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::{life, small};
+use xtdb::aggregate::{Func, Slot, WindowSpec};
 use xtdb::storage::{Shard, ShardConfig};
 use xtdb::Point;
+
+/// The writes of the format 2 fixture, in order: `(batch, points)`;
+/// batch 0 was flushed and compacted, batch 1 flushed (a sealed flush
+/// chunk and the active one), batch 2 left in the WAL by a crash. Later
+/// batches rewrite some earlier timestamps.
+fn v2_writes() -> Vec<(u32, Vec<Point>)> {
+    let t0 = 1_764_000_000_000_000i64; // on a minute boundary
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut out = Vec::new();
+    for (batch, (from, to)) in [(0i64, 1500i64), (1200, 2100), (2000, 2400)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut pts = Vec::new();
+        for tag in 1..=4u32 {
+            for i in from..to {
+                let r = next();
+                let v = ((r >> 20) % 5000) as f64 / 10.0 + f64::from(tag) * 1000.0;
+                let q = if r.is_multiple_of(11) { 0 } else { 192 };
+                pts.push(Point::new(tag, t0 + i * 1_000_000, v, q));
+            }
+        }
+        out.push((batch as u32, pts));
+    }
+    out
+}
+
+/// The visible points of [`v2_writes`] per tag.
+fn v2_expected() -> BTreeMap<u32, Vec<Point>> {
+    let mut by: BTreeMap<(u32, i64), Point> = BTreeMap::new();
+    for (_, pts) in v2_writes() {
+        for p in pts {
+            by.insert((p.tag, p.ts), p);
+        }
+    }
+    let mut m: BTreeMap<u32, Vec<Point>> = BTreeMap::new();
+    for ((tag, _), p) in by {
+        m.entry(tag).or_default().push(p);
+    }
+    m
+}
+
+fn fixture_v2() -> &'static Path {
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/v2-shard"
+    ))
+}
 
 fn fixture() -> &'static Path {
     Path::new(concat!(
@@ -100,16 +164,115 @@ fn a_format_1_shard_opens_and_compaction_rewrites_it() {
         shard.close().await.unwrap();
     });
     let text = std::fs::read_to_string(dir.path().join("FORMAT")).unwrap();
-    assert!(text.starts_with("xtdb shard\nformat 2\n"), "{text:?}");
+    assert!(text.starts_with("xtdb shard\nformat 3\n"), "{text:?}");
     // No file of format 1 is left; the data is all in compacted chunks.
     for e in std::fs::read_dir(dir.path().join("chunks")).unwrap() {
         let b = std::fs::read(e.unwrap().path()).unwrap();
-        assert_eq!(u32::from_le_bytes([b[8], b[9], b[10], b[11]]), 2);
+        assert_eq!(u32::from_le_bytes([b[8], b[9], b[10], b[11]]), 3);
     }
     let w = want.clone();
     life(move || async move {
         let shard = Shard::open(c2).await.unwrap();
         check(&shard, &w, "after reopening").await;
+        drop(shard); // crash
+    });
+    life(move || async move {
+        let shard = Shard::open(c3).await.unwrap();
+        check(&shard, &want, "after a crash").await;
+        shard.close().await.unwrap();
+    });
+}
+
+/// 1-minute means of `pts` over `[start, start + n minutes)`, brute force.
+fn minute_means(pts: &[Point], start: i64, n: usize) -> Vec<Slot> {
+    let mut acc = vec![(0.0f64, 0u32); n];
+    for p in pts {
+        let k = (p.ts - start).div_euclid(60_000_000);
+        if (0..n as i64).contains(&k) && !p.value.is_nan() {
+            acc[k as usize].0 += p.value;
+            acc[k as usize].1 += 1;
+        }
+    }
+    acc.into_iter()
+        .map(|(s, c)| {
+            if c == 0 {
+                Slot::Empty
+            } else {
+                Slot::Value(s / f64::from(c))
+            }
+        })
+        .collect()
+}
+
+async fn check_means(shard: &Shard, want: &BTreeMap<u32, Vec<Point>>, when: &str) -> u64 {
+    let start = 1_764_000_000_000_000i64;
+    let n = 42;
+    let spec = WindowSpec::new(start, start + n as i64 * 60_000_000, 60_000_000, 0, 1000).unwrap();
+    let r0 = shard.stats().agg_segments_from_rollup;
+    for (tag, pts) in want {
+        let (got, _) = shard
+            .aggregate(*tag, &spec, Func::Mean, false, false)
+            .await
+            .unwrap();
+        let exp = minute_means(pts, start, n);
+        for (k, (g, w)) in got.iter().zip(&exp).enumerate() {
+            match (g, w) {
+                (Slot::Value(a), Slot::Value(b)) => assert!(
+                    (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                    "tag {tag} minute {k} {when}: {a} vs {b}"
+                ),
+                _ => assert_eq!(g, w, "tag {tag} minute {k} {when}"),
+            }
+        }
+    }
+    shard.stats().agg_segments_from_rollup - r0
+}
+
+#[test]
+fn a_format_2_shard_opens_and_compaction_gives_it_rollups() {
+    let want = v2_expected();
+    assert_eq!(want.len(), 4);
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(fixture_v2(), dir.path());
+    let (c1, c2, c3) = (config(dir.path()), config(dir.path()), config(dir.path()));
+    let w = want.clone();
+    life(move || async move {
+        let shard = Shard::open(c1).await.unwrap();
+        let r = shard.recovery();
+        assert!(r.chunks_loaded == 2 && r.wal_points_replayed > 0, "{r}");
+        check(&shard, &w, "after opening format 2").await;
+        // Version 2 summaries still answer; there are no rollups yet.
+        assert_eq!(check_means(&shard, &w, "after opening format 2").await, 0);
+        assert_eq!(shard.stats().disk_rollup_bytes, 0);
+        shard.flush().await.unwrap();
+        assert!(shard.compact().await.unwrap());
+        let s = shard.stats();
+        assert!(
+            s.compaction_rollup_bytes > 0 && s.disk_rollup_bytes > 0,
+            "{s:?}"
+        );
+        check(&shard, &w, "after compaction").await;
+        assert!(check_means(&shard, &w, "after compaction").await > 0);
+        shard.close().await.unwrap();
+    });
+    let text = std::fs::read_to_string(dir.path().join("FORMAT")).unwrap();
+    assert!(text.starts_with("xtdb shard\nformat 3\n"), "{text:?}");
+    // Every compacted chunk is version 3 now (and the data is in them).
+    let mut compacted = 0;
+    for e in std::fs::read_dir(dir.path().join("chunks")).unwrap() {
+        let b = std::fs::read(e.unwrap().path()).unwrap();
+        let kind = u32::from_le_bytes([b[12], b[13], b[14], b[15]]);
+        if kind == 1 {
+            compacted += 1;
+            assert_eq!(u32::from_le_bytes([b[8], b[9], b[10], b[11]]), 3);
+        }
+    }
+    assert!(compacted > 0);
+    let w = want.clone();
+    life(move || async move {
+        let shard = Shard::open(c2).await.unwrap();
+        check(&shard, &w, "after reopening").await;
+        assert!(check_means(&shard, &w, "after reopening").await > 0);
         drop(shard); // crash
     });
     life(move || async move {

@@ -40,6 +40,10 @@ fn config(dir: &std::path::Path) -> ShardConfig {
     c.partition = Duration::from_micros(700);
     // Compaction's aligned segment cuts, not dividing the partitions.
     c.segment_align = Duration::from_micros(250);
+    // Rollups, so compaction's outputs carry them (written with the
+    // directory: the same write the cuts land in).
+    c.rollup = Duration::from_micros(20);
+    c.rollup_min_points = 1;
     common::manual_compaction(&mut c);
     c
 }

@@ -121,6 +121,13 @@ pub trait Accumulator: Clone {
     fn needs_points(&self) -> bool {
         false
     }
+    /// Whether the per-interval rollups of [`crate::storage::rollup`] can
+    /// stand in for points: the function reads only `count`, `good`,
+    /// `min`, `max`, `sum` and the first and last points of a summary (a
+    /// rollup keeps no `m2`, integrals or times of the extremes).
+    fn takes_rollups(&self) -> bool {
+        false
+    }
     /// Back to the empty state, keeping configuration (and allocations).
     fn reset(&mut self);
     /// Adds one visible point; `good` is `quality >= GOOD`.
@@ -142,6 +149,9 @@ pub struct CountAcc {
 
 impl Accumulator for CountAcc {
     type Output = Slot;
+    fn takes_rollups(&self) -> bool {
+        true
+    }
     fn reset(&mut self) {
         self.n = 0;
     }
@@ -168,6 +178,9 @@ pub struct SumAcc {
 
 impl Accumulator for SumAcc {
     type Output = Slot;
+    fn takes_rollups(&self) -> bool {
+        true
+    }
     fn reset(&mut self) {
         self.sum = 0.0;
     }
@@ -195,6 +208,9 @@ pub struct MeanAcc {
 
 impl Accumulator for MeanAcc {
     type Output = Slot;
+    fn takes_rollups(&self) -> bool {
+        true
+    }
     fn reset(&mut self) {
         *self = MeanAcc::default();
     }
@@ -229,6 +245,9 @@ impl Default for MinAcc {
 
 impl Accumulator for MinAcc {
     type Output = Slot;
+    fn takes_rollups(&self) -> bool {
+        true
+    }
     fn reset(&mut self) {
         self.min = f64::INFINITY;
     }
@@ -267,6 +286,9 @@ impl Default for MaxAcc {
 
 impl Accumulator for MaxAcc {
     type Output = Slot;
+    fn takes_rollups(&self) -> bool {
+        true
+    }
     fn reset(&mut self) {
         self.max = f64::NEG_INFINITY;
     }
@@ -307,6 +329,9 @@ impl Default for SpreadAcc {
 
 impl Accumulator for SpreadAcc {
     type Output = Slot;
+    fn takes_rollups(&self) -> bool {
+        true
+    }
     fn reset(&mut self) {
         *self = SpreadAcc::default();
     }
@@ -341,6 +366,9 @@ pub struct FirstAcc;
 
 impl Accumulator for FirstAcc {
     type Output = Slot;
+    fn takes_rollups(&self) -> bool {
+        true
+    }
     fn reset(&mut self) {}
     #[inline]
     fn push(&mut self, _ts: i64, _value: f64, _good: bool) {}
@@ -359,6 +387,9 @@ pub struct LastAcc;
 
 impl Accumulator for LastAcc {
     type Output = Slot;
+    fn takes_rollups(&self) -> bool {
+        true
+    }
     fn reset(&mut self) {}
     #[inline]
     fn push(&mut self, _ts: i64, _value: f64, _good: bool) {}
@@ -643,6 +674,9 @@ pub struct PercentGoodAcc {
 
 impl Accumulator for PercentGoodAcc {
     type Output = Slot;
+    fn takes_rollups(&self) -> bool {
+        true
+    }
     fn reset(&mut self) {
         *self = PercentGoodAcc::default();
     }
@@ -1019,13 +1053,31 @@ impl Partial {
 
 /// Produces a [`Partial`] per window (`None` for empty windows), for
 /// cross-series merging.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PartialAcc {
     p: Option<Partial>,
+    m2: bool,
+}
+
+impl Default for PartialAcc {
+    fn default() -> Self {
+        PartialAcc::new(true)
+    }
+}
+
+impl PartialAcc {
+    /// Partials that carry `m2` (for `stddev`) when `m2`; otherwise they
+    /// may be built from rollups, whose `m2` is NaN.
+    pub fn new(m2: bool) -> Self {
+        PartialAcc { p: None, m2 }
+    }
 }
 
 impl Accumulator for PartialAcc {
     type Output = Option<Partial>;
+    fn takes_rollups(&self) -> bool {
+        !self.m2
+    }
     fn reset(&mut self) {
         self.p = None;
     }

@@ -314,6 +314,12 @@ impl<A: Accumulator> Windowed<A> {
         }
     }
 
+    /// Whether the function can be given per-interval rollups as summaries
+    /// ([`Accumulator::takes_rollups`]).
+    pub fn takes_rollups(&self) -> bool {
+        self.acc.takes_rollups()
+    }
+
     /// Whether [`Windowed::push_summary`] would take `s` (otherwise decode
     /// its points and push them).
     pub fn accepts(&self, s: &Summary) -> bool {

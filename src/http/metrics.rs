@@ -21,6 +21,7 @@ const GAUGES: &[&str] = &[
     "wal_free_bytes",
     "disk_flush_bytes",
     "disk_compacted_bytes",
+    "disk_rollup_bytes",
     "disk_v1_bytes",
     "compaction_backlog_bytes",
     "chunks",
@@ -28,6 +29,8 @@ const GAUGES: &[&str] = &[
     "points_on_disk",
     "chunk_write_amp_x1000",
     "disk_full",
+    "compaction_swap_max_micros",
+    "compaction_dir_max_micros",
 ];
 
 /// Renders every shard's counters.

@@ -273,11 +273,13 @@ fn run_inner<C: Conn>(cfg: &ScenarioConfig, data_dir: &std::path::Path) -> Resul
     let p99s: Vec<Option<u64>> = by.iter_mut().map(median).collect();
     let secs: Vec<usize> = by.iter().map(Vec::len).collect();
     let bpp = chunk_bytes as f64 / points as f64;
+    let rollup_bytes = stat(&stats, "total.disk_rollup_bytes");
+    let bpp_data = chunk_bytes.saturating_sub(rollup_bytes) as f64 / points as f64;
     let codec_bpp = codec as f64 / (u64::from(tags) * ticks) as f64;
     let amp = written_chunks as f64 / held.max(1) as f64;
     let total_amp = (written_chunks + wal_written) as f64 / held.max(1) as f64;
     let text = format!(
-        "scenario steady: {} tags of {} signals, {} simulated minutes at 1 Hz, {}\n{}  settled after        {:.1} s (buffers flushed, flush chunks compacted)\n  points on disk       {}\n  chunk files          {} bytes = {:.3} bytes/point (codec alone: {:.3}, ratio {:.3})\n  with the WAL files   {} bytes = {:.3} bytes/point\n  write amplification  chunks {:.2}, WAL + chunks {:.2} (bytes written per byte held)\n  ack p99 per second   median {} in seconds without flushing or compaction ({} s), {} flushing only ({} s), {} compacting ({} s)\n  compaction stalls    index swap {} at most without yielding ({} in all), directory encode {} at most\n  whole range of tag 7 {} points, {} blocks read, {}\n",
+        "scenario steady: {} tags of {} signals, {} simulated minutes at 1 Hz, {}\n{}  settled after        {:.1} s (buffers flushed, flush chunks compacted)\n  points on disk       {}\n  chunk files          {} bytes = {:.3} bytes/point (codec alone: {:.3}, ratio {:.3})\n  of which rollups     {} bytes = {:.3} bytes/point; without them {:.3} bytes/point, ratio {:.3}\n  with the WAL files   {} bytes = {:.3} bytes/point\n  write amplification  chunks {:.2}, WAL + chunks {:.2} (bytes written per byte held)\n  ack p99 per second   median {} in seconds without flushing or compaction ({} s), {} flushing only ({} s), {} compacting ({} s)\n  compaction stalls    index swap {} at most without yielding ({} in all), directory encode {} at most\n  whole range of tag 7 {} points, {} blocks read, {}\n",
         fmt_count(u64::from(tags)),
         cfg.signal.name(),
         minutes,
@@ -293,6 +295,10 @@ fn run_inner<C: Conn>(cfg: &ScenarioConfig, data_dir: &std::path::Path) -> Resul
         bpp,
         codec_bpp,
         bpp / codec_bpp.max(1e-9),
+        fmt_count(rollup_bytes),
+        rollup_bytes as f64 / points as f64,
+        bpp_data,
+        bpp_data / codec_bpp.max(1e-9),
         fmt_count(chunk_bytes + wal_files),
         (chunk_bytes + wal_files) as f64 / points as f64,
         amp,
@@ -322,6 +328,8 @@ fn run_inner<C: Conn>(cfg: &ScenarioConfig, data_dir: &std::path::Path) -> Resul
         "chunk_bytes": chunk_bytes,
         "wal_file_bytes": wal_files,
         "bytes_per_point": bpp,
+        "rollup_bytes": rollup_bytes,
+        "bytes_per_point_without_rollups": bpp_data,
         "bytes_per_point_with_wal": (chunk_bytes + wal_files) as f64 / points as f64,
         "codec_bytes_per_point": codec_bpp,
         "chunk_write_amplification": amp,

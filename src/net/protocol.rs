@@ -1009,10 +1009,12 @@ pub fn encode_aggregate(
                 end,
                 every,
                 offset,
+                m2,
             } => {
                 for x in [start, end, every, offset] {
                     put(o, x);
                 }
+                o.push(u8::from(m2));
             }
             AggQuery::Interpolated {
                 start,
@@ -1081,11 +1083,17 @@ fn decode_aggregate(r: &mut Reader<'_>) -> Result<Request, FrameError> {
             let every = r.i64("every")?;
             let offset = r.i64("offset")?;
             if mode == 2 {
+                let m2 = match r.u8("m2")? {
+                    0 => false,
+                    1 => true,
+                    x => return Err(r.bad(format!("m2 {x} (0 or 1)"))),
+                };
                 AggQuery::Partials {
                     start,
                     end,
                     every,
                     offset,
+                    m2,
                 }
             } else {
                 let code = r.u8("func")?;
@@ -1531,6 +1539,14 @@ mod tests {
                 end: 10,
                 every: 1,
                 offset: 0,
+                m2: true,
+            },
+            AggQuery::Partials {
+                start: 0,
+                end: 10,
+                every: 1,
+                offset: 0,
+                m2: false,
             },
             AggQuery::Interpolated {
                 start: -5,

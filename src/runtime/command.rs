@@ -67,6 +67,9 @@ pub enum AggQuery {
         every: i64,
         /// Window offset.
         offset: i64,
+        /// The partials must carry `m2` (for `stddev`); without it, the
+        /// shard may answer from per-interval rollups, which keep none.
+        m2: bool,
     },
     /// Values at `start, start + every, …` up to and including `end` (PI
     /// InterpolatedValues, TDengine `INTERP`), see
@@ -133,6 +136,7 @@ impl AggQuery {
                 end,
                 every,
                 offset,
+                ..
             } => WindowSpec::new(start, end, every, offset, usize::MAX).map(|s| s.len() as u128),
             AggQuery::Interpolated {
                 start, end, every, ..

@@ -212,6 +212,7 @@ impl Local {
             end,
             every,
             offset,
+            m2,
         } = query
         {
             let spec = WindowSpec::new(start, end, every, offset, max).map_err(|e| {
@@ -220,7 +221,7 @@ impl Local {
                 }
             })?;
             let got: Vec<_> = futures_util::stream::iter(tags)
-                .map(|t| self.shard.aggregate_partials(t, &spec, good_only))
+                .map(|t| self.shard.aggregate_partials(t, &spec, good_only, m2))
                 .buffered(AGG_TAGS_IN_FLIGHT)
                 .collect()
                 .await;

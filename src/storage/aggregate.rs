@@ -16,6 +16,12 @@
 //!   last points; interpolation: it holds no sample time after its first
 //!   point, offered as its first and last points; good-only: it holds only
 //!   good points) its block is not even read;
+//! - a single-segment cluster with no memory point in its span whose
+//!   segment has a rollup ([`crate::storage::rollup`]) is offered to a
+//!   kernel that takes rollups (windows of count, sum, mean, min, max,
+//!   spread, first, last, percent_good) as its per-interval summaries: when
+//!   every interval lies inside the range and one window, and the rollup's
+//!   checksum and checks pass, its blocks are not read;
 //! - any other cluster is decoded (its blocks read concurrently, adjacent
 //!   blocks of one file in one read, a bounded batch at a time) and merged with the same precedence as `range` (the
 //!   later write wins), then pushed point by point;
@@ -42,12 +48,14 @@ use crate::aggregate::{
     GOOD,
 };
 use crate::storage::block::BLOCK_SIZE;
+use crate::storage::chunk::RollupRef;
 use crate::storage::disk::Disk;
 use crate::storage::error::{Error, Result};
 use crate::storage::file::{DataFile, MAX_IO};
 use crate::storage::index::SegRef;
 use crate::storage::memory::Memory;
 use crate::storage::query::{decode_segment, merge, range};
+use crate::storage::rollup;
 use crate::storage::slice::Slice;
 use crate::storage::stats::ShardStats;
 use crate::Point;
@@ -91,6 +99,11 @@ trait Sink {
     fn take(&mut self, s: &Summary) -> std::result::Result<(), AggError>;
     /// Adds points, in strictly increasing time order.
     fn push_points(&mut self, pts: &[Point]);
+    /// Whether per-interval rollups may be offered (through
+    /// [`Sink::takes`] and [`Sink::take`], one summary per interval).
+    fn takes_rollups(&self) -> bool {
+        false
+    }
 }
 
 impl<A: Accumulator> Sink for Windowed<A> {
@@ -102,6 +115,9 @@ impl<A: Accumulator> Sink for Windowed<A> {
     }
     fn push_points(&mut self, pts: &[Point]) {
         self.push_all(pts.iter().map(|p| (p.ts, p.value, p.quality)));
+    }
+    fn takes_rollups(&self) -> bool {
+        self.takes_rollups()
     }
 }
 
@@ -284,12 +300,14 @@ enum Step {
     /// A segment answered by its summary.
     Summary(Summary),
     /// Segments `segs` (indices into the plan's list, oldest write first)
-    /// and memory points `mem[a..b]`, decoded and merged over `[lo, hi)`.
+    /// and memory points `mem[a..b]`, decoded and merged over `[lo, hi)`;
+    /// `rollup`: the one segment's rollup, to try first.
     Decode {
         segs: Vec<usize>,
         lo: i64,
         hi: i64,
         mem: (usize, usize),
+        rollup: Option<RollupRef>,
     },
 }
 
@@ -300,32 +318,85 @@ async fn walk<S: Sink>(sc: &Scope<'_>, sink: &mut S, lo: i64, hi: i64) -> Result
         return Ok(());
     }
     // Plan at one instant: the index, the summaries and memory together.
-    let (segs, sums) = {
+    let (segs, sums, rolls) = {
         let index = sc.disk.index.borrow();
         let segs = index.overlapping(sc.tag, lo, hi);
         let sums: Vec<Option<Summary>> =
             segs.iter().map(|s| index.summary(&s.0).copied()).collect();
-        (segs, sums)
+        let rolls: Vec<Option<RollupRef>> = if sink.takes_rollups() {
+            segs.iter().map(|s| index.rollup(&s.0)).collect()
+        } else {
+            Vec::new()
+        };
+        (segs, sums, rolls)
     };
     let mem = memory_points(sc, lo, hi);
-    let steps = plan(&segs, &sums, &mem, lo, hi, sink);
+    let steps = plan(&segs, &sums, &rolls, &mem, lo, hi, sink);
 
     let (mut from_summary, mut decoded, mut disk_points) = (0u64, 0u64, 0u64);
+    let (mut from_rollup, mut rollup_entries, mut damaged) = (0u64, 0u64, 0u64);
     let mut i = 0;
     while i < steps.len() {
-        // A batch: steps up to DECODE_BATCH segments to decode.
+        // A batch: steps up to DECODE_BATCH segments to decode or try
+        // rollups for.
         let mut j = i;
-        let mut want: Vec<usize> = Vec::new();
+        let mut n = 0;
         while j < steps.len() {
             if let Step::Decode { segs: s, .. } = &steps[j] {
-                if !want.is_empty() && want.len() + s.len() > DECODE_BATCH {
+                if n > 0 && n + s.len() > DECODE_BATCH {
                     break;
                 }
-                want.extend_from_slice(s);
+                n += s.len();
             }
             j += 1;
         }
+        // Rollups first: the steps they answer need no block.
+        let tries: Vec<(usize, RollupRef)> = (i..j)
+            .filter_map(|k| match &steps[k] {
+                Step::Decode {
+                    segs: s,
+                    rollup: Some(r),
+                    ..
+                } => Some((s[0], *r)),
+                _ => None,
+            })
+            .collect();
+        let mut rolled = read_rollups(&segs, &tries).await?;
+        let mut answered: Vec<Option<Vec<Summary>>> = Vec::with_capacity(tries.len());
+        for got in rolled.iter_mut() {
+            let ok = match got.take() {
+                Some(Ok(entries)) => {
+                    let fits = entries
+                        .iter()
+                        .all(|s| s.first_ts >= lo && s.last_ts < hi && sink.takes(s));
+                    fits.then_some(entries)
+                }
+                Some(Err(())) => {
+                    damaged += 1;
+                    None
+                }
+                None => None,
+            };
+            answered.push(ok);
+        }
+        let mut want: Vec<usize> = Vec::new();
+        let mut t = 0;
+        for step in &steps[i..j] {
+            if let Step::Decode {
+                segs: s, rollup, ..
+            } = step
+            {
+                if rollup.is_some() {
+                    t += 1;
+                    if answered[t - 1].is_some() {
+                        continue;
+                    }
+                }
+                want.extend_from_slice(s);
+            }
+        }
         let blocks = read_blocks(&segs, &want).await?;
+        let mut t = 0;
         let mut slice = Slice::new();
         for step in &steps[i..j] {
             match step {
@@ -339,7 +410,20 @@ async fn walk<S: Sink>(sc: &Scope<'_>, sink: &mut S, lo: i64, hi: i64) -> Result
                     lo,
                     hi,
                     mem: (a, b),
+                    rollup,
                 } => {
+                    if rollup.is_some() {
+                        t += 1;
+                        if let Some(entries) = answered[t - 1].take() {
+                            for s in &entries {
+                                sink.take(s).map_err(query_err)?;
+                            }
+                            from_rollup += 1;
+                            rollup_entries += entries.len() as u64;
+                            slice.tick().await;
+                            continue;
+                        }
+                    }
                     let mut runs = Vec::with_capacity(members.len() + 1);
                     for &k in members {
                         let (r, file, off) = &segs[k];
@@ -372,6 +456,9 @@ async fn walk<S: Sink>(sc: &Scope<'_>, sink: &mut S, lo: i64, hi: i64) -> Result
     let mut s = sc.stats.borrow_mut();
     s.agg_segments_from_summary += from_summary;
     s.agg_segments_decoded += decoded;
+    s.agg_segments_from_rollup += from_rollup;
+    s.agg_rollup_entries += rollup_entries;
+    s.agg_rollups_damaged += damaged;
     s.blocks_read += decoded;
     s.points_from_disk += disk_points;
     s.points_from_memory += mem.len() as u64;
@@ -385,6 +472,7 @@ async fn walk<S: Sink>(sc: &Scope<'_>, sink: &mut S, lo: i64, hi: i64) -> Result
 fn plan<S: Sink>(
     segs: &[(SegRef, Rc<DataFile>, u64)],
     sums: &[Option<Summary>],
+    rolls: &[Option<RollupRef>],
     mem: &[Point],
     lo: i64,
     hi: i64,
@@ -426,6 +514,10 @@ fn plan<S: Sink>(
         match summary {
             Some(s) => steps.push(Step::Summary(s)),
             None => {
+                let rollup = (members.len() == 1 && m == a)
+                    .then(|| rolls.get(members[0]).copied().flatten())
+                    .flatten()
+                    .filter(|r| r.len as usize <= MAX_IO);
                 // Keep write order (oldest first) for the merge.
                 members.sort_unstable();
                 steps.push(Step::Decode {
@@ -433,6 +525,7 @@ fn plan<S: Sink>(
                     lo: c_lo,
                     hi: c_hi.saturating_add(1).min(hi),
                     mem: (a, m),
+                    rollup,
                 });
             }
         }
@@ -441,6 +534,72 @@ fn plan<S: Sink>(
         steps.push(Step::Mem(m, mem.len()));
     }
     steps
+}
+
+/// What [`read_rollups`] found for one segment: its per-interval
+/// summaries, `Err` for a rollup that failed its checksum or checks.
+type Rolled = Option<Decoded>;
+/// A rollup's summaries, or `Err` when it failed its checksum or checks.
+type Decoded = std::result::Result<Vec<Summary>, ()>;
+
+/// Reads and decodes the rollups `tries` (segment index, where), adjacent
+/// ones of one file in one read (a tag's compacted segments' rollups are
+/// consecutive), the reads concurrently; in the order of `tries`.
+async fn read_rollups(
+    segs: &[(SegRef, Rc<DataFile>, u64)],
+    tries: &[(usize, RollupRef)],
+) -> Result<Vec<Rolled>> {
+    let mut order: Vec<usize> = (0..tries.len()).collect();
+    order.sort_by_key(|&t| (Rc::as_ptr(&segs[tries[t].0].1) as usize, tries[t].1.offset));
+    // Runs of (file, offset, length, members).
+    let mut runs: Vec<(Rc<DataFile>, u64, u64, Vec<usize>)> = Vec::new();
+    for t in order {
+        let (file, r) = (&segs[tries[t].0].1, tries[t].1);
+        let end = r.offset + u64::from(r.len);
+        if let Some(run) = runs.last_mut() {
+            let run_end = run.1 + run.2;
+            if Rc::ptr_eq(&run.0, file)
+                && r.offset >= run.1
+                && r.offset <= run_end + 4096
+                && end - run.1 <= MAX_IO as u64
+            {
+                run.2 = run.2.max(end - run.1);
+                run.3.push(t);
+                continue;
+            }
+        }
+        runs.push((file.clone(), r.offset, u64::from(r.len), vec![t]));
+    }
+    let reads = runs
+        .into_iter()
+        .map(|(file, off, len, members)| async move {
+            let data = file.read_at(off, len as usize).await?;
+            Ok(members
+                .into_iter()
+                .map(|t| {
+                    let r = tries[t].1;
+                    let at = (r.offset - off) as usize;
+                    let got = data
+                        .get(at..at + r.len as usize)
+                        .filter(|b| crc32fast::hash(b) == r.crc)
+                        .and_then(|b| rollup::decode(b).ok())
+                        .map(|(_, entries)| entries)
+                        .ok_or(());
+                    (t, got)
+                })
+                .collect::<Vec<_>>())
+        });
+    let got: Vec<Result<Vec<(usize, Decoded)>>> = stream::iter(reads)
+        .buffered(READS_IN_FLIGHT)
+        .collect()
+        .await;
+    let mut out: Vec<Rolled> = vec![None; tries.len()];
+    for g in got {
+        for (t, r) in g? {
+            out[t] = Some(r);
+        }
+    }
+    Ok(out)
 }
 
 /// Blocks of one batch: per wanted segment, the read holding its block and
@@ -556,9 +715,15 @@ pub(crate) async fn windows(
     Ok((slots, before.map(|p| Sample::new(p.ts, p.value))))
 }
 
-/// The [`Partial`] of each window of `spec` over the tag.
-pub(crate) async fn partials(sc: &Scope<'_>, spec: &WindowSpec) -> Result<Vec<Option<Partial>>> {
-    run(sc, spec, PartialAcc::default(), None, false).await
+/// The [`Partial`] of each window of `spec` over the tag; with `m2`
+/// false their `m2` may be NaN (answered from rollups), so they serve
+/// every mergeable function but `stddev`.
+pub(crate) async fn partials(
+    sc: &Scope<'_>,
+    spec: &WindowSpec,
+    m2: bool,
+) -> Result<Vec<Option<Partial>>> {
+    run(sc, spec, PartialAcc::new(m2), None, false).await
 }
 
 /// Values of the tag at `start, start + every, …, ≤ end`.

@@ -443,15 +443,16 @@ pub async fn list_dir(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>> {
 }
 
 /// Contents of a shard's `FORMAT` file.
-const FORMAT_TEXT: &str = "xtdb shard\nformat 2\n";
-/// What format 1 wrote; still opened, and upgraded.
-const FORMAT_1: &str = "xtdb shard\nformat 1\n";
+const FORMAT_TEXT: &str = "xtdb shard\nformat 3\n";
+/// What formats 1 and 2 wrote; still opened, and upgraded.
+const FORMAT_OLD: [&str; 2] = ["xtdb shard\nformat 1\n", "xtdb shard\nformat 2\n"];
 
 /// Checks (or writes, for a new shard) the shard's `FORMAT` file and opens it
-/// as the first DMA file of this thread. A format 1 shard (chunks of format
-/// version 1, which this build still reads and compaction rewrites) is
-/// marked format 2 from now on: new chunks are version 2, which a format 1
-/// build cannot read, so it must refuse the directory.
+/// as the first DMA file of this thread. A format 1 or 2 shard (chunks of
+/// format version 1 or 2, which this build still reads and compaction
+/// rewrites) is marked format 3 from now on: new chunks are version 3
+/// (compacted ones carry rollups), which an older build cannot read, so it
+/// must refuse the directory.
 ///
 /// Why first: glommio 0.9 decides once per thread and device whether reads
 /// may use the io_uring poll ring, by reading block 0 of the first DMA file
@@ -467,8 +468,9 @@ pub async fn check_format(dir: &Path) -> Result<()> {
     let write = match read {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);
-            if text.starts_with(FORMAT_1) {
-                log::info!("{}: format 1, upgraded to format 2", dir.display());
+            if let Some(old) = FORMAT_OLD.iter().find(|f| text.starts_with(**f)) {
+                let v = old.trim_end().rsplit(' ').next().unwrap_or("?");
+                log::info!("{}: format {v}, upgraded to format 3", dir.display());
                 true
             } else if !text.starts_with(FORMAT_TEXT) {
                 let first = text.lines().take(2).collect::<Vec<_>>().join(" / ");
@@ -476,9 +478,10 @@ pub async fn check_format(dir: &Path) -> Result<()> {
                     &path,
                     0,
                     format!(
-                        "unsupported shard format '{first}' (this build reads '{}' and '{}')",
+                        "unsupported shard format '{first}' (this build reads '{}', '{}' and '{}')",
                         FORMAT_TEXT.replace('\n', " / "),
-                        FORMAT_1.replace('\n', " / ")
+                        FORMAT_OLD[1].replace('\n', " / "),
+                        FORMAT_OLD[0].replace('\n', " / ")
                     ),
                 ));
             } else {

@@ -381,9 +381,11 @@ async fn write_plan(
 /// header. Its segments stay indexed; it is now compaction's input.
 pub(crate) async fn seal(f: &Flusher, chunk: &mut Chunk, checkpoint: u64) -> Result<()> {
     let id = chunk.header.id;
-    let entries = std::mem::take(&mut *f.disk.active_entries.borrow_mut());
+    let mut entries = std::mem::take(&mut *f.disk.active_entries.borrow_mut());
     let committed = chunk.header.committed;
-    let sealed = chunk.seal(committed, &entries, &[], &[], checkpoint).await;
+    let sealed = chunk
+        .seal(committed, &mut entries, Vec::new(), &[], &[], checkpoint)
+        .await;
     if sealed.is_err() {
         *f.disk.active_entries.borrow_mut() = entries;
         return sealed;
@@ -455,6 +457,7 @@ async fn take_active(f: &Flusher) -> std::result::Result<Chunk, TakeError> {
             tags: Vec::new(),
             points: 0,
             job: 0,
+            rollup_bytes: 0,
         },
     );
     Ok(c)
@@ -523,6 +526,7 @@ async fn write_blocks(
                     slot,
                     index: j as u16,
                     summary: None,
+                    rollup: None,
                 }));
             }
         }

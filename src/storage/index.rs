@@ -1,7 +1,7 @@
 //! The shard's in-memory index of durable segments: per tag, its segments
 //! in write order (a later segment holds later writes, so it wins on equal
 //! timestamps), each with where it is and what it covers, and for
-//! compacted segments their summaries; and the registry of live chunk files
+//! compacted segments their summaries and where their rollups are; and the registry of live chunk files
 //! (kind, partition, size, time range, checkpoint). Built at open from the
 //! chunks' directories and kept current by flushes, compaction and
 //! retention. Owns bookkeeping only; never does I/O.
@@ -13,7 +13,7 @@ use ahash::AHashMap;
 
 use crate::aggregate::Summary;
 use crate::storage::block::BLOCK_SIZE;
-use crate::storage::chunk::{DirEntry, Kind, Partition};
+use crate::storage::chunk::{DirEntry, Kind, Partition, RollupRef};
 use crate::storage::file::DataFile;
 
 const NO_SUMMARY: u32 = u32::MAX;
@@ -66,6 +66,8 @@ pub struct ChunkInfo {
     pub points: u64,
     /// The compaction job that wrote it (compacted chunks; 0 otherwise).
     pub job: u64,
+    /// Bytes of its segments' rollups (part of `bytes`).
+    pub rollup_bytes: u64,
 }
 
 impl ChunkInfo {
@@ -80,7 +82,7 @@ impl ChunkInfo {
 pub struct Index {
     tags: AHashMap<u32, Vec<SegRef>>,
     chunks: AHashMap<u64, ChunkInfo>,
-    summaries: Vec<Summary>,
+    summaries: Vec<(Summary, Option<RollupRef>)>,
     free_summaries: Vec<u32>,
     segments: u64,
 }
@@ -112,11 +114,11 @@ impl Index {
         let summary = match e.summary {
             Some(s) => match self.free_summaries.pop() {
                 Some(i) => {
-                    self.summaries[i as usize] = s;
+                    self.summaries[i as usize] = (s, e.rollup);
                     i
                 }
                 None => {
-                    self.summaries.push(s);
+                    self.summaries.push((s, e.rollup));
                     (self.summaries.len() - 1) as u32
                 }
             },
@@ -156,7 +158,14 @@ impl Index {
 
     /// The summary of a segment, if it has one.
     pub fn summary(&self, r: &SegRef) -> Option<&Summary> {
-        (r.summary != NO_SUMMARY).then(|| &self.summaries[r.summary as usize])
+        (r.summary != NO_SUMMARY).then(|| &self.summaries[r.summary as usize].0)
+    }
+
+    /// Where a segment's rollup is, if it has one.
+    pub fn rollup(&self, r: &SegRef) -> Option<RollupRef> {
+        (r.summary != NO_SUMMARY)
+            .then(|| self.summaries[r.summary as usize].1)
+            .flatten()
     }
 
     /// Segments of `tag` overlapping `[start, end)`, oldest write first,

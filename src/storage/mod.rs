@@ -5,7 +5,7 @@
 //! blocks the executor.
 //!
 //! Inside, the layers run one way: the pure formats (`codec`, `block`,
-//! `wal::format`, `le`) below the file door (`file`, `fault`), the parts of
+//! `rollup`, `wal::format`, `le`) below the file door (`file`, `fault`), the parts of
 //! a shard (`memory`, `disk`, `control`, `index`, `wal`) above them, the
 //! work on those parts (`flush`, `query`, `aggregate`, `recovery`,
 //! `backup`; long steps of it yield through `slice`), and [`Shard`], the
@@ -33,6 +33,7 @@ mod memory;
 mod query;
 pub mod records;
 mod recovery;
+pub mod rollup;
 mod shard;
 mod slice;
 pub mod snapshot;

@@ -345,6 +345,12 @@ async fn load_chunks(
                     tags: Vec::new(),
                     points: 0,
                     job: c.header.job,
+                    rollup_bytes: c
+                        .entries
+                        .iter()
+                        .filter_map(|e| e.rollup)
+                        .map(|r| u64::from(r.len))
+                        .sum(),
                 },
             );
             for e in &c.entries {
@@ -365,10 +371,10 @@ async fn load_chunks(
     let newest = active.pop();
     for c in active {
         let mut chunk = Chunk::from_opened(&c);
-        let entries = c.entries.clone();
+        let mut entries = c.entries.clone();
         let committed = chunk.header.committed;
         chunk
-            .seal(committed, &entries, &[], &[], checkpoint)
+            .seal(committed, &mut entries, Vec::new(), &[], &[], checkpoint)
             .await?;
         if let Some(info) = inner.disk.index.borrow_mut().chunk_mut(c.header.id) {
             info.sealed = true;

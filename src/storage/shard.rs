@@ -285,8 +285,9 @@ impl Shard {
         tag: u32,
         spec: &WindowSpec,
         good_only: bool,
+        m2: bool,
     ) -> Result<Vec<Option<Partial>>> {
-        aggregate::partials(&self.scope(tag, good_only), spec).await
+        aggregate::partials(&self.scope(tag, good_only), spec, m2).await
     }
 
     /// Values of `tag` at `start, start + every, …` up to `end` inclusive
@@ -385,7 +386,10 @@ impl Shard {
                         s.compaction_backlog_bytes += c.bytes;
                     }
                 }
-                Kind::Compacted => s.disk_compacted_bytes += c.bytes,
+                Kind::Compacted => {
+                    s.disk_compacted_bytes += c.bytes;
+                    s.disk_rollup_bytes += c.rollup_bytes;
+                }
                 Kind::V1 => {
                     s.disk_v1_bytes += c.bytes;
                     s.compaction_backlog_bytes += c.bytes;

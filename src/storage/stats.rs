@@ -43,6 +43,14 @@ pub struct ShardStats {
     pub agg_segments_from_summary: u64,
     /// Segments an aggregate decoded (point by point).
     pub agg_segments_decoded: u64,
+    /// Of those not decoded, segments answered from their per-interval
+    /// rollups.
+    pub agg_segments_from_rollup: u64,
+    /// Rollup entries (intervals) those answers read.
+    pub agg_rollup_entries: u64,
+    /// Rollups that failed their checksum or checks and were not used
+    /// (the segment was decoded instead).
+    pub agg_rollups_damaged: u64,
     /// Points currently buffered in memory.
     pub points_buffered: u64,
     /// Bytes currently held by tag buffers.
@@ -68,6 +76,9 @@ pub struct ShardStats {
     /// Longest a compaction output's directory took to encode (CPU without
     /// yielding), microseconds.
     pub compaction_dir_max_micros: u64,
+    /// Bytes of per-interval rollups compaction wrote (part of
+    /// `compaction_bytes_written`).
+    pub compaction_rollup_bytes: u64,
     /// Chunk files deleted because every point in them was older than the
     /// retention window.
     pub retention_chunks_deleted: u64,
@@ -84,6 +95,8 @@ pub struct ShardStats {
     pub disk_flush_bytes: u64,
     /// Gauge: bytes of compacted chunk files.
     pub disk_compacted_bytes: u64,
+    /// Gauge: of those, bytes of compacted segments' rollups.
+    pub disk_rollup_bytes: u64,
     /// Gauge: bytes of chunk files from format version 1.
     pub disk_v1_bytes: u64,
     /// Gauge: bytes of sealed flush chunks (and version 1 chunks) waiting
@@ -130,6 +143,9 @@ impl ShardStats {
             ("points_from_disk", self.points_from_disk),
             ("agg_segments_from_summary", self.agg_segments_from_summary),
             ("agg_segments_decoded", self.agg_segments_decoded),
+            ("agg_segments_from_rollup", self.agg_segments_from_rollup),
+            ("agg_rollup_entries", self.agg_rollup_entries),
+            ("agg_rollups_damaged", self.agg_rollups_damaged),
             ("points_buffered", self.points_buffered),
             ("buffered_bytes", self.buffered_bytes),
             ("backpressure_waits", self.backpressure_waits),
@@ -144,6 +160,7 @@ impl ShardStats {
                 self.compaction_swap_max_micros,
             ),
             ("compaction_dir_max_micros", self.compaction_dir_max_micros),
+            ("compaction_rollup_bytes", self.compaction_rollup_bytes),
             ("retention_chunks_deleted", self.retention_chunks_deleted),
             ("retention_bytes_reclaimed", self.retention_bytes_reclaimed),
             ("retention_points_dropped", self.retention_points_dropped),
@@ -151,6 +168,7 @@ impl ShardStats {
             ("wal_free_bytes", self.wal_free_bytes),
             ("disk_flush_bytes", self.disk_flush_bytes),
             ("disk_compacted_bytes", self.disk_compacted_bytes),
+            ("disk_rollup_bytes", self.disk_rollup_bytes),
             ("disk_v1_bytes", self.disk_v1_bytes),
             ("compaction_backlog_bytes", self.compaction_backlog_bytes),
             ("chunks", self.chunks),
@@ -185,6 +203,10 @@ impl ShardStats {
         self.points_from_disk += o.points_from_disk;
         self.agg_segments_from_summary += o.agg_segments_from_summary;
         self.agg_segments_decoded += o.agg_segments_decoded;
+        self.agg_segments_from_rollup += o.agg_segments_from_rollup;
+        self.agg_rollup_entries += o.agg_rollup_entries;
+        self.agg_rollups_damaged += o.agg_rollups_damaged;
+        self.compaction_rollup_bytes += o.compaction_rollup_bytes;
         self.points_buffered += o.points_buffered;
         self.buffered_bytes += o.buffered_bytes;
         self.backpressure_waits += o.backpressure_waits;
@@ -207,6 +229,7 @@ impl ShardStats {
         self.wal_free_bytes += o.wal_free_bytes;
         self.disk_flush_bytes += o.disk_flush_bytes;
         self.disk_compacted_bytes += o.disk_compacted_bytes;
+        self.disk_rollup_bytes += o.disk_rollup_bytes;
         self.disk_v1_bytes += o.disk_v1_bytes;
         self.compaction_backlog_bytes += o.compaction_backlog_bytes;
         self.chunks += o.chunks;

@@ -211,7 +211,8 @@ pub async fn fetch_windows(
         let mut pushed = if extremes {
             Vec::new()
         } else {
-            cache.get(router, ids, spec, good_only, budget).await?
+            let m2 = func == Func::Stddev;
+            cache.get(router, ids, spec, good_only, m2, budget).await?
         }
         .into_iter();
         for &id in ids {
@@ -394,10 +395,11 @@ type SeriesPartials = Vec<Vec<Option<Partial>>>;
 /// The engine's per-window partials of the last series list asked for,
 /// so the mergeable aggregates of one `SELECT` (`first, last, min, max`
 /// of a plot) share one engine pass and one charge to the budget. Valid
-/// for one window spec and quality choice: make one per group.
+/// for one window spec and quality choice: make one per group. Partials
+/// fetched without `m2` (answerable from rollups) do not serve `stddev`.
 #[derive(Default)]
 pub struct PartialCache {
-    last: Option<(Vec<u32>, SeriesPartials)>,
+    last: Option<(Vec<u32>, bool, SeriesPartials)>,
 }
 
 impl PartialCache {
@@ -407,15 +409,16 @@ impl PartialCache {
         ids: &[u32],
         spec: &WindowSpec,
         good_only: bool,
+        m2: bool,
         budget: &mut Budget,
     ) -> Result<SeriesPartials, String> {
-        if let Some((k, v)) = &self.last {
-            if k == ids {
+        if let Some((k, has_m2, v)) = &self.last {
+            if k == ids && (*has_m2 || !m2) {
                 return Ok(v.clone());
             }
         }
-        let v = engine_partials(router, ids, spec, good_only, budget).await?;
-        self.last = Some((ids.to_vec(), v.clone()));
+        let v = engine_partials(router, ids, spec, good_only, m2, budget).await?;
+        self.last = Some((ids.to_vec(), m2, v.clone()));
         Ok(v)
     }
 }
@@ -434,6 +437,7 @@ async fn engine_partials(
     ids: &[u32],
     spec: &WindowSpec,
     good_only: bool,
+    m2: bool,
     budget: &mut Budget,
 ) -> Result<Vec<Vec<Option<Partial>>>, String> {
     let mut all = Vec::with_capacity(ids.len());
@@ -445,6 +449,7 @@ async fn engine_partials(
                 end: spec.end(),
                 every: spec.every(),
                 offset: spec.offset(),
+                m2,
             },
             good_only,
         };

@@ -24,7 +24,7 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `XTCHUNK1` |
-//! | 8 | 4 | format version (2) |
+//! | 8 | 4 | format version (3; 2 is read too) |
 //! | 12 | 4 | kind: 0 flush, 1 compacted |
 //! | 16 | 8 | chunk id |
 //! | 24 | 8 | generation (one per commit) |
@@ -50,7 +50,8 @@
 //! Directory: one entry per segment, in slot order, then the ids (u64) of
 //! the chunks a compacted chunk supersedes, then the ids (u64) of every
 //! output of its job (itself included). Entry (40 bytes; compacted chunks
-//! add the segment's [`Summary`], 104 bytes):
+//! add the segment's [`Summary`], 104 bytes, and from version 3 where its
+//! rollup is, 16 bytes):
 //!
 //! | offset | size | field |
 //! |---|---|---|
@@ -63,13 +64,21 @@
 //! | 36 | 2 | index of the segment in its block |
 //! | 38 | 2 | reserved (0) |
 //! | 40 | 104 | summary (compacted chunks only) |
+//! | 144 | 8 | file offset of the segment's rollup (compacted, version 3) |
+//! | 152 | 4 | its length (0: none) |
+//! | 156 | 4 | its CRC32 |
+//!
+//! A version 3 compacted chunk holds its segments' rollups
+//! ([`crate::storage::rollup`]) between the last block and the directory,
+//! one run per segment in directory order, padded to a page; a damaged
+//! rollup is never used (its CRC fails and the segment is decoded).
 //!
 //! Commit protocol of a flush round (never one write per block): the
 //! round's blocks into free slots, many writes in flight, `fdatasync`, then
 //! the next header slot with the new committed count and checkpoint,
 //! `fdatasync`. Sealing: the directory after the last block, `fdatasync`,
 //! the sealed header, `fdatasync`. A compacted chunk is written whole the
-//! same way and sealed once; a compacted chunk that is not sealed is an
+//! same way (rollups and directory in one write) and sealed once; a compacted chunk that is not sealed is an
 //! unfinished job's output and is deleted at open.
 
 pub mod v1;
@@ -86,7 +95,9 @@ use crate::storage::le::{u32_at, u64_at};
 /// Chunk header magic (both versions).
 pub const MAGIC: &[u8; 8] = b"XTCHUNK1";
 /// Format version written now.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
+/// The previous version (no rollups), still read.
+pub const VERSION_2: u32 = 2;
 /// Bytes before block slot 0.
 pub const HEADER_BYTES: u64 = 2 * PAGE as u64;
 /// Write orders of version 2 segments start here (version 1 blocks order
@@ -96,6 +107,8 @@ pub const V2_ORDER: u64 = 1 << 62;
 pub const ENTRY: usize = 40;
 /// Directory entry with a summary.
 pub const ENTRY_SUMMARY: usize = ENTRY + SUMMARY_LEN;
+/// Directory entry of a version 3 compacted chunk: summary and rollup.
+pub const ENTRY_ROLLUP: usize = ENTRY_SUMMARY + 16;
 /// Bytes a compacted chunk file grows by at a time.
 const GROW: u64 = 16 << 20;
 
@@ -143,6 +156,8 @@ impl Partition {
 /// A decoded header slot (version 2; version 1 headers are mapped to it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// Format version of the file (2 or 3; 1 is mapped to 2).
+    pub version: u32,
     /// Kind of chunk.
     pub kind: Kind,
     /// Chunk id.
@@ -184,6 +199,7 @@ pub struct Header {
 impl Header {
     fn new(kind: Kind, id: u64, capacity: u32, checkpoint: u64) -> Header {
         Header {
+            version: VERSION,
             kind,
             id,
             generation: 0,
@@ -208,7 +224,7 @@ impl Header {
     fn encode(&self, page: &mut [u8]) {
         page[..132].fill(0);
         page[0..8].copy_from_slice(MAGIC);
-        page[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        page[8..12].copy_from_slice(&self.version.to_le_bytes());
         let kind: u32 = match self.kind {
             Kind::Compacted => 1,
             _ => 0,
@@ -252,6 +268,7 @@ impl Header {
         };
         let pw = u64_at(page, 56) as i64;
         let h = Header {
+            version: u32_at(page, 8),
             kind,
             id: u64_at(page, 16),
             generation: u64_at(page, 24),
@@ -291,6 +308,7 @@ impl Header {
     /// Bytes of one directory entry of this chunk.
     pub fn entry_size(&self) -> usize {
         match self.kind {
+            Kind::Compacted if self.version >= VERSION => ENTRY_ROLLUP,
             Kind::Compacted => ENTRY_SUMMARY,
             _ => ENTRY,
         }
@@ -316,16 +334,29 @@ pub struct DirEntry {
     pub index: u16,
     /// Statistics of its points (compacted chunks).
     pub summary: Option<Summary>,
+    /// Where its rollup is (version 3 compacted chunks that have one).
+    pub rollup: Option<RollupRef>,
+}
+
+/// Where a segment's rollup lies in its chunk file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RollupRef {
+    /// File offset (while a compaction job writes it: offset into the
+    /// job's rollup bytes, made absolute by [`Chunk::seal`]).
+    pub offset: u64,
+    /// Bytes.
+    pub len: u32,
+    /// CRC32 of the bytes.
+    pub crc: u32,
 }
 
 /// Encodes a directory: `entries` (with summaries when `summaries`), then
 /// `claims`, then `siblings`.
 #[cfg(test)]
-fn encode_dir(entries: &[DirEntry], claims: &[u64], siblings: &[u64], summaries: bool) -> Vec<u8> {
-    let size = if summaries { ENTRY_SUMMARY } else { ENTRY };
+fn encode_dir(entries: &[DirEntry], claims: &[u64], siblings: &[u64], size: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(entries.len() * size + claims.len() * 8);
     for e in entries {
-        encode_entry(&mut out, e, summaries);
+        encode_entry(&mut out, e, size);
     }
     for c in claims.iter().chain(siblings) {
         out.extend_from_slice(&c.to_le_bytes());
@@ -340,21 +371,22 @@ fn encode_dir(entries: &[DirEntry], claims: &[u64], siblings: &[u64], summaries:
 /// directory's own length and its CRC, and the longest stretch it ran
 /// without yielding.
 async fn encode_dir_sliced(
+    mut out: Vec<u8>,
     entries: &[DirEntry],
     claims: &[u64],
     siblings: &[u64],
-    summaries: bool,
+    size: usize,
 ) -> (Vec<u8>, usize, u32, std::time::Duration) {
-    let size = if summaries { ENTRY_SUMMARY } else { ENTRY };
+    let base = out.len();
     let dir_len = entries.len() * size + (claims.len() + siblings.len()) * 8;
-    let len = page_up(dir_len).max(PAGE);
-    let mut out = Vec::with_capacity(len);
+    let len = base + page_up(dir_len).max(PAGE);
+    out.reserve(len - base);
     let mut crc = crc32fast::Hasher::new();
     let mut slice = crate::storage::slice::Slice::new();
     for piece in entries.chunks(1024) {
         let at = out.len();
         for e in piece {
-            encode_entry(&mut out, e, summaries);
+            encode_entry(&mut out, e, size);
         }
         crc.update(&out[at..]);
         slice.tick().await;
@@ -364,13 +396,14 @@ async fn encode_dir_sliced(
         out.extend_from_slice(&c.to_le_bytes());
     }
     crc.update(&out[at..]);
-    debug_assert_eq!(out.len(), dir_len);
+    debug_assert_eq!(out.len() - base, dir_len);
     out.resize(len, 0);
     (out, dir_len, crc.finalize(), slice.longest())
 }
 
-/// One directory entry in the directory layout.
-fn encode_entry(out: &mut Vec<u8>, e: &DirEntry, summaries: bool) {
+/// One directory entry in the directory layout (`size`: [`ENTRY`],
+/// [`ENTRY_SUMMARY`] or [`ENTRY_ROLLUP`]).
+fn encode_entry(out: &mut Vec<u8>, e: &DirEntry, size: usize) {
     out.extend_from_slice(&e.tag.to_le_bytes());
     out.extend_from_slice(&e.count.to_le_bytes());
     out.extend_from_slice(&e.min_ts.to_le_bytes());
@@ -379,8 +412,18 @@ fn encode_entry(out: &mut Vec<u8>, e: &DirEntry, summaries: bool) {
     out.extend_from_slice(&e.slot.to_le_bytes());
     out.extend_from_slice(&e.index.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
-    if summaries {
+    if size >= ENTRY_SUMMARY {
         out.extend_from_slice(&e.summary.unwrap_or(Summary::EMPTY).encode());
+    }
+    if size >= ENTRY_ROLLUP {
+        let r = e.rollup.unwrap_or(RollupRef {
+            offset: 0,
+            len: 0,
+            crc: 0,
+        });
+        out.extend_from_slice(&r.offset.to_le_bytes());
+        out.extend_from_slice(&r.len.to_le_bytes());
+        out.extend_from_slice(&r.crc.to_le_bytes());
     }
 }
 
@@ -404,8 +447,28 @@ fn decode_dir(h: &Header, b: &[u8]) -> std::result::Result<Dir, String> {
     let mut entries = Vec::with_capacity(n);
     for i in 0..n {
         let e = &b[i * size..(i + 1) * size];
-        let summary = if size == ENTRY_SUMMARY {
-            Some(Summary::decode(&e[ENTRY..]).map_err(|x| format!("entry {i}: summary: {x}"))?)
+        let summary = if size >= ENTRY_SUMMARY {
+            let b = &e[ENTRY..ENTRY_SUMMARY];
+            Some(Summary::decode(b).map_err(|x| format!("entry {i}: summary: {x}"))?)
+        } else {
+            None
+        };
+        let rollup = if size >= ENTRY_ROLLUP {
+            let r = RollupRef {
+                offset: u64_at(e, ENTRY_SUMMARY),
+                len: u32_at(e, ENTRY_SUMMARY + 8),
+                crc: u32_at(e, ENTRY_SUMMARY + 12),
+            };
+            let lo = block_offset(h.committed);
+            let inside =
+                r.offset >= lo && r.offset.checked_add(u64::from(r.len)) <= Some(h.dir_offset);
+            if r.len > 0 && !inside {
+                return Err(format!(
+                    "entry {i}: rollup at {} (+{}) outside {lo}..{}",
+                    r.offset, r.len, h.dir_offset
+                ));
+            }
+            (r.len > 0).then_some(r)
         } else {
             None
         };
@@ -418,6 +481,7 @@ fn decode_dir(h: &Header, b: &[u8]) -> std::result::Result<Dir, String> {
             slot: u32_at(e, 32),
             index: u16::from_le_bytes([e[36], e[37]]),
             summary,
+            rollup,
         };
         if d.slot >= h.committed || d.count == 0 || d.min_ts > d.max_ts {
             return Err(format!(
@@ -573,24 +637,42 @@ impl Chunk {
         Ok(())
     }
 
-    /// Seals the chunk: writes the directory of `entries` (and for a
-    /// compacted chunk `claims`, the chunks it supersedes, and `siblings`,
-    /// every output of its job) after the last block, `fdatasync`, then the
+    /// Seals the chunk: writes `rollups` (a compacted chunk's; the
+    /// entries' [`RollupRef`] offsets are into it, and are made file
+    /// offsets here) and the directory of `entries` (and for a compacted
+    /// chunk `claims`, the chunks it supersedes, and `siblings`, every
+    /// output of its job) after the last block, `fdatasync`, then the
     /// sealed header, `fdatasync`. The blocks must be written (a compacted
     /// chunk's: all `blocks` of them).
     pub async fn seal(
         &mut self,
         blocks: u32,
-        entries: &[DirEntry],
+        entries: &mut [DirEntry],
+        rollups: Vec<u8>,
         claims: &[u64],
         siblings: &[u64],
         checkpoint: u64,
     ) -> Result<()> {
-        let summaries = self.header.kind == Kind::Compacted;
-        let (padded, dir_len, dir_crc, longest) =
-            encode_dir_sliced(entries, claims, siblings, summaries).await;
-        self.dir_micros = longest.as_micros() as u64;
+        let size = self.header.entry_size();
         let at = block_offset(blocks);
+        let mut rollups = if size >= ENTRY_ROLLUP {
+            rollups
+        } else {
+            Vec::new()
+        };
+        for e in entries.iter_mut() {
+            if size < ENTRY_ROLLUP {
+                e.rollup = None;
+            }
+            if let Some(r) = &mut e.rollup {
+                r.offset += at;
+            }
+        }
+        let rollup_len = page_up(rollups.len());
+        rollups.resize(rollup_len, 0);
+        let (padded, dir_len, dir_crc, longest) =
+            encode_dir_sliced(rollups, entries, claims, siblings, size).await;
+        self.dir_micros = longest.as_micros() as u64;
         let len = padded.len();
         if at + len as u64 > self.allocated {
             self.file.preallocate(at + len as u64).await?;
@@ -605,7 +687,7 @@ impl Chunk {
         h.sealed = true;
         h.checkpoint = checkpoint.max(h.checkpoint);
         h.entries = entries.len() as u32;
-        h.dir_offset = at;
+        h.dir_offset = at + rollup_len as u64;
         h.dir_len = dir_len as u32;
         h.dir_crc = dir_crc;
         h.claims = claims.len() as u32;
@@ -692,11 +774,11 @@ pub async fn open_chunk(path: &Path, active_v1: bool) -> Result<Found> {
             return Err(Error::corrupt(path, slot as u64, "bad chunk magic"));
         }
         let v = u32_at(page, 8);
-        if v != VERSION && v != v1::VERSION {
+        if v != VERSION && v != VERSION_2 && v != v1::VERSION {
             return Err(Error::corrupt(
                 path,
                 slot as u64,
-                format!("unsupported chunk version {v} (this build reads 1 and {VERSION})"),
+                format!("unsupported chunk version {v} (this build reads 1 to {VERSION})"),
             ));
         }
         if version.is_some_and(|x| x != v) {
@@ -718,6 +800,7 @@ pub async fn open_chunk(path: &Path, active_v1: bool) -> Result<Found> {
             header.committed = h.committed;
             header.sealed = h.sealed;
             header.generation = h.generation;
+            header.version = VERSION_2;
             header.min_ts = entries.iter().map(|e| e.min_ts).min().unwrap_or(0);
             header.max_ts = entries.iter().map(|e| e.max_ts).max().unwrap_or(0);
             Ok(Found::Chunk(Opened {
@@ -826,6 +909,7 @@ async fn scan(file: &DataFile, h: &Header) -> Result<Vec<DirEntry>> {
                     slot: blk.slot,
                     index: j as u16,
                     summary: None,
+                    rollup: None,
                 });
             }
         }
@@ -860,10 +944,11 @@ mod tests {
     }
 
     #[test]
-    fn directory_round_trips_with_summaries_and_claims() {
+    fn directory_round_trips_with_summaries_rollups_and_claims() {
         let mut h = Header::new(Kind::Compacted, 1, 4, 0);
         h.partition = Some(Partition::of(0, 1000));
         h.committed = 4;
+        h.dir_offset = block_offset(4) + 2 * PAGE as u64;
         let s = Summary::of(&[
             crate::Point::new(1, 5, 2.0, 192),
             crate::Point::new(1, 6, 3.0, 0),
@@ -879,20 +964,51 @@ mod tests {
                 slot: i % 4,
                 index: i as u16,
                 summary: Some(s),
+                rollup: (i % 2 == 0).then(|| RollupRef {
+                    offset: block_offset(4) + 100 * u64::from(i),
+                    len: 50,
+                    crc: i * 7,
+                }),
             })
             .collect();
         let claims = [3u64, 9, 12];
         let siblings = [20u64, 21];
-        let dir = encode_dir(&entries, &claims, &siblings, true);
-        (h.entries, h.claims, h.job_outputs, h.dir_len, h.dir_crc) =
-            (5, 3, 2, dir.len() as u32, crc32fast::hash(&dir));
+        let dir_of = |entries: &[DirEntry], h: &mut Header| {
+            let dir = encode_dir(entries, &claims, &siblings, ENTRY_ROLLUP);
+            (h.entries, h.claims, h.job_outputs, h.dir_len, h.dir_crc) =
+                (5, 3, 2, dir.len() as u32, crc32fast::hash(&dir));
+            dir
+        };
+        let dir = dir_of(&entries, &mut h);
         assert_eq!(
             decode_dir(&h, &dir),
-            Ok((entries, claims.to_vec(), siblings.to_vec()))
+            Ok((entries.clone(), claims.to_vec(), siblings.to_vec()))
         );
         let mut bad = dir.clone();
         bad[45] ^= 1;
         assert!(decode_dir(&h, &bad).is_err());
+        // A rollup outside the bytes between the blocks and the directory
+        // is refused even under a good checksum.
+        let mut far = entries.clone();
+        far[2].rollup.as_mut().unwrap().offset = h.dir_offset - 10;
+        let dir = dir_of(&far, &mut h);
+        assert!(decode_dir(&h, &dir).unwrap_err().contains("rollup"));
+        // Version 2 entries carry no rollup.
+        let mut v2 = Header {
+            version: VERSION_2,
+            ..h
+        };
+        let old: Vec<DirEntry> = entries
+            .iter()
+            .map(|e| DirEntry { rollup: None, ..*e })
+            .collect();
+        let dir = encode_dir(&old, &claims, &siblings, v2.entry_size());
+        (v2.dir_len, v2.dir_crc) = (dir.len() as u32, crc32fast::hash(&dir));
+        assert_eq!(v2.entry_size(), ENTRY_SUMMARY);
+        assert_eq!(
+            decode_dir(&v2, &dir),
+            Ok((old, claims.to_vec(), siblings.to_vec()))
+        );
     }
 
     #[test]

@@ -267,6 +267,7 @@ pub async fn open(
             slot: e.slot,
             index: 0,
             summary: None,
+            rollup: None,
         })
         .collect();
     Ok(Some((header, entries, rebuilt, file)))

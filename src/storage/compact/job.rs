@@ -4,14 +4,16 @@
 //! summaries (a segment ends where its block fills and, for a tag whose
 //! points span two intervals or more, at every multiple of
 //! `segment_align`, so a summary answers any window that is a multiple of
-//! it), packs them into blocks in tag order (a tag with a block's worth
+//! it) and, with rollups on, a segment's per-interval rollup
+//! ([`crate::storage::rollup`]), packs them into blocks in tag order (a tag with a block's worth
 //! gets blocks of its own), and writes one sealed compacted chunk per
 //! partition. Then the outputs replace the inputs in the index, one tag at
 //! a time with yields between (each tag's swap is one step; see
 //! [`super::swap_in`]), and the input files are deleted.
 //!
 //! Order of durability (new before old): each output's blocks, then its
-//! directory (entries, summaries and the ids of the inputs it supersedes),
+//! rollups and directory (entries, summaries and the ids of the inputs it
+//! supersedes),
 //! `fdatasync`, then its sealed header naming the job and its output count,
 //! `fdatasync`; the directory entry of every output; only then the index
 //! swap and the unlinks, then the directory `fdatasync`. A crash before all
@@ -28,12 +30,13 @@ use futures_util::stream::{self, StreamExt};
 use super::{id_set, micros, now_us, swap_in, Compactor};
 use crate::aggregate::Summary;
 use crate::storage::block::{self, Part, BLOCK_SIZE, BODY, MAX_SEGMENTS, PAYLOAD_CAPACITY};
-use crate::storage::chunk::{self, block_offset, Chunk, DirEntry, Kind, Partition};
+use crate::storage::chunk::{self, block_offset, Chunk, DirEntry, Kind, Partition, RollupRef};
 use crate::storage::codec::{Encoder, Segment, MAX_POINT_BYTES};
 use crate::storage::error::{Error, Result};
 use crate::storage::file::{remove_file, sync_dir, DataFile};
 use crate::storage::index::{ChunkInfo, SegRef};
 use crate::storage::query::merge;
+use crate::storage::rollup;
 use crate::storage::slice::Slice;
 use crate::Point;
 
@@ -164,8 +167,13 @@ struct Output {
     blocks: u32,
     /// Encoded blocks not yet written, from slot `blocks - pending.len()`.
     pending: Vec<u8>,
-    /// The open shared block: its segments, summaries, orders and bytes.
-    open: Vec<(u32, Segment, u64, Summary)>,
+    /// The open shared block: its segments, summaries, orders and
+    /// rollups (offsets into `rollups`).
+    open: Vec<(u32, Segment, u64, Summary, Option<RollupRef>)>,
+    /// The rollups of this output's segments, written when it is sealed.
+    rollups: Vec<u8>,
+    /// Their length, once sealed.
+    rollup_bytes: u64,
     open_used: usize,
     entries: Vec<DirEntry>,
     points: u64,
@@ -188,13 +196,14 @@ impl Output {
         }
     }
 
-    /// Adds one segment of `tag`; next-fit into the open block.
+    /// Adds one segment of `tag` with its summary and rollup; next-fit
+    /// into the open block.
     async fn add(
         &mut self,
         tag: u32,
         seg: Segment,
         order: u64,
-        summary: Summary,
+        (summary, rollup): (Summary, Option<Vec<u8>>),
         pace: &mut Pace,
         written: &mut u64,
     ) -> Result<()> {
@@ -206,7 +215,16 @@ impl Output {
         }
         self.points += seg.count as u64;
         self.open_used += size;
-        self.open.push((tag, seg, order, summary));
+        let rollup = rollup.map(|b| {
+            let r = RollupRef {
+                offset: self.rollups.len() as u64,
+                len: b.len() as u32,
+                crc: crc32fast::hash(&b),
+            };
+            self.rollups.extend_from_slice(&b);
+            r
+        });
+        self.open.push((tag, seg, order, summary, rollup));
         Ok(())
     }
 
@@ -221,7 +239,7 @@ impl Output {
         let parts: Vec<Part<'_>> = self
             .open
             .iter()
-            .map(|(tag, seg, order, _)| Part {
+            .map(|(tag, seg, order, _, _)| Part {
                 tag: *tag,
                 seg,
                 order: *order,
@@ -233,7 +251,7 @@ impl Output {
             self.chunk.header.id,
             slot,
         );
-        for (i, (s, (_, _, _, summary))) in segs.iter().zip(&self.open).enumerate() {
+        for (i, (s, (_, _, _, summary, rollup))) in segs.iter().zip(&self.open).enumerate() {
             self.entries.push(DirEntry {
                 tag: s.tag,
                 count: s.count,
@@ -243,6 +261,7 @@ impl Output {
                 slot,
                 index: i as u16,
                 summary: Some(*summary),
+                rollup: *rollup,
             });
         }
         self.open.clear();
@@ -292,6 +311,7 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
     let job = c.disk.new_chunk_id();
     let width = micros(c.cfg.partition).max(1);
     let align = micros(c.cfg.segment_align);
+    let roll_span = micros(c.cfg.rollup);
     let cutoff = c
         .cfg
         .retention
@@ -384,6 +404,8 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
                     part: None,
                     enc: Encoder::default(),
                     sum: Summary::EMPTY,
+                    roll: (roll_span > 0)
+                        .then(|| rollup::Builder::new(roll_span, c.cfg.rollup_min_points)),
                     limit: PAYLOAD_CAPACITY,
                     span: 0,
                 };
@@ -412,6 +434,8 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
                                         blocks: 0,
                                         pending: Vec::new(),
                                         open: Vec::new(),
+                                        rollups: Vec::new(),
+                                        rollup_bytes: 0,
                                         open_used: 0,
                                         entries: Vec::new(),
                                         points: 0,
@@ -441,14 +465,25 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
         // Seal every output, then make their names durable.
         let siblings: Vec<u64> = outputs.values().map(|o| o.chunk.header.id).collect();
         let mut dir_max = 0;
+        let mut rollup_bytes = 0;
         for out in outputs.values_mut() {
             out.close_block(&mut pace, &mut written).await?;
             out.write_pending(&mut pace, &mut written).await?;
             let blocks = out.blocks;
-            let entries = std::mem::take(&mut out.entries);
+            let mut entries = std::mem::take(&mut out.entries);
+            let rollups = std::mem::take(&mut out.rollups);
+            rollup_bytes += rollups.len() as u64;
+            out.rollup_bytes = rollups.len() as u64;
             let sealed = out
                 .chunk
-                .seal(blocks, &entries, inputs, &siblings, out.checkpoint)
+                .seal(
+                    blocks,
+                    &mut entries,
+                    rollups,
+                    inputs,
+                    &siblings,
+                    out.checkpoint,
+                )
                 .await;
             out.entries = entries;
             sealed?;
@@ -458,6 +493,7 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
         sync_dir(&dir).await?;
         let mut s = c.stats.borrow_mut();
         s.compaction_dir_max_micros = s.compaction_dir_max_micros.max(dir_max);
+        s.compaction_rollup_bytes += rollup_bytes;
         Ok(())
     }
     .await;
@@ -483,6 +519,7 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
                 tags: Vec::new(),
                 points: 0,
                 job,
+                rollup_bytes: out.rollup_bytes,
             };
             (out.chunk.header.id, info, out.entries.as_slice())
         })
@@ -553,6 +590,8 @@ struct TagWriter {
     part: Option<Partition>,
     enc: Encoder,
     sum: Summary,
+    /// The current segment's rollup (when rollups are on).
+    roll: Option<rollup::Builder>,
     /// Payload bytes the current segment may take: the room left in its
     /// output's open block, so blocks are filled rather than padded.
     limit: usize,
@@ -564,6 +603,9 @@ struct TagWriter {
 impl TagWriter {
     fn push(&mut self, p: &Point) -> Result<()> {
         self.enc.push(p.ts, p.value.to_bits(), p.quality);
+        if let Some(r) = &mut self.roll {
+            r.push(p.ts, p.value, p.quality);
+        }
         self.sum
             .push(p.ts, p.value, p.quality)
             .map_err(|why| Error::fenced(format!("internal error: summary: {why}")))
@@ -581,12 +623,14 @@ impl TagWriter {
         }
         let seg = std::mem::take(&mut self.enc).finish();
         let sum = std::mem::replace(&mut self.sum, Summary::EMPTY);
+        let roll = self.roll.as_mut().and_then(rollup::Builder::finish);
         let Some(out) = self.part.and_then(|p| outputs.get_mut(&p)) else {
             return Err(Error::fenced(
                 "internal error: compaction output missing for a partition".to_string(),
             ));
         };
-        out.add(self.tag, seg, self.order, sum, pace, written).await
+        out.add(self.tag, seg, self.order, (sum, roll), pace, written)
+            .await
     }
 }
 
