@@ -128,6 +128,12 @@ pub trait Accumulator: Clone {
     fn takes_rollups(&self) -> bool {
         false
     }
+    /// Which value fields ([`super::fields`]) of a rollup's summaries the
+    /// function reads (the rollup decodes only those; the others are NaN).
+    /// Counts, `good` and the timestamps are always there.
+    fn rollup_fields(&self) -> u8 {
+        super::fields::ALL
+    }
     /// Back to the empty state, keeping configuration (and allocations).
     fn reset(&mut self);
     /// Adds one visible point; `good` is `quality >= GOOD`.
@@ -149,6 +155,9 @@ pub struct CountAcc {
 
 impl Accumulator for CountAcc {
     type Output = Slot;
+    fn rollup_fields(&self) -> u8 {
+        0
+    }
     fn takes_rollups(&self) -> bool {
         true
     }
@@ -178,6 +187,9 @@ pub struct SumAcc {
 
 impl Accumulator for SumAcc {
     type Output = Slot;
+    fn rollup_fields(&self) -> u8 {
+        super::fields::SUM
+    }
     fn takes_rollups(&self) -> bool {
         true
     }
@@ -208,6 +220,9 @@ pub struct MeanAcc {
 
 impl Accumulator for MeanAcc {
     type Output = Slot;
+    fn rollup_fields(&self) -> u8 {
+        super::fields::SUM
+    }
     fn takes_rollups(&self) -> bool {
         true
     }
@@ -245,6 +260,9 @@ impl Default for MinAcc {
 
 impl Accumulator for MinAcc {
     type Output = Slot;
+    fn rollup_fields(&self) -> u8 {
+        super::fields::MIN
+    }
     fn takes_rollups(&self) -> bool {
         true
     }
@@ -286,6 +304,9 @@ impl Default for MaxAcc {
 
 impl Accumulator for MaxAcc {
     type Output = Slot;
+    fn rollup_fields(&self) -> u8 {
+        super::fields::MAX
+    }
     fn takes_rollups(&self) -> bool {
         true
     }
@@ -329,6 +350,9 @@ impl Default for SpreadAcc {
 
 impl Accumulator for SpreadAcc {
     type Output = Slot;
+    fn rollup_fields(&self) -> u8 {
+        super::fields::MIN | super::fields::MAX
+    }
     fn takes_rollups(&self) -> bool {
         true
     }
@@ -366,6 +390,9 @@ pub struct FirstAcc;
 
 impl Accumulator for FirstAcc {
     type Output = Slot;
+    fn rollup_fields(&self) -> u8 {
+        super::fields::FIRST
+    }
     fn takes_rollups(&self) -> bool {
         true
     }
@@ -387,6 +414,9 @@ pub struct LastAcc;
 
 impl Accumulator for LastAcc {
     type Output = Slot;
+    fn rollup_fields(&self) -> u8 {
+        super::fields::LAST
+    }
     fn takes_rollups(&self) -> bool {
         true
     }
@@ -674,6 +704,9 @@ pub struct PercentGoodAcc {
 
 impl Accumulator for PercentGoodAcc {
     type Output = Slot;
+    fn rollup_fields(&self) -> u8 {
+        0
+    }
     fn takes_rollups(&self) -> bool {
         true
     }

@@ -69,7 +69,7 @@ pub use func::{
 };
 pub use interpolate::{AtOrBefore, Interpolator};
 pub use plot::Plotter;
-pub use summary::{Summary, SUMMARY_LEN};
+pub use summary::{fields, Summary, SUMMARY_LEN};
 pub use transform::{derivative, difference};
 pub use window::{Window, WindowSpec};
 pub use windowed::{aggregate, aggregate_partials, PointSource, Windowed};

@@ -8,6 +8,24 @@ use crate::point::Point;
 /// Bytes in [`Summary::encode`].
 pub const SUMMARY_LEN: usize = 104;
 
+/// Value fields of a [`Summary`], as a bit set: what a consumer of
+/// per-interval rollups reads, so the rollup decodes only those columns
+/// (the others come back NaN).
+pub mod fields {
+    /// `first`.
+    pub const FIRST: u8 = 1;
+    /// `last`.
+    pub const LAST: u8 = 2;
+    /// `min`.
+    pub const MIN: u8 = 4;
+    /// `max`.
+    pub const MAX: u8 = 8;
+    /// `sum`.
+    pub const SUM: u8 = 16;
+    /// All of them.
+    pub const ALL: u8 = 31;
+}
+
 /// Summary of one tag's visible points in time order (one segment of a
 /// block, or any run).
 ///

@@ -320,6 +320,56 @@ impl<A: Accumulator> Windowed<A> {
         self.acc.takes_rollups()
     }
 
+    /// The value fields of rollup summaries the function reads
+    /// ([`Accumulator::rollup_fields`]); the driver itself only keeps the
+    /// first and last points' values for the function's context.
+    pub fn rollup_fields(&self) -> u8 {
+        self.acc.rollup_fields()
+    }
+
+    /// Whether [`Windowed::push_grid`] can take `entries`: summaries of
+    /// runs each inside one interval `[k·span, (k+1)·span)` of a grid,
+    /// in time order, following everything pushed. Yes when the function
+    /// takes rollups, every window edge lies on the grid (so no interval
+    /// straddles one), every run lies inside the range and each is usable
+    /// for the quality choice. One check for the whole list, instead of
+    /// placing each summary.
+    pub fn accepts_grid(&self, span: i64, entries: &[Summary]) -> bool {
+        if self.error.is_some() || !self.acc.takes_rollups() || span <= 0 {
+            return false;
+        }
+        if self.spec.every() % span != 0 || self.spec.offset().rem_euclid(span) != 0 {
+            return false;
+        }
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return true;
+        };
+        if self.seen && first.first_ts <= self.order_ts {
+            return false;
+        }
+        first.first_ts >= self.spec.start()
+            && last.last_ts < self.spec.end()
+            && entries
+                .iter()
+                .all(|s| s.count > 0 && s.first_ts <= s.last_ts && s.usable_for(self.good_only))
+    }
+
+    /// Adds summaries [`Windowed::accepts_grid`] accepted, each into the
+    /// window holding it.
+    pub fn push_grid(&mut self, entries: &[Summary]) {
+        for s in entries {
+            let Some(k) = self.spec.index_of(s.first_ts) else {
+                continue;
+            };
+            self.enter(k, Sample::new(s.first_ts, s.first));
+            self.acc.push_summary(s);
+            self.last = Sample::new(s.last_ts, s.last);
+            self.has_last = true;
+            self.seen = true;
+            self.order_ts = s.last_ts;
+        }
+    }
+
     /// Whether [`Windowed::push_summary`] would take `s` (otherwise decode
     /// its points and push them).
     pub fn accepts(&self, s: &Summary) -> bool {

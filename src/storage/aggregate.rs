@@ -99,10 +99,20 @@ trait Sink {
     fn take(&mut self, s: &Summary) -> std::result::Result<(), AggError>;
     /// Adds points, in strictly increasing time order.
     fn push_points(&mut self, pts: &[Point]);
-    /// Whether per-interval rollups may be offered (through
-    /// [`Sink::takes`] and [`Sink::take`], one summary per interval).
+    /// Whether per-interval rollups may be offered.
     fn takes_rollups(&self) -> bool {
         false
+    }
+    /// Whether the summaries of one rollup (intervals of `span`, in time
+    /// order, after everything pushed) can all stand in for its segment.
+    fn takes_grid(&self, _span: i64, _entries: &[Summary]) -> bool {
+        false
+    }
+    /// Adds a rollup's summaries [`Sink::takes_grid`] accepted.
+    fn take_grid(&mut self, _entries: &[Summary]) {}
+    /// The value fields of rollup summaries it reads.
+    fn rollup_fields(&self) -> u8 {
+        crate::aggregate::fields::ALL
     }
 }
 
@@ -118,6 +128,15 @@ impl<A: Accumulator> Sink for Windowed<A> {
     }
     fn takes_rollups(&self) -> bool {
         self.takes_rollups()
+    }
+    fn takes_grid(&self, span: i64, entries: &[Summary]) -> bool {
+        self.accepts_grid(span, entries)
+    }
+    fn take_grid(&mut self, entries: &[Summary]) {
+        self.push_grid(entries)
+    }
+    fn rollup_fields(&self) -> u8 {
+        self.rollup_fields()
     }
 }
 
@@ -361,15 +380,16 @@ async fn walk<S: Sink>(sc: &Scope<'_>, sink: &mut S, lo: i64, hi: i64) -> Result
                 _ => None,
             })
             .collect();
-        let mut rolled = read_rollups(&segs, &tries).await?;
+        let mut rolled = read_rollups(&segs, &tries, sink.rollup_fields()).await?;
         let mut answered: Vec<Option<Vec<Summary>>> = Vec::with_capacity(tries.len());
         for got in rolled.iter_mut() {
             let ok = match got.take() {
-                Some(Ok(entries)) => {
-                    let fits = entries
-                        .iter()
-                        .all(|s| s.first_ts >= lo && s.last_ts < hi && sink.takes(s));
-                    fits.then_some(entries)
+                Some(Ok((span, entries))) => {
+                    let inside = match (entries.first(), entries.last()) {
+                        (Some(a), Some(b)) => a.first_ts >= lo && b.last_ts < hi,
+                        _ => false,
+                    };
+                    (inside && sink.takes_grid(span, &entries)).then_some(entries)
                 }
                 Some(Err(())) => {
                     damaged += 1;
@@ -415,9 +435,7 @@ async fn walk<S: Sink>(sc: &Scope<'_>, sink: &mut S, lo: i64, hi: i64) -> Result
                     if rollup.is_some() {
                         t += 1;
                         if let Some(entries) = answered[t - 1].take() {
-                            for s in &entries {
-                                sink.take(s).map_err(query_err)?;
-                            }
+                            sink.take_grid(&entries);
                             from_rollup += 1;
                             rollup_entries += entries.len() as u64;
                             slice.tick().await;
@@ -540,14 +558,16 @@ fn plan<S: Sink>(
 /// summaries, `Err` for a rollup that failed its checksum or checks.
 type Rolled = Option<Decoded>;
 /// A rollup's summaries, or `Err` when it failed its checksum or checks.
-type Decoded = std::result::Result<Vec<Summary>, ()>;
+type Decoded = std::result::Result<(i64, Vec<Summary>), ()>;
 
-/// Reads and decodes the rollups `tries` (segment index, where), adjacent
+/// Reads and decodes (the value fields `need` of) the rollups `tries`
+/// (segment index, where), adjacent
 /// ones of one file in one read (a tag's compacted segments' rollups are
 /// consecutive), the reads concurrently; in the order of `tries`.
 async fn read_rollups(
     segs: &[(SegRef, Rc<DataFile>, u64)],
     tries: &[(usize, RollupRef)],
+    need: u8,
 ) -> Result<Vec<Rolled>> {
     let mut order: Vec<usize> = (0..tries.len()).collect();
     order.sort_by_key(|&t| (Rc::as_ptr(&segs[tries[t].0].1) as usize, tries[t].1.offset));
@@ -582,8 +602,7 @@ async fn read_rollups(
                     let got = data
                         .get(at..at + r.len as usize)
                         .filter(|b| crc32fast::hash(b) == r.crc)
-                        .and_then(|b| rollup::decode(b).ok())
-                        .map(|(_, entries)| entries)
+                        .and_then(|b| rollup::decode(b, need).ok())
                         .ok_or(());
                     (t, got)
                 })

@@ -23,23 +23,27 @@
 //! | 4 | 8 | span, µs (> 0) |
 //! | 12 | 8 | interval index of the first entry (its start is index × span) |
 //! | 20 | 8 | the first entry's `first` value, raw bits |
-//! | 28 | … | bit stream ([`crate::storage::codec::bits`]), per entry: |
+//! | 28 | 20 | byte lengths (u32) of the timing, `first`, `last`, `min` and `max` streams |
+//! | 48 | … | the six streams: timing, `first`, `last`, `min`, `max`, `sum` (to the end) |
 //!
-//! per entry, in order: the interval index step minus one, the count's
-//! change, `count − good` (unless flag bit 0), the change of `first_ts`'s
-//! offset into its interval, the change of `last_ts − first_ts` (each a
-//! delta of delta code of [`crate::storage::codec::timestamps`], so a
-//! regular signal costs one bit each); then `first`, `last`, `min`, `max`
-//! and `sum`, each against the same field of the previous entry with the
-//! value code of [`crate::storage::codec::values`] (decimal deltas for plant
-//! signals), all five starting from the raw value at offset 20.
+//! Each stream is a bit stream ([`crate::storage::codec::bits`]) with one
+//! code per entry. Timing, per entry: the interval index step minus one,
+//! the count's change, `count − good` (unless flag bit 0), the change of
+//! `first_ts`'s offset into its interval, the change of `last_ts −
+//! first_ts` (each a delta of delta code of
+//! [`crate::storage::codec::timestamps`], so a regular signal costs one bit
+//! each). A value stream holds its field against the previous entry's with
+//! the value code of [`crate::storage::codec::values`] (decimal deltas for
+//! plant signals), all five starting from the raw value at offset 20.
+//! Columns, so a reader decodes only the fields its function reads (a mean
+//! reads the timing and `sum`).
 //!
-//! [`decode`] checks the structure (version, counts, every timestamp inside
-//! its interval and ordered, `min ≤ first, last ≤ max`, no NaN, the stream
-//! not overrun) and never panics; a rollup that fails is not used (the
+//! [`decode`] checks the structure (version, stream lengths, counts, every
+//! timestamp inside its interval and ordered, `min ≤ first, last ≤ max`
+//! where those were read, no NaN, no stream overrun) and never panics; a rollup that fails is not used (the
 //! caller decodes the segment instead).
 
-use crate::aggregate::Summary;
+use crate::aggregate::{fields, Summary};
 use crate::storage::codec::bits::BitReader;
 use crate::storage::codec::timestamps::{put_dod, read_dod};
 use crate::storage::codec::values::ValueState;
@@ -47,7 +51,7 @@ use crate::storage::codec::values::ValueState;
 /// Layout version written now.
 pub const VERSION: u8 = 1;
 /// Bytes before the bit stream.
-pub const HEADER: usize = 28;
+pub const HEADER: usize = 48;
 /// Entries one rollup holds at most.
 pub const MAX_ENTRIES: usize = u16::MAX as usize;
 
@@ -171,39 +175,50 @@ impl Builder {
         }
         let out = encode(self.span, &entries);
         // Never store what would not read back.
-        (decode(&out).ok()?.1.len() == entries.len()).then_some(out)
+        (decode(&out, fields::ALL).ok()?.1.len() == entries.len()).then_some(out)
     }
 }
 
 fn encode(span: i64, entries: &[(i64, Summary)]) -> Vec<u8> {
     let all_good = entries.iter().all(|(_, s)| s.good == s.count);
     let (k0, s0) = entries[0];
-    let mut out = Vec::with_capacity(HEADER + entries.len() * 12);
-    out.push(VERSION);
-    out.push(if all_good { ALL_GOOD } else { 0 });
-    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
-    out.extend_from_slice(&span.to_le_bytes());
-    out.extend_from_slice(&k0.to_le_bytes());
-    out.extend_from_slice(&s0.first.to_bits().to_le_bytes());
-    let mut free = 0u8;
     let start = s0.first.to_bits();
+    // The timing stream, then one stream per value column.
+    let mut streams: [Vec<u8>; 6] = Default::default();
+    let mut frees = [0u8; 6];
     let mut cols = [ValueState::new(start); 5];
     let (mut pk, mut pcount, mut poff, mut plen) = (k0.wrapping_sub(1), 0i64, 0i64, 0i64);
     for &(k, s) in entries {
         let off = s.first_ts.wrapping_sub(k.wrapping_mul(span));
         let len = s.last_ts.wrapping_sub(s.first_ts);
         let count = i64::from(s.count);
-        put_dod(&mut out, &mut free, k.wrapping_sub(pk).wrapping_sub(1));
-        put_dod(&mut out, &mut free, count - pcount);
+        let (t, f) = (&mut streams[0], &mut frees[0]);
+        put_dod(t, f, k.wrapping_sub(pk).wrapping_sub(1));
+        put_dod(t, f, count - pcount);
         if !all_good {
-            put_dod(&mut out, &mut free, i64::from(s.count - s.good));
+            put_dod(t, f, i64::from(s.count - s.good));
         }
-        put_dod(&mut out, &mut free, off.wrapping_sub(poff));
-        put_dod(&mut out, &mut free, len.wrapping_sub(plen));
-        for (c, v) in cols.iter_mut().zip([s.first, s.last, s.min, s.max, s.sum]) {
-            c.put(&mut out, &mut free, v.to_bits());
+        put_dod(t, f, off.wrapping_sub(poff));
+        put_dod(t, f, len.wrapping_sub(plen));
+        let values = [s.first, s.last, s.min, s.max, s.sum];
+        for (i, (c, v)) in cols.iter_mut().zip(values).enumerate() {
+            c.put(&mut streams[i + 1], &mut frees[i + 1], v.to_bits());
         }
         (pk, pcount, poff, plen) = (k, count, off, len);
+    }
+    let body: usize = streams.iter().map(Vec::len).sum();
+    let mut out = Vec::with_capacity(HEADER + body);
+    out.push(VERSION);
+    out.push(if all_good { ALL_GOOD } else { 0 });
+    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    out.extend_from_slice(&span.to_le_bytes());
+    out.extend_from_slice(&k0.to_le_bytes());
+    out.extend_from_slice(&start.to_le_bytes());
+    for st in &streams[..5] {
+        out.extend_from_slice(&(st.len() as u32).to_le_bytes());
+    }
+    for st in &streams {
+        out.extend_from_slice(st);
     }
     out
 }
@@ -225,8 +240,9 @@ fn le8(b: &[u8], at: usize) -> u64 {
 }
 
 /// The span and the per-interval summaries of an encoded rollup, in time
-/// order (see the module doc for what the summaries leave out).
-pub fn decode(b: &[u8]) -> Result<(i64, Vec<Summary>), RollupError> {
+/// order, with the value columns of `need` ([`fields`]; the others NaN;
+/// see the module doc for what the summaries leave out).
+pub fn decode(b: &[u8], need: u8) -> Result<(i64, Vec<Summary>), RollupError> {
     let bad = RollupError;
     if b.len() < HEADER {
         return Err(bad("rollup shorter than its header"));
@@ -242,32 +258,33 @@ pub fn decode(b: &[u8]) -> Result<(i64, Vec<Summary>), RollupError> {
     if n == 0 || span <= 0 {
         return Err(bad("rollup without entries or span"));
     }
-    let mut r = BitReader::new(&b[HEADER..]);
-    let mut cols = [ValueState::new(start); 5];
-    let (mut pk, mut pcount, mut poff, mut plen) = (k0.wrapping_sub(1), 0i64, 0i64, 0i64);
+    // Stream boundaries: timing, first, last, min, max, then sum to the end.
+    let mut at = [HEADER; 7];
+    for i in 0..5 {
+        let len = u32::from_le_bytes([b[28 + 4 * i], b[29 + 4 * i], b[30 + 4 * i], b[31 + 4 * i]]);
+        at[i + 1] = at[i]
+            .checked_add(len as usize)
+            .filter(|&e| e <= b.len())
+            .ok_or(bad("rollup stream lengths exceed it"))?;
+    }
+    at[6] = b.len();
     let mut out = Vec::with_capacity(n);
+    let mut t = BitReader::new(&b[at[0]..at[1]]);
+    let (mut pk, mut pcount, mut poff, mut plen) = (k0.wrapping_sub(1), 0i64, 0i64, 0i64);
     for i in 0..n {
         let k = pk
-            .checked_add(read_dod(&mut r))
+            .checked_add(read_dod(&mut t))
             .and_then(|k| k.checked_add(1))
             .ok_or(bad("rollup interval out of range"))?;
         if i > 0 && k <= pk {
             return Err(bad("rollup intervals out of order"));
         }
         let count = pcount
-            .checked_add(read_dod(&mut r))
+            .checked_add(read_dod(&mut t))
             .ok_or(bad("rollup count out of range"))?;
-        let bad_points = if all_good { 0 } else { read_dod(&mut r) };
-        let off = poff.wrapping_add(read_dod(&mut r));
-        let len = plen.wrapping_add(read_dod(&mut r));
-        let mut v = [0f64; 5];
-        for (c, x) in cols.iter_mut().zip(v.iter_mut()) {
-            *x = f64::from_bits(c.read(&mut r).ok_or(bad("rollup value code damaged"))?);
-        }
-        if r.overran() {
-            return Err(bad("rollup stream ends early"));
-        }
-        let [first, last, min, max, sum] = v;
+        let bad_points = if all_good { 0 } else { read_dod(&mut t) };
+        let off = poff.wrapping_add(read_dod(&mut t));
+        let len = plen.wrapping_add(read_dod(&mut t));
         let lo = k
             .checked_mul(span)
             .ok_or(bad("rollup interval out of range"))?;
@@ -283,29 +300,69 @@ pub fn decode(b: &[u8]) -> Result<(i64, Vec<Summary>), RollupError> {
             || len < 0
             || len >= span - off
             || i128::from(count) - 1 > i128::from(len)
-            || [first, last, min, max, sum].iter().any(|x| x.is_nan())
-            || min > first.min(last)
-            || max < first.max(last)
         {
             return Err(bad("rollup entry fails its checks"));
         }
         out.push(Summary {
             count: count32,
             good: count32 - bad_points as u32,
-            min,
-            max,
-            sum,
+            min: f64::NAN,
+            max: f64::NAN,
+            sum: f64::NAN,
             m2: f64::NAN,
             first_ts,
-            first,
+            first: f64::NAN,
             last_ts,
-            last,
+            last: f64::NAN,
             integral_step: f64::NAN,
             integral_linear: f64::NAN,
             min_ts: first_ts,
             max_ts: first_ts,
         });
         (pk, pcount, poff, plen) = (k, count, off, len);
+    }
+    if t.overran() {
+        return Err(bad("rollup timing stream ends early"));
+    }
+    let columns = [
+        fields::FIRST,
+        fields::LAST,
+        fields::MIN,
+        fields::MAX,
+        fields::SUM,
+    ];
+    for (c, &field) in columns.iter().enumerate() {
+        if need & field == 0 {
+            continue;
+        }
+        let mut r = BitReader::new(&b[at[c + 1]..at[c + 2]]);
+        let mut st = ValueState::new(start);
+        for s in out.iter_mut() {
+            let v = f64::from_bits(st.read(&mut r).ok_or(bad("rollup value code damaged"))?);
+            if v.is_nan() {
+                return Err(bad("rollup value is NaN"));
+            }
+            match field {
+                fields::FIRST => s.first = v,
+                fields::LAST => s.last = v,
+                fields::MIN => s.min = v,
+                fields::MAX => s.max = v,
+                _ => s.sum = v,
+            }
+        }
+        if r.overran() {
+            return Err(bad("rollup value stream ends early"));
+        }
+    }
+    // The order of the extremes, where both sides were read.
+    for s in &out {
+        let (lo, hi) = (s.first.min(s.last), s.first.max(s.last));
+        if (need & fields::MIN != 0 && need & (fields::FIRST | fields::LAST) != 0 && s.min > lo)
+            || (need & fields::MAX != 0 && need & (fields::FIRST | fields::LAST) != 0 && s.max < hi)
+            || (need & fields::MIN != 0 && need & fields::MAX != 0 && s.min > s.max)
+        {
+            return Err(bad("rollup extremes out of order"));
+        }
     }
     Ok((span, out))
 }
@@ -360,7 +417,7 @@ mod tests {
             })
             .collect();
         let b = build(60_000_000, &pts).expect("rollup");
-        let (span, got) = decode(&b).unwrap();
+        let (span, got) = decode(&b, fields::ALL).unwrap();
         assert_eq!(span, 60_000_000);
         let want = expected(60_000_000, &pts);
         assert_eq!(got.len(), 60);
@@ -396,7 +453,12 @@ mod tests {
             let want = expected(span, &pts);
             match build(span, &pts) {
                 Some(b) => {
-                    let (s, got) = decode(&b).unwrap();
+                    let (s, got) = decode(&b, fields::ALL).unwrap();
+                    // A mean's columns alone: the same counts and sums.
+                    let (_, sums) = decode(&b, fields::SUM).unwrap();
+                    for (a, w) in sums.iter().zip(&got) {
+                        prop_assert!(a.count == w.count && a.sum == w.sum && a.first.is_nan());
+                    }
                     prop_assert_eq!(s, span);
                     prop_assert_eq!(got.len(), want.len());
                     for (a, w) in got.iter().zip(&want) {
@@ -405,8 +467,10 @@ mod tests {
                     let mut d = b.clone();
                     let i = flip.0 % d.len();
                     d[i] ^= flip.1 | 1;
-                    let _ = decode(&d);
-                    let _ = decode(&d[..i]);
+                    for need in [fields::ALL, fields::SUM, 0] {
+                        let _ = decode(&d, need);
+                        let _ = decode(&d[..i], need);
+                    }
                 }
                 None => {
                     let points: usize = want.iter().map(|s| s.count as usize).sum();
