@@ -270,9 +270,9 @@ fn damaged_chunk_header_is_refused() {
 fn unknown_format_version_is_refused() {
     let d = tempfile::tempdir().unwrap();
     sealed_chunk(d.path());
-    std::fs::write(d.path().join("FORMAT"), "xtdb shard\nformat 3\n").unwrap();
+    std::fs::write(d.path().join("FORMAT"), "xtdb shard\nformat 4\n").unwrap();
     let msg = open_fails(small(d.path()));
-    assert!(msg.contains("format 3"), "{msg}");
+    assert!(msg.contains("format 4"), "{msg}");
 }
 
 /// 200 WAL records of three points each (tag 1), spanning several pages; crash.

@@ -247,8 +247,9 @@ impl DataFile {
         Ok(())
     }
 
-    /// Writes `bytes` (a multiple of [`PAGE`]) at `pos`, copied into DMA
-    /// buffers of at most [`MAX_IO`] bytes written concurrently.
+    /// Writes `bytes` at `pos` (page aligned), padded with zeros to whole
+    /// pages, copied into DMA buffers of at most [`MAX_IO`] bytes written
+    /// concurrently.
     pub async fn write_bytes_at(&self, bytes: &[u8], pos: u64) -> Result<()> {
         // Copying a large directory into DMA buffers takes milliseconds:
         // a slice's worth at a time.
@@ -258,8 +259,10 @@ impl DataFile {
             if i > 0 {
                 slice.tick().await;
             }
-            let mut buf = self.file.alloc_dma_buffer(piece.len());
-            buf.as_bytes_mut().copy_from_slice(piece);
+            let mut buf = self.file.alloc_dma_buffer(page_up(piece.len()));
+            let b = buf.as_bytes_mut();
+            b[..piece.len()].copy_from_slice(piece);
+            b[piece.len()..].fill(0);
             writes.push(self.write_at(buf, pos + (i * MAX_IO) as u64));
         }
         for r in futures_util::future::join_all(writes).await {

@@ -371,16 +371,14 @@ fn encode_dir(entries: &[DirEntry], claims: &[u64], siblings: &[u64], size: usiz
 /// directory's own length and its CRC, and the longest stretch it ran
 /// without yielding.
 async fn encode_dir_sliced(
-    mut out: Vec<u8>,
     entries: &[DirEntry],
     claims: &[u64],
     siblings: &[u64],
     size: usize,
 ) -> (Vec<u8>, usize, u32, std::time::Duration) {
-    let base = out.len();
     let dir_len = entries.len() * size + (claims.len() + siblings.len()) * 8;
-    let len = base + page_up(dir_len).max(PAGE);
-    out.reserve(len - base);
+    let len = page_up(dir_len).max(PAGE);
+    let mut out = Vec::with_capacity(len);
     let mut crc = crc32fast::Hasher::new();
     let mut slice = crate::storage::slice::Slice::new();
     for piece in entries.chunks(1024) {
@@ -396,7 +394,7 @@ async fn encode_dir_sliced(
         out.extend_from_slice(&c.to_le_bytes());
     }
     crc.update(&out[at..]);
-    debug_assert_eq!(out.len() - base, dir_len);
+    debug_assert_eq!(out.len(), dir_len);
     out.resize(len, 0);
     (out, dir_len, crc.finalize(), slice.longest())
 }
@@ -655,7 +653,7 @@ impl Chunk {
     ) -> Result<()> {
         let size = self.header.entry_size();
         let at = block_offset(blocks);
-        let mut rollups = if size >= ENTRY_ROLLUP {
+        let rollups = if size >= ENTRY_ROLLUP {
             rollups
         } else {
             Vec::new()
@@ -669,16 +667,22 @@ impl Chunk {
             }
         }
         let rollup_len = page_up(rollups.len());
-        rollups.resize(rollup_len, 0);
         let (padded, dir_len, dir_crc, longest) =
-            encode_dir_sliced(rollups, entries, claims, siblings, size).await;
+            encode_dir_sliced(entries, claims, siblings, size).await;
         self.dir_micros = longest.as_micros() as u64;
-        let len = padded.len();
+        let len = rollup_len + padded.len();
         if at + len as u64 > self.allocated {
             self.file.preallocate(at + len as u64).await?;
             self.allocated = at + len as u64;
         }
-        self.file.write_bytes_at(&padded, at).await?;
+        // Two writes (each copied to DMA buffers a slice at a time), one
+        // sync: the rollups are tens of MB for a big job.
+        if !rollups.is_empty() {
+            self.file.write_bytes_at(&rollups, at).await?;
+        }
+        self.file
+            .write_bytes_at(&padded, at + rollup_len as u64)
+            .await?;
         self.file.sync().await?;
         let mut h = self.header;
         h.generation += 1;
