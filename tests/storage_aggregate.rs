@@ -168,6 +168,17 @@ fn config(dir: &std::path::Path) -> ShardConfig {
     c
 }
 
+/// Window answers equal, values within [`close`].
+fn same_slots(got: &[Slot], want: &[Slot], ctx: &str) {
+    assert_eq!(got.len(), want.len(), "{ctx}");
+    for (g, w) in got.iter().zip(want) {
+        match (g, w) {
+            (Slot::Value(a), Slot::Value(b)) => assert!(close(*a, *b), "{ctx}: {a} vs {b}"),
+            _ => assert_eq!(g, w, "{ctx}"),
+        }
+    }
+}
+
 /// Floats equal, NaN equal to NaN, within 1e-9 relative (summaries add in
 /// a different order than points).
 fn close(a: f64, b: f64) -> bool {
@@ -538,15 +549,7 @@ fn aligned_cuts_answer_hour_windows_from_summaries() {
                     let (got, _) = shard.aggregate(3, &spec, func, false, false).await.unwrap();
                     let decoded = shard.stats().agg_segments_decoded - d0;
                     let want = aggregate(func, &spec, false, &mut AllPoints(&all)).unwrap();
-                    assert_eq!(got.len(), want.len());
-                    for (g, w) in got.iter().zip(&want) {
-                        match (g, w) {
-                            (Slot::Value(a), Slot::Value(b)) => {
-                                assert!(close(*a, *b), "{func:?} every {every}: {a} vs {b}")
-                            }
-                            _ => assert_eq!(g, w, "{func:?} every {every}"),
-                        }
-                    }
+                    same_slots(&got, &want, &format!("{func:?} every {every}"));
                     if align.is_zero() {
                         if every == 3_600_000_000 && func == Func::Mean {
                             assert!(decoded > 0, "uncut segments straddle no hour?");
@@ -656,15 +659,7 @@ fn rollups_answer_minute_windows() {
                     let decoded = s1.agg_segments_decoded - s0.agg_segments_decoded;
                     let rolled_up = s1.agg_segments_from_rollup - s0.agg_segments_from_rollup;
                     let want = aggregate(func, &spec, good_only, &mut AllPoints(&all)).unwrap();
-                    assert_eq!(got.len(), want.len());
-                    for (g, w) in got.iter().zip(&want) {
-                        match (g, w) {
-                            (Slot::Value(a), Slot::Value(b)) => {
-                                assert!(close(*a, *b), "{func:?} every {every}: {a} vs {b}")
-                            }
-                            _ => assert_eq!(g, w, "{func:?} every {every}"),
-                        }
-                    }
+                    same_slots(&got, &want, &format!("{func:?} every {every}"));
                     let takes = rolled.contains(&func) && !good_only;
                     if rollup.is_zero() || slow.contains(&func) {
                         assert_eq!(rolled_up, 0, "{func:?} every {every}");

@@ -116,6 +116,15 @@ fn expected() -> BTreeMap<u32, Vec<Point>> {
     m
 }
 
+/// A copy of fixture `src` in a new temporary directory, with three
+/// configurations of it (one per life).
+fn copied(src: &Path) -> (tempfile::TempDir, [ShardConfig; 3]) {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(src, dir.path());
+    let c = [config(dir.path()), config(dir.path()), config(dir.path())];
+    (dir, c)
+}
+
 fn config(dir: &Path) -> ShardConfig {
     let mut c = small(dir);
     c.blocks_per_chunk = 4;
@@ -145,9 +154,7 @@ async fn check(shard: &Shard, want: &BTreeMap<u32, Vec<Point>>, when: &str) {
 fn a_format_1_shard_opens_and_compaction_rewrites_it() {
     let want = expected();
     assert!(want.len() >= 6 && want.values().map(Vec::len).sum::<usize>() > 2000);
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(fixture(), dir.path());
-    let (c1, c2, c3) = (config(dir.path()), config(dir.path()), config(dir.path()));
+    let (dir, [c1, c2, c3]) = copied(fixture());
     let w = want.clone();
     life(move || async move {
         let shard = Shard::open(c1).await.unwrap();
@@ -232,9 +239,7 @@ async fn check_means(shard: &Shard, want: &BTreeMap<u32, Vec<Point>>, when: &str
 fn a_format_2_shard_opens_and_compaction_gives_it_rollups() {
     let want = v2_expected();
     assert_eq!(want.len(), 4);
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(fixture_v2(), dir.path());
-    let (c1, c2, c3) = (config(dir.path()), config(dir.path()), config(dir.path()));
+    let (dir, [c1, c2, c3]) = copied(fixture_v2());
     let w = want.clone();
     life(move || async move {
         let shard = Shard::open(c1).await.unwrap();

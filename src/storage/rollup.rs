@@ -43,7 +43,7 @@
 //! where those were read, no NaN, no stream overrun) and never panics; a rollup that fails is not used (the
 //! caller decodes the segment instead).
 
-use crate::aggregate::{fields, Summary};
+use crate::aggregate::{fields, Summary, GOOD};
 use crate::storage::codec::bits::BitReader;
 use crate::storage::codec::timestamps::{put_dod, read_dod};
 use crate::storage::codec::values::ValueState;
@@ -68,7 +68,86 @@ pub struct Builder {
     span: i64,
     min_points: u32,
     entries: Vec<(i64, Summary)>,
-    cur: Option<(i64, Summary, DecimalSum)>,
+    cur: Option<Interval>,
+    /// A point came out of order: no rollup for this segment.
+    broken: bool,
+}
+
+/// One interval's statistics while its points come in: only what a
+/// rollup keeps (compaction runs this per point).
+#[derive(Clone, Copy)]
+struct Interval {
+    k: i64,
+    count: u32,
+    good: u32,
+    min: f64,
+    max: f64,
+    sum: f64,
+    first_ts: i64,
+    first: f64,
+    last_ts: i64,
+    last: f64,
+    dsum: DecimalSum,
+}
+
+impl Interval {
+    fn new(k: i64, ts: i64, v: f64, q: u8) -> Interval {
+        let mut dsum = DecimalSum::ZERO;
+        dsum.add(v);
+        Interval {
+            k,
+            count: 1,
+            good: u32::from(q >= GOOD),
+            min: v,
+            max: v,
+            sum: v,
+            first_ts: ts,
+            first: v,
+            last_ts: ts,
+            last: v,
+            dsum,
+        }
+    }
+
+    /// Adds a later point; false if it is not later or the count is full.
+    #[inline]
+    fn push(&mut self, ts: i64, v: f64, q: u8) -> bool {
+        if ts <= self.last_ts || self.count == u32::MAX {
+            return false;
+        }
+        self.count += 1;
+        self.good += u32::from(q >= GOOD);
+        if v < self.min {
+            self.min = v;
+        }
+        if v > self.max {
+            self.max = v;
+        }
+        self.sum += v;
+        self.last_ts = ts;
+        self.last = v;
+        self.dsum.add(v);
+        true
+    }
+
+    fn summary(&self) -> Summary {
+        Summary {
+            count: self.count,
+            good: self.good,
+            min: self.min,
+            max: self.max,
+            sum: self.dsum.value().unwrap_or(self.sum),
+            m2: f64::NAN,
+            first_ts: self.first_ts,
+            first: self.first,
+            last_ts: self.last_ts,
+            last: self.last,
+            integral_step: f64::NAN,
+            integral_linear: f64::NAN,
+            min_ts: self.first_ts,
+            max_ts: self.first_ts,
+        }
+    }
 }
 
 /// Decimal places tried for an exact sum.
@@ -82,10 +161,18 @@ struct DecimalSum(Option<(i128, u32)>);
 impl DecimalSum {
     const ZERO: DecimalSum = DecimalSum(Some((0, 0)));
 
+    #[inline]
     fn add(&mut self, v: f64) {
         let Some((int, digits)) = self.0 else {
             return;
         };
+        // Most values have the scale of the ones before: one try.
+        let p = POW10[digits as usize];
+        let i = (v * p).round();
+        if i.abs() < 9.0e15 && i / p == v {
+            self.0 = Some((int + i as i128, digits));
+            return;
+        }
         self.0 = decimal(v).map(|(i, d)| {
             let to = d.max(digits);
             (
@@ -98,14 +185,17 @@ impl DecimalSum {
     /// The sum as the f64 the value codec's decimal form reconstructs.
     fn value(&self) -> Option<f64> {
         let (int, d) = self.0?;
-        (int.abs() < 1 << 53).then(|| int as f64 / 10f64.powi(d as i32))
+        (int.abs() < 1 << 53).then(|| int as f64 / POW10[d as usize])
     }
 }
+
+/// Powers of ten up to [`MAX_DIGITS`] (exact in f64).
+const POW10: [f64; MAX_DIGITS as usize + 1] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6];
 
 /// `v` as `i / 10^d` with the fewest places `d` (at most [`MAX_DIGITS`]).
 fn decimal(v: f64) -> Option<(i64, u32)> {
     (0..=MAX_DIGITS).find_map(|d| {
-        let p = 10f64.powi(d as i32);
+        let p = POW10[d as usize];
         let i = (v * p).round();
         (i.abs() < 9.0e15 && i / p == v).then_some((i as i64, d))
     })
@@ -120,6 +210,7 @@ impl Builder {
             min_points,
             entries: Vec::new(),
             cur: None,
+            broken: false,
         }
     }
 
@@ -132,31 +223,22 @@ impl Builder {
         }
         let k = ts.div_euclid(self.span);
         match &mut self.cur {
-            Some((ck, s, d)) if *ck == k => {
-                // Order is the caller's contract; a refusal only drops the
-                // point from the rollup, which then fails its check below.
-                if s.push(ts, value, quality).is_ok() {
-                    d.add(value);
+            Some(c) if c.k == k => {
+                if !c.push(ts, value, quality) {
+                    self.broken = true;
                 }
             }
+            Some(c) if c.k > k => self.broken = true,
             _ => {
                 self.close();
-                let mut s = Summary::EMPTY;
-                let mut d = DecimalSum::ZERO;
-                if s.push(ts, value, quality).is_ok() {
-                    d.add(value);
-                }
-                self.cur = Some((k, s, d));
+                self.cur = Some(Interval::new(k, ts, value, quality));
             }
         }
     }
 
     fn close(&mut self) {
-        if let Some((k, mut s, d)) = self.cur.take() {
-            if let Some(sum) = d.value() {
-                s.sum = sum;
-            }
-            self.entries.push((k, s));
+        if let Some(c) = self.cur.take() {
+            self.entries.push((c.k, c.summary()));
         }
     }
 
@@ -166,6 +248,9 @@ impl Builder {
     pub fn finish(&mut self) -> Option<Vec<u8>> {
         self.close();
         let entries = std::mem::take(&mut self.entries);
+        if std::mem::take(&mut self.broken) {
+            return None;
+        }
         let points: u64 = entries.iter().map(|(_, s)| u64::from(s.count)).sum();
         if entries.len() < 2
             || entries.len() > MAX_ENTRIES
