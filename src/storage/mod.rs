@@ -33,6 +33,7 @@ mod memory;
 mod query;
 pub mod records;
 mod recovery;
+mod regroup;
 mod shard;
 mod slice;
 pub mod snapshot;
