@@ -31,6 +31,10 @@ pub const SAMPLE_BYTES: usize = std::mem::size_of::<Sample>();
 /// entry) with its share of free room.
 pub const TAG_OVERHEAD: usize = std::mem::size_of::<(u32, TagBuffer)>() + 16;
 
+/// Points a head holds before [`TagBuffer::reserve`] trusts its bytes per
+/// point.
+const RESERVE_AFTER: usize = 8;
+
 /// Bytes of one slot of [`Buffers`].
 const SLOT_BYTES: usize = std::mem::size_of::<(u32, TagBuffer)>();
 
@@ -139,8 +143,15 @@ impl TagBuffer {
     /// segment was sealed (a block's worth).
     #[inline(always)]
     fn push(&mut self, s: Sample, seq: u64) -> bool {
-        self.inserted += 1;
         self.max_seq = self.max_seq.max(seq);
+        self.append(s, || seq)
+    }
+
+    /// [`Self::push`] without raising `max_seq` (the caller does): `seq`
+    /// gives the sample's WAL record, asked only if the head is sealed.
+    #[inline(always)]
+    fn append(&mut self, s: Sample, seq: impl FnOnce() -> u64) -> bool {
+        self.inserted += 1;
         if self.streamed > 0 && s.ts <= self.stream_last {
             self.push_ooo(s);
             return false;
@@ -148,12 +159,27 @@ impl TagBuffer {
         let sealed = self.head.payload_len() + MAX_POINT_BYTES > PAYLOAD_CAPACITY;
         if sealed {
             self.seal();
-            self.head_seq = seq;
+            self.head_seq = seq();
         }
         self.head.push(s.ts, s.value.to_bits(), s.quality);
         self.streamed += 1;
         self.stream_last = s.ts;
         sealed
+    }
+
+    /// Makes room in the head for about `n` more points at the head's own
+    /// bytes per point so far (plus a sixteenth), up to what a block holds:
+    /// one reallocation for a tag's points of a replayed WAL segment
+    /// instead of one every eighth of its length. Needs a few points in the
+    /// head to estimate from; does nothing before.
+    fn reserve(&mut self, n: usize) {
+        let count = self.head.count() as usize;
+        if count < RESERVE_AFTER {
+            return;
+        }
+        let per = self.head.stream_len().div_ceil(count);
+        let room = PAYLOAD_CAPACITY.saturating_sub(self.head.payload_len());
+        self.head.reserve((n * per + n * per / 16).min(room));
     }
 
     #[cold]
@@ -551,6 +577,64 @@ impl Buffers {
         slot as usize
     }
 
+    /// The slot of `tag`'s buffer, made (first written in WAL record
+    /// `seq`) if it has none. Slots are allocated in first-seen order and
+    /// stay below [`Self::slot_count`].
+    #[inline(always)]
+    pub(crate) fn slot_or_new(&mut self, tag: u32, seq: u64, now: Instant) -> u32 {
+        match self.index.get(tag) {
+            Some(slot) => slot,
+            None => self.new_slot(tag, seq, now) as u32,
+        }
+    }
+
+    /// The slot of `tag`'s buffer, if any.
+    #[inline(always)]
+    pub(crate) fn slot(&self, tag: u32) -> Option<u32> {
+        self.index.get(tag)
+    }
+
+    /// One more than the highest slot in use.
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Appends `n` samples of the tag in `slot` in write order (as
+    /// [`Self::insert_batch`] would one at a time), each with a key that
+    /// `seq` maps to the WAL record it was written in (keys and records
+    /// increase together); room for them is reserved at once. Pushes the tag
+    /// onto `full` if its buffer filled a block's worth.
+    pub(crate) fn push_run(
+        &mut self,
+        slot: u32,
+        n: usize,
+        samples: impl Iterator<Item = (Sample, u32)>,
+        seq: impl Fn(u32) -> u64,
+        full: &mut Vec<u32>,
+    ) {
+        let (tag, buf) = &mut self.slots[slot as usize];
+        let before = buf.heap_bytes();
+        let mut sealed = false;
+        let mut reserved = false;
+        let mut last = None;
+        for (i, (s, key)) in samples.enumerate() {
+            if !reserved && buf.head.count() as usize >= RESERVE_AFTER {
+                buf.reserve(n - i);
+                reserved = true;
+            }
+            sealed |= buf.append(s, || seq(key));
+            last = Some(key);
+        }
+        if let Some(key) = last {
+            buf.max_seq = buf.max_seq.max(seq(key));
+        }
+        self.bytes = self.bytes + buf.heap_bytes() - before;
+        self.points += n;
+        if sealed {
+            full.push(*tag);
+        }
+    }
+
     /// The buffer of `tag`, if any.
     pub fn get(&self, tag: u32) -> Option<&TagBuffer> {
         let slot = self.index.get(tag)? as usize;
@@ -691,7 +775,7 @@ impl Buffers {
 
 /// Hints the CPU to load the cache line at `p` (never faults).
 #[inline(always)]
-fn prefetch(p: *const u8) {
+pub(crate) fn prefetch(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetch is a hint; it never dereferences or faults, whatever the address.
     #[allow(unsafe_code)]

@@ -5,10 +5,11 @@
 //! blocks the executor.
 //!
 //! Inside, the layers run one way: the pure formats (`codec`, `block`,
-//! `rollup`, `wal::format`, `le`) below the file door (`file`, `fault`), the parts of
-//! a shard (`memory`, `disk`, `control`, `index`, `wal`) above them, the
-//! work on those parts (`flush`, `query`, `aggregate`, `recovery`,
-//! `backup`; long steps of it yield through `slice`), and [`Shard`], the
+//! `rollup`, `wal::format`, `le`) below the file door (`file`, `fault`),
+//! the parts of a shard (`memory`, `disk`, `control`, `index`, `wal`)
+//! above them, the work on those parts (`flush`, `query`, `aggregate`,
+//! `recovery` with `regroup`, `backup`; long steps of it yield through
+//! `slice`), and [`Shard`], the
 //! handle that ties them together, on top.
 
 mod aggregate;
@@ -33,6 +34,7 @@ mod memory;
 mod query;
 pub mod records;
 mod recovery;
+mod regroup;
 pub mod rollup;
 mod shard;
 mod slice;

@@ -27,6 +27,7 @@ use crate::storage::file::{check_format, ensure_dir, remove_file, sync_dir};
 use crate::storage::flush::{flush_everything, run_flusher};
 use crate::storage::index::ChunkInfo;
 use crate::storage::keepalive::{self, KeepAliveStop};
+use crate::storage::regroup::Regroup;
 use crate::storage::shard::{Inner, RecoveryReport, Shard};
 use crate::storage::snapshot::{self, Snapshot};
 use crate::storage::wal::replay::WalRecovery;
@@ -152,8 +153,9 @@ async fn open_inner(cfg: ShardConfig, keepalive: KeepAliveStop) -> Result<Shard>
     Ok(Shard { inner })
 }
 
-/// Replays WAL records at or after the checkpoint into the buffers,
-/// flushing between segments if they outgrow the memory budget. Returns
+/// Replays WAL records at or after the checkpoint into the buffers, a
+/// segment at a time grouped by tag (see [`Regroup`]), flushing between
+/// segments if they outgrow the memory budget. Returns
 /// where the log continues.
 async fn replay(
     inner: &Rc<Inner>,
@@ -165,12 +167,20 @@ async fn replay(
     let mut rec = WalRecovery::open(wal_dir, cfg.wal_segment_size, checkpoint).await?;
     let now = Instant::now();
     let mut decoded = Vec::new();
+    let mut regroup = Regroup::default();
     while let Some(seg) = rec.next_segment().await? {
-        for (seq, payload) in seg.iter() {
-            decoded.clear();
-            decoded.extend(format::points(payload));
-            report.wal_points_replayed += decoded.len() as u64;
-            inner.mem.insert(&decoded, seq, now, cfg.memory_budget);
+        if Regroup::fits(seg.data.len()) {
+            let mut bufs = inner.mem.bufs.borrow_mut();
+            let mut full = inner.mem.full.borrow_mut();
+            let n = regroup.insert(&mut bufs, &seg.data, &seg.records, now, &mut full);
+            report.wal_points_replayed += n as u64;
+        } else {
+            for (seq, payload) in seg.iter() {
+                decoded.clear();
+                decoded.extend(format::points(payload));
+                report.wal_points_replayed += decoded.len() as u64;
+                inner.mem.insert(&decoded, seq, now, cfg.memory_budget);
+            }
         }
         if inner.mem.active_bytes() > cfg.memory_budget {
             let next = seg.records.last().map_or(checkpoint, |r| r.0 + 1);

@@ -98,6 +98,21 @@ impl Encoder {
         heap_bytes(&self.runs, &self.bits)
     }
 
+    /// Bytes of the bit stream so far.
+    pub fn stream_len(&self) -> usize {
+        self.bits.len()
+    }
+
+    /// Makes room for `bytes` more bytes of stream (besides the headroom
+    /// every push wants) in one reallocation, for a writer that knows about
+    /// how much is coming (WAL replay inserting a tag's points together).
+    pub fn reserve(&mut self, bytes: usize) {
+        let want = bytes + HEADROOM;
+        if self.bits.capacity() - self.bits.len() < want {
+            self.bits.reserve_exact(want);
+        }
+    }
+
     /// Where the next byte will be appended (for prefetching).
     #[inline(always)]
     pub fn tail_ptr(&self) -> *const u8 {

@@ -213,12 +213,18 @@ pub fn is_later_record(buf: &[u8], after: u64, segment_id: u64) -> bool {
 
 /// Iterates the points of a record payload.
 pub fn points(payload: &[u8]) -> impl Iterator<Item = Point> + '_ {
-    payload.chunks_exact(POINT_BYTES).map(|b| Point {
+    payload.chunks_exact(POINT_BYTES).map(point)
+}
+
+/// Decodes one encoded point (the first [`POINT_BYTES`] of `b`).
+#[inline(always)]
+pub fn point(b: &[u8]) -> Point {
+    Point {
         tag: u32_at(b, 0),
         ts: u64_at(b, 4) as i64,
         value: f64::from_bits(u64_at(b, 12)),
         quality: b[20],
-    })
+    }
 }
 
 #[cfg(test)]
