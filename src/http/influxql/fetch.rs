@@ -18,6 +18,8 @@
 
 use std::rc::Rc;
 
+use ahash::AHashMap;
+
 use crate::aggregate::{
     Accumulator, Fill, Func, IntegralAcc, Partial, PartialAcc, Quantile, Slot, TwaAcc, ValuesAcc,
     WindowSpec, Windowed,
@@ -392,17 +394,36 @@ async fn engine_windows(
 /// Per series (in `ids` order), per window, its partial.
 type SeriesPartials = Vec<Vec<Option<Partial>>>;
 
-/// The engine's per-window partials of the last series list asked for,
+/// The engine's per-window partials of the series a statement asked for,
 /// so the mergeable aggregates of one `SELECT` (`first, last, min, max`
-/// of a plot) share one engine pass and one charge to the budget. Valid
-/// for one window spec and quality choice: make one per group. Partials
-/// fetched without `m2` (answerable from rollups) do not serve `stddev`.
+/// of a plot) share one engine pass and one charge to the budget, and the
+/// groups of a `GROUP BY "tag"` are fetched together
+/// ([`PartialCache::expect`]) instead of one engine request per group.
+/// Entries are for one window spec and quality choice (another drops
+/// them). Partials fetched without `m2` (answerable from rollups) do not
+/// serve `stddev`.
 #[derive(Default)]
 pub struct PartialCache {
-    last: Option<(Vec<u32>, bool, SeriesPartials)>,
+    key: Option<(i64, i64, i64, i64, bool)>,
+    /// Per series: whether its partials carry `m2`, and the partials.
+    by_id: AHashMap<u32, (bool, Vec<Option<Partial>>)>,
+    /// Series the statement's later groups will ask for.
+    expected: Vec<u32>,
 }
 
+/// Most per-window partials (about 90 bytes each) a cache fetches ahead
+/// for a statement's later groups; past it, groups are fetched one at a
+/// time and only the current one's are kept.
+const PREFETCH_PARTIALS: usize = 1 << 20;
+
 impl PartialCache {
+    /// The series the statement's groups will ask for: the first request
+    /// that misses fetches them all (in batches of
+    /// [`SERIES_PER_AGGREGATE`]), when they fit [`PREFETCH_PARTIALS`].
+    pub fn expect(&mut self, ids: Vec<u32>) {
+        self.expected = ids;
+    }
+
     async fn get(
         &mut self,
         router: &Rc<Router>,
@@ -412,14 +433,44 @@ impl PartialCache {
         m2: bool,
         budget: &mut Budget,
     ) -> Result<SeriesPartials, String> {
-        if let Some((k, has_m2, v)) = &self.last {
-            if k == ids && (*has_m2 || !m2) {
-                return Ok(v.clone());
+        let key = (
+            spec.start(),
+            spec.end(),
+            spec.every(),
+            spec.offset(),
+            good_only,
+        );
+        if self.key != Some(key) {
+            self.by_id.clear();
+            self.key = Some(key);
+        }
+        let by_id = &self.by_id;
+        let fresh = |id: &u32| by_id.get(id).is_some_and(|(has, _)| *has || !m2);
+        let mut want: Vec<u32> = ids.iter().copied().filter(|id| !fresh(id)).collect();
+        if !want.is_empty() {
+            let ahead = self.expected.len().saturating_mul(spec.len()) <= PREFETCH_PARTIALS;
+            if ahead {
+                want.extend(self.expected.iter().copied().filter(|id| !fresh(id)));
+                want.sort_unstable();
+                want.dedup();
+            } else {
+                let asked: std::collections::HashSet<u32> = ids.iter().copied().collect();
+                self.by_id.retain(|id, _| asked.contains(id));
+            }
+            let got = engine_partials(router, &want, spec, good_only, m2, budget).await?;
+            for (id, p) in want.into_iter().zip(got) {
+                self.by_id.insert(id, (m2, p));
             }
         }
-        let v = engine_partials(router, ids, spec, good_only, m2, budget).await?;
-        self.last = Some((ids.to_vec(), m2, v.clone()));
-        Ok(v)
+        Ok(ids
+            .iter()
+            .map(|id| {
+                self.by_id
+                    .get(id)
+                    .map(|(_, p)| p.clone())
+                    .unwrap_or_default()
+            })
+            .collect())
     }
 }
 

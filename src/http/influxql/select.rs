@@ -526,10 +526,25 @@ pub(super) async fn select(ctx: &Ctx<'_>, s: &SelectStatement) -> R<Vec<SeriesOu
             let g: Vec<String> = keys.iter().map(|k| tag_of(si, k).to_string()).collect();
             groups.entry(g).or_default().push(si);
         }
+        // The groups' partials in one go (`GROUP BY "tag"` over many
+        // series), unless SLIMIT stops early.
+        let mut cache = PartialCache::default();
+        if plan.aggregate && s.slimit.is_none() {
+            let mut ids = Vec::new();
+            for leaf in &plan.leaves {
+                if let Leaf::Agg { func, field, .. } = leaf.base() {
+                    if func.mergeable() {
+                        ids.extend(list.iter().filter_map(|si| id_of(si, field)));
+                    }
+                }
+            }
+            cache.expect(ids);
+        }
         for (g, members) in groups {
             let tags: Vec<(String, String)> = keys.iter().cloned().zip(g).collect();
             let got = if plan.aggregate {
-                aggregate_group(ctx, s, &plan, &members, start_ns, end_ns, &mut budget).await?
+                let range = (start_ns, end_ns);
+                aggregate_group(ctx, s, &plan, &members, range, &mut budget, &mut cache).await?
             } else {
                 let tags = Group {
                     keys: &keys,
@@ -590,9 +605,9 @@ async fn aggregate_group(
     s: &SelectStatement,
     plan: &Plan,
     members: &[&SeriesInfo],
-    start_ns: Option<i64>,
-    end_ns: Option<i64>,
+    (start_ns, end_ns): (Option<i64>, Option<i64>),
     budget: &mut Budget,
+    cache: &mut PartialCache,
 ) -> R<Rows> {
     let transforms = plan
         .leaves
@@ -657,14 +672,14 @@ async fn aggregate_group(
     let mut leaf_rows: Vec<Vec<(i64, Option<f64>)>> = Vec::with_capacity(plan.leaves.len());
     let mut any = false;
     let mut selector_time = None;
-    // One engine pass for every mergeable leaf of the same series.
-    let mut cache = PartialCache::default();
+    // One engine pass for every mergeable leaf of the same series (and,
+    // expected by the caller, of the other groups).
     for leaf in &plan.leaves {
         let Leaf::Agg { func, field, .. } = leaf.base() else {
             return Err("internal: aggregate leaf expected".into());
         };
         let ids: Vec<u32> = members.iter().filter_map(|m| id_of(m, field)).collect();
-        let w = fetch_windows(ctx.router, &ids, &spec, *func, false, budget, &mut cache).await?;
+        let w = fetch_windows(ctx.router, &ids, &spec, *func, false, budget, cache).await?;
         any |= w.slots.iter().any(|s| !matches!(s, Slot::Empty));
         let f = match (func, fill) {
             (Func::Count, aggregate::Fill::Null) => aggregate::Fill::Value(0.0),
