@@ -15,6 +15,7 @@
 //! | 0 | 4096 | header slot A |
 //! | 4096 | 4096 | header slot B |
 //! | 8192 | 16384 × n | block slots ([`crate::storage::block`]) |
+//! | 8192 + 16384 × n | whole pages | rollups (version 3 compacted chunks; each located by its directory entry) |
 //! | directory offset | directory length | directory (sealed chunks) |
 //!
 //! Header slot (commits alternate between A and B; the valid slot with the
