@@ -370,8 +370,21 @@ async fn walk<S: Sink>(sc: &Scope<'_>, sink: &mut S, lo: i64, hi: i64) -> Result
             j += 1;
         }
         // Rollups first: the steps they answer need no block.
-        let tries: Vec<(usize, RollupRef)> = (i..j)
-            .filter_map(|k| match &steps[k] {
+        // The rollups to try: (step, segment, where).
+        let steps_tried: Vec<usize> = (i..j)
+            .filter(|&k| {
+                matches!(
+                    &steps[k],
+                    Step::Decode {
+                        rollup: Some(_),
+                        ..
+                    }
+                )
+            })
+            .collect();
+        let tries: Vec<(usize, RollupRef)> = steps_tried
+            .iter()
+            .filter_map(|&k| match &steps[k] {
                 Step::Decode {
                     segs: s,
                     rollup: Some(r),
@@ -380,10 +393,11 @@ async fn walk<S: Sink>(sc: &Scope<'_>, sink: &mut S, lo: i64, hi: i64) -> Result
                 _ => None,
             })
             .collect();
-        let mut rolled = read_rollups(&segs, &tries, sink.rollup_fields()).await?;
-        let mut answered: Vec<Option<Vec<Summary>>> = Vec::with_capacity(tries.len());
-        for got in rolled.iter_mut() {
-            let ok = match got.take() {
+        let rolled = read_rollups(&segs, &tries, sink.rollup_fields()).await?;
+        // Per step of the batch: the summaries its rollup answers it with.
+        let mut answered: Vec<Option<Vec<Summary>>> = vec![None; j - i];
+        for (&k, got) in steps_tried.iter().zip(rolled) {
+            answered[k - i] = match got {
                 Some(Ok((span, entries))) => {
                     let inside = match (entries.first(), entries.last()) {
                         (Some(a), Some(b)) => a.first_ts >= lo && b.last_ts < hi,
@@ -397,28 +411,16 @@ async fn walk<S: Sink>(sc: &Scope<'_>, sink: &mut S, lo: i64, hi: i64) -> Result
                 }
                 None => None,
             };
-            answered.push(ok);
         }
         let mut want: Vec<usize> = Vec::new();
-        let mut t = 0;
-        for step in &steps[i..j] {
-            if let Step::Decode {
-                segs: s, rollup, ..
-            } = step
-            {
-                if rollup.is_some() {
-                    t += 1;
-                    if answered[t - 1].is_some() {
-                        continue;
-                    }
-                }
+        for (step, answer) in steps[i..j].iter().zip(&answered) {
+            if let (Step::Decode { segs: s, .. }, None) = (step, answer) {
                 want.extend_from_slice(s);
             }
         }
         let blocks = read_blocks(&segs, &want).await?;
-        let mut t = 0;
         let mut slice = Slice::new();
-        for step in &steps[i..j] {
+        for (step, answer) in steps[i..j].iter().zip(answered.iter_mut()) {
             match step {
                 Step::Mem(a, b) => sink.push_points(&mem[*a..*b]),
                 Step::Summary(s) => {
@@ -430,17 +432,14 @@ async fn walk<S: Sink>(sc: &Scope<'_>, sink: &mut S, lo: i64, hi: i64) -> Result
                     lo,
                     hi,
                     mem: (a, b),
-                    rollup,
+                    ..
                 } => {
-                    if rollup.is_some() {
-                        t += 1;
-                        if let Some(entries) = answered[t - 1].take() {
-                            sink.take_grid(&entries);
-                            from_rollup += 1;
-                            rollup_entries += entries.len() as u64;
-                            slice.tick().await;
-                            continue;
-                        }
+                    if let Some(entries) = answer.take() {
+                        sink.take_grid(&entries);
+                        from_rollup += 1;
+                        rollup_entries += entries.len() as u64;
+                        slice.tick().await;
+                        continue;
                     }
                     let mut runs = Vec::with_capacity(members.len() + 1);
                     for &k in members {

@@ -79,7 +79,7 @@
 //! the next header slot with the new committed count and checkpoint,
 //! `fdatasync`. Sealing: the directory after the last block, `fdatasync`,
 //! the sealed header, `fdatasync`. A compacted chunk is written whole the
-//! same way (rollups and directory in one write) and sealed once; a compacted chunk that is not sealed is an
+//! same way (its rollups, then its directory, one `fdatasync`) and sealed once; a compacted chunk that is not sealed is an
 //! unfinished job's output and is deleted at open.
 
 pub mod v1;

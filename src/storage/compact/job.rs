@@ -465,14 +465,12 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
         // Seal every output, then make their names durable.
         let siblings: Vec<u64> = outputs.values().map(|o| o.chunk.header.id).collect();
         let mut dir_max = 0;
-        let mut rollup_bytes = 0;
         for out in outputs.values_mut() {
             out.close_block(&mut pace, &mut written).await?;
             out.write_pending(&mut pace, &mut written).await?;
             let blocks = out.blocks;
             let mut entries = std::mem::take(&mut out.entries);
             let rollups = std::mem::take(&mut out.rollups);
-            rollup_bytes += rollups.len() as u64;
             out.rollup_bytes = rollups.len() as u64;
             let sealed = out
                 .chunk
@@ -493,7 +491,7 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
         sync_dir(&dir).await?;
         let mut s = c.stats.borrow_mut();
         s.compaction_dir_max_micros = s.compaction_dir_max_micros.max(dir_max);
-        s.compaction_rollup_bytes += rollup_bytes;
+        s.compaction_rollup_bytes += outputs.values().map(|o| o.rollup_bytes).sum::<u64>();
         Ok(())
     }
     .await;
