@@ -62,6 +62,25 @@ enum Cmd {
     /// (`DIR/date=YYYY-MM-DD/part-0.parquet`), for DuckDB, DataFusion, Spark;
     /// with `--every`, a periodic job that appends new partitions.
     Export(ExportArgs),
+    /// Cluster mode: the partitions' owners and lag, read from NATS.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Partitions, owners, lag per partition in messages and seconds.
+    Status {
+        /// NATS servers, `nats://HOST:PORT[,…]`.
+        #[arg(long, env = "XTDB_CLUSTER", value_delimiter = ',', required = true)]
+        cluster: Vec<String>,
+        /// The cluster's partition count.
+        #[arg(long, env = "XTDB_CLUSTER_PARTITIONS", default_value_t = 16)]
+        partitions: u32,
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -377,6 +396,37 @@ struct ServeArgs {
     /// TLS private key, PEM (PKCS#8, PKCS#1 or SEC1).
     #[arg(long, env = "XTDB_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Cluster mode: NATS JetStream servers, `nats://HOST:PORT[,…]`. Writes
+    /// are acknowledged once stored in the partitions' replicated streams;
+    /// this node applies the partitions its leases give it.
+    #[arg(long, env = "XTDB_CLUSTER", value_delimiter = ',', requires_all = ["node_id", "cluster_listen"])]
+    cluster: Vec<String>,
+    /// Cluster mode: this node's unique name (A-Z, a-z, 0-9, '-', '_').
+    #[arg(long, env = "XTDB_NODE_ID")]
+    node_id: Option<String>,
+    /// Cluster mode: where other nodes ask this node's shards (native
+    /// protocol; advertised to them as bound, so give a routable address).
+    #[arg(long, env = "XTDB_CLUSTER_LISTEN")]
+    cluster_listen: Option<String>,
+    /// Cluster mode: partitions of the tag space, fixed by the cluster's
+    /// first node (a multiple of the shard count keeps each on one shard).
+    #[arg(long, env = "XTDB_CLUSTER_PARTITIONS", default_value_t = 16)]
+    cluster_partitions: u32,
+    /// Cluster mode: replicas of every stream and bucket (JetStream's R).
+    #[arg(long, env = "XTDB_CLUSTER_REPLICAS", default_value_t = 3)]
+    cluster_replicas: usize,
+    /// Cluster mode: lease time, ms (an owner renews every fifth of it and
+    /// stops applying after half of it without a renewal).
+    #[arg(long, env = "XTDB_CLUSTER_LEASE_MS", default_value_t = 5000)]
+    cluster_lease_ms: u64,
+    /// Cluster mode: how long the log keeps messages (a node taking a
+    /// partition over replays it from there).
+    #[arg(long, env = "XTDB_CLUSTER_LOG_RETENTION", default_value = "7d", value_parser = parse_retention)]
+    cluster_log_retention: Duration,
+    /// Cluster mode: the token this node presents to the others' cluster
+    /// listeners when their auth is on.
+    #[arg(long, env = "XTDB_CLUSTER_TOKEN", hide_env_values = true)]
+    cluster_token: Option<String>,
 }
 
 fn parse_auth(s: &str) -> Result<AuthSetting, String> {
@@ -495,7 +545,53 @@ fn serve(a: ServeArgs) -> xtdb::error::Result<()> {
             max_future: a.max_future_secs.0.map(Duration::from_secs),
         },
     };
+    if !a.cluster.is_empty() {
+        let mut c = xtdb::cluster::ClusterConfig::new(
+            a.cluster,
+            a.node_id.unwrap_or_default(),
+            a.cluster_listen.unwrap_or_default(),
+            config.data_dir.join("cluster"),
+        );
+        c.partitions = a.cluster_partitions;
+        c.replicas = a.cluster_replicas;
+        c.lease = Duration::from_millis(a.cluster_lease_ms);
+        c.log_retention = a.cluster_log_retention;
+        c.token = a.cluster_token.filter(|t| !t.is_empty());
+        config.cluster = Some(c);
+    }
     run(config, Shutdown::on_signals()?)
+}
+
+/// `xtdb cluster status`.
+fn cluster(c: ClusterCmd) -> xtdb::error::Result<()> {
+    match c {
+        ClusterCmd::Status {
+            cluster,
+            partitions,
+            json,
+        } => {
+            let st = xtdb::cluster::status::read(&cluster, partitions)
+                .map_err(|e| xtdb::error::Error::Startup(format!("cluster status: {e}")))?;
+            if json {
+                let parts: Vec<_> = st
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        serde_json::json!({"partition": p.partition, "owner": p.owner,
+                            "last_seq": p.last_seq, "applied": p.applied,
+                            "lag_messages": p.lag_messages, "lag_seconds": p.lag_seconds})
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"nodes": st.nodes, "partitions": parts})
+                );
+            } else {
+                print!("{}", xtdb::cluster::status::table(&st));
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Starts the server, prints its configuration and a `ready` line, blocks
@@ -796,6 +892,7 @@ fn main() -> ExitCode {
         Cmd::Token(t) => token(t),
         Cmd::Backup(a) => backup(a),
         Cmd::Export(a) => export(a),
+        Cmd::Cluster(c) => cluster(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

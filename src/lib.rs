@@ -17,6 +17,9 @@
 //! - [`influxql`]: the InfluxQL front end (syntax tree, errors with
 //!   positions, time ranges of `WHERE` clauses); pure, no execution. Edge
 //!   level: the HTTP `/query` endpoint executes it.
+//! - [`cluster`]: cluster mode on NATS JetStream (the replicated log,
+//!   partition leases, applying the log, asking other nodes); above the
+//!   edges, since it reaches other nodes with [`net::Client`].
 //! - [`server`]: wires the layers into a running server (`xtdb serve` and
 //!   the tests).
 //! - [`load`]: `xtdb-load`, the load generator and verifier (a client).
@@ -25,6 +28,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod aggregate;
+pub mod cluster;
 pub mod error;
 pub mod http;
 pub mod influxql;

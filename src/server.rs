@@ -37,6 +37,9 @@ use std::time::Duration;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorPoolBuilder, PoolThreadHandles};
 
+use crate::cluster::log::{ApplyBatch, LogThread, ToLog};
+use crate::cluster::route::{run_apply, run_counters, Route};
+use crate::cluster::ClusterConfig;
 use crate::error::{Error, Result};
 use crate::http::{HttpConfig, HttpState};
 use crate::net::limits::WireLimits;
@@ -109,6 +112,8 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// How refusals of a peer that fails authentication often are delayed.
     pub auth_slowdown: Slowdown,
+    /// Cluster mode (`--cluster`); `None`: a single node.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// `--auth on|off`, or the default: on whenever a listener (native or
@@ -173,6 +178,7 @@ impl ServerConfig {
             insecure: false,
             tls: None,
             auth_slowdown: Slowdown::default(),
+            cluster: None,
         })
     }
 }
@@ -190,6 +196,19 @@ impl fmt::Display for ServerConfig {
         writeln!(f, "listen:        {}", self.listen)?;
         if let Some(h) = &self.http {
             writeln!(f, "http:          {h}")?;
+        }
+        if let Some(c) = &self.cluster {
+            writeln!(
+                f,
+                "cluster:       node {} on {} (listening on {}); {} partitions, {} replicas, lease {} ms, log kept {} s",
+                c.node_id,
+                c.urls.join(","),
+                c.listen,
+                c.partitions,
+                c.replicas,
+                c.lease.as_millis(),
+                c.log_retention.as_secs()
+            )?;
         }
         writeln!(f, "sync:          {}", self.sync)?;
         writeln!(
@@ -294,6 +313,9 @@ pub struct ServerHandle {
     threads: Option<PoolThreadHandles<Result<()>>>,
     reload: Arc<AtomicU64>,
     auth: Mode,
+    /// Cluster mode: the NATS thread, stopped (partitions handed back)
+    /// before the shards.
+    cluster: Option<LogThread>,
     /// Held until the shards have exited (fields drop after `Drop::drop`).
     _lock: DataDirLock,
 }
@@ -327,13 +349,22 @@ impl ServerHandle {
     }
 
     /// Requests shutdown and waits until every shard has closed its storage.
+    /// In cluster mode the node first hands its partitions back (stops
+    /// applying, checkpoints, deletes its leases), while its shards still
+    /// serve.
     pub fn stop(mut self) -> Result<()> {
+        if let Some(mut c) = self.cluster.take() {
+            c.stop();
+        }
         self.shutdown.trigger();
         self.join()
     }
 
     /// Waits for the shards to exit (after a shutdown request).
     pub fn join(&mut self) -> Result<()> {
+        if let Some(mut c) = self.cluster.take() {
+            c.stop();
+        }
         let Some(t) = self.threads.take() else {
             return Ok(());
         };
@@ -374,6 +405,21 @@ struct Shared {
     tokens: Option<tokens::Snapshot>,
     /// TLS configurations built at start.
     tls: Option<ServerConfigs>,
+    /// Cluster mode: what the shards share with the NATS thread.
+    cluster: Option<ClusterLink>,
+    /// The cluster listener's address shard 0 bound (or why it could not).
+    cluster_addr: Mutex<Option<std::result::Result<SocketAddr, String>>>,
+}
+
+/// What every shard needs to route through the cluster.
+struct ClusterLink {
+    shared: Arc<crate::cluster::Shared>,
+    to_log: tokio::sync::mpsc::UnboundedSender<ToLog>,
+    /// Taken by shard 0, which applies the log.
+    apply: Mutex<Option<tokio::sync::mpsc::Receiver<ApplyBatch>>>,
+    partitions: u32,
+    token: Option<String>,
+    listen: String,
 }
 
 /// Whether every address `listen` resolves to is a loopback address.
@@ -392,6 +438,7 @@ pub fn is_loopback(listen: &str) -> bool {
 fn decide_auth(config: &ServerConfig) -> Result<(Mode, Option<tokens::Snapshot>)> {
     let exposed: Vec<&str> = std::iter::once(config.listen.as_str())
         .chain(config.http.as_deref())
+        .chain(config.cluster.as_ref().map(|c| c.listen.as_str()))
         .filter(|a| !is_loopback(a))
         .collect();
     let mode = match config.auth {
@@ -471,6 +518,30 @@ pub fn start(mut config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandl
         None => None,
     };
     check_shard_count(&config.data_dir, n)?;
+    let mut log_thread = None;
+    let link = match &mut config.cluster {
+        None => None,
+        Some(c) => {
+            c.check().map_err(Error::Config)?;
+            probe_listen(&c.listen)?;
+            c.dir = config.data_dir.join("cluster");
+            let shared = Arc::new(crate::cluster::Shared::default());
+            let (to_log, from_shards) = tokio::sync::mpsc::unbounded_channel();
+            let (apply_tx, apply_rx) = tokio::sync::mpsc::channel(64);
+            log_thread = Some(
+                LogThread::start(c.clone(), Arc::clone(&shared), from_shards, apply_tx)
+                    .map_err(|e| Error::Startup(format!("cluster: {e}")))?,
+            );
+            Some(ClusterLink {
+                shared,
+                to_log,
+                apply: Mutex::new(Some(apply_rx)),
+                partitions: c.partitions,
+                token: c.token.clone(),
+                listen: c.listen.clone(),
+            })
+        }
+    };
     let placement = placement(&config.cpus)?;
     let mesh = mesh_builder(n);
     let reload = Arc::new(AtomicU64::new(0));
@@ -482,6 +553,8 @@ pub fn start(mut config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandl
         auth,
         tokens,
         tls,
+        cluster: link,
+        cluster_addr: Mutex::new(None),
     });
     let (ready_tx, ready_rx) = mpsc::channel::<Result<Addrs>>();
     let cfg = config.clone();
@@ -512,6 +585,7 @@ pub fn start(mut config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandl
         threads: Some(threads),
         reload,
         auth,
+        cluster: log_thread,
         _lock: lock,
     };
     for _ in 0..n {
@@ -562,7 +636,7 @@ async fn shard_main(
     if let Err(e) = &served {
         // Tell the other shards (waiting for the address) and `start`
         // (waiting for every shard) right away, before the barrier.
-        for slot in [&shared.addr, &shared.http_addr] {
+        for slot in [&shared.addr, &shared.http_addr, &shared.cluster_addr] {
             let mut a = slot.lock().unwrap_or_else(|p| p.into_inner());
             if a.is_none() {
                 *a = Some(Err(format!("shard {index}: {e}")));
@@ -627,6 +701,14 @@ async fn serve_shard(
         local.catalog = Some(Rc::new(store));
     }
     let router = Router::start(Rc::new(local), senders, receivers);
+    if let Some(c) = &shared.cluster {
+        router.set_cluster(Rc::new(Route::new(
+            Arc::clone(&c.shared),
+            c.to_log.clone(),
+            c.partitions,
+            c.token.clone(),
+        )));
+    }
     let limits = Rc::new(cfg.limits.clone());
     let guard = Rc::new(Guard::new(
         shared.auth,
@@ -669,6 +751,21 @@ async fn serve_shard(
         None => None,
     };
     let http_addr = http.as_ref().map(|h| h.1);
+    let cluster_listener = match &shared.cluster {
+        Some(c) => {
+            let l = bind_shared(index, &c.listen, &shared.cluster_addr).await?;
+            if index == 0 {
+                let a = l.local_addr().map_err(|e| Error::Io {
+                    op: "cluster listener address".into(),
+                    path: None,
+                    source: glommio_io(e),
+                })?;
+                c.shared.set_addr(a.to_string());
+            }
+            Some(l)
+        }
+        None => None,
+    };
     let _ = ready.send(Ok((addr, http_addr)));
 
     let closing = Closing::default();
@@ -695,23 +792,62 @@ async fn serve_shard(
             closing.close();
         })
     };
+    let cluster_edge = Edge {
+        closing: closing.clone(),
+        limits: Rc::clone(&limits),
+        guard: Rc::clone(&guard),
+        tls: tls.clone(),
+        owned_only: true,
+    };
     let edge = Edge {
         closing: closing.clone(),
         limits: Rc::clone(&limits),
         guard,
         tls,
+        owned_only: false,
     };
-    match http {
-        Some((l, _, state)) => {
-            let max = limits.max_connections;
-            futures_lite::future::zip(
-                accept_loop(listener, router, edge),
-                crate::http::accept_loop(l, state, closing, max),
-            )
-            .await;
+    let cluster_side = {
+        let router = Rc::clone(&router);
+        let closing = closing.clone();
+        async move {
+            let Some(l) = cluster_listener else {
+                return;
+            };
+            let c = shared.cluster.as_ref();
+            let rx = match c {
+                Some(c) if index == 0 => c.apply.lock().ok().and_then(|mut a| a.take()),
+                _ => None,
+            };
+            let applying = rx.map(|rx| glommio::spawn_local(run_apply(Rc::clone(&router), rx)));
+            let counting = match c {
+                Some(c) if index == 0 => Some(glommio::spawn_local(run_counters(
+                    Rc::clone(&router),
+                    Arc::clone(&c.shared),
+                    closing.clone(),
+                ))),
+                _ => None,
+            };
+            accept_loop(l, router, cluster_edge).await;
+            drop(applying);
+            if let Some(t) = counting {
+                t.await;
+            }
         }
-        None => accept_loop(listener, router, edge).await,
-    }
+    };
+    let main_side = async move {
+        match http {
+            Some((l, _, state)) => {
+                let max = limits.max_connections;
+                futures_lite::future::zip(
+                    accept_loop(listener, Rc::clone(&router), edge),
+                    crate::http::accept_loop(l, state, closing, max),
+                )
+                .await;
+            }
+            None => accept_loop(listener, Rc::clone(&router), edge).await,
+        }
+    };
+    futures_lite::future::zip(main_side, cluster_side).await;
     watcher.await;
     Ok(shard)
 }

@@ -116,16 +116,20 @@ pub fn failure_resp(f: &Failure) -> Resp {
         Failure::InvalidInput { .. } | Failure::OutOfWindow { .. } | Failure::OverLimit { .. } => {
             StatusCode::BAD_REQUEST
         }
-        Failure::Fenced { .. } | Failure::Closed { .. } | Failure::ShuttingDown => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        Failure::Fenced { .. }
+        | Failure::Closed { .. }
+        | Failure::ShuttingDown
+        | Failure::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         Failure::Io { no_space: true, .. } => StatusCode::INSUFFICIENT_STORAGE,
         Failure::Corrupt { .. } | Failure::Io { .. } | Failure::Internal { .. } => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
     };
     let mut r = json_resp(status, &json!({"error": f.to_string(), "kind": f.kind()}));
-    if matches!(f, Failure::Closed { .. } | Failure::ShuttingDown) {
+    if matches!(
+        f,
+        Failure::Closed { .. } | Failure::ShuttingDown | Failure::Unavailable { .. }
+    ) {
         r.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from_static("1"));
     }

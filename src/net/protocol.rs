@@ -261,6 +261,9 @@ pub mod code {
     pub const FENCED: u16 = 104;
     /// Data on disk failed validation.
     pub const CORRUPT: u16 = 105;
+    /// Cluster mode: the replicated log or a partition's owner cannot be
+    /// reached now; retrying is safe.
+    pub const UNAVAILABLE: u16 = 106;
 
     /// Whether the server closes the connection after an error frame with
     /// this code (the stream can no longer be framed, or the server is
@@ -291,6 +294,7 @@ pub fn failure_code(f: &Failure) -> u16 {
         Failure::Closed { .. } | Failure::ShuttingDown => code::SHUTTING_DOWN,
         Failure::Corrupt { .. } => code::CORRUPT,
         Failure::Io { .. } => code::STORAGE,
+        Failure::Unavailable { .. } => code::UNAVAILABLE,
         Failure::Internal { .. } => code::INTERNAL,
     }
 }

@@ -38,6 +38,9 @@ pub struct Edge {
     pub guard: Rc<Guard>,
     /// TLS, when the listener is a TLS port.
     pub tls: Option<Rc<ServerTls>>,
+    /// The cluster listener: other nodes' queries, answered by this node's
+    /// shards only for partitions it owns ([`dispatch::execute_owned`]).
+    pub owned_only: bool,
 }
 
 /// Accepts native-protocol connections until `closing` (at most
@@ -51,6 +54,7 @@ pub async fn accept_loop(listener: TcpListener, router: Rc<Router>, edge: Edge) 
         limits,
         guard,
         tls,
+        owned_only,
     } = edge;
     let what = format!("shard {}", router.local().index);
     let max = limits.max_connections;
@@ -65,6 +69,7 @@ pub async fn accept_loop(listener: TcpListener, router: Rc<Router>, edge: Edge) 
             budget: Rc::clone(&budget),
             guard: Rc::clone(&guard),
             tls: tls.clone(),
+            owned_only,
         };
         serve(stream, conn)
     };
@@ -241,6 +246,8 @@ pub struct Conn {
     pub guard: Rc<Guard>,
     /// TLS, on a TLS port.
     pub tls: Option<Rc<ServerTls>>,
+    /// See [`Edge::owned_only`].
+    pub owned_only: bool,
 }
 
 /// Serves one connection until EOF, an unframeable error, a timeout or
@@ -255,6 +262,7 @@ pub async fn serve(tcp: TcpStream, conn: Conn) {
         budget,
         guard,
         tls,
+        owned_only,
     } = conn;
     let peer = tcp.peer_addr().ok().map(|a| a.ip());
     let mut stream = match &tls {
@@ -370,7 +378,11 @@ pub async fn serve(tcp: TcpStream, conn: Conn) {
                     .await;
                 };
                 let is_write = matches!(cmd, Command::Write(_));
-                let reply = dispatch::execute(&router, cmd).await;
+                let reply = if owned_only {
+                    dispatch::execute_owned(&router, cmd).await
+                } else {
+                    dispatch::execute(&router, cmd).await
+                };
                 if is_write && reply.is_ok() {
                     router.local().record_ack(started);
                 }

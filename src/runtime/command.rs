@@ -399,6 +399,13 @@ pub enum Failure {
         /// Whether it was a full disk.
         no_space: bool,
     },
+    /// Cluster mode: the replicated log or a partition's owner cannot be
+    /// reached now (no quorum, no owner, the owner moved); nothing of a
+    /// failed write was acknowledged and retrying is safe.
+    Unavailable {
+        /// Which partition or node, and what failed.
+        reason: String,
+    },
     /// Routing between shards failed (a shard is gone) or an answer did
     /// not fit the request: a bug, never the client's fault.
     Internal {
@@ -471,6 +478,7 @@ impl Failure {
             Failure::Corrupt { .. } => "corrupt",
             Failure::Io { no_space: true, .. } => "no_space",
             Failure::Io { .. } => "io",
+            Failure::Unavailable { .. } => "unavailable",
             Failure::Internal { .. } => "internal",
         }
     }
@@ -498,6 +506,7 @@ impl fmt::Display for Failure {
                 path.display()
             ),
             Failure::Io { shard, reason, .. } => write!(f, "shard {shard}: {reason}"),
+            Failure::Unavailable { reason } => write!(f, "unavailable: {reason}"),
             Failure::Internal { reason } => write!(f, "internal error: {reason}"),
         }
     }

@@ -7,8 +7,13 @@
 //! limit and sent as one batched command per owner, answers back in
 //! request order; `stats` gathers every shard's report;
 //! catalog commands go to shard 0; a backup runs its steps over every
-//! shard. Owns routing decisions and merging;
-//! never touches sockets or storage directly.
+//! shard. In cluster mode ([`ClusterRoute`]) a write goes to the
+//! replicated log instead, and a query's tags are grouped by the node
+//! that owns their partition: this node's own are answered here, the
+//! others by their owners ([`execute_here`] is what an owner runs for
+//! another node, after [`execute_owned`] checked it still owns them).
+//! Owns routing decisions and merging; never touches sockets or storage
+//! directly.
 //!
 //! [`TimeWindow`]: crate::runtime::admission::TimeWindow
 
@@ -17,6 +22,7 @@ use std::rc::Rc;
 
 use crate::aggregate::Partial;
 use crate::runtime::admission::now_us;
+use crate::runtime::cluster::{ClusterRoute, Place};
 use crate::runtime::command::{AggQuery, Answer, BackupStep, Command, Failure, Reply, Row};
 use crate::runtime::report::ShardReport;
 use crate::runtime::router::{owner, Router};
@@ -26,8 +32,17 @@ use crate::Point;
 /// The shard that holds the tag catalog.
 pub const CATALOG_SHARD: usize = 0;
 
-/// Runs one client command across the shards and merges the answer.
+/// Runs one client command across the shards (and, in cluster mode, the
+/// nodes) and merges the answer.
 pub async fn execute(router: &Rc<Router>, cmd: Command) -> Reply {
+    match router.cluster() {
+        Some(c) => clustered(router, &c, cmd).await,
+        None => execute_here(router, cmd).await,
+    }
+}
+
+/// Runs one command on this node's shards only.
+pub async fn execute_here(router: &Rc<Router>, cmd: Command) -> Reply {
     match cmd {
         Command::Write(points) => write(router, points).await,
         Command::Range { tag, start, end } => {
@@ -149,10 +164,8 @@ async fn backup_steps(router: &Rc<Router>, to: PathBuf, link: bool, rate: u64) -
     }
 }
 
-/// Checks the answer's size against the row limit, groups the tags by
-/// owner, sends one batched command per owner concurrently and puts the
-/// answers back in request order.
-async fn aggregate(router: &Rc<Router>, tags: Vec<u32>, query: AggQuery, good_only: bool) -> Reply {
+/// Refuses an aggregate whose answer could pass the row limit.
+fn check_rows(router: &Router, tags: &[u32], query: &AggQuery) -> Result<(), Failure> {
     let per_tag = query.rows_per_tag().map_err(|e| Failure::InvalidInput {
         reason: format!("{}: {e}", query.mode()),
     })?;
@@ -167,6 +180,14 @@ async fn aggregate(router: &Rc<Router>, tags: Vec<u32>, query: AggQuery, good_on
             ),
         });
     }
+    Ok(())
+}
+
+/// Checks the answer's size against the row limit, groups the tags by
+/// owner, sends one batched command per owner concurrently and puts the
+/// answers back in request order.
+async fn aggregate(router: &Rc<Router>, tags: Vec<u32>, query: AggQuery, good_only: bool) -> Reply {
+    check_rows(router, &tags, &query)?;
     let shards = router.shards();
     let mut groups: Vec<(Vec<usize>, Vec<u32>)> = vec![(Vec::new(), Vec::new()); shards];
     for (i, &t) in tags.iter().enumerate() {
@@ -230,12 +251,30 @@ async fn aggregate(router: &Rc<Router>, tags: Vec<u32>, query: AggQuery, good_on
 /// owner, sends one sub-batch per shard concurrently and acknowledges once
 /// every sub-batch is durable.
 async fn write(router: &Rc<Router>, points: Vec<Point>) -> Reply {
-    let n = points.len() as u64;
     if points.is_empty() {
         return Ok(Answer::Written(0));
     }
-    if let Err((index, tag, reason)) = router.local().window.check_point(&points, now_us()) {
-        return Err(Failure::OutOfWindow { index, tag, reason });
+    check_window(router, &points)?;
+    apply(router, points).await
+}
+
+/// Refuses a write with a point outside the shard's timestamp window.
+fn check_window(router: &Router, points: &[Point]) -> Result<(), Failure> {
+    router
+        .local()
+        .window
+        .check_point(points, now_us())
+        .map_err(|(index, tag, reason)| Failure::OutOfWindow { index, tag, reason })
+}
+
+/// Writes a batch into this node's shards without the timestamp-window
+/// check: for a write already checked when it was taken (cluster mode
+/// applies the replicated log with it). Acknowledged once every shard's
+/// sub-batch is durable.
+pub async fn apply(router: &Rc<Router>, points: Vec<Point>) -> Reply {
+    let n = points.len() as u64;
+    if points.is_empty() {
+        return Ok(Answer::Written(0));
     }
     let shards = router.shards();
     let mut parts: Vec<Vec<Point>> = vec![Vec::new(); shards];
@@ -323,4 +362,174 @@ pub async fn reports(router: &Rc<Router>) -> Result<Vec<ShardReport>, Failure> {
         }
     }
     Ok(out)
+}
+
+/// A client command in cluster mode: a write is checked and published to
+/// the replicated log; a query's tags are grouped by owner node.
+async fn clustered(router: &Rc<Router>, c: &Rc<dyn ClusterRoute>, cmd: Command) -> Reply {
+    match cmd {
+        Command::Write(points) => {
+            if points.is_empty() {
+                return Ok(Answer::Written(0));
+            }
+            check_window(router, &points)?;
+            c.publish(points).await
+        }
+        Command::Range { tag, .. } | Command::CountBound { tag, .. } => match c.place(tag) {
+            Place::Here => execute_here(router, cmd).await,
+            Place::Node(n) => c.call(n, cmd).await,
+            Place::Nobody(p) => Err(no_owner(p)),
+        },
+        Command::Latest(tags) => {
+            let parts = spread(router, c, &tags, Command::Latest).await?;
+            let mut out = vec![None; tags.len()];
+            for (pos, a) in parts {
+                match a {
+                    Answer::Latest(v) if v.len() == pos.len() => {
+                        for (i, p) in pos.into_iter().zip(v) {
+                            out[i] = p;
+                        }
+                    }
+                    other => return Err(Failure::unexpected("latest", &other)),
+                }
+            }
+            Ok(Answer::Latest(out))
+        }
+        Command::Aggregate {
+            tags,
+            query,
+            good_only,
+        } => {
+            check_rows(router, &tags, &query)?;
+            let partials = matches!(query, AggQuery::Partials { .. });
+            let make = |t| Command::Aggregate {
+                tags: t,
+                query: query.clone(),
+                good_only,
+            };
+            let parts = spread(router, c, &tags, make).await?;
+            let (mut rows, mut parts_out) = if partials {
+                (Vec::new(), vec![Vec::new(); tags.len()])
+            } else {
+                (vec![Vec::new(); tags.len()], Vec::new())
+            };
+            for (pos, a) in parts {
+                match a {
+                    Answer::Rows(v) if !partials && v.len() == pos.len() => {
+                        for (i, r) in pos.into_iter().zip(v) {
+                            rows[i] = r;
+                        }
+                    }
+                    Answer::Partials(v) if partials && v.len() == pos.len() => {
+                        for (i, r) in pos.into_iter().zip(v) {
+                            parts_out[i] = r;
+                        }
+                    }
+                    other => return Err(Failure::unexpected("aggregate", &other)),
+                }
+            }
+            Ok(if partials {
+                Answer::Partials(parts_out)
+            } else {
+                Answer::Rows(rows)
+            })
+        }
+        Command::Resolve { .. } | Command::ListTags { .. } | Command::Catalog(_) => {
+            Err(Failure::InvalidInput {
+                reason: "cluster mode takes id-addressed writes and queries: the series \
+                         catalog (series keys, line protocol, InfluxQL) is per node and not \
+                         shared by a cluster yet"
+                    .into(),
+            })
+        }
+        other => execute_here(router, other).await,
+    }
+}
+
+/// What an owner runs for another node: a query whose tags must all be in
+/// partitions this node owns now (else [`Failure::Unavailable`], and the
+/// asker refreshes its owner map); writes are refused (they go through the
+/// log).
+pub async fn execute_owned(router: &Rc<Router>, cmd: Command) -> Reply {
+    let Some(c) = router.cluster() else {
+        return execute_here(router, cmd).await;
+    };
+    let tags: &[u32] = match &cmd {
+        Command::Range { tag, .. } | Command::CountBound { tag, .. } => std::slice::from_ref(tag),
+        Command::Latest(t) => t,
+        Command::Aggregate { tags, .. } => tags,
+        Command::Stats => &[],
+        _ => {
+            return Err(Failure::InvalidInput {
+                reason: "the cluster listener takes only range, latest, aggregate and stats \
+                         requests from other nodes"
+                    .into(),
+            })
+        }
+    };
+    if let Some(&t) = tags.iter().find(|&&t| c.place(t) != Place::Here) {
+        return Err(Failure::Unavailable {
+            reason: format!("this node does not own tag {t}'s partition now"),
+        });
+    }
+    execute_here(router, cmd).await
+}
+
+fn no_owner(partition: u32) -> Failure {
+    Failure::Unavailable {
+        reason: format!("partition {partition} has no owner now (no node holds its lease)"),
+    }
+}
+
+/// Groups `tags` by the node owning their partition, runs `make(group)` on
+/// each (this node's group here, the others on their owners) concurrently
+/// and returns each group's positions in `tags` with its answer.
+async fn spread(
+    router: &Rc<Router>,
+    c: &Rc<dyn ClusterRoute>,
+    tags: &[u32],
+    make: impl Fn(Vec<u32>) -> Command,
+) -> Result<Vec<(Vec<usize>, Answer)>, Failure> {
+    let mut groups: Vec<(Place, Vec<usize>, Vec<u32>)> = Vec::new();
+    for (i, &t) in tags.iter().enumerate() {
+        let place = c.place(t);
+        if let Place::Nobody(p) = place {
+            return Err(no_owner(p));
+        }
+        match groups.iter_mut().find(|g| g.0 == place) {
+            Some(g) => {
+                g.1.push(i);
+                g.2.push(t);
+            }
+            None => groups.push((place, vec![i], vec![t])),
+        }
+    }
+    let tasks: Vec<_> = groups
+        .into_iter()
+        .map(|(place, pos, t)| {
+            let cmd = make(t);
+            let task = match place {
+                Place::Node(n) => glommio::spawn_local(c.call(n, cmd)),
+                _ => {
+                    let r = Rc::clone(router);
+                    glommio::spawn_local(async move { execute_here(&r, cmd).await })
+                }
+            };
+            (pos, task)
+        })
+        .collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    let mut err = None;
+    for (pos, t) in tasks {
+        match t.await {
+            Ok(a) => out.push((pos, a)),
+            Err(f) => {
+                err.get_or_insert(f);
+            }
+        }
+    }
+    match err {
+        Some(f) => Err(f),
+        None => Ok(out),
+    }
 }

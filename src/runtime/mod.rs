@@ -5,7 +5,8 @@
 //! command out and merges the answers ([`dispatch`]), decides what is let
 //! in ([`admission`]: timestamp window, closing, in-flight slots; [`auth`]:
 //! tokens and permissions), keeps the catalog cache ([`catalog`]), reads long ranges in bounded
-//! chunks ([`scan`]) and names
+//! chunks ([`scan`]), asks a cluster where partitions live ([`cluster`]: the seam
+//! only) and names
 //! every shard's counters ([`report`]). Imports storage and nothing above it; never blocks an
 //! executor; never awaits a mesh send in the loop that drains the shard's
 //! own receivers.
@@ -13,6 +14,7 @@
 pub mod admission;
 pub mod auth;
 pub mod catalog;
+pub mod cluster;
 pub mod command;
 pub mod dispatch;
 pub mod local;

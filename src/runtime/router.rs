@@ -4,8 +4,10 @@
 //! function and the local-or-remote choice; the fan-out of a client's
 //! command over many shards is [`crate::runtime::dispatch`].
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
+use crate::runtime::cluster::ClusterRoute;
 use crate::runtime::command::{Command, Failure, Reply};
 use crate::runtime::local::Local;
 use crate::runtime::mesh::{self, Mesh, Msg};
@@ -50,6 +52,8 @@ pub fn mesh_builder(shards: usize) -> MeshBuilder {
 pub struct Router {
     local: Rc<Local>,
     mesh: Rc<Mesh<Command, Reply>>,
+    /// Cluster mode: where partitions live and how to reach them.
+    cluster: RefCell<Option<Rc<dyn ClusterRoute>>>,
 }
 
 impl Router {
@@ -81,7 +85,21 @@ impl Router {
             Box::pin(async move { l.handle(cmd).await })
         });
         let mesh = Mesh::start(senders, receivers, handler);
-        Rc::new(Router { local, mesh })
+        Rc::new(Router {
+            local,
+            mesh,
+            cluster: RefCell::new(None),
+        })
+    }
+
+    /// Puts this shard in cluster mode (once, before it serves clients).
+    pub fn set_cluster(&self, route: Rc<dyn ClusterRoute>) {
+        *self.cluster.borrow_mut() = Some(route);
+    }
+
+    /// The cluster this shard routes through, in cluster mode.
+    pub fn cluster(&self) -> Option<Rc<dyn ClusterRoute>> {
+        self.cluster.borrow().clone()
     }
 
     /// Number of shards.

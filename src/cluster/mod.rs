@@ -1,0 +1,234 @@
+//! Cluster mode (`xtdb serve --cluster`): xtdb nodes on a NATS JetStream
+//! cluster, which is the replicated, partitioned ingest log (see the
+//! README's "Cluster mode"). A node publishes the writes it takes to the
+//! partitions' streams and acknowledges once JetStream has stored them on
+//! a quorum; it applies the partitions its leases give it through its own
+//! shards, and answers queries by asking each partition's owner.
+//!
+//! - [`wire`]: the byte layout of one log message (pure);
+//! - [`log`]: the node's NATS thread (tokio, one thread beside the glommio
+//!   shards): publishing, leases and balancing, applying, checkpoints;
+//! - [`route`]: the shards' side, [`ClusterRoute`] for dispatch: hands
+//!   writes to the NATS thread, keeps the owner map, asks other nodes over
+//!   the native protocol, and runs the NATS thread's apply batches;
+//! - [`status`]: `xtdb cluster status`.
+//!
+//! Owns the cluster's state and its talk with NATS; never touches storage
+//! but through dispatch, and never blocks a shard (every exchange with the
+//! NATS thread is a channel message).
+//!
+//! [`ClusterRoute`]: crate::runtime::cluster::ClusterRoute
+
+pub mod log;
+pub mod route;
+pub mod status;
+pub mod wire;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::runtime::router::tag_hash;
+
+/// Everything a cluster node needs beyond the single-node server.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// NATS servers (`nats://host:port`), any of the cluster's.
+    pub urls: Vec<String>,
+    /// This node's name: unique, `[A-Za-z0-9_-]`, at most 64 bytes.
+    pub node_id: String,
+    /// The native-protocol address other nodes ask this node's shards on.
+    pub listen: String,
+    /// Partitions of the tag space (fixed when the cluster is created).
+    pub partitions: u32,
+    /// Replicas of every stream and bucket (JetStream's R).
+    pub replicas: usize,
+    /// How long a lease lives without renewal.
+    pub lease: Duration,
+    /// How long the log keeps messages.
+    pub log_retention: Duration,
+    /// Token this node presents to the others (their auth on).
+    pub token: Option<String>,
+    /// Where the applied sequences are checkpointed (`DATA/cluster`).
+    pub dir: PathBuf,
+}
+
+impl ClusterConfig {
+    /// Defaults for `urls` and `node_id`: 16 partitions, 3 replicas, 5 s
+    /// leases, 7 days of log.
+    pub fn new(urls: Vec<String>, node_id: String, listen: String, dir: PathBuf) -> Self {
+        ClusterConfig {
+            urls,
+            node_id,
+            listen,
+            partitions: 16,
+            replicas: 3,
+            lease: Duration::from_secs(5),
+            log_retention: Duration::from_secs(7 * 86_400),
+            token: None,
+            dir,
+        }
+    }
+
+    /// Refuses a configuration that cannot work, naming the flag.
+    pub fn check(&self) -> Result<(), String> {
+        if self.urls.is_empty() {
+            return Err("--cluster needs at least one nats:// URL".into());
+        }
+        let id_ok = !self.node_id.is_empty()
+            && self.node_id.len() <= 64
+            && self
+                .node_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !id_ok {
+            return Err(format!(
+                "--node-id {:?}: 1 to 64 characters of A-Z, a-z, 0-9, '-' and '_'",
+                self.node_id
+            ));
+        }
+        if !(1..=1024).contains(&self.partitions) {
+            return Err(format!(
+                "--cluster-partitions {}: 1 to 1024",
+                self.partitions
+            ));
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return Err(format!(
+                "--cluster-replicas {}: 1 to 5 (JetStream's limit)",
+                self.replicas
+            ));
+        }
+        if self.lease < Duration::from_secs(1) {
+            return Err("--cluster-lease: at least 1 s".into());
+        }
+        Ok(())
+    }
+}
+
+/// The partition of `tag` among `partitions`: the routing hash that also
+/// picks a shard inside a node, so when `partitions` is a multiple of the
+/// shard count a partition lives on one shard of its owner. Fixed forever.
+pub fn partition(tag: u32, partitions: u32) -> u32 {
+    tag_hash(tag) % partitions.max(1)
+}
+
+/// One node as the others know it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Its `--node-id`.
+    pub id: String,
+    /// Its `--cluster-listen` address.
+    pub addr: String,
+}
+
+/// Who owns each partition, as this node last read the leases.
+#[derive(Clone, Debug, Default)]
+pub struct OwnerMap {
+    /// This node's index in `nodes`.
+    pub me: u32,
+    /// Per partition, the owner's index in `nodes` (`None`: no lease).
+    pub owner: Vec<Option<u32>>,
+    /// The nodes named by a lease or a heartbeat.
+    pub nodes: Vec<NodeInfo>,
+}
+
+/// Counters of the NATS thread, read by shard 0 into its report.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Partitions this node took (a lease created or reclaimed).
+    pub takeovers: AtomicU64,
+    /// Partitions it gave up (share or shutdown).
+    pub releases: AtomicU64,
+    /// Leases it lost (a renewal refused or too late).
+    pub leases_lost: AtomicU64,
+    /// Log messages it could not decode (skipped).
+    pub bad_messages: AtomicU64,
+    /// Messages behind the streams' ends, summed over owned partitions.
+    pub lag_messages: AtomicU64,
+    /// Partitions owned now.
+    pub owned: AtomicU64,
+}
+
+/// State shared between the NATS thread and the shards.
+#[derive(Debug, Default)]
+pub struct Shared {
+    gen: AtomicU64,
+    map: Mutex<Arc<OwnerMap>>,
+    addr: Mutex<Option<String>>,
+    /// The NATS thread's counters.
+    pub counters: Counters,
+}
+
+impl Shared {
+    /// Publishes a new owner map.
+    pub fn set_map(&self, m: OwnerMap) {
+        *self.map.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(m);
+        self.gen.fetch_add(1, Ordering::Release);
+    }
+
+    /// The map's generation (bumped by every [`Shared::set_map`]).
+    pub fn generation(&self) -> u64 {
+        self.gen.load(Ordering::Acquire)
+    }
+
+    /// The current owner map.
+    pub fn map(&self) -> Arc<OwnerMap> {
+        Arc::clone(&self.map.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Records the cluster listener's bound address (shard 0, at start).
+    pub fn set_addr(&self, a: String) {
+        *self.addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(a);
+    }
+
+    /// The cluster listener's address, once bound.
+    pub fn addr(&self) -> Option<String> {
+        self.addr.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_fixed_and_follow_shards() {
+        let got: Vec<u32> = [0u32, 1, 42, u32::MAX]
+            .iter()
+            .map(|&t| partition(t, 16))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                2462723854 % 16,
+                920564995 % 16,
+                3856264912 % 16,
+                996586154 % 16
+            ]
+        );
+        // With 16 partitions and 2 shards, a partition's tags are all on one shard.
+        for t in 0..10_000u32 {
+            assert_eq!(
+                partition(t, 16) as usize % 2,
+                crate::runtime::router::owner(t, 2)
+            );
+        }
+    }
+
+    #[test]
+    fn bad_config_names_the_flag() {
+        let mut c = ClusterConfig::new(
+            vec!["nats://x:1".into()],
+            "a b".into(),
+            "x:1".into(),
+            "/tmp".into(),
+        );
+        assert!(c.check().unwrap_err().contains("--node-id"));
+        c.node_id = "hist-a".into();
+        c.check().unwrap();
+        c.replicas = 7;
+        assert!(c.check().unwrap_err().contains("--cluster-replicas"));
+    }
+}

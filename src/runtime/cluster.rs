@@ -1,0 +1,39 @@
+//! The seam between [`dispatch`](crate::runtime::dispatch) and a cluster
+//! (`xtdb serve --cluster`): what dispatch asks of the cluster layer,
+//! [`ClusterRoute`] — publish a write to the replicated log, say where a
+//! tag's partition is owned now, and run a command on another node. The
+//! cluster layer (`crate::cluster`, above the edges) implements it and
+//! hands each shard's [`Router`](crate::runtime::router::Router) one; a
+//! single-node server has none and dispatch behaves as it always did.
+//! Owns the vocabulary only; never talks to NATS or to sockets.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::runtime::command::{Command, Reply};
+use crate::Point;
+
+/// A future a [`ClusterRoute`] answers with (polled on the asking shard).
+pub type RouteFuture = Pin<Box<dyn Future<Output = Reply>>>;
+
+/// Where a tag's partition is owned, as this node knows now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Place {
+    /// By this node: its shards answer.
+    Here,
+    /// By another node (its index in the cluster's node table).
+    Node(u32),
+    /// By nobody (no lease is held): a query for it is refused.
+    Nobody(u32),
+}
+
+/// What dispatch needs from a cluster.
+pub trait ClusterRoute {
+    /// Stores a checked write in the replicated log; answers `Written(n)`
+    /// once every partition's piece is stored on a quorum.
+    fn publish(&self, points: Vec<Point>) -> RouteFuture;
+    /// Where `tag`'s partition is owned now.
+    fn place(&self, tag: u32) -> Place;
+    /// Runs a query command on `node`'s shards (its `--cluster-listen`).
+    fn call(&self, node: u32, cmd: Command) -> RouteFuture;
+}
