@@ -33,6 +33,17 @@ pub enum Fill {
 /// produced them, in window order): one `(window index, value)` row per
 /// window kept, `None` meaning null. Output is at most `slots.len()` rows.
 pub fn fill(slots: &[Slot], fill: Fill) -> Vec<(usize, Option<f64>)> {
+    fill_with(slots, fill, |i, v| (i, v))
+}
+
+/// [`fill()`], each kept row made by `row(window index, value)` as it
+/// goes (one pass, one output vector: an answer of many windows is built
+/// without an intermediate list).
+pub fn fill_with<T>(
+    slots: &[Slot],
+    fill: Fill,
+    mut row: impl FnMut(usize, Option<f64>) -> T,
+) -> Vec<T> {
     let mut rows = Vec::with_capacity(slots.len());
     // Nearest earlier non-empty slot: (index, value).
     let mut prev: Option<(usize, Option<f64>)> = None;
@@ -73,7 +84,7 @@ pub fn fill(slots: &[Slot], fill: Fill) -> Vec<(usize, Option<f64>)> {
                 }
             },
         };
-        rows.push((i, value));
+        rows.push(row(i, value));
     }
     rows
 }

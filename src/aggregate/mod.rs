@@ -61,7 +61,7 @@ mod windowed;
 #[cfg(test)]
 mod tests;
 
-pub use fill::{fill, Fill};
+pub use fill::{fill, fill_with, Fill};
 pub use func::{
     Accumulator, CountAcc, FirstAcc, Func, IntegralAcc, IntegralMode, Interp, LastAcc, MaxAcc,
     MeanAcc, MinAcc, Partial, PartialAcc, PercentGoodAcc, Quantile, Slot, SpreadAcc, StddevAcc,

@@ -137,13 +137,46 @@ impl WindowSpec {
         (index < self.n).then(|| self.window_at(index))
     }
 
+    /// Aligned start of window `index` (`window(index)`'s `start`), `None`
+    /// past the last.
+    #[inline]
+    pub fn start_of(&self, index: usize) -> Option<i64> {
+        if index >= self.n {
+            return None;
+        }
+        Some(self.window_at(index).start)
+    }
+
     /// All windows in time order.
     pub fn windows(&self) -> impl Iterator<Item = Window> + '_ {
         (0..self.n).map(|i| self.window_at(i))
     }
 
     /// Window `index` (callers pass `index < n`; never panics either way).
+    #[inline]
     pub(crate) fn window_at(&self, index: usize) -> Window {
+        // In i64 where the bounds fit (always but near the ends of the
+        // time range): the i128 products and clamps cost several times
+        // more, once per window.
+        let fast = i64::try_from(self.k0 + index as i128)
+            .ok()
+            .and_then(|k| k.checked_mul(self.every))
+            .and_then(|s| s.checked_add(self.offset))
+            .and_then(|s| Some((s, s.checked_add(self.every)?)));
+        match fast {
+            Some((start, end)) => Window {
+                index,
+                start,
+                end,
+                lo: start.max(self.start),
+                hi: end.min(self.end),
+            },
+            None => self.window_at_wide(index),
+        }
+    }
+
+    #[cold]
+    fn window_at_wide(&self, index: usize) -> Window {
         let k = self.k0 + index as i128;
         let every = i128::from(self.every);
         let start = k * every + i128::from(self.offset);
@@ -188,6 +221,10 @@ mod unit {
         assert_eq!(s.index_of(3), Some(1));
         assert_eq!(s.index_of(5), None);
         assert_eq!(s.index_of(-6), None);
+        assert_eq!(
+            (s.start_of(0), s.start_of(1), s.start_of(2)),
+            (Some(-7), Some(3), None)
+        );
         // A negative offset names the same windows.
         assert_eq!(WindowSpec::new(-5, 5, 10, -7, 10).unwrap(), s);
     }
@@ -209,6 +246,19 @@ mod unit {
         assert_eq!(all.len(), 3);
         assert_eq!(all.window_at(0).lo, i64::MIN);
         assert_eq!(all.window_at(2).hi, i64::MAX);
+        for i in 0..3 {
+            assert_eq!(all.start_of(i), Some(all.window_at(i).start));
+            assert_eq!(all.window_at(i), all.window_at_wide(i));
+        }
+        for spec in [
+            WindowSpec::new(-5, 5, 10, 3, 10).unwrap(),
+            WindowSpec::new(i64::MAX - 25, i64::MAX, 10, 0, 10).unwrap(),
+            WindowSpec::new(i64::MIN, i64::MIN + 25, 10, 7, 10).unwrap(),
+        ] {
+            for i in 0..spec.len() {
+                assert_eq!(spec.window_at(i), spec.window_at_wide(i), "{spec:?} {i}");
+            }
+        }
         let w = WindowSpec::whole(i64::MIN, i64::MAX);
         assert!(w.is_err(), "width does not fit in i64");
         let w = WindowSpec::whole(-10, 7).unwrap();

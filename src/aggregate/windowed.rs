@@ -8,7 +8,7 @@ use super::func::{
     WindowCtx,
 };
 use super::summary::Summary;
-use super::window::WindowSpec;
+use super::window::{Window, WindowSpec};
 use super::{AggError, Sample, GOOD};
 
 /// Where a summary goes.
@@ -45,8 +45,13 @@ pub struct Windowed<A: Accumulator> {
     cur: usize,
     /// `i64::MIN` when no window is open, so the fast path never matches.
     cur_hi: i64,
+    /// Window `cur` (computed once, when it was entered).
+    cur_win: Window,
     cur_first: Sample,
     cur_before: Option<Sample>,
+    /// Aligned end of the window holding `cur_before`, when it is inside
+    /// the range.
+    cur_before_end: Option<i64>,
     /// Last visible point before the query end.
     last: Sample,
     has_last: bool,
@@ -62,16 +67,27 @@ impl<A: Accumulator> Windowed<A> {
     /// empty state (reset per window). With `good_only`, points of quality
     /// below [`GOOD`] are invisible.
     pub fn new(spec: WindowSpec, template: A, good_only: bool) -> Self {
+        // One output per window: allocated once (the spec's window count
+        // is bounded by its limit, checked when it was made).
+        let out = Vec::with_capacity(spec.len());
         Windowed {
             spec,
             good_only,
             acc: template,
-            out: Vec::new(),
+            out,
             open: false,
             cur: 0,
             cur_hi: i64::MIN,
+            cur_win: Window {
+                index: 0,
+                start: 0,
+                end: 0,
+                lo: 0,
+                hi: 0,
+            },
             cur_first: Sample::new(0, 0.0),
             cur_before: None,
+            cur_before_end: None,
             last: Sample::new(0, 0.0),
             has_last: false,
             order_ts: i64::MIN,
@@ -215,11 +231,31 @@ impl<A: Accumulator> Windowed<A> {
         self.close(Some(p));
         self.empty_until(k, Some(p));
         self.acc.reset();
+        self.cur_before = self.has_last.then_some(self.last);
+        self.cur_before_end = self.last_window_end();
         self.open = true;
         self.cur = k;
-        self.cur_hi = self.spec.window_at(k).hi;
+        self.cur_win = self.spec.window_at(k);
+        self.cur_hi = self.cur_win.hi;
         self.cur_first = p;
-        self.cur_before = self.has_last.then_some(self.last);
+    }
+
+    /// The aligned end of the window holding `last` when it is inside the
+    /// range: that is the window entered last (a visible point inside the
+    /// range enters its window before it becomes `last`; one before the
+    /// start, or a summary placed before it, is outside). Saves the window
+    /// arithmetic per window that looking `last` up would cost.
+    #[inline]
+    fn last_window_end(&self) -> Option<i64> {
+        let end = (self.has_last && self.last.ts >= self.spec.start()).then_some(self.cur_win.end);
+        debug_assert_eq!(
+            end,
+            self.has_last
+                .then_some(self.last)
+                .and_then(|b| self.spec.index_of(b.ts))
+                .map(|i| self.spec.window_at(i).end)
+        );
+        end
     }
 
     /// Finishes the open window, with `after` its next point.
@@ -227,18 +263,15 @@ impl<A: Accumulator> Windowed<A> {
         if !self.open {
             return;
         }
-        let before_window_end = self
-            .cur_before
-            .and_then(|b| self.spec.index_of(b.ts))
-            .map(|i| self.spec.window_at(i).end);
+        debug_assert_eq!(self.cur_win, self.spec.window_at(self.cur));
         let cx = WindowCtx {
-            window: self.spec.window_at(self.cur),
+            window: self.cur_win,
             query_start: self.spec.start(),
             query_end: self.spec.end(),
             first: Some(self.cur_first),
             last: Some(self.last),
             before: self.cur_before,
-            before_window_end,
+            before_window_end: self.cur_before_end,
             after,
         };
         let o = self.acc.finish(&cx);
@@ -249,10 +282,11 @@ impl<A: Accumulator> Windowed<A> {
 
     /// Produces the empty windows up to (not including) `k`.
     fn empty_until(&mut self, k: usize, after: Option<Sample>) {
+        if self.out.len() >= k {
+            return;
+        }
         let before = self.has_last.then_some(self.last);
-        let before_window_end = before
-            .and_then(|b| self.spec.index_of(b.ts))
-            .map(|i| self.spec.window_at(i).end);
+        let before_window_end = self.last_window_end();
         while self.out.len() < k {
             let cx = WindowCtx {
                 window: self.spec.window_at(self.out.len()),
@@ -358,7 +392,7 @@ impl<A: Accumulator> Windowed<A> {
     /// window holding it.
     pub fn push_grid(&mut self, entries: &[Summary]) {
         for s in entries {
-            let Some(k) = self.spec.index_of(s.first_ts) else {
+            let Some(k) = self.window_after_open(s.first_ts) else {
                 continue;
             };
             self.enter(k, Sample::new(s.first_ts, s.first));
@@ -368,6 +402,25 @@ impl<A: Accumulator> Windowed<A> {
             self.seen = true;
             self.order_ts = s.last_ts;
         }
+    }
+
+    /// [`WindowSpec::index_of`] for a time at or after the open window's
+    /// start, without a division when it is in the open window or the one
+    /// after it (consecutive rollup intervals are).
+    #[inline]
+    fn window_after_open(&self, ts: i64) -> Option<usize> {
+        let w = &self.cur_win;
+        let k = if !self.open || ts < w.lo || ts >= self.spec.end() {
+            self.spec.index_of(ts)
+        } else if ts < w.hi {
+            Some(self.cur)
+        } else if ts.checked_sub(w.end).is_some_and(|d| d < self.spec.every()) {
+            Some(self.cur + 1)
+        } else {
+            self.spec.index_of(ts)
+        };
+        debug_assert_eq!(k, self.spec.index_of(ts));
+        k
     }
 
     /// Whether [`Windowed::push_summary`] would take `s` (otherwise decode

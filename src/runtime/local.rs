@@ -11,7 +11,7 @@ use std::time::Instant;
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 
-use crate::aggregate::{fill, AggError, Fill, WindowSpec};
+use crate::aggregate::{fill_with, AggError, Fill, WindowSpec};
 use crate::runtime::admission::TimeWindow;
 use crate::runtime::command::{
     AggQuery, Answer, BackupStep, BackupSummary, Command, Failure, Reply, Row,
@@ -276,10 +276,7 @@ impl Local {
                     },
                     other => other,
                 };
-                fill(&slots, f)
-                    .into_iter()
-                    .map(|(i, v)| (spec.window(i).map_or(i64::MIN, |w| w.start), v))
-                    .collect()
+                fill_with(&slots, f, |i, v| (spec.start_of(i).unwrap_or(i64::MIN), v))
             }
             AggQuery::Interpolated {
                 start,

@@ -356,7 +356,39 @@ pub fn decode(b: &[u8], need: u8) -> Result<(i64, Vec<Summary>), RollupError> {
     let mut out = Vec::with_capacity(n);
     let mut t = BitReader::new(&b[at[0]..at[1]]);
     let (mut pk, mut pcount, mut poff, mut plen) = (k0.wrapping_sub(1), 0i64, 0i64, 0i64);
+    // Codes per entry in the timing stream; all of them 0 (one bit each)
+    // when an interval follows the previous one with the same count,
+    // offset and length: a regular signal's common case.
+    let codes = if all_good { 4 } else { 5 };
     for i in 0..n {
+        if i > 0 && t.peek() >> (64 - codes) == 0 {
+            // Every delta zero: the next interval; count, offset and
+            // length are the previous entry's, which passed the checks,
+            // and no point is bad. Only the times move.
+            t.skip(codes);
+            let prev = out.last().copied().unwrap_or(Summary::EMPTY);
+            let k = pk
+                .checked_add(1)
+                .ok_or(bad("rollup interval out of range"))?;
+            let first_ts = k
+                .checked_mul(span)
+                .ok_or(bad("rollup interval out of range"))?
+                .checked_add(poff)
+                .ok_or(bad("rollup time out of range"))?;
+            let last_ts = first_ts
+                .checked_add(plen)
+                .ok_or(bad("rollup time out of range"))?;
+            out.push(Summary {
+                good: prev.count,
+                first_ts,
+                last_ts,
+                min_ts: first_ts,
+                max_ts: first_ts,
+                ..prev
+            });
+            pk = k;
+            continue;
+        }
         let k = pk
             .checked_add(read_dod(&mut t))
             .and_then(|k| k.checked_add(1))
@@ -508,6 +540,43 @@ mod tests {
         assert_eq!(got.len(), 60);
         assert!(got.iter().zip(&want).all(|(a, b)| same(a, b)));
         assert!(b.len() < 60 * 12, "{} bytes for 60 minutes", b.len());
+    }
+
+    /// Regular minutes take the decoder's all-deltas-zero path; a bad
+    /// point, a gap and a shorter minute take the other, in both
+    /// layouts (with and without `good` codes).
+    #[test]
+    fn regular_minutes_gaps_and_bad_points_decode_exactly() {
+        let t0 = 1_699_999_980_000_000i64;
+        for with_bad in [false, true] {
+            let pts: Vec<(i64, f64, u8)> = (0..7200i64)
+                .filter(|i| !(3000..3180).contains(i) && *i != 4205)
+                .map(|i| {
+                    let q = if with_bad && (i == 1810 || i == 6001) {
+                        0
+                    } else {
+                        192
+                    };
+                    (t0 + i * 1_000_000, (i % 97) as f64 * 0.5, q)
+                })
+                .collect();
+            let b = build(60_000_000, &pts).expect("rollup");
+            assert_eq!(b[1] & ALL_GOOD == 0, with_bad);
+            let want = expected(60_000_000, &pts);
+            for need in [fields::ALL, fields::SUM, 0] {
+                let (_, got) = decode(&b, need).unwrap();
+                assert_eq!(got.len(), want.len());
+                for (a, w) in got.iter().zip(&want) {
+                    assert_eq!(
+                        (a.count, a.good, a.first_ts, a.last_ts),
+                        (w.count, w.good, w.first_ts, w.last_ts)
+                    );
+                    if need == fields::ALL {
+                        assert!(same(a, w), "{a:?} != {w:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -59,14 +59,29 @@ impl<'a> BitReader<'a> {
         w << (self.pos & 7)
     }
 
-    #[cold]
+    /// The last 1..=7 bytes (or none): the slice's last eight bytes
+    /// shifted so that the bits past the end are zero. No variable-length
+    /// copy: short streams (a rollup's timing column is a few dozen bytes)
+    /// take this path for a good part of their codes, and a `memcpy` call
+    /// into a stack buffer followed by a wide load stalled on store
+    /// forwarding.
+    #[inline(never)]
     fn peek_slow(&self, i: usize) -> u64 {
-        let mut a = [0u8; 8];
-        if let Some(rest) = self.b.get(i..) {
-            let k = rest.len().min(8);
-            a[..k].copy_from_slice(&rest[..k]);
+        let n = self.b.len();
+        if i >= n {
+            return 0;
         }
-        u64::from_be_bytes(a)
+        if n >= 8 {
+            // i + 8 > n > i: 1..=7 bytes left, so the shift is 8..=56.
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&self.b[n - 8..]);
+            return u64::from_be_bytes(a) << ((i + 8 - n) * 8);
+        }
+        let mut w = 0u64;
+        for (j, &x) in self.b[i..].iter().enumerate() {
+            w |= u64::from(x) << (56 - 8 * j);
+        }
+        w
     }
 
     /// Consumes `n` bits (may be past the end; see [`Self::overran`]).
@@ -149,5 +164,27 @@ mod tests {
         assert!(!r.overran());
         r.read(8);
         assert!(r.overran());
+    }
+
+    #[test]
+    fn peeks_near_the_end_see_zeros_past_it() {
+        let b: Vec<u8> = (1..=20u8).map(|x| x.wrapping_mul(37) | 1).collect();
+        for len in 0..=b.len() {
+            let s = &b[..len];
+            for bit in 0..(len * 8 + 16) {
+                let mut want = 0u64;
+                for j in 0..64 {
+                    let at = bit + j;
+                    let v = s.get(at / 8).map_or(0, |x| (x >> (7 - at % 8)) & 1);
+                    want |= u64::from(v) << (63 - j);
+                }
+                let mut r = BitReader::new(s);
+                r.skip(bit as u32);
+                // The peek is a byte window shifted: its low `bit % 8`
+                // bits are zero.
+                let want = want & !((1u64 << (bit % 8)) - 1);
+                assert_eq!(r.peek(), want, "len {len} bit {bit}");
+            }
+        }
     }
 }
