@@ -37,7 +37,7 @@ use std::time::Duration;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorPoolBuilder, PoolThreadHandles};
 
-use crate::cluster::log::{ApplyBatch, LogThread, ToLog};
+use crate::cluster::log::{Apply, LogThread, ToLog};
 use crate::cluster::route::{run_apply, run_counters, Route};
 use crate::cluster::ClusterConfig;
 use crate::error::{Error, Result};
@@ -416,7 +416,7 @@ struct ClusterLink {
     shared: Arc<crate::cluster::Shared>,
     to_log: tokio::sync::mpsc::UnboundedSender<ToLog>,
     /// Taken by shard 0, which applies the log.
-    apply: Mutex<Option<tokio::sync::mpsc::Receiver<ApplyBatch>>>,
+    apply: Mutex<Option<tokio::sync::mpsc::Receiver<Apply>>>,
     partitions: u32,
     token: Option<String>,
     listen: String,

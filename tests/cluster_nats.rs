@@ -6,6 +6,9 @@
 //!   answers for partitions it does not own by asking their owner).
 //! - Node A's clean stop hands its partitions back; B takes them, replays
 //!   them from the log, and every acknowledged point reads back the same.
+//! - Line protocol through either node creates series in the cluster's
+//!   one catalog: both nodes give them the same ids, and InfluxQL through
+//!   either answers the same (also after the hand-over).
 //! - With NATS gone, a write is refused (`unavailable`), not acknowledged.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -126,6 +129,7 @@ fn node(
         cc.partitions = PARTITIONS;
         cc.lease = Duration::from_secs(2);
         c.cluster = Some(cc);
+        c.http = Some("127.0.0.1:0".into());
     })
     .expect("node starts")
 }
@@ -183,6 +187,87 @@ fn expected() -> Vec<Vec<Point>> {
     by
 }
 
+const HOSTS: usize = 20;
+const PER_HOST: usize = 10;
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Writes `PER_HOST` points of `cpu,host=hJ value=…` for every host, the
+/// even points through `a` and the odd ones through `b` (so both nodes
+/// meet every series key at about the same time, b in reverse order); returns the
+/// expected mean per host.
+fn write_lines(a: std::net::SocketAddr, b: std::net::SocketAddr, t0: i64) -> Vec<f64> {
+    let mut means = Vec::new();
+    let mut bodies = [String::new(), String::new()];
+    for h in 0..HOSTS {
+        let mut sum = 0.0;
+        for i in 0..PER_HOST {
+            let v = (h * 100 + i) as f64 * 0.25;
+            sum += v;
+            bodies[i % 2].push_str(&format!("cpu,host=h{h:02} value={v} {}\n", t0 + i as i64));
+        }
+        means.push(sum / PER_HOST as f64);
+    }
+    // b meets the keys in the reverse order: ids given per node would
+    // differ between the nodes.
+    let [ba, bb] = bodies;
+    let bb: String = bb.lines().rev().map(|l| format!("{l}\n")).collect();
+    let ta = std::thread::spawn(move || {
+        common::http::req(a, "POST", "/write?db=x&precision=s", &[], ba.as_bytes())
+    });
+    let tb = std::thread::spawn(move || {
+        common::http::req(b, "POST", "/write?db=x&precision=s", &[], bb.as_bytes())
+    });
+    for (n, t) in [ta, tb].into_iter().enumerate() {
+        let r = t.join().unwrap();
+        assert_eq!(
+            r.status,
+            204,
+            "line protocol through node {n}: {}",
+            r.text()
+        );
+    }
+    means
+}
+
+fn influxql(addr: std::net::SocketAddr, q: &str) -> serde_json::Value {
+    let enc: String = q
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let r = common::http::req(addr, "GET", &format!("/query?db=x&q={enc}"), &[], b"");
+    assert_eq!(r.status, 200, "{q}: {}", r.text());
+    r.json()
+}
+
+/// `mean(value)` per host through `addr`.
+fn means_through(addr: std::net::SocketAddr, t0: i64) -> Vec<f64> {
+    let j = influxql(
+        addr,
+        &format!(
+            "SELECT mean(value) FROM cpu WHERE time >= {}s AND time < {}s GROUP BY host",
+            t0,
+            t0 + PER_HOST as i64
+        ),
+    );
+    let series = j["results"][0]["series"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    series
+        .iter()
+        .map(|s| s["values"][0][1].as_f64().unwrap_or(f64::NAN))
+        .collect()
+}
+
 #[test]
 fn two_nodes_share_partitions_and_hand_them_over() {
     let Some(mut nats) = Nats::start() else {
@@ -208,6 +293,20 @@ fn two_nodes_share_partitions_and_hand_them_over() {
     assert_eq!(read_all(a.local_addr().to_string()), want, "through a");
     assert_eq!(read_all(b.local_addr().to_string()), want, "through b");
 
+    // One catalog: series created through both nodes at once.
+    let (ha, hb) = (a.http_addr().unwrap(), b.http_addr().unwrap());
+    let t0 = now_s() - 3600;
+    let means = write_lines(ha, hb, t0);
+    settle(&nats.urls, &["a", "b"]);
+    let show = |addr| influxql(addr, "SHOW SERIES FROM cpu");
+    assert_eq!(show(ha), show(hb), "the same series through a and b");
+    let keys = show(ha)["results"][0]["series"][0]["values"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert_eq!(keys, HOSTS, "{}", show(ha));
+    assert_eq!(means_through(ha, t0), means, "InfluxQL through a");
+    assert_eq!(means_through(hb, t0), means, "InfluxQL through b");
+
     // A clean stop hands a's partitions to b, which replays them from the log.
     a.stop().unwrap();
     settle(&nats.urls, &["b"]);
@@ -216,6 +315,7 @@ fn two_nodes_share_partitions_and_hand_them_over() {
         want,
         "through b alone"
     );
+    assert_eq!(means_through(hb, t0), means, "InfluxQL through b alone");
 
     // No log, no acknowledgement.
     nats.kill();

@@ -8,6 +8,16 @@
 //! `DATA/cluster/applied`. Talks to the shards only by channel messages;
 //! never touches storage itself.
 //!
+//! The series catalog is one more stream, `XTDB_CATALOG` (kept forever):
+//! a node that meets new series keys publishes them there and waits until
+//! its own applier has applied the stream up to them. Every node applies
+//! the whole stream, in order, into its shard 0's catalog store, which
+//! gives each new key the next id; so every node gives every key the same
+//! id, without a lock or a leader. A node whose store already held other
+//! keys (it served alone before) would give other ids: the applier checks
+//! each id against the stream's count of distinct keys and stops, with a
+//! clear refusal for new keys, at the first difference.
+//!
 //! Safety of the leases: an owner renews every lease/5 by compare-and-set
 //! on the key's revision and stops applying a partition the moment a
 //! renewal is refused or none has succeeded for lease/2, while the key
@@ -38,6 +48,12 @@ const HAND_BACK_WAIT: Duration = Duration::from_secs(3);
 const FETCH_MESSAGES: usize = 256;
 /// How long a fetch waits for messages when the stream is at its end.
 const FETCH_WAIT: Duration = Duration::from_millis(200);
+/// The catalog's stream and subject.
+pub const CATALOG_STREAM: &str = "XTDB_CATALOG";
+/// The catalog stream's subject.
+pub const CATALOG_SUBJECT: &str = "xtdb.catalog";
+/// How long a proposal of new series keys may wait to be applied here.
+pub const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// KV bucket of the cluster's fixed settings.
 pub const CONFIG_BUCKET: &str = "xtdb_cluster";
 /// KV bucket of the partition leases (`p<N>` → node id).
@@ -71,6 +87,31 @@ pub enum ToLog {
         /// Where the answer goes.
         reply: oneshot::Sender<Reply>,
     },
+    /// Give these series keys ids: publish them on the catalog stream
+    /// and answer once this node's catalog has applied them
+    /// (`Written(0)`), or `Unavailable`.
+    Propose {
+        /// The new keys.
+        keys: Vec<String>,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Reply>,
+    },
+}
+
+/// What the NATS thread hands shard 0.
+pub enum Apply {
+    /// A partition's points.
+    Points(ApplyBatch),
+    /// Catalog keys, in stream order, for the store to give ids (create).
+    Keys(ApplyKeys),
+}
+
+/// A run of the catalog stream for shard 0's catalog store.
+pub struct ApplyKeys {
+    /// Series keys in stream order (repeats included).
+    pub keys: Vec<String>,
+    /// Answered with `Ids` (one per key) once they are durable.
+    pub reply: oneshot::Sender<Reply>,
 }
 
 /// A batch of one partition's log for shard 0 to apply.
@@ -98,7 +139,7 @@ impl LogThread {
         cfg: ClusterConfig,
         shared: Arc<Shared>,
         to_log: mpsc::UnboundedReceiver<ToLog>,
-        apply: mpsc::Sender<ApplyBatch>,
+        apply: mpsc::Sender<Apply>,
     ) -> Result<LogThread, String> {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -141,7 +182,7 @@ fn thread_main(
     cfg: ClusterConfig,
     shared: Arc<Shared>,
     to_log: mpsc::UnboundedReceiver<ToLog>,
-    apply: mpsc::Sender<ApplyBatch>,
+    apply: mpsc::Sender<Apply>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
     stop: oneshot::Receiver<()>,
 ) {
@@ -166,6 +207,7 @@ fn thread_main(
         };
         let _ = ready.send(Ok(()));
         tokio::task::spawn_local(publisher(Rc::clone(&node), to_log));
+        tokio::task::spawn_local(apply_catalog(Rc::clone(&node)));
         tokio::task::spawn_local(checkpointer(Rc::clone(&node)));
         node.run_leases(stop).await;
         node.hand_back().await;
@@ -187,7 +229,7 @@ struct Node {
     js: jetstream::Context,
     leases: kv::Store,
     nodes: kv::Store,
-    apply: mpsc::Sender<ApplyBatch>,
+    apply: mpsc::Sender<Apply>,
     applied: RefCell<Vec<u64>>,
     pending: RefCell<Vec<u64>>,
     dirty: Cell<bool>,
@@ -195,6 +237,10 @@ struct Node {
     /// Partitions seen without an owner, since when.
     free_since: RefCell<BTreeMap<u32, Instant>>,
     apply_log: Option<RefCell<std::fs::File>>,
+    /// The catalog stream's last message applied here.
+    catalog_applied: tokio::sync::watch::Sender<u64>,
+    /// Why this node stopped applying the catalog, if it did.
+    catalog_error: RefCell<Option<String>>,
 }
 
 fn nats_err(what: &str, e: impl std::fmt::Display) -> String {
@@ -205,7 +251,7 @@ impl Node {
     async fn connect(
         cfg: ClusterConfig,
         shared: Arc<Shared>,
-        apply: mpsc::Sender<ApplyBatch>,
+        apply: mpsc::Sender<Apply>,
     ) -> Result<Node, String> {
         let mut addrs = Vec::new();
         for u in &cfg.urls {
@@ -276,6 +322,8 @@ impl Node {
             owned: RefCell::new(BTreeMap::new()),
             free_since: RefCell::new(BTreeMap::new()),
             apply_log,
+            catalog_applied: tokio::sync::watch::channel(0).0,
+            catalog_error: RefCell::new(None),
         })
     }
 
@@ -320,6 +368,44 @@ impl Node {
             r?;
         }
         Ok(Answer::Written(n))
+    }
+
+    /// Publishes new series keys on the catalog stream and waits until
+    /// this node's catalog has applied them, all within
+    /// [`PROPOSE_TIMEOUT`].
+    async fn propose(&self, keys: Vec<String>) -> Reply {
+        let work = async {
+            let mut last = 0u64;
+            for m in wire::encode_keys(&keys) {
+                let ack = self
+                    .js
+                    .publish(CATALOG_SUBJECT, m.into())
+                    .await
+                    .map_err(catalog_unavailable)?
+                    .await
+                    .map_err(catalog_unavailable)?;
+                last = last.max(ack.sequence);
+            }
+            let mut rx = self.catalog_applied.subscribe();
+            loop {
+                if let Some(e) = self.catalog_error.borrow().clone() {
+                    return Err(Failure::Unavailable { reason: e });
+                }
+                if *rx.borrow_and_update() >= last {
+                    return Ok(Answer::Written(0));
+                }
+                if rx.changed().await.is_err() {
+                    return Err(catalog_unavailable("the catalog applier stopped"));
+                }
+            }
+        };
+        match tokio::time::timeout(PROPOSE_TIMEOUT, work).await {
+            Ok(r) => r,
+            Err(_) => Err(catalog_unavailable(format!(
+                "new series keys were not applied within {} s",
+                PROPOSE_TIMEOUT.as_secs()
+            ))),
+        }
     }
 
     /// Renews, heartbeats, reads the owners and balances every lease/5
@@ -679,6 +765,155 @@ impl Node {
     }
 }
 
+fn catalog_unavailable(e: impl std::fmt::Display) -> Failure {
+    Failure::Unavailable {
+        reason: format!("the cluster's series catalog: {e}"),
+    }
+}
+
+/// Applies the catalog stream from its first message, in order, into
+/// shard 0's store, for as long as the thread runs; stops for good at the
+/// first id that differs from the stream's order (see the module doc).
+async fn apply_catalog(node: Rc<Node>) {
+    let mut applied = 0u64;
+    let mut distinct = 0u64;
+    loop {
+        let consumer = async {
+            let s = node
+                .js
+                .get_stream(CATALOG_STREAM)
+                .await
+                .map_err(|e| nats_err("open the catalog stream", e))?;
+            s.create_consumer(consumer::pull::Config {
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: applied + 1,
+                },
+                ack_policy: consumer::AckPolicy::None,
+                inactive_threshold: Duration::from_secs(60),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| nats_err("create the catalog consumer", e))
+        }
+        .await;
+        let c = match consumer {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("cluster: catalog: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        match apply_catalog_from(&node, &c, &mut applied, &mut distinct).await {
+            Ok(()) => return,
+            Err(CatalogStop::Retry(e)) => {
+                log::warn!("cluster: catalog: {e}; resuming after message {applied}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(CatalogStop::Diverged(e)) => {
+                log::error!("cluster: {e}");
+                *node.catalog_error.borrow_mut() = Some(e);
+                node.catalog_applied.send_modify(|_| {});
+                return;
+            }
+        }
+    }
+}
+
+enum CatalogStop {
+    Retry(String),
+    Diverged(String),
+}
+
+async fn apply_catalog_from(
+    node: &Rc<Node>,
+    c: &consumer::Consumer<consumer::pull::Config>,
+    applied: &mut u64,
+    distinct: &mut u64,
+) -> Result<(), CatalogStop> {
+    let retry = |what: &str, e: &dyn std::fmt::Display| CatalogStop::Retry(nats_err(what, e));
+    loop {
+        let mut batch = c
+            .fetch()
+            .max_messages(FETCH_MESSAGES)
+            .expires(FETCH_WAIT)
+            .messages()
+            .await
+            .map_err(|e| retry("fetch", &e))?;
+        let mut keys = Vec::new();
+        let mut last = 0u64;
+        while let Some(m) = batch.next().await {
+            let m = m.map_err(|e| retry("fetch", &e))?;
+            let seq = m
+                .info()
+                .map_err(|e| retry("message info", &e))?
+                .stream_sequence;
+            last = seq;
+            if let Err(e) = wire::decode_keys(&m.payload, &mut keys) {
+                // Every node skips the same message: ids stay the same.
+                node.shared
+                    .counters
+                    .bad_messages
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                log::error!("cluster: catalog message {seq} skipped: {e}");
+            }
+        }
+        if last == 0 {
+            continue;
+        }
+        // Keys the store refuses by length are skipped by every node alike.
+        keys.retain(|k| k.len() <= crate::storage::catalog::MAX_KEY_LEN);
+        if !keys.is_empty() {
+            let (tx, rx) = oneshot::channel();
+            node.apply
+                .send(Apply::Keys(ApplyKeys { keys, reply: tx }))
+                .await
+                .map_err(|_| CatalogStop::Retry("the shards are gone".into()))?;
+            let ids = match rx.await {
+                Ok(Ok(Answer::Ids(ids))) => ids,
+                Ok(Ok(other)) => {
+                    return Err(CatalogStop::Retry(
+                        Failure::unexpected("catalog apply", &other).to_string(),
+                    ))
+                }
+                Ok(Err(f)) => return Err(CatalogStop::Retry(format!("apply: {f}"))),
+                Err(_) => return Err(CatalogStop::Retry("the shards dropped a batch".into())),
+            };
+            check_ids(distinct, &ids).map_err(CatalogStop::Diverged)?;
+        }
+        *applied = last;
+        node.shared
+            .counters
+            .catalog_keys
+            .store(*distinct, std::sync::atomic::Ordering::Relaxed);
+        node.catalog_applied.send_replace(last);
+    }
+}
+
+/// Checks the ids the store gave a run of the catalog stream: the stream's
+/// n-th distinct key must have id `FIRST_ID + n`. `distinct` counts the
+/// distinct keys of the stream so far.
+pub fn check_ids(distinct: &mut u64, ids: &[Option<u32>]) -> Result<(), String> {
+    let first = u64::from(crate::storage::catalog::FIRST_ID);
+    for id in ids {
+        let Some(id) = id.map(u64::from) else {
+            return Err("the catalog store gave no id to a key of the cluster's catalog".into());
+        };
+        if id == first + *distinct {
+            *distinct += 1;
+        } else if id > first + *distinct || id < first {
+            return Err(format!(
+                "this node's series catalog differs from the cluster's (id {id} where the \
+                 cluster's catalog gives {}): its data directory held series before it \
+                 joined; new series are refused here. Start the node on an empty data \
+                 directory (or restore a backup of a cluster node's) to join",
+                first + *distinct
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn unavailable(p: u32, e: impl std::fmt::Display) -> Failure {
     Failure::Unavailable {
         reason: format!("partition {p}: the replicated log refused the write: {e}"),
@@ -775,7 +1010,7 @@ async fn apply_from(
                 reply: tx,
             };
             node.apply
-                .send(b)
+                .send(Apply::Points(b))
                 .await
                 .map_err(|_| "the shards are gone".to_string())?;
             match rx.await {
@@ -794,11 +1029,20 @@ async fn apply_from(
 
 /// Hands every publish request to its own task, so writes pipeline.
 async fn publisher(node: Rc<Node>, mut rx: mpsc::UnboundedReceiver<ToLog>) {
-    while let Some(ToLog::Publish { points, reply }) = rx.recv().await {
+    while let Some(m) = rx.recv().await {
         let n = Rc::clone(&node);
-        tokio::task::spawn_local(async move {
-            let _ = reply.send(n.publish(points).await);
-        });
+        match m {
+            ToLog::Publish { points, reply } => {
+                tokio::task::spawn_local(async move {
+                    let _ = reply.send(n.publish(points).await);
+                });
+            }
+            ToLog::Propose { keys, reply } => {
+                tokio::task::spawn_local(async move {
+                    let _ = reply.send(n.propose(keys).await);
+                });
+            }
+        }
     }
 }
 
@@ -892,6 +1136,15 @@ async fn setup(
     let nodes = bucket(js, NODE_BUCKET, cfg.lease, cfg.replicas)
         .await
         .map_err(Setup::Retry)?;
+    js.get_or_create_stream(stream::Config {
+        name: CATALOG_STREAM.into(),
+        subjects: vec![CATALOG_SUBJECT.into()],
+        num_replicas: cfg.replicas,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| Setup::Retry(nats_err("create the catalog stream", e)))?;
     for p in 0..cfg.partitions {
         js.get_or_create_stream(stream::Config {
             name: stream_name(p),
@@ -975,4 +1228,25 @@ async fn check_config(js: &jetstream::Context, cfg: &ClusterConfig) -> Result<()
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::catalog::FIRST_ID;
+
+    #[test]
+    fn ids_in_stream_order_pass_and_a_foreign_catalog_is_caught() {
+        let mut d = 0;
+        let f = FIRST_ID;
+        // Two runs: new keys, repeats, a new key after repeats.
+        check_ids(&mut d, &[Some(f), Some(f + 1), Some(f)]).unwrap();
+        check_ids(&mut d, &[Some(f + 1), Some(f + 2), Some(f + 2)]).unwrap();
+        assert_eq!(d, 3);
+        // A store that held 5 keys before gives the stream's 4th key id 5.
+        let e = check_ids(&mut d, &[Some(f + 5)]).unwrap_err();
+        assert!(e.contains("differs from the cluster's"), "{e}");
+        assert!(check_ids(&mut 0, &[None]).is_err());
+        assert!(check_ids(&mut 0, &[Some(7)]).is_err());
+    }
 }

@@ -149,6 +149,8 @@ pub struct Counters {
     pub lag_messages: AtomicU64,
     /// Partitions owned now.
     pub owned: AtomicU64,
+    /// Distinct series keys of the cluster's catalog applied here.
+    pub catalog_keys: AtomicU64,
 }
 
 /// State shared between the NATS thread and the shards.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cluster::log::{ApplyBatch, ToLog};
+use crate::cluster::log::{Apply, ToLog};
 use crate::cluster::{partition, OwnerMap, Shared};
 use crate::net::client::{Client, ClientOptions};
 use crate::net::error::ClientError;
@@ -70,18 +70,13 @@ impl ClusterRoute for Route {
     fn publish(&self, points: Vec<Point>) -> RouteFuture {
         let (tx, rx) = oneshot::channel();
         let sent = self.to_log.send(ToLog::Publish { points, reply: tx });
-        Box::pin(async move {
-            if sent.is_err() {
-                return Err(Failure::Unavailable {
-                    reason: "the node's NATS thread has stopped".into(),
-                });
-            }
-            rx.await.unwrap_or_else(|_| {
-                Err(Failure::Unavailable {
-                    reason: "the node's NATS thread dropped the write".into(),
-                })
-            })
-        })
+        to_log_answer(sent.is_ok(), rx, "write")
+    }
+
+    fn propose(&self, keys: Vec<String>) -> RouteFuture {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.to_log.send(ToLog::Propose { keys, reply: tx });
+        to_log_answer(sent.is_ok(), rx, "new series keys")
     }
 
     fn place(&self, tag: u32) -> Place {
@@ -135,6 +130,26 @@ impl ClusterRoute for Route {
             }
         })
     }
+}
+
+/// The NATS thread's answer to a request `sent` to it.
+fn to_log_answer(
+    sent: bool,
+    rx: oneshot::Receiver<crate::runtime::command::Reply>,
+    what: &'static str,
+) -> RouteFuture {
+    Box::pin(async move {
+        if !sent {
+            return Err(Failure::Unavailable {
+                reason: "the node's NATS thread has stopped".into(),
+            });
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(Failure::Unavailable {
+                reason: format!("the node's NATS thread dropped the {what}"),
+            })
+        })
+    })
 }
 
 /// Runs one query command on another node over `client`.
@@ -194,10 +209,26 @@ fn remote_failure(node: &str, e: ClientError) -> Failure {
 
 /// Shard 0's task: applies the NATS thread's batches (each in its own
 /// task, so partitions proceed side by side; one partition has one batch
-/// in flight at a time) and counts them.
-pub async fn run_apply(router: Rc<Router>, mut rx: mpsc::Receiver<ApplyBatch>) {
-    while let Some(b) = rx.recv().await {
+/// in flight at a time) and counts them; catalog runs go to the catalog
+/// store here (the NATS thread sends the next only after this one's
+/// answer, so ids follow the stream's order).
+pub async fn run_apply(router: Rc<Router>, mut rx: mpsc::Receiver<Apply>) {
+    while let Some(a) = rx.recv().await {
         let r = Rc::clone(&router);
+        let b = match a {
+            Apply::Points(b) => b,
+            Apply::Keys(k) => {
+                glommio::spawn_local(async move {
+                    let cmd = Command::Resolve {
+                        keys: k.keys,
+                        create: true,
+                    };
+                    let _ = k.reply.send(dispatch::execute_here(&r, cmd).await);
+                })
+                .detach();
+                continue;
+            }
+        };
         glommio::spawn_local(async move {
             let n = b.points.len() as u64;
             let res = dispatch::apply(&r, b.points).await;

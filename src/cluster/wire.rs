@@ -4,6 +4,10 @@
 //! little-endian). Pure: no I/O. Decoding refuses anything else with a
 //! reason (a message another publisher put on the subject is never
 //! applied as points).
+//!
+//! The catalog stream's messages (series keys proposed for ids, see
+//! [`crate::cluster::log`]) are `[version u8 = 0x81][count u32 LE]` then
+//! `count` times `[len u32 LE][len bytes of UTF-8]`.
 
 use crate::Point;
 
@@ -69,6 +73,80 @@ pub fn decode(b: &[u8], out: &mut Vec<Point>) -> Result<(), String> {
     Ok(())
 }
 
+/// The catalog layout's version byte (apart from the points' versions).
+pub const KEYS_VERSION: u8 = 0x81;
+/// Most key bytes one catalog message carries (under NATS's 1 MiB).
+pub const MAX_KEY_BYTES: usize = 512 << 10;
+
+/// Encodes series keys into catalog messages, each at most
+/// [`MAX_KEY_BYTES`] of keys (one key longer than that gets a message of
+/// its own; the applier refuses it by length).
+pub fn encode_keys(keys: &[String]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut cur: Vec<u8> = Vec::new();
+    let mut n = 0u32;
+    let finish = |cur: &mut Vec<u8>, n: &mut u32, out: &mut Vec<Vec<u8>>| {
+        if *n > 0 {
+            cur[1..HEADER].copy_from_slice(&n.to_le_bytes());
+            out.push(std::mem::take(cur));
+            *n = 0;
+        }
+    };
+    for k in keys {
+        if n > 0 && cur.len() + 4 + k.len() > MAX_KEY_BYTES {
+            finish(&mut cur, &mut n, &mut out);
+        }
+        if n == 0 {
+            cur.push(KEYS_VERSION);
+            cur.extend_from_slice(&[0; 4]);
+        }
+        cur.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        cur.extend_from_slice(k.as_bytes());
+        n += 1;
+    }
+    finish(&mut cur, &mut n, &mut out);
+    out
+}
+
+/// Decodes one catalog message, appending its keys to `out`; the error
+/// says what was wrong (nothing is appended then).
+pub fn decode_keys(b: &[u8], out: &mut Vec<String>) -> Result<(), String> {
+    if b.len() < HEADER {
+        return Err(format!("{} bytes, shorter than the header", b.len()));
+    }
+    if b[0] != KEYS_VERSION {
+        return Err(format!(
+            "catalog layout version {}, this build reads {KEYS_VERSION}",
+            b[0]
+        ));
+    }
+    let n = u32::from_le_bytes([b[1], b[2], b[3], b[4]]) as usize;
+    // Every key takes 4 bytes at least: a count above that is a lie.
+    if n > (b.len() - HEADER) / 4 {
+        return Err(format!("a count of {n} keys in {} bytes", b.len()));
+    }
+    let mut keys = Vec::with_capacity(n);
+    let mut at = HEADER;
+    for i in 0..n {
+        let Some(l) = b.get(at..at + 4) else {
+            return Err(format!("key {i}: cut before its length"));
+        };
+        let l = u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize;
+        at += 4;
+        let Some(k) = b.get(at..at.saturating_add(l)) else {
+            return Err(format!("key {i}: {l} bytes announced, fewer left"));
+        };
+        let k = std::str::from_utf8(k).map_err(|e| format!("key {i}: not UTF-8 ({e})"))?;
+        keys.push(k.to_string());
+        at += l;
+    }
+    if at != b.len() {
+        return Err(format!("{} bytes after the last key", b.len() - at));
+    }
+    out.extend(keys);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +178,49 @@ mod tests {
                 prop_assert_eq!(bytes.len(), HEADER + got.len() * POINT);
             }
         }
+    }
+
+    proptest! {
+        #[test]
+        fn keys_round_trip(keys in proptest::collection::vec(".{0,40}", 0..100)) {
+            let mut got = Vec::new();
+            for m in encode_keys(&keys) {
+                prop_assert!(m.len() <= MAX_KEY_BYTES + HEADER + 4 + 40 * 4);
+                decode_keys(&m, &mut got).unwrap();
+            }
+            prop_assert_eq!(got, keys);
+        }
+
+        #[test]
+        fn damaged_keys_are_refused_never_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300), cut in 0usize..300) {
+            let mut got = Vec::new();
+            let _ = decode_keys(&bytes, &mut got);
+            let mut m = encode_keys(&["cpu,host=a value".to_string(), "x".to_string()]).remove(0);
+            m.truncate(cut.min(m.len()));
+            let mut got = Vec::new();
+            if decode_keys(&m, &mut got).is_err() {
+                prop_assert!(got.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn many_keys_make_several_messages() {
+        let keys: Vec<String> = (0..40_000)
+            .map(|i| format!("m,host=h{i:05} field_name"))
+            .collect();
+        let msgs = encode_keys(&keys);
+        assert!(msgs.len() >= 2, "{}", msgs.len());
+        let mut got = Vec::new();
+        for m in &msgs {
+            assert!(m.len() <= MAX_KEY_BYTES + HEADER);
+            decode_keys(m, &mut got).unwrap();
+        }
+        assert_eq!(got, keys);
+        assert!(encode_keys(&[]).is_empty());
+        // A points message is not a catalog message, nor the reverse.
+        assert!(decode_keys(&encode(&[]), &mut got).is_err());
+        assert!(decode(&msgs[0], &mut Vec::new()).is_err());
     }
 
     #[test]

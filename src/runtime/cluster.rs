@@ -1,7 +1,8 @@
 //! The seam between [`dispatch`](crate::runtime::dispatch) and a cluster
 //! (`xtdb serve --cluster`): what dispatch asks of the cluster layer,
 //! [`ClusterRoute`] — publish a write to the replicated log, say where a
-//! tag's partition is owned now, and run a command on another node. The
+//! tag's partition is owned now, run a command on another node, and give
+//! new series keys ids in the cluster's shared catalog. The
 //! cluster layer (`crate::cluster`, above the edges) implements it and
 //! hands each shard's [`Router`](crate::runtime::router::Router) one; a
 //! single-node server has none and dispatch behaves as it always did.
@@ -36,4 +37,7 @@ pub trait ClusterRoute {
     fn place(&self, tag: u32) -> Place;
     /// Runs a query command on `node`'s shards (its `--cluster-listen`).
     fn call(&self, node: u32, cmd: Command) -> RouteFuture;
+    /// Gives new series keys ids in the cluster's catalog; answers once
+    /// this node's catalog (shard 0's store) knows them.
+    fn propose(&self, keys: Vec<String>) -> RouteFuture;
 }

@@ -11,7 +11,9 @@
 //! replicated log instead, and a query's tags are grouped by the node
 //! that owns their partition: this node's own are answered here, the
 //! others by their owners ([`execute_here`] is what an owner runs for
-//! another node, after [`execute_owned`] checked it still owns them).
+//! another node, after [`execute_owned`] checked it still owns them);
+//! new series keys are proposed to the cluster's shared catalog and
+//! resolved from this node's copy of it, as every other catalog command is.
 //! Owns routing decisions and merging; never touches sockets or storage
 //! directly.
 //!
@@ -434,14 +436,7 @@ async fn clustered(router: &Rc<Router>, c: &Rc<dyn ClusterRoute>, cmd: Command) 
                 Answer::Rows(rows)
             })
         }
-        Command::Resolve { .. } | Command::ListTags { .. } | Command::Catalog(_) => {
-            Err(Failure::InvalidInput {
-                reason: "cluster mode takes id-addressed writes and queries: the series \
-                         catalog (series keys, line protocol, InfluxQL) is per node and not \
-                         shared by a cluster yet"
-                    .into(),
-            })
-        }
+        Command::Resolve { keys, create: true } => resolve_shared(router, c, keys).await,
         other => execute_here(router, other).await,
     }
 }
@@ -473,6 +468,48 @@ pub async fn execute_owned(router: &Rc<Router>, cmd: Command) -> Reply {
         });
     }
     execute_here(router, cmd).await
+}
+
+/// Ids of `keys` in the cluster's catalog: known ones from this node's
+/// copy (shard 0's store, which applies the cluster's catalog stream and
+/// is never written otherwise in cluster mode), new ones proposed to the
+/// cluster first; the answer comes once this node's copy has them.
+async fn resolve_shared(router: &Rc<Router>, c: &Rc<dyn ClusterRoute>, keys: Vec<String>) -> Reply {
+    let lookup = |keys: Vec<String>| Command::Resolve {
+        keys,
+        create: false,
+    };
+    let n = keys.len();
+    let known = match execute_here(router, lookup(keys.clone())).await? {
+        Answer::Ids(ids) if ids.len() == n => ids,
+        other => return Err(Failure::unexpected("catalog resolve", &other)),
+    };
+    let mut seen = ahash::AHashSet::new();
+    let new: Vec<String> = keys
+        .iter()
+        .zip(&known)
+        .filter(|(k, id)| id.is_none() && seen.insert(k.as_str()))
+        .map(|(k, _)| k.clone())
+        .collect();
+    if new.is_empty() {
+        return Ok(Answer::Ids(known));
+    }
+    let max = crate::storage::catalog::MAX_KEY_LEN;
+    if let Some(k) = new.iter().find(|k| k.len() > max) {
+        return Err(Failure::OverLimit {
+            reason: format!("series key length: {} bytes (at most {max})", k.len()),
+        });
+    }
+    c.propose(new).await?;
+    match execute_here(router, lookup(keys)).await? {
+        Answer::Ids(ids) if ids.len() == n && ids.iter().all(Option::is_some) => {
+            Ok(Answer::Ids(ids))
+        }
+        Answer::Ids(_) => Err(Failure::Unavailable {
+            reason: "the cluster's catalog gave new series keys no ids here".into(),
+        }),
+        other => Err(Failure::unexpected("catalog resolve", &other)),
+    }
 }
 
 fn no_owner(partition: u32) -> Failure {
