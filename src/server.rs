@@ -420,6 +420,8 @@ struct ClusterLink {
     partitions: u32,
     token: Option<String>,
     listen: String,
+    /// How long a query waits out a partition without a reachable owner.
+    patience: std::time::Duration,
 }
 
 /// Whether every address `listen` resolves to is a loopback address.
@@ -539,6 +541,7 @@ pub fn start(mut config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandl
                 partitions: c.partitions,
                 token: c.token.clone(),
                 listen: c.listen.clone(),
+                patience: c.lease * 2,
             })
         }
     };
@@ -707,6 +710,7 @@ async fn serve_shard(
             c.to_log.clone(),
             c.partitions,
             c.token.clone(),
+            c.patience,
         )));
     }
     let limits = Rc::new(cfg.limits.clone());

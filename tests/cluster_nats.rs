@@ -5,7 +5,8 @@
 //!   once applied read back exactly, through A and through B (each node
 //!   answers for partitions it does not own by asking their owner).
 //! - Node A's clean stop hands its partitions back; B takes them, replays
-//!   them from the log, and every acknowledged point reads back the same.
+//!   them from the log, and every acknowledged point reads back the same,
+//!   also when asked at once (queries wait for the takeover and replay).
 //! - Line protocol through either node creates series in the cluster's
 //!   one catalog: both nodes give them the same ids, and InfluxQL through
 //!   either answers the same (also after the hand-over).
@@ -268,6 +269,20 @@ fn means_through(addr: std::net::SocketAddr, t0: i64) -> Vec<f64> {
         .collect()
 }
 
+/// Waits (up to 10 s: shard 0 copies the cluster's figures once a
+/// second) until `/metrics` has every line of `want`.
+fn metrics_show(addr: std::net::SocketAddr, want: &[&str]) {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = common::http::req(addr, "GET", "/metrics", &[], b"").text();
+        if want.iter().all(|w| text.lines().any(|l| l == *w)) {
+            return;
+        }
+        assert!(Instant::now() < until, "/metrics lacks {want:?}:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn two_nodes_share_partitions_and_hand_them_over() {
     let Some(mut nats) = Nats::start() else {
@@ -306,9 +321,18 @@ fn two_nodes_share_partitions_and_hand_them_over() {
     assert_eq!(keys, HOSTS, "{}", show(ha));
     assert_eq!(means_through(ha, t0), means, "InfluxQL through a");
     assert_eq!(means_through(hb, t0), means, "InfluxQL through b");
+    metrics_show(ha, &["xtdb_cluster_catalog_keys{shard=\"0\"} 20"]);
+    metrics_show(hb, &["xtdb_cluster_owned_partitions{shard=\"0\"} 2"]);
 
     // A clean stop hands a's partitions to b, which replays them from the log.
+    // Queries through b during the takeover wait for it (b answers a
+    // partition only once it has applied its log): the answer is whole.
     a.stop().unwrap();
+    assert_eq!(
+        read_all(b.local_addr().to_string()),
+        want,
+        "through b during the takeover"
+    );
     settle(&nats.urls, &["b"]);
     assert_eq!(
         read_all(b.local_addr().to_string()),

@@ -232,6 +232,9 @@ struct Node {
     apply: mpsc::Sender<Apply>,
     applied: RefCell<Vec<u64>>,
     pending: RefCell<Vec<u64>>,
+    /// Per partition: how old (ms) the last applied message was when
+    /// applied, while messages were still pending after it (else 0).
+    lag_ms: RefCell<Vec<u64>>,
     dirty: Cell<bool>,
     owned: RefCell<BTreeMap<u32, Owned>>,
     /// Partitions seen without an owner, since when.
@@ -318,6 +321,7 @@ impl Node {
             apply,
             applied: RefCell::new(applied),
             pending: RefCell::new(vec![0; n]),
+            lag_ms: RefCell::new(vec![0; n]),
             dirty: Cell::new(false),
             owned: RefCell::new(BTreeMap::new()),
             free_since: RefCell::new(BTreeMap::new()),
@@ -483,9 +487,19 @@ impl Node {
                 .map(|&p| pending[p as usize])
                 .sum()
         };
+        let lag_ms: u64 = {
+            let l = self.lag_ms.borrow();
+            self.owned
+                .borrow()
+                .keys()
+                .map(|&p| l[p as usize])
+                .max()
+                .unwrap_or(0)
+        };
         let c = &self.shared.counters;
         c.lag_messages
             .store(lag, std::sync::atomic::Ordering::Relaxed);
+        c.lag_ms.store(lag_ms, std::sync::atomic::Ordering::Relaxed);
         // Read the view, balance, publish the map.
         let Ok(Ok((live, mut owners))) = tokio::time::timeout(budget * 2, self.view()).await else {
             log::warn!("cluster: could not read the leases; keeping the last owner map");
@@ -629,6 +643,7 @@ impl Node {
     }
 
     fn own(self: &Rc<Self>, p: u32, revision: u64) {
+        self.shared.set_caught_up(p, false);
         let stop = Rc::new(Cell::new(false));
         let task = tokio::task::spawn_local(apply_partition(
             Rc::clone(self),
@@ -655,6 +670,7 @@ impl Node {
     /// Stops applying `p` at once (its lease is gone or going).
     fn lose(&self, p: u32) {
         if let Some(o) = self.owned.borrow_mut().remove(&p) {
+            self.shared.set_caught_up(p, false);
             o.stop.set(true);
             o.task.abort();
             self.shared
@@ -670,6 +686,7 @@ impl Node {
         let Some(o) = self.owned.borrow_mut().remove(&p) else {
             return;
         };
+        self.shared.set_caught_up(p, false);
         o.stop.set(true);
         o.task.abort();
         let _ = o.task.await;
@@ -728,7 +745,8 @@ impl Node {
             .iter()
             .filter_map(|p| self.owned.borrow_mut().remove(p).map(|o| (*p, o)))
             .collect();
-        for (_, o) in &stopped {
+        for (p, o) in &stopped {
+            self.shared.set_caught_up(*p, false);
             o.stop.set(true);
             o.task.abort();
         }
@@ -978,11 +996,19 @@ async fn apply_from(
             .map_err(|e| nats_err("fetch", e))?;
         let mut points = Vec::new();
         let (mut first, mut last) = (0u64, 0u64);
+        let mut behind = 0u64;
         while let Some(m) = batch.next().await {
             let m = m.map_err(|e| nats_err("fetch", e))?;
             let info = m.info().map_err(|e| nats_err("message info", e))?;
             let seq = info.stream_sequence;
+            behind = info.pending;
             node.pending.borrow_mut()[p as usize] = info.pending;
+            node.lag_ms.borrow_mut()[p as usize] = if info.pending == 0 {
+                0
+            } else {
+                let now = crate::runtime::admission::now_us() as i128 * 1000;
+                ((now - info.published.unix_timestamp_nanos()) / 1_000_000).max(0) as u64
+            };
             if first == 0 {
                 first = seq;
             }
@@ -996,6 +1022,10 @@ async fn apply_from(
             }
         }
         if last == 0 {
+            // A fetch that waited and found nothing: at the stream's end.
+            if !stop.get() {
+                node.shared.set_caught_up(p, true);
+            }
             continue;
         }
         if stop.get() {
@@ -1022,6 +1052,9 @@ async fn apply_from(
         let t1 = crate::runtime::admission::now_us() as u64;
         node.applied.borrow_mut()[p as usize] = last;
         node.dirty.set(true);
+        if behind == 0 && !stop.get() {
+            node.shared.set_caught_up(p, true);
+        }
         node.log_apply(p, first, last, revision, t0, t1);
     }
     Ok(())

@@ -147,6 +147,9 @@ pub struct Counters {
     pub bad_messages: AtomicU64,
     /// Messages behind the streams' ends, summed over owned partitions.
     pub lag_messages: AtomicU64,
+    /// The oldest pending message's age over owned partitions, ms (0 when
+    /// caught up).
+    pub lag_ms: AtomicU64,
     /// Partitions owned now.
     pub owned: AtomicU64,
     /// Distinct series keys of the cluster's catalog applied here.
@@ -159,6 +162,9 @@ pub struct Shared {
     gen: AtomicU64,
     map: Mutex<Arc<OwnerMap>>,
     addr: Mutex<Option<String>>,
+    /// One bit per partition (up to 1,024): owned here and applied up to
+    /// the stream's end at least once since it was taken.
+    caught_up: [AtomicU64; 16],
     /// The NATS thread's counters.
     pub counters: Counters,
 }
@@ -178,6 +184,22 @@ impl Shared {
     /// The current owner map.
     pub fn map(&self) -> Arc<OwnerMap> {
         Arc::clone(&self.map.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Marks partition `p` caught up (or not).
+    pub fn set_caught_up(&self, p: u32, yes: bool) {
+        let (w, bit) = ((p / 64) as usize % 16, 1u64 << (p % 64));
+        if yes {
+            self.caught_up[w].fetch_or(bit, Ordering::Release);
+        } else {
+            self.caught_up[w].fetch_and(!bit, Ordering::Release);
+        }
+    }
+
+    /// Whether partition `p` is owned here and caught up.
+    pub fn caught_up(&self, p: u32) -> bool {
+        let (w, bit) = ((p / 64) as usize % 16, 1u64 << (p % 64));
+        self.caught_up[w].load(Ordering::Acquire) & bit != 0
     }
 
     /// Records the cluster listener's bound address (shard 0, at start).

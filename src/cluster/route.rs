@@ -35,6 +35,7 @@ pub struct Route {
     map: RefCell<(u64, Arc<OwnerMap>)>,
     pool: Rc<RefCell<HashMap<String, Vec<Client>>>>,
     opts: ClientOptions,
+    patience: std::time::Duration,
 }
 
 impl Route {
@@ -44,6 +45,7 @@ impl Route {
         to_log: mpsc::UnboundedSender<ToLog>,
         partitions: u32,
         token: Option<String>,
+        patience: std::time::Duration,
     ) -> Route {
         let map = (shared.generation(), shared.map());
         Route {
@@ -53,6 +55,7 @@ impl Route {
             map: RefCell::new(map),
             pool: Rc::default(),
             opts: ClientOptions { token, tls: None },
+            patience,
         }
     }
 
@@ -79,11 +82,16 @@ impl ClusterRoute for Route {
         to_log_answer(sent.is_ok(), rx, "new series keys")
     }
 
+    fn patience(&self) -> std::time::Duration {
+        self.patience
+    }
+
     fn place(&self, tag: u32) -> Place {
         let p = partition(tag, self.partitions);
         let m = self.current();
         match m.owner.get(p as usize).copied().flatten() {
-            Some(n) if n == m.me => Place::Here,
+            Some(n) if n == m.me && self.shared.caught_up(p) => Place::Here,
+            Some(n) if n == m.me => Place::Replaying(p),
             Some(n) => Place::Node(n),
             None => Place::Nobody(p),
         }
@@ -94,6 +102,7 @@ impl ClusterRoute for Route {
         let info = m.nodes.get(node as usize).cloned();
         let pool = Rc::clone(&self.pool);
         let opts = self.opts.clone();
+        let patience = self.patience;
         Box::pin(async move {
             let Some(info) = info.filter(|i| !i.addr.is_empty()) else {
                 return Err(Failure::Unavailable {
@@ -107,7 +116,25 @@ impl ClusterRoute for Route {
                     .await
                     .map_err(|e| remote_failure(&info.id, e))?,
             };
-            match ask(&mut client, cmd).await {
+            // A node that stopped answering (stopped, or cut off without a
+            // reset) must not hold the query for ever.
+            // (The connection is dropped then: an answer may still come.)
+            let answer =
+                futures_lite::future::or(async { Some(ask(&mut client, cmd).await) }, async {
+                    glommio::timer::sleep(patience).await;
+                    None
+                })
+                .await;
+            let Some(answer) = answer else {
+                return Err(Failure::Unavailable {
+                    reason: format!(
+                        "node {}: no answer within {} ms",
+                        info.id,
+                        patience.as_millis()
+                    ),
+                });
+            };
+            match answer {
                 Ok(a) => {
                     let mut p = pool.borrow_mut();
                     let v = p.entry(info.addr.clone()).or_default();
@@ -243,9 +270,8 @@ pub async fn run_apply(router: Rc<Router>, mut rx: mpsc::Receiver<Apply>) {
     }
 }
 
-/// Shard 0's task: copies the NATS thread's counters into its report
-/// once a second (counters only grow; the gauges are in `xtdb cluster
-/// status`).
+/// Shard 0's task: copies the NATS thread's counters and gauges into its
+/// report once a second (names in [`crate::runtime::cluster::counter`]).
 pub async fn run_counters(
     router: Rc<Router>,
     shared: Arc<Shared>,
@@ -268,11 +294,56 @@ pub async fn run_counters(
             "cluster_leases_lost",
             "cluster_bad_messages",
         ];
+        let local = router.local();
         for i in 0..4 {
             if now[i] > seen[i] {
-                router.local().count(names[i], now[i] - seen[i]);
+                local.count(names[i], now[i] - seen[i]);
             }
         }
         seen = now;
+        local.set_gauge("cluster_lag_messages", c.lag_messages.load(Relaxed));
+        local.set_gauge("cluster_lag_ms", c.lag_ms.load(Relaxed));
+        local.set_gauge("cluster_owned_partitions", c.owned.load(Relaxed));
+        local.set_gauge("cluster_catalog_keys", c.catalog_keys.load(Relaxed));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::NodeInfo;
+
+    #[test]
+    fn an_owned_partition_is_answered_here_only_once_caught_up() {
+        let shared = Arc::new(Shared::default());
+        let node = |id: &str| NodeInfo {
+            id: id.into(),
+            addr: format!("{id}:1"),
+        };
+        shared.set_map(OwnerMap {
+            me: 0,
+            owner: vec![Some(0), Some(1), None, Some(0)],
+            nodes: vec![node("a"), node("b")],
+        });
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let r = Route::new(
+            Arc::clone(&shared),
+            tx,
+            4,
+            None,
+            std::time::Duration::from_secs(1),
+        );
+        let tag_of = |p: u32| (0..10_000u32).find(|&t| partition(t, 4) == p).unwrap();
+        assert_eq!(r.place(tag_of(0)), Place::Replaying(0));
+        assert_eq!(r.place(tag_of(1)), Place::Node(1));
+        assert_eq!(r.place(tag_of(2)), Place::Nobody(2));
+        shared.set_caught_up(0, true);
+        assert_eq!(r.place(tag_of(0)), Place::Here);
+        assert_eq!(r.place(tag_of(3)), Place::Replaying(3));
+        shared.set_caught_up(0, false);
+        assert_eq!(r.place(tag_of(0)), Place::Replaying(0));
+        // Bits of high partitions are their own.
+        shared.set_caught_up(1000, true);
+        assert!(shared.caught_up(1000) && !shared.caught_up(999) && !shared.caught_up(0));
     }
 }

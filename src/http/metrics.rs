@@ -1,6 +1,7 @@
 //! `/metrics`: every shard's storage counters (the ones the native `stats`
 //! frame reports), write-ack latency summaries and the HTTP, auth and TLS
-//! counters, in the Prometheus text exposition format (version 0.0.4),
+//! counters (and in cluster mode the node's cluster counters and lag
+//! gauges), in the Prometheus text exposition format (version 0.0.4),
 //! labelled `shard="N"`.
 
 use std::fmt::Write as _;
@@ -113,6 +114,28 @@ pub fn format_metrics(reports: &[ShardReport]) -> String {
         let _ = writeln!(out, "# TYPE {m} counter");
         for r in reports {
             let _ = writeln!(out, "{m}{{shard=\"{}\"}} {}", r.shard, r.counters.get(name));
+        }
+    }
+    // Cluster mode: shard 0 carries the node's cluster counters.
+    if reports
+        .iter()
+        .any(|r| r.counters.iter().any(|(n, _)| n.starts_with("cluster_")))
+    {
+        use crate::runtime::cluster::counter::{COUNTERS, GAUGES};
+        for (list, gauge) in [(&COUNTERS[..], false), (&GAUGES[..], true)] {
+            for &(name, help) in list {
+                let m = if gauge {
+                    format!("xtdb_{name}")
+                } else {
+                    format!("xtdb_{name}_total")
+                };
+                let kind = if gauge { "gauge" } else { "counter" };
+                let _ = writeln!(out, "# HELP {m} {help}");
+                let _ = writeln!(out, "# TYPE {m} {kind}");
+                for r in reports {
+                    let _ = writeln!(out, "{m}{{shard=\"{}\"}} {}", r.shard, r.counters.get(name));
+                }
+            }
         }
     }
     out

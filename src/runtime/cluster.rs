@@ -26,6 +26,10 @@ pub enum Place {
     Node(u32),
     /// By nobody (no lease is held): a query for it is refused.
     Nobody(u32),
+    /// By this node, which took it over and is still applying the log
+    /// written before: a query for it is refused until it has caught up
+    /// (its answer could miss acknowledged points).
+    Replaying(u32),
 }
 
 /// What dispatch needs from a cluster.
@@ -35,9 +39,63 @@ pub trait ClusterRoute {
     fn publish(&self, points: Vec<Point>) -> RouteFuture;
     /// Where `tag`'s partition is owned now.
     fn place(&self, tag: u32) -> Place;
+    /// How long a query keeps retrying while a partition it reads has no
+    /// owner or its owner cannot be reached (a takeover takes up to about
+    /// two leases).
+    fn patience(&self) -> std::time::Duration;
     /// Runs a query command on `node`'s shards (its `--cluster-listen`).
     fn call(&self, node: u32, cmd: Command) -> RouteFuture;
     /// Gives new series keys ids in the cluster's catalog; answers once
     /// this node's catalog (shard 0's store) knows them.
     fn propose(&self, keys: Vec<String>) -> RouteFuture;
+}
+
+/// Names of the cluster counters and gauges a node's shard 0 reports (in
+/// its [`Counters`](crate::runtime::report::Counters), copied from the
+/// NATS thread once a second), with their `/metrics` help text.
+pub mod counter {
+    /// Counters (they only grow).
+    pub const COUNTERS: [(&str, &str); 7] = [
+        (
+            "cluster_query_retries",
+            "queries asked again while a partition had no reachable owner",
+        ),
+        (
+            "cluster_applied_points",
+            "log points applied to this node's shards",
+        ),
+        (
+            "cluster_apply_failures",
+            "log batches whose apply failed (retried from the checkpoint)",
+        ),
+        (
+            "cluster_takeovers",
+            "partitions this node took (lease created or reclaimed)",
+        ),
+        ("cluster_releases", "partitions this node handed back"),
+        (
+            "cluster_leases_lost",
+            "leases this node lost (renewal refused or too late)",
+        ),
+        (
+            "cluster_bad_messages",
+            "log messages skipped as undecodable",
+        ),
+    ];
+    /// Gauges (levels now).
+    pub const GAUGES: [(&str, &str); 4] = [
+        (
+            "cluster_lag_messages",
+            "messages behind the owned partitions' stream ends",
+        ),
+        (
+            "cluster_lag_ms",
+            "age of the oldest message not yet applied, over owned partitions, ms",
+        ),
+        ("cluster_owned_partitions", "partitions this node owns now"),
+        (
+            "cluster_catalog_keys",
+            "series keys of the cluster's catalog applied here",
+        ),
+    ];
 }

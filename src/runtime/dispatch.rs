@@ -367,8 +367,36 @@ pub async fn reports(router: &Rc<Router>) -> Result<Vec<ShardReport>, Failure> {
 }
 
 /// A client command in cluster mode: a write is checked and published to
-/// the replicated log; a query's tags are grouped by owner node.
+/// the replicated log; a query's tags are grouped by owner node. A query
+/// that meets a partition without a reachable owner (`Unavailable`: a
+/// takeover under way) is asked again, backing off from 50 to 500 ms, for
+/// up to the route's patience; a write is not (the client retries it).
 async fn clustered(router: &Rc<Router>, c: &Rc<dyn ClusterRoute>, cmd: Command) -> Reply {
+    let query = matches!(
+        cmd,
+        Command::Range { .. }
+            | Command::CountBound { .. }
+            | Command::Latest(_)
+            | Command::Aggregate { .. }
+    );
+    if !query {
+        return clustered_once(router, c, cmd).await;
+    }
+    let until = std::time::Instant::now() + c.patience();
+    let mut wait = std::time::Duration::from_millis(50);
+    loop {
+        match clustered_once(router, c, cmd.clone()).await {
+            Err(Failure::Unavailable { .. }) if std::time::Instant::now() + wait < until => {
+                router.local().count("cluster_query_retries", 1);
+                glommio::timer::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_millis(500));
+            }
+            r => return r,
+        }
+    }
+}
+
+async fn clustered_once(router: &Rc<Router>, c: &Rc<dyn ClusterRoute>, cmd: Command) -> Reply {
     match cmd {
         Command::Write(points) => {
             if points.is_empty() {
@@ -381,6 +409,7 @@ async fn clustered(router: &Rc<Router>, c: &Rc<dyn ClusterRoute>, cmd: Command) 
             Place::Here => execute_here(router, cmd).await,
             Place::Node(n) => c.call(n, cmd).await,
             Place::Nobody(p) => Err(no_owner(p)),
+            Place::Replaying(p) => Err(replaying(p)),
         },
         Command::Latest(tags) => {
             let parts = spread(router, c, &tags, Command::Latest).await?;
@@ -512,6 +541,14 @@ async fn resolve_shared(router: &Rc<Router>, c: &Rc<dyn ClusterRoute>, keys: Vec
     }
 }
 
+fn replaying(partition: u32) -> Failure {
+    Failure::Unavailable {
+        reason: format!(
+            "partition {partition} was just taken over and is still being applied from the log"
+        ),
+    }
+}
+
 fn no_owner(partition: u32) -> Failure {
     Failure::Unavailable {
         reason: format!("partition {partition} has no owner now (no node holds its lease)"),
@@ -530,8 +567,10 @@ async fn spread(
     let mut groups: Vec<(Place, Vec<usize>, Vec<u32>)> = Vec::new();
     for (i, &t) in tags.iter().enumerate() {
         let place = c.place(t);
-        if let Place::Nobody(p) = place {
-            return Err(no_owner(p));
+        match place {
+            Place::Nobody(p) => return Err(no_owner(p)),
+            Place::Replaying(p) => return Err(replaying(p)),
+            _ => {}
         }
         match groups.iter_mut().find(|g| g.0 == place) {
             Some(g) => {

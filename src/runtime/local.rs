@@ -75,6 +75,11 @@ impl Local {
         self.counters.borrow_mut().add(name, n);
     }
 
+    /// Sets the edge gauge `name` to `v`.
+    pub fn set_gauge(&self, name: &'static str, v: u64) {
+        self.counters.borrow_mut().set(name, v);
+    }
+
     /// Records one client batch's write-ack latency.
     pub fn record_ack(&self, since: Instant) {
         let us = since.elapsed().as_micros() as u64;

@@ -25,6 +25,14 @@ impl Counters {
         }
     }
 
+    /// Sets `name` to `v` (a level, not a count).
+    pub fn set(&mut self, name: &'static str, v: u64) {
+        match self.0.iter_mut().find(|(k, _)| *k == name) {
+            Some((_, x)) => *x = v,
+            None => self.0.push((name, v)),
+        }
+    }
+
     /// The value of `name` (0 if never added to).
     pub fn get(&self, name: &str) -> u64 {
         self.0
