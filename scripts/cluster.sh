@@ -13,6 +13,11 @@
 # acknowledged point through EVERY node (0 missing, 0 changed), the apply
 # logs checked for two nodes applying one partition at the same time, and
 # the longest gap of a `latest` probe through node 1 (HTTP, every 50 ms).
+# Beside the native writer, line protocol goes to nodes 1-3 in turn (new
+# series through every node: the cluster's one catalog), and at the end
+# every node's InfluxQL answer for those series must hold every
+# acknowledged line's value exactly (the catalog agrees across nodes,
+# also on the restarted and the joined node).
 # Prints a summary; exit 1 on any lost or changed point, split brain, or an
 # unowned partition at the end.
 #
@@ -36,6 +41,7 @@ cleanup() {
   for p in "${nats[@]}" "${xt[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill -9 "$p" 2>/dev/null || true; done
   [ -n "${writer:-}" ] && kill -9 "$writer" 2>/dev/null || true
   [ -n "${probe:-}" ] && kill -9 "$probe" 2>/dev/null || true
+  [ -n "${lines:-}" ] && kill -9 "$lines" 2>/dev/null || true
   if [ -n "${KEEP:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -118,13 +124,36 @@ url = "http://127.0.0.1:17271/api/v1/latest?" + "&".join(f"id={t}" for t in rang
 while True:
     t = time.time()
     try:
-        urllib.request.urlopen(url, timeout=2).read(); ok = 1
+        urllib.request.urlopen(url, timeout=15).read(); ok = 1
     except Exception:
         ok = 0
     out.write(f"{t:.3f} {ok}\n")
     time.sleep(max(0, 0.05 - (time.time() - t)))
 PY
 probe=$!
+
+# Line protocol: every 200 ms a batch of 20 series (one point each) to
+# node 1, 2, 3 in turn; acknowledged (204) and refused batches logged.
+python3 - "$work/lines.log" "$DURATION" <<'PY' &
+import sys, time, urllib.request
+out = open(sys.argv[1], "w", buffering=1)
+end = time.time() + float(sys.argv[2])
+base = int(time.time()) - 7200
+k = 0
+while time.time() < end:
+    port = 17271 + k % 3
+    body = "".join(f"lp,host=h{h:02d} value={k * 100 + h} {base + k}\n" for h in range(20))
+    try:
+        r = urllib.request.urlopen(urllib.request.Request(
+            f"http://127.0.0.1:{port}/write?db=x&precision=s", data=body.encode(), method="POST"), timeout=15)
+        ok = 1 if r.status == 204 else 0
+    except Exception:
+        ok = 0
+    out.write(f"{k} {base + k} {ok}\n")
+    k += 1
+    time.sleep(0.2)
+PY
+lines=$!
 
 "$BIN/xtdb-load" write --addr 127.0.0.1:17071 --tags "$TAGS" --rate "$RATE" --batch 500 --conns 2 \
   --duration "${DURATION}s" --ack-log "$work/acks.log" --json >"$work/write.json" 2>"$work/write.err" &
@@ -169,14 +198,43 @@ if [ -z "$SHORT" ]; then
 fi
 wait "$writer" || true
 writer=""
+wait "$lines" || true
 wait_lag0
-kill -9 "$probe" 2>/dev/null || true; probe=""
+kill -9 "$probe" 2>/dev/null || true; wait "$probe" 2>/dev/null || true; probe=""
 
 lost=0; changed=0; verified=""
 for i in 1 2 3 4; do
   out=$("$BIN/xtdb-load" verify --addr "127.0.0.1:1707$i" --ack-log "$work/acks.log" --json 2>/dev/null | tail -1)
   read -r c m x < <(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(j["points_checked"], j["missing"], j["mismatched"])' "$out")
   lost=$((lost + m)); changed=$((changed + x)); verified="$verified x$i:$c/$m/$x"
+done
+# The line-protocol series through every node: every acknowledged value
+# there, nothing that was never sent.
+lp=""; lp_bad=0
+for i in 1 2 3 4; do
+  r=$(python3 - "$work/lines.log" "1727$i" <<'PY'
+import json, sys, urllib.parse, urllib.request
+sent = {}
+for l in open(sys.argv[1]):
+    k, ts, ok = map(int, l.split())
+    for h in range(20):
+        sent[(f"h{h:02d}", ts)] = (k * 100 + h, ok)
+q = urllib.parse.quote("SELECT value FROM lp GROUP BY host")
+try:
+    j = json.load(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[2]}/query?db=x&epoch=s&q={q}", timeout=30))
+except Exception as e:
+    print(f"error:{e.__class__.__name__} 1"); sys.exit()
+got = {}
+for s in j["results"][0].get("series", []):
+    for ts, v in s["values"]:
+        got[(s["tags"]["host"], ts)] = v
+missing = sum(1 for key, (v, ok) in sent.items() if ok and got.get(key) != v)
+foreign = sum(1 for key, v in got.items() if key not in sent or sent[key][0] != v)
+acked = sum(ok for _, ok in sent.values())
+print(f"{acked}/{missing}/{foreign} {missing + foreign}")
+PY
+)
+  lp="$lp x$i:${r% *}"; lp_bad=$((lp_bad + ${r##* }))
 done
 # Split brain: per partition, batches applied by different nodes never overlap in time.
 split=$(cat "$work"/apply-*.log | python3 -c '
@@ -211,5 +269,5 @@ import json, sys
 j = json.load(open(sys.argv[1])); l = j["latency_us"]
 print("%d points acked at %d/s, ack p50 %s us p99 %s us max %s us, %d errors" % (
     j["points_acked"], j["points_per_sec"], l["p50"], l["p99"], l["max"], j["error_count"]))' "$work/write.json" 2>/dev/null || echo "?")
-echo "cluster.sh: writer $acked; takeover after kill -9: $takeover ms; join: $join ms; verify (checked/missing/changed)$verified; lost $lost, changed $changed; split-brain overlaps $split; cut node refused writes: $cut_refused; latest probe: $gap; unowned at end $un, owners $owners"
-[ "$lost" = 0 ] && [ "$changed" = 0 ] && [ "$split" = 0 ] && [ "$un" = 0 ] && [ "$cut_refused" != no ]
+echo "cluster.sh: writer $acked; takeover after kill -9: $takeover ms; join: $join ms; verify (checked/missing/changed)$verified; lost $lost, changed $changed; line protocol through every node (acked/missing/foreign)$lp; split-brain overlaps $split; cut node refused writes: $cut_refused; latest probe: $gap; unowned at end $un, owners $owners"
+[ "$lost" = 0 ] && [ "$changed" = 0 ] && [ "$lp_bad" = 0 ] && [ "$split" = 0 ] && [ "$un" = 0 ] && [ "$cut_refused" != no ]
