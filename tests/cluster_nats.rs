@@ -10,6 +10,9 @@
 //! - Line protocol through either node creates series in the cluster's
 //!   one catalog: both nodes give them the same ids, and InfluxQL through
 //!   either answers the same (also after the hand-over).
+//! - A third node joining takes its share warm: it applied the partitions
+//!   ahead of owning them (none is replayed from its start as owner), and
+//!   answers the same.
 //! - With NATS gone, a write is refused (`unavailable`), not acknowledged.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -289,6 +292,9 @@ fn two_nodes_share_partitions_and_hand_them_over() {
         return;
     };
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Every node of this process logs its applied batches here.
+    let apply_log = da.path().join("apply.log");
+    std::env::set_var("XTDB_CLUSTER_APPLY_LOG", &apply_log);
     let a = node(da.path(), 0, "a", &nats.urls);
     let b = node(db.path(), 1, "b", &nats.urls);
     settle(&nats.urls, &["a", "b"]);
@@ -340,6 +346,29 @@ fn two_nodes_share_partitions_and_hand_them_over() {
         "through b alone"
     );
     assert_eq!(means_through(hb, t0), means, "InfluxQL through b alone");
+
+    // A new node joins: it applies the partitions b will hand it ahead of
+    // owning them, so once it owns them it has nothing left to replay
+    // (no batch it applies as owner starts at a stream's first message).
+    let dc = tempfile::tempdir().unwrap();
+    let c = node(dc.path(), 0, "c", &nats.urls);
+    settle(&nats.urls, &["b", "c"]);
+    assert_eq!(read_all(c.local_addr().to_string()), want, "through c");
+    assert_eq!(
+        means_through(c.http_addr().unwrap(), t0),
+        means,
+        "InfluxQL through c"
+    );
+    let log = std::fs::read_to_string(&apply_log).unwrap_or_default();
+    let cold: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            f.len() == 7 && f[0] == "c" && f[2] == "1"
+        })
+        .collect();
+    assert!(cold.is_empty(), "c replayed partitions as owner: {cold:?}");
+    c.stop().unwrap();
 
     // No log, no acknowledgement.
     nats.kill();

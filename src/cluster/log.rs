@@ -214,6 +214,16 @@ fn thread_main(
     });
 }
 
+/// A partition applied here ahead of owning it (a node below its share
+/// warms the partitions a node above it will hand over).
+struct Shadow {
+    stop: Rc<Cell<bool>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Which live nodes have caught up on which partitions they do not own.
+type Warm = BTreeMap<u32, Vec<String>>;
+
 /// One owned partition.
 struct Owned {
     revision: u64,
@@ -237,6 +247,9 @@ struct Node {
     lag_ms: RefCell<Vec<u64>>,
     dirty: Cell<bool>,
     owned: RefCell<BTreeMap<u32, Owned>>,
+    /// Partitions applied ahead of owning them, and those caught up.
+    warming: RefCell<BTreeMap<u32, Shadow>>,
+    warm: RefCell<std::collections::BTreeSet<u32>>,
     /// Partitions seen without an owner, since when.
     free_since: RefCell<BTreeMap<u32, Instant>>,
     apply_log: Option<RefCell<std::fs::File>>,
@@ -324,6 +337,8 @@ impl Node {
             lag_ms: RefCell::new(vec![0; n]),
             dirty: Cell::new(false),
             owned: RefCell::new(BTreeMap::new()),
+            warming: RefCell::new(BTreeMap::new()),
+            warm: RefCell::new(std::collections::BTreeSet::new()),
             free_since: RefCell::new(BTreeMap::new()),
             apply_log,
             catalog_applied: tokio::sync::watch::channel(0).0,
@@ -472,7 +487,9 @@ impl Node {
         // Heartbeat: address and applied sequences.
         if let Some(addr) = self.shared.addr() {
             let applied = self.applied.borrow().clone();
-            let beat = serde_json::json!({"addr": addr, "applied": applied}).to_string();
+            let warm: Vec<u32> = self.warm.borrow().iter().copied().collect();
+            let beat =
+                serde_json::json!({"addr": addr, "applied": applied, "warm": warm}).to_string();
             let r =
                 tokio::time::timeout(budget, self.nodes.put(&self.cfg.node_id, beat.into())).await;
             if !matches!(r, Ok(Ok(_))) {
@@ -501,11 +518,12 @@ impl Node {
             .store(lag, std::sync::atomic::Ordering::Relaxed);
         c.lag_ms.store(lag_ms, std::sync::atomic::Ordering::Relaxed);
         // Read the view, balance, publish the map.
-        let Ok(Ok((live, mut owners))) = tokio::time::timeout(budget * 2, self.view()).await else {
+        let Ok(Ok((live, mut owners, warm))) = tokio::time::timeout(budget * 2, self.view()).await
+        else {
             log::warn!("cluster: could not read the leases; keeping the last owner map");
             return;
         };
-        if tokio::time::timeout(budget * 2, self.balance(&live, &mut owners))
+        if tokio::time::timeout(budget * 2, self.balance(&live, &mut owners, &warm))
             .await
             .is_err()
         {
@@ -521,8 +539,11 @@ impl Node {
     /// Live nodes (id → address) and each partition's lease (owner id,
     /// revision).
     #[allow(clippy::type_complexity)]
-    async fn view(&self) -> Result<(BTreeMap<String, String>, Vec<Option<(String, u64)>>), String> {
+    async fn view(
+        &self,
+    ) -> Result<(BTreeMap<String, String>, Vec<Option<(String, u64)>>, Warm), String> {
         let mut live = BTreeMap::new();
+        let mut warm = Warm::new();
         let mut keys = self
             .nodes
             .keys()
@@ -534,10 +555,13 @@ impl Node {
         }
         for id in ids {
             if let Ok(Some(v)) = self.nodes.get(&id).await {
-                let addr = serde_json::from_slice::<serde_json::Value>(&v)
-                    .ok()
-                    .and_then(|j| j["addr"].as_str().map(String::from))
-                    .unwrap_or_default();
+                let j = serde_json::from_slice::<serde_json::Value>(&v).unwrap_or_default();
+                let addr = j["addr"].as_str().map(String::from).unwrap_or_default();
+                for p in j["warm"].as_array().into_iter().flatten() {
+                    if let Some(p) = p.as_u64().and_then(|p| u32::try_from(p).ok()) {
+                        warm.entry(p).or_default().push(id.clone());
+                    }
+                }
                 live.insert(id, addr);
             }
         }
@@ -553,7 +577,7 @@ impl Node {
                     .then(|| (String::from_utf8_lossy(&e.value).into_owned(), e.revision))
             }));
         }
-        Ok((live, owners))
+        Ok((live, owners, warm))
     }
 
     /// Gives up partitions above this node's share, takes free ones below
@@ -561,10 +585,18 @@ impl Node {
     /// A partition left without an owner for two rounds (its owner died
     /// and the nodes at their share did not take it) is taken even above
     /// the share; the next rounds even the shares out again.
+    ///
+    /// A hand-over between live nodes is warm: a node below its share
+    /// applies the partitions the nodes above theirs will give up (their
+    /// highest) ahead of owning them, says so in its heartbeat once caught
+    /// up, and a node gives a partition up only when a live node is warm
+    /// for it; so the new owner answers within a round of the release,
+    /// not after replaying the partition's whole log.
     async fn balance(
         self: &Rc<Self>,
         live: &BTreeMap<String, String>,
         owners: &mut [Option<(String, u64)>],
+        warm: &Warm,
     ) {
         let parts = self.cfg.partitions;
         let nodes = live.len().max(1) as u32;
@@ -593,6 +625,10 @@ impl Node {
         };
         let have = self.owned.borrow().len();
         let orphans = (0..parts).any(|p| owners[p as usize].is_none() && stale(p));
+        let warm_elsewhere = |p: u32| {
+            warm.get(&p)
+                .is_some_and(|v| v.iter().any(|n| n != me && live.contains_key(n)))
+        };
         if have > share && !orphans {
             let give: Vec<u32> = self
                 .owned
@@ -603,9 +639,12 @@ impl Node {
                 .copied()
                 .collect();
             for p in give {
-                self.release(p).await;
-                owners[p as usize] = None;
+                if warm_elsewhere(p) {
+                    self.release(p).await;
+                    owners[p as usize] = None;
+                }
             }
+            self.warm_up(&[]);
             return;
         }
         // Start at a node-specific offset so nodes starting together
@@ -620,6 +659,14 @@ impl Node {
                 continue;
             }
             if self.owned.borrow().contains_key(&p) {
+                continue;
+            }
+            // A free partition another node is warm for is left to it.
+            if owners[p as usize].is_none()
+                && !stale(p)
+                && warm_elsewhere(p)
+                && !self.warm.borrow().contains(&p)
+            {
                 continue;
             }
             let got = match &owners[p as usize] {
@@ -640,9 +687,62 @@ impl Node {
                 self.own(p, rev);
             }
         }
+        // Below the share with nothing free: warm what the nodes above
+        // theirs will give up (each gives its highest partitions).
+        let have = self.owned.borrow().len();
+        let mut want = Vec::new();
+        if have < share {
+            let mut by_owner: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+            for (p, o) in owners.iter().enumerate() {
+                if let Some((id, _)) = o {
+                    if id != me && live.contains_key(id) {
+                        by_owner.entry(id).or_default().push(p as u32);
+                    }
+                }
+            }
+            for ps in by_owner.values() {
+                want.extend(ps.iter().rev().take(ps.len().saturating_sub(share)));
+            }
+            want.truncate(share - have);
+        }
+        self.warm_up(&want);
+    }
+
+    /// Applies exactly the partitions `want` ahead of owning them: starts
+    /// the missing ones, stops the others.
+    fn warm_up(self: &Rc<Self>, want: &[u32]) {
+        let stale: Vec<u32> = self
+            .warming
+            .borrow()
+            .keys()
+            .filter(|p| !want.contains(p))
+            .copied()
+            .collect();
+        for p in stale {
+            self.stop_warming(p);
+        }
+        for &p in want {
+            if self.warming.borrow().contains_key(&p) || self.owned.borrow().contains_key(&p) {
+                continue;
+            }
+            let stop = Rc::new(Cell::new(false));
+            let task =
+                tokio::task::spawn_local(apply_partition(Rc::clone(self), p, 0, Rc::clone(&stop)));
+            self.warming.borrow_mut().insert(p, Shadow { stop, task });
+            log::info!("cluster: warming partition {p} ahead of its hand-over");
+        }
+    }
+
+    fn stop_warming(&self, p: u32) {
+        if let Some(w) = self.warming.borrow_mut().remove(&p) {
+            w.stop.set(true);
+            w.task.abort();
+        }
+        self.warm.borrow_mut().remove(&p);
     }
 
     fn own(self: &Rc<Self>, p: u32, revision: u64) {
+        self.stop_warming(p);
         self.shared.set_caught_up(p, false);
         let stop = Rc::new(Cell::new(false));
         let task = tokio::task::spawn_local(apply_partition(
@@ -745,6 +845,10 @@ impl Node {
             .iter()
             .filter_map(|p| self.owned.borrow_mut().remove(p).map(|o| (*p, o)))
             .collect();
+        let warming: Vec<u32> = self.warming.borrow().keys().copied().collect();
+        for p in warming {
+            self.stop_warming(p);
+        }
         for (p, o) in &stopped {
             self.shared.set_caught_up(*p, false);
             o.stop.set(true);
@@ -772,13 +876,25 @@ impl Node {
         }
     }
 
+    /// Partition `p` is applied to its stream's end: answerable here if
+    /// owned (`revision` > 0), warm for a hand-over if warming (0).
+    fn mark_caught_up(&self, p: u32, revision: u64) {
+        if revision == 0 {
+            self.warm.borrow_mut().insert(p);
+        } else {
+            self.shared.set_caught_up(p, true);
+        }
+    }
+
     fn log_apply(&self, p: u32, first: u64, last: u64, rev: u64, t0: u64, t1: u64) {
+        if rev == 0 {
+            // Warming: this node does not own p (it answers nothing for it).
+            return;
+        }
         if let Some(f) = &self.apply_log {
-            let _ = writeln!(
-                f.borrow_mut(),
-                "{} {p} {first} {last} {rev} {t0} {t1}",
-                self.cfg.node_id
-            );
+            // One write a line: nodes may share the file (O_APPEND).
+            let line = format!("{} {p} {first} {last} {rev} {t0} {t1}\n", self.cfg.node_id);
+            let _ = f.borrow_mut().write_all(line.as_bytes());
         }
     }
 }
@@ -1024,7 +1140,7 @@ async fn apply_from(
         if last == 0 {
             // A fetch that waited and found nothing: at the stream's end.
             if !stop.get() {
-                node.shared.set_caught_up(p, true);
+                node.mark_caught_up(p, revision);
             }
             continue;
         }
@@ -1053,7 +1169,7 @@ async fn apply_from(
         node.applied.borrow_mut()[p as usize] = last;
         node.dirty.set(true);
         if behind == 0 && !stop.get() {
-            node.shared.set_caught_up(p, true);
+            node.mark_caught_up(p, revision);
         }
         node.log_apply(p, first, last, revision, t0, t1);
     }
