@@ -770,7 +770,9 @@ impl Node {
     /// Stops applying `p` at once (its lease is gone or going).
     fn lose(&self, p: u32) {
         if let Some(o) = self.owned.borrow_mut().remove(&p) {
-            self.shared.set_caught_up(p, false);
+            // The data applied so far stays answerable here until the
+            // next owner map (this node's view of NATS may be what
+            // failed): seconds stale rather than refused.
             o.stop.set(true);
             o.task.abort();
             self.shared
