@@ -272,6 +272,46 @@ fn means_through(addr: std::net::SocketAddr, t0: i64) -> Vec<f64> {
         .collect()
 }
 
+/// 20 times: one new point for each of 20 series of measurement `ryw`
+/// through `w` (with `params`), then at once their count through `r`;
+/// answers how many reads missed a point.
+fn read_after_write(
+    w: std::net::SocketAddr,
+    r: std::net::SocketAddr,
+    t0: i64,
+    params: &str,
+) -> usize {
+    let m = if params.is_empty() { "ryw" } else { "ryw_all" };
+    let mut missed = 0;
+    for k in 0..20i64 {
+        let body: String = (0..20)
+            .map(|h| format!("{m},host=h{h:02} value={k} {}\n", t0 + k))
+            .collect();
+        let a = common::http::req(
+            w,
+            "POST",
+            &format!("/write?db=x&precision=s{params}"),
+            &[],
+            body.as_bytes(),
+        );
+        assert_eq!(a.status, 204, "{}", a.text());
+        let j = influxql(
+            r,
+            &format!(
+                "SELECT count(value) FROM {m} WHERE time >= {t0}s AND time < {}s",
+                t0 + 100
+            ),
+        );
+        let n = j["results"][0]["series"][0]["values"][0][1]
+            .as_i64()
+            .unwrap_or(0);
+        if n != 20 * (k + 1) {
+            missed += 1;
+        }
+    }
+    missed
+}
+
 /// Waits (up to 10 s: shard 0 copies the cluster's figures once a
 /// second) until `/metrics` has every line of `want`.
 fn metrics_show(addr: std::net::SocketAddr, want: &[&str]) {
@@ -327,6 +367,22 @@ fn two_nodes_share_partitions_and_hand_them_over() {
     assert_eq!(keys, HOSTS, "{}", show(ha));
     assert_eq!(means_through(ha, t0), means, "InfluxQL through a");
     assert_eq!(means_through(hb, t0), means, "InfluxQL through b");
+    // Read-your-writes: with consistency=all the write answers once the
+    // owners applied it, so a read through the other node sees it at once.
+    let (stale, stale_all) = (
+        read_after_write(ha, hb, t0, ""),
+        read_after_write(ha, hb, t0 + 100, "&consistency=all"),
+    );
+    assert_eq!(
+        stale_all, 0,
+        "reads missed points written with consistency=all"
+    );
+    println!(
+        "immediate reads that missed points: {stale} of 20 without consistency=all, 0 with it"
+    );
+    let r = common::http::req(ha, "POST", "/write?db=x&consistency=most", &[], b"m v=1");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("consistency"), "{}", r.text());
     metrics_show(ha, &["xtdb_cluster_catalog_keys{shard=\"0\"} 20"]);
     metrics_show(hb, &["xtdb_cluster_owned_partitions{shard=\"0\"} 2"]);
 

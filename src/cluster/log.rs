@@ -84,6 +84,8 @@ pub enum ToLog {
     Publish {
         /// The write's points.
         points: Vec<Point>,
+        /// Answer only once the owners have applied it (read-your-writes).
+        applied: bool,
         /// Where the answer goes.
         reply: oneshot::Sender<Reply>,
     },
@@ -347,21 +349,83 @@ impl Node {
     }
 
     /// Splits a write by partition, publishes every piece and waits for
-    /// all of JetStream's acknowledgements.
-    async fn publish(&self, points: Vec<Point>) -> Reply {
-        match tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_all(points)).await {
-            Ok(r) => r,
-            Err(_) => Err(Failure::Unavailable {
-                reason: format!(
-                    "the replicated log did not acknowledge the write within {} s",
-                    PUBLISH_TIMEOUT.as_secs()
-                ),
-            }),
+    /// all of JetStream's acknowledgements; with `applied`, then also
+    /// until every piece's partition owner has applied it (each within
+    /// [`PUBLISH_TIMEOUT`]).
+    async fn publish(&self, points: Vec<Point>, applied: bool) -> Reply {
+        let n = points.len() as u64;
+        let seqs = match tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_all(points)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(Failure::Unavailable {
+                    reason: format!(
+                        "the replicated log did not acknowledge the write within {} s",
+                        PUBLISH_TIMEOUT.as_secs()
+                    ),
+                })
+            }
+        };
+        if applied {
+            match tokio::time::timeout(PUBLISH_TIMEOUT, self.wait_applied(&seqs)).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(Failure::Unavailable {
+                        reason: format!(
+                            "the write is in the replicated log but its partitions' owners \
+                             did not apply it within {} s (consistency=all)",
+                            PUBLISH_TIMEOUT.as_secs()
+                        ),
+                    })
+                }
+            }
         }
+        Ok(Answer::Written(n))
     }
 
-    async fn publish_all(&self, points: Vec<Point>) -> Reply {
-        let n = points.len() as u64;
+    /// Waits until each partition's owner has applied up to its sequence
+    /// in `seqs`: this node's own applied sequence, another owner's from
+    /// its consumer's acknowledgement floor (an owner acknowledges a
+    /// batch once it is durable in its shards). Polls every 5-50 ms.
+    async fn wait_applied(&self, seqs: &[(u32, u64)]) -> Result<(), Failure> {
+        let mut wait = Duration::from_millis(5);
+        let mut left: Vec<(u32, u64)> = seqs.to_vec();
+        while !left.is_empty() {
+            let map = self.shared.map();
+            let mut still = Vec::new();
+            for &(p, seq) in &left {
+                let owner = map
+                    .owner
+                    .get(p as usize)
+                    .copied()
+                    .flatten()
+                    .and_then(|i| map.nodes.get(i as usize));
+                let done = match owner {
+                    Some(o) if o.id == self.cfg.node_id => self.applied.borrow()[p as usize] >= seq,
+                    Some(o) => match self.js.get_stream(stream_name(p)).await {
+                        Ok(s) => s
+                            .consumer_info(format!("{}-p{p}", o.id))
+                            .await
+                            .is_ok_and(|i| i.ack_floor.stream_sequence >= seq),
+                        Err(_) => false,
+                    },
+                    None => false,
+                };
+                if !done {
+                    still.push((p, seq));
+                }
+            }
+            left = still;
+            if !left.is_empty() {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes the write's pieces; answers each partition's last
+    /// sequence.
+    async fn publish_all(&self, points: Vec<Point>) -> Result<Vec<(u32, u64)>, Failure> {
         let parts = self.cfg.partitions;
         let mut by_part: Vec<Vec<Point>> = vec![Vec::new(); parts as usize];
         for p in points {
@@ -378,15 +442,19 @@ impl Node {
                 acks.push((p as u32, fut));
             }
         }
-        let all = futures_util::future::join_all(
-            acks.into_iter()
-                .map(|(p, f)| async move { f.await.map_err(|e| unavailable(p, e)) }),
-        )
+        let all = futures_util::future::join_all(acks.into_iter().map(|(p, f)| async move {
+            f.await
+                .map(|a| (p, a.sequence))
+                .map_err(|e| unavailable(p, e))
+        }))
         .await;
+        let mut last: BTreeMap<u32, u64> = BTreeMap::new();
         for r in all {
-            r?;
+            let (p, seq) = r?;
+            let e = last.entry(p).or_default();
+            *e = (*e).max(seq);
         }
-        Ok(Answer::Written(n))
+        Ok(last.into_iter().collect())
     }
 
     /// Publishes new series keys on the catalog stream and waits until
@@ -1074,7 +1142,14 @@ async fn apply_partition(node: Rc<Node>, p: u32, revision: u64, stop: Rc<Cell<bo
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                     start_sequence: from,
                 },
-                ack_policy: consumer::AckPolicy::None,
+                // The last message of each batch is acknowledged once the
+                // batch is durable here: the acknowledgement floor is the
+                // applied sequence other nodes read for consistency=all.
+                // (The checkpoint stays the position this node resumes
+                // from; a redelivery is skipped by sequence.)
+                ack_policy: consumer::AckPolicy::All,
+                ack_wait: Duration::from_secs(3600),
+                max_ack_pending: -1,
                 inactive_threshold: Duration::from_secs(3600),
                 ..Default::default()
             })
@@ -1115,10 +1190,15 @@ async fn apply_from(
         let mut points = Vec::new();
         let (mut first, mut last) = (0u64, 0u64);
         let mut behind = 0u64;
+        let mut tail = None;
+        let done = node.applied.borrow()[p as usize];
         while let Some(m) = batch.next().await {
             let m = m.map_err(|e| nats_err("fetch", e))?;
             let info = m.info().map_err(|e| nats_err("message info", e))?;
             let seq = info.stream_sequence;
+            if seq <= done {
+                continue;
+            }
             behind = info.pending;
             node.pending.borrow_mut()[p as usize] = info.pending;
             node.lag_ms.borrow_mut()[p as usize] = if info.pending == 0 {
@@ -1138,6 +1218,7 @@ async fn apply_from(
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 log::error!("cluster: partition {p} message {seq} skipped: {e}");
             }
+            tail = Some(m);
         }
         if last == 0 {
             // A fetch that waited and found nothing: at the stream's end.
@@ -1170,6 +1251,11 @@ async fn apply_from(
         let t1 = crate::runtime::admission::now_us() as u64;
         node.applied.borrow_mut()[p as usize] = last;
         node.dirty.set(true);
+        if let Some(m) = tail {
+            if let Err(e) = m.ack().await {
+                log::warn!("cluster: partition {p}: acknowledge message {last}: {e}");
+            }
+        }
         if behind == 0 && !stop.get() {
             node.mark_caught_up(p, revision);
         }
@@ -1183,9 +1269,13 @@ async fn publisher(node: Rc<Node>, mut rx: mpsc::UnboundedReceiver<ToLog>) {
     while let Some(m) = rx.recv().await {
         let n = Rc::clone(&node);
         match m {
-            ToLog::Publish { points, reply } => {
+            ToLog::Publish {
+                points,
+                applied,
+                reply,
+            } => {
                 tokio::task::spawn_local(async move {
-                    let _ = reply.send(n.publish(points).await);
+                    let _ = reply.send(n.publish(points, applied).await);
                 });
             }
             ToLog::Propose { keys, reply } => {

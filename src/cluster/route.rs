@@ -70,9 +70,13 @@ impl Route {
 }
 
 impl ClusterRoute for Route {
-    fn publish(&self, points: Vec<Point>) -> RouteFuture {
+    fn publish(&self, points: Vec<Point>, applied: bool) -> RouteFuture {
         let (tx, rx) = oneshot::channel();
-        let sent = self.to_log.send(ToLog::Publish { points, reply: tx });
+        let sent = self.to_log.send(ToLog::Publish {
+            points,
+            applied,
+            reply: tx,
+        });
         to_log_answer(sent.is_ok(), rx, "write")
     }
 

@@ -101,8 +101,12 @@ async fn route(state: &Rc<HttpState>, peer: Option<IpAddr>, req: Request<Incomin
                 .iter()
                 .find(|(k, _)| k == "precision")
                 .map(|(_, v)| v);
+            let visible = match consistency(&params) {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
             match Precision::parse_v1(p.map(String::as_str).or(Some("ns"))) {
-                Some(pr) => write(state, peer, req, pr, state.config.atomic_writes).await,
+                Some(pr) => write(state, peer, req, pr, state.config.atomic_writes, visible).await,
                 None => bad_precision(p),
             }
         }
@@ -111,8 +115,12 @@ async fn route(state: &Rc<HttpState>, peer: Option<IpAddr>, req: Request<Incomin
                 .iter()
                 .find(|(k, _)| k == "precision")
                 .map(|(_, v)| v);
+            let visible = match consistency(&params) {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
             match Precision::parse_v2(p.map(String::as_str).unwrap_or("ns")) {
-                Some(pr) => write(state, peer, req, pr, true).await,
+                Some(pr) => write(state, peer, req, pr, true, visible).await,
                 None => bad_precision(p),
             }
         }
@@ -132,5 +140,25 @@ async fn route(state: &Rc<HttpState>, peer: Option<IpAddr>, req: Request<Incomin
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         _ => error(StatusCode::NOT_FOUND, format!("no such endpoint {path}")),
+    }
+}
+
+/// A write's `consistency` (InfluxDB 1.x's parameter): `all` answers only
+/// once the write is visible to queries through every node (in cluster
+/// mode: applied by its partitions' owners); `any`, `one`, `quorum` or
+/// none answer once it is durable (in cluster mode: stored on a quorum of
+/// the replicated log). Anything else is refused `400`.
+fn consistency(params: &[(String, String)]) -> Result<bool, Resp> {
+    match params
+        .iter()
+        .find(|(k, _)| k == "consistency")
+        .map(|(_, v)| v.as_str())
+    {
+        None | Some("any" | "one" | "quorum") => Ok(false),
+        Some("all") => Ok(true),
+        Some(v) => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("unknown consistency {v:?} (use any, one, quorum or all)"),
+        )),
     }
 }

@@ -18,19 +18,22 @@ use super::request::read_body;
 use super::{counter, HttpState};
 use crate::runtime::admission::now_us;
 use crate::runtime::command::{Answer, Command, Failure};
-use crate::runtime::dispatch::execute;
+use crate::runtime::dispatch::{execute, execute_write_visible};
 use crate::Point;
 
 /// Handles one write request. With `atomic` (InfluxDB 2.x's
 /// `/api/v2/write`, or `--atomic-writes`), one bad line refuses the whole
 /// batch; otherwise (InfluxDB 1.x's `/write`) the good lines are stored and
-/// durable before the answer names the bad ones.
+/// durable before the answer names the bad ones. With `visible`
+/// (`consistency=all`) the answer waits until the points are visible to
+/// queries through any node (see [`execute_write_visible`]).
 pub async fn write(
     state: &Rc<HttpState>,
     peer: Option<IpAddr>,
     req: Request<Incoming>,
     precision: Precision,
     atomic: bool,
+    visible: bool,
 ) -> Resp {
     let started = Instant::now();
     // The body first: a slow client holds a connection, never a write slot.
@@ -91,7 +94,12 @@ pub async fn write(
             points.push(Point::new(id, s.ts, s.value, s.quality));
         }
         let n = points.len() as u64;
-        match execute(&state.router, Command::Write(points)).await {
+        let done = if visible {
+            execute_write_visible(&state.router, points).await
+        } else {
+            execute(&state.router, Command::Write(points)).await
+        };
+        match done {
             Ok(Answer::Written(_)) => {
                 state.router.local().record_ack(started);
                 if report.is_clean() {

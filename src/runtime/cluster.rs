@@ -35,8 +35,10 @@ pub enum Place {
 /// What dispatch needs from a cluster.
 pub trait ClusterRoute {
     /// Stores a checked write in the replicated log; answers `Written(n)`
-    /// once every partition's piece is stored on a quorum.
-    fn publish(&self, points: Vec<Point>) -> RouteFuture;
+    /// once every partition's piece is stored on a quorum, and with
+    /// `applied` only once every piece's owner has also applied it
+    /// (read-your-writes).
+    fn publish(&self, points: Vec<Point>, applied: bool) -> RouteFuture;
     /// Where `tag`'s partition is owned now.
     fn place(&self, tag: u32) -> Place;
     /// How long a query keeps retrying while a partition it reads has no

@@ -403,7 +403,7 @@ async fn clustered_once(router: &Rc<Router>, c: &Rc<dyn ClusterRoute>, cmd: Comm
                 return Ok(Answer::Written(0));
             }
             check_window(router, &points)?;
-            c.publish(points).await
+            c.publish(points, false).await
         }
         Command::Range { tag, .. } | Command::CountBound { tag, .. } => match c.place(tag) {
             Place::Here => execute_here(router, cmd).await,
@@ -467,6 +467,20 @@ async fn clustered_once(router: &Rc<Router>, c: &Rc<dyn ClusterRoute>, cmd: Comm
         }
         Command::Resolve { keys, create: true } => resolve_shared(router, c, keys).await,
         other => execute_here(router, other).await,
+    }
+}
+
+/// A write acknowledged only once it is visible to queries through any
+/// node (HTTP `consistency=all`): in cluster mode once every piece's
+/// partition owner has applied it; a single node's acknowledged write is
+/// visible already, so there it is [`execute`]'s write.
+pub async fn execute_write_visible(router: &Rc<Router>, points: Vec<Point>) -> Reply {
+    match router.cluster() {
+        Some(c) if !points.is_empty() => {
+            check_window(router, &points)?;
+            c.publish(points, true).await
+        }
+        _ => execute(router, Command::Write(points)).await,
     }
 }
 
