@@ -103,7 +103,7 @@ async fn route(state: &Rc<HttpState>, peer: Option<IpAddr>, req: Request<Incomin
                 .map(|(_, v)| v);
             let visible = match consistency(&params) {
                 Ok(v) => v,
-                Err(r) => return r,
+                Err(e) => return error(StatusCode::BAD_REQUEST, e),
             };
             match Precision::parse_v1(p.map(String::as_str).or(Some("ns"))) {
                 Some(pr) => write(state, peer, req, pr, state.config.atomic_writes, visible).await,
@@ -117,7 +117,7 @@ async fn route(state: &Rc<HttpState>, peer: Option<IpAddr>, req: Request<Incomin
                 .map(|(_, v)| v);
             let visible = match consistency(&params) {
                 Ok(v) => v,
-                Err(r) => return r,
+                Err(e) => return error(StatusCode::BAD_REQUEST, e),
             };
             match Precision::parse_v2(p.map(String::as_str).unwrap_or("ns")) {
                 Some(pr) => write(state, peer, req, pr, true, visible).await,
@@ -148,7 +148,7 @@ async fn route(state: &Rc<HttpState>, peer: Option<IpAddr>, req: Request<Incomin
 /// mode: applied by its partitions' owners); `any`, `one`, `quorum` or
 /// none answer once it is durable (in cluster mode: stored on a quorum of
 /// the replicated log). Anything else is refused `400`.
-fn consistency(params: &[(String, String)]) -> Result<bool, Resp> {
+fn consistency(params: &[(String, String)]) -> Result<bool, String> {
     match params
         .iter()
         .find(|(k, _)| k == "consistency")
@@ -156,9 +156,8 @@ fn consistency(params: &[(String, String)]) -> Result<bool, Resp> {
     {
         None | Some("any" | "one" | "quorum") => Ok(false),
         Some("all") => Ok(true),
-        Some(v) => Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("unknown consistency {v:?} (use any, one, quorum or all)"),
+        Some(v) => Err(format!(
+            "unknown consistency {v:?} (use any, one, quorum or all)"
         )),
     }
 }
