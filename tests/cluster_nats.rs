@@ -240,13 +240,7 @@ fn write_lines(a: std::net::SocketAddr, b: std::net::SocketAddr, t0: i64) -> Vec
 }
 
 fn influxql(addr: std::net::SocketAddr, q: &str) -> serde_json::Value {
-    let enc: String = q
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
+    let enc = xtdb::load::export::url_encode(q);
     let r = common::http::req(addr, "GET", &format!("/query?db=x&q={enc}"), &[], b"");
     assert_eq!(r.status, 200, "{q}: {}", r.text());
     r.json()

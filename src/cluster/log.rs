@@ -564,22 +564,12 @@ impl Node {
                 log::warn!("cluster: heartbeat not stored");
             }
         }
-        let lag: u64 = {
-            let pending = self.pending.borrow();
-            self.owned
-                .borrow()
-                .keys()
-                .map(|&p| pending[p as usize])
-                .sum()
-        };
-        let lag_ms: u64 = {
-            let l = self.lag_ms.borrow();
-            self.owned
-                .borrow()
-                .keys()
-                .map(|&p| l[p as usize])
-                .max()
-                .unwrap_or(0)
+        let (lag, lag_ms) = {
+            let (pending, ages) = (self.pending.borrow(), self.lag_ms.borrow());
+            let owned = self.owned.borrow();
+            let lag: u64 = owned.keys().map(|&p| pending[p as usize]).sum();
+            let age = owned.keys().map(|&p| ages[p as usize]).max();
+            (lag, age.unwrap_or(0))
         };
         let c = &self.shared.counters;
         c.lag_messages
@@ -946,6 +936,15 @@ impl Node {
         }
     }
 
+    /// Counts and logs a log message that does not decode (skipped).
+    fn skipped(&self, stream: &str, seq: u64, e: &str) {
+        self.shared
+            .counters
+            .bad_messages
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        log::error!("cluster: {stream} message {seq} skipped: {e}");
+    }
+
     /// Partition `p` is applied to its stream's end: answerable here if
     /// owned (`revision` > 0), warm for a hand-over if warming (0).
     fn mark_caught_up(&self, p: u32, revision: u64) {
@@ -982,31 +981,16 @@ async fn apply_catalog(node: Rc<Node>) {
     let mut applied = 0u64;
     let mut distinct = 0u64;
     loop {
-        let consumer = async {
-            let s = node
-                .js
-                .get_stream(CATALOG_STREAM)
-                .await
-                .map_err(|e| nats_err("open the catalog stream", e))?;
-            s.create_consumer(consumer::pull::Config {
-                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: applied + 1,
-                },
-                ack_policy: consumer::AckPolicy::None,
-                inactive_threshold: Duration::from_secs(60),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| nats_err("create the catalog consumer", e))
-        }
-        .await;
-        let c = match consumer {
-            Ok(c) => c,
-            Err(e) => {
-                log::warn!("cluster: catalog: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
+        let cfg = consumer::pull::Config {
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: applied + 1,
+            },
+            ack_policy: consumer::AckPolicy::None,
+            inactive_threshold: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let Some(c) = pull_consumer(&node.js, CATALOG_STREAM, cfg, "catalog").await else {
+            continue;
         };
         match apply_catalog_from(&node, &c, &mut applied, &mut distinct).await {
             Ok(()) => return,
@@ -1037,13 +1021,7 @@ async fn apply_catalog_from(
 ) -> Result<(), CatalogStop> {
     let retry = |what: &str, e: &dyn std::fmt::Display| CatalogStop::Retry(nats_err(what, e));
     loop {
-        let mut batch = c
-            .fetch()
-            .max_messages(FETCH_MESSAGES)
-            .expires(FETCH_WAIT)
-            .messages()
-            .await
-            .map_err(|e| retry("fetch", &e))?;
+        let mut batch = fetch(c).await.map_err(CatalogStop::Retry)?;
         let mut keys = Vec::new();
         let mut last = 0u64;
         while let Some(m) = batch.next().await {
@@ -1055,11 +1033,7 @@ async fn apply_catalog_from(
             last = seq;
             if let Err(e) = wire::decode_keys(&m.payload, &mut keys) {
                 // Every node skips the same message: ids stay the same.
-                node.shared
-                    .counters
-                    .bad_messages
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                log::error!("cluster: catalog message {seq} skipped: {e}");
+                node.skipped("catalog", seq, &e);
             }
         }
         if last == 0 {
@@ -1124,46 +1098,74 @@ fn unavailable(p: u32, e: impl std::fmt::Display) -> Failure {
     }
 }
 
+/// One fetch of up to [`FETCH_MESSAGES`], waiting up to [`FETCH_WAIT`].
+async fn fetch(
+    c: &consumer::Consumer<consumer::pull::Config>,
+) -> Result<consumer::pull::Batch, String> {
+    c.fetch()
+        .max_messages(FETCH_MESSAGES)
+        .expires(FETCH_WAIT)
+        .messages()
+        .await
+        .map_err(|e| nats_err("fetch", e))
+}
+
+/// Opens a pull consumer on `stream` as `cfg` says (a durable one of the
+/// same name is deleted first, so it starts where `cfg` says); on failure
+/// logs it, waits 500 ms and answers `None` (the caller tries again).
+async fn pull_consumer(
+    js: &jetstream::Context,
+    stream: &str,
+    cfg: consumer::pull::Config,
+    what: &str,
+) -> Option<consumer::Consumer<consumer::pull::Config>> {
+    let open = async {
+        let s = js
+            .get_stream(stream)
+            .await
+            .map_err(|e| nats_err("open the stream", e))?;
+        if let Some(name) = &cfg.durable_name {
+            let _ = s.delete_consumer(name).await;
+        }
+        s.create_consumer(cfg)
+            .await
+            .map_err(|e| nats_err("create the consumer", e))
+    };
+    match open.await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            log::warn!("cluster: {what}: {e}; retrying");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            None
+        }
+    }
+}
+
 /// Applies partition `p` from this node's applied sequence + 1 until
 /// `stop`: fetch, hand to shard 0, wait until durable, advance.
 async fn apply_partition(node: Rc<Node>, p: u32, revision: u64, stop: Rc<Cell<bool>>) {
     let name = format!("{}-p{p}", node.cfg.node_id);
     while !stop.get() {
         let from = node.applied.borrow()[p as usize] + 1;
-        let consumer = async {
-            let s = node
-                .js
-                .get_stream(stream_name(p))
-                .await
-                .map_err(|e| nats_err("open the stream", e))?;
-            let _ = s.delete_consumer(&name).await;
-            s.create_consumer(consumer::pull::Config {
-                durable_name: Some(name.clone()),
-                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: from,
-                },
-                // The last message of each batch is acknowledged once the
-                // batch is durable here: the acknowledgement floor is the
-                // applied sequence other nodes read for consistency=all.
-                // (The checkpoint stays the position this node resumes
-                // from; a redelivery is skipped by sequence.)
-                ack_policy: consumer::AckPolicy::All,
-                ack_wait: Duration::from_secs(3600),
-                max_ack_pending: -1,
-                inactive_threshold: Duration::from_secs(3600),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| nats_err("create the consumer", e))
-        }
-        .await;
-        let c = match consumer {
-            Ok(c) => c,
-            Err(e) => {
-                log::warn!("cluster: partition {p}: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
+        let cfg = consumer::pull::Config {
+            durable_name: Some(name.clone()),
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: from,
+            },
+            // The last message of each batch is acknowledged once the
+            // batch is durable here: the acknowledgement floor is the
+            // applied sequence other nodes read for consistency=all.
+            // (The checkpoint stays the position this node resumes
+            // from; a redelivery is skipped by sequence.)
+            ack_policy: consumer::AckPolicy::All,
+            ack_wait: Duration::from_secs(3600),
+            max_ack_pending: -1,
+            inactive_threshold: Duration::from_secs(3600),
+            ..Default::default()
+        };
+        let what = format!("partition {p}");
+        let Some(c) = pull_consumer(&node.js, &stream_name(p), cfg, &what).await else {
+            continue;
         };
         if let Err(e) = apply_from(&node, p, revision, &stop, &c).await {
             log::warn!("cluster: partition {p}: {e}; resuming from the checkpoint");
@@ -1180,13 +1182,7 @@ async fn apply_from(
     c: &consumer::Consumer<consumer::pull::Config>,
 ) -> Result<(), String> {
     while !stop.get() {
-        let mut batch = c
-            .fetch()
-            .max_messages(FETCH_MESSAGES)
-            .expires(FETCH_WAIT)
-            .messages()
-            .await
-            .map_err(|e| nats_err("fetch", e))?;
+        let mut batch = fetch(c).await?;
         let mut points = Vec::new();
         let (mut first, mut last) = (0u64, 0u64);
         let mut behind = 0u64;
@@ -1212,11 +1208,7 @@ async fn apply_from(
             }
             last = seq;
             if let Err(e) = wire::decode(&m.payload, &mut points) {
-                node.shared
-                    .counters
-                    .bad_messages
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                log::error!("cluster: partition {p} message {seq} skipped: {e}");
+                node.skipped(&format!("partition {p}"), seq, &e);
             }
             tail = Some(m);
         }

@@ -273,13 +273,7 @@ pub fn list_series(http: &str, token: Option<&str>, pattern: &str) -> Result<Vec
     let mut s = TcpStream::connect(host).map_err(|e| http_io(&format!("connect {host}"), e))?;
     s.set_read_timeout(Some(Duration::from_secs(120)))
         .map_err(|e| http_io("set timeout", e))?;
-    let enc: String = pattern
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
+    let enc = url_encode(pattern);
     let auth = token.map_or(String::new(), |t| format!("Authorization: Token {t}\r\n"));
     let head = format!(
         "GET /api/v1/tags?match={enc}&limit={LIST_LIMIT} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n"
@@ -1030,6 +1024,16 @@ fn write_tags(
         w.write_batch(&v, Some(&def), Some(&rep))?;
     }
     Ok(())
+}
+
+/// `s` percent-encoded for a URL's query (only `A-Za-z0-9-_.` kept).
+pub fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[cfg(test)]
