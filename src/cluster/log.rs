@@ -1167,7 +1167,13 @@ async fn apply_partition(node: Rc<Node>, p: u32, revision: u64, stop: Rc<Cell<bo
         let Some(c) = pull_consumer(&node.js, &stream_name(p), cfg, &what).await else {
             continue;
         };
-        if let Err(e) = apply_from(&node, p, revision, &stop, &c).await {
+        // Every write acknowledged before now is at or below the stream's
+        // last sequence now: applied up to there, the partition is whole.
+        let target = match node.js.get_stream(stream_name(p)).await {
+            Ok(mut s) => s.info().await.map_or(u64::MAX, |i| i.state.last_sequence),
+            Err(_) => u64::MAX,
+        };
+        if let Err(e) = apply_from(&node, p, revision, &stop, &c, target).await {
             log::warn!("cluster: partition {p}: {e}; resuming from the checkpoint");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -1180,6 +1186,7 @@ async fn apply_from(
     revision: u64,
     stop: &Cell<bool>,
     c: &consumer::Consumer<consumer::pull::Config>,
+    target: u64,
 ) -> Result<(), String> {
     while !stop.get() {
         let mut batch = fetch(c).await?;
@@ -1248,7 +1255,15 @@ async fn apply_from(
                 log::warn!("cluster: partition {p}: acknowledge message {last}: {e}");
             }
         }
-        if behind == 0 && !stop.get() {
+        // Caught up: an owner once it reached the stream's end as of its
+        // start (or nothing is pending), so no acknowledged write before
+        // that is missing; a warming node within one fetch of the end.
+        let near = if revision == 0 {
+            behind <= FETCH_MESSAGES as u64
+        } else {
+            last >= target || behind == 0
+        };
+        if near && !stop.get() {
             node.mark_caught_up(p, revision);
         }
         node.log_apply(p, first, last, revision, t0, t1);
