@@ -377,7 +377,7 @@ fn two_nodes_share_partitions_and_hand_them_over() {
     let r = common::http::req(ha, "POST", "/write?db=x&consistency=most", &[], b"m v=1");
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("consistency"), "{}", r.text());
-    metrics_show(ha, &["xtdb_cluster_catalog_keys{shard=\"0\"} 20"]);
+    metrics_show(ha, &["xtdb_cluster_catalog_keys{shard=\"0\"} 60"]);
     metrics_show(hb, &["xtdb_cluster_owned_partitions{shard=\"0\"} 2"]);
 
     // A clean stop hands a's partitions to b, which replays them from the log.
