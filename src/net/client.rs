@@ -165,6 +165,24 @@ impl Client {
         }
     }
 
+    /// An upper bound of the points [`Client::range`] would return for the
+    /// same arguments, from the owner's index and memory (no block read):
+    /// `(points, min_ts, max_ts)`, every such point within `[min_ts,
+    /// max_ts]` (no points: `min_ts > max_ts`). Needs `read`.
+    pub async fn count_bound(&mut self, tag: u32, start: i64, end: i64) -> Result<(u64, i64, i64)> {
+        let id = self.id();
+        self.buf.clear();
+        protocol::encode_count_bound(&mut self.buf, id, tag, start, end);
+        match self.call(id).await? {
+            Response::Count {
+                points,
+                min_ts,
+                max_ts,
+            } => Ok((points, min_ts, max_ts)),
+            other => Err(unexpected("count bound", &other)),
+        }
+    }
+
     /// Latest point of each tag, in the order of `tags`.
     pub async fn latest(&mut self, tags: &[u32]) -> Result<Vec<Option<Point>>> {
         let id = self.id();
@@ -319,6 +337,7 @@ fn unexpected(what: &str, r: &Response) -> ClientError {
     let kind = match r {
         Response::Ack(_) => "ack",
         Response::Points(_) => "points",
+        Response::Count { .. } => "count",
         Response::Latest(_) => "latest result",
         Response::Stats(_) => "stats result",
         Response::AuthOk { .. } => "auth ok",
