@@ -79,6 +79,9 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
     protocol::encode_range(&mut b, 2, 10, i64::MIN, i64::MAX);
     out.push(("range", b));
     let mut b = Vec::new();
+    protocol::encode_count_bound(&mut b, 6, 10, i64::MIN, i64::MAX);
+    out.push(("count bound", b));
+    let mut b = Vec::new();
     protocol::encode_latest(&mut b, 3, &[10, 11]);
     out.push(("latest", b));
     let mut b = Vec::new();
@@ -180,12 +183,17 @@ fn permissions_are_checked_per_request_and_keep_the_connection() {
         }
         .closes_connection());
         assert!(ro.range(100, i64::MIN, i64::MAX).await.unwrap().is_empty());
+        assert_eq!(ro.count_bound(100, i64::MIN, i64::MAX).await.unwrap().0, 0);
         assert_eq!(ro.latest(&[100]).await.unwrap(), vec![None]);
         assert_eq!(stat(&ro.stats().await.unwrap(), "total.points_written"), 0);
 
         // Write-only: every read is refused, writing works.
         let mut wo = Client::connect_with(&addr, &opts(&t.wo)).await.unwrap();
         assert_eq!(remote_code(wo.range(100, 0, 10).await).0, code::FORBIDDEN);
+        assert_eq!(
+            remote_code(wo.count_bound(100, 0, 10).await).0,
+            code::FORBIDDEN
+        );
         assert_eq!(remote_code(wo.latest(&[100]).await).0, code::FORBIDDEN);
         assert_eq!(remote_code(wo.stats().await).0, code::FORBIDDEN);
         assert_eq!(wo.write(&pts(100)).await.unwrap(), 10);

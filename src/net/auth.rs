@@ -18,7 +18,9 @@ use crate::storage::tokens::Perms;
 pub fn needs(kind: u8) -> Perms {
     match kind {
         kind::WRITE => Perms::WRITE,
-        kind::RANGE | kind::LATEST | kind::STATS | kind::AGGREGATE => Perms::READ,
+        kind::RANGE | kind::COUNT_BOUND | kind::LATEST | kind::STATS | kind::AGGREGATE => {
+            Perms::READ
+        }
         kind::BACKUP => Perms::ADMIN,
         _ => Perms::NONE,
     }

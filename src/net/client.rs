@@ -10,7 +10,7 @@ use glommio::net::TcpStream;
 
 use crate::aggregate::Partial;
 use crate::net::error::{ClientError, ClientResult as Result};
-use crate::net::protocol::{self, Header, Response, HEADER_LEN};
+use crate::net::protocol::{self, Header, PointsStream, Response, HEADER_LEN};
 use crate::net::tls::{Stream, TlsClient};
 use crate::runtime::command::{AggQuery, BackupSummary, Row};
 use crate::storage::error::glommio_io;
@@ -74,9 +74,17 @@ pub struct AuthInfo {
 pub struct Client {
     stream: Stream,
     next_id: u64,
+    /// Requests being sent.
     buf: Vec<u8>,
+    /// Answers' payloads. Its length only grows (up to
+    /// [`KEEP_RX`]), so a large answer is read into bytes that were
+    /// zeroed once, not on every call.
+    rx: Vec<u8>,
     addr: String,
 }
+
+/// An answer buffer above this is released after the answer is decoded.
+const KEEP_RX: usize = 8 << 20;
 
 impl Client {
     /// Connects to `addr` (`host:port`) over plain TCP, without a token,
@@ -116,6 +124,7 @@ impl Client {
             stream,
             next_id: 1,
             buf: Vec::new(),
+            rx: Vec::new(),
             addr: addr.to_string(),
         };
         if let Some(t) = &opts.token {
@@ -162,6 +171,24 @@ impl Client {
         match self.call(id).await? {
             Response::Points(p) => Ok(p),
             other => Err(unexpected("range", &other)),
+        }
+    }
+
+    /// An upper bound of the points [`Client::range`] would return for the
+    /// same arguments, from the owner's index and memory (no block read):
+    /// `(points, min_ts, max_ts)`, every such point within `[min_ts,
+    /// max_ts]` (no points: `min_ts > max_ts`). Needs `read`.
+    pub async fn count_bound(&mut self, tag: u32, start: i64, end: i64) -> Result<(u64, i64, i64)> {
+        let id = self.id();
+        self.buf.clear();
+        protocol::encode_count_bound(&mut self.buf, id, tag, start, end);
+        match self.call(id).await? {
+            Response::Count {
+                points,
+                min_ts,
+                max_ts,
+            } => Ok((points, min_ts, max_ts)),
+            other => Err(unexpected("count bound", &other)),
         }
     }
 
@@ -305,12 +332,39 @@ impl Client {
         let r = self.stream.read_exact(&mut raw).await;
         r.map_err(|e| self.io("read answer header from", e))?;
         let h: Header = protocol::decode_header(&raw).map_err(|e| self.protocol(e.message))?;
-        self.buf.clear();
-        self.buf.resize(h.len as usize, 0);
-        let r = self.stream.read_exact(&mut self.buf).await;
-        r.map_err(|e| self.io("read answer payload from", e))?;
-        let resp =
-            protocol::decode_response(&raw, &h, &self.buf).map_err(|e| self.protocol(e.message))?;
+        let len = h.len as usize;
+        if self.rx.len() < len {
+            self.rx.resize(len, 0);
+        }
+        // A range answer is decoded as it arrives (see `PointsStream`).
+        let mut points = PointsStream::start(&raw, &h);
+        let mut got = 0;
+        while got < len {
+            let r = self.stream.read(&mut self.rx[got..len]).await;
+            match r {
+                Ok(0) => {
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("connection closed after {got} of {len} payload bytes"),
+                    );
+                    return Err(self.io("read answer payload from", e));
+                }
+                Ok(n) => got += n,
+                Err(e) => return Err(self.io("read answer payload from", e)),
+            }
+            if let Some(p) = &mut points {
+                p.advance(&self.rx[..got]);
+            }
+        }
+        let payload = &self.rx[..len];
+        let resp = match points {
+            Some(p) => p.finish(&raw, &h, payload),
+            None => protocol::decode_response(&raw, &h, payload),
+        };
+        if self.rx.len() > KEEP_RX {
+            self.rx = Vec::new();
+        }
+        let resp = resp.map_err(|e| self.protocol(e.message))?;
         Ok((h.id, resp))
     }
 }
@@ -319,6 +373,7 @@ fn unexpected(what: &str, r: &Response) -> ClientError {
     let kind = match r {
         Response::Ack(_) => "ack",
         Response::Points(_) => "points",
+        Response::Count { .. } => "count",
         Response::Latest(_) => "latest result",
         Response::Stats(_) => "stats result",
         Response::AuthOk { .. } => "auth ok",

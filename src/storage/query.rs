@@ -29,6 +29,12 @@ use crate::Point;
 const READS_IN_FLIGHT: usize = 64;
 
 /// Points of `tag` in `[start, end)`, sorted, later writes winning.
+///
+/// Each block is decoded as soon as it has arrived (reads stay in flight
+/// meanwhile), straight onto one vector sized for every segment: when the
+/// segments (oldest write first) and then the buffers follow one another
+/// in time, as in-order writes leave them, that vector is the answer as it
+/// stands; only overlapping runs are copied out and merged.
 pub(crate) async fn range(
     mem: &Memory,
     disk: &Disk,
@@ -53,11 +59,26 @@ pub(crate) async fn range(
         b.range(tag, start, end, &mut run);
         mem_runs.push(run);
     }
-    let (mut runs, reads) = read_segments(tag, &blocks, start, end).await?;
-    let disk: usize = runs.iter().map(|r| r.len()).sum();
-    let mem: usize = mem_runs.iter().map(|r| r.len()).sum();
-    runs.extend(mem_runs);
-    let merged = merge(runs);
+    let mem: usize = mem_runs.iter().map(Vec::len).sum();
+    let cap = blocks
+        .iter()
+        .map(|(r, _, _)| r.count as usize)
+        .sum::<usize>()
+        + mem;
+    let mut all = Vec::with_capacity(cap);
+    let mut spans = Vec::with_capacity(blocks.len() + mem_runs.len());
+    let reads = decode_segments_into(tag, &blocks, start, end, &mut all, &mut spans).await?;
+    let disk = all.len();
+    for run in mem_runs.iter().filter(|r| !r.is_empty()) {
+        let at = all.len();
+        all.extend_from_slice(run);
+        spans.push((at, all.len()));
+    }
+    let merged = if in_time_order(&all, &spans) {
+        all
+    } else {
+        merge(spans.iter().map(|&(a, b)| all[a..b].to_vec()).collect())
+    };
     {
         let mut s = stats.borrow_mut();
         s.blocks_read += reads;
@@ -151,6 +172,62 @@ pub(crate) async fn latest(
         value: s.value,
         quality: s.quality,
     }))
+}
+
+/// Whether the runs `spans` of `points` (each sorted) follow one another in
+/// time: each run's first point after the previous run's last, so their
+/// concatenation is what [`merge`] would make of them.
+fn in_time_order(points: &[Point], spans: &[(usize, usize)]) -> bool {
+    spans
+        .windows(2)
+        .all(|w| points[w[0].1 - 1].ts < points[w[1].0].ts)
+}
+
+/// Reads the blocks of `segs` (each once, however many of the segments it
+/// holds; up to [`READS_IN_FLIGHT`] at a time) and appends each segment's
+/// points in `[start, end)` to `out`, in the order given, as soon as its
+/// block has arrived (blocks are numbered in the order the segments first
+/// need them, and arrive in that order). `spans` gets each non-empty
+/// segment's `[from, to)` in `out`. Returns the blocks read.
+async fn decode_segments_into(
+    tag: u32,
+    segs: &[(SegRef, Rc<DataFile>, u64)],
+    start: i64,
+    end: i64,
+    out: &mut Vec<Point>,
+    spans: &mut Vec<(usize, usize)>,
+) -> Result<u64> {
+    let mut block_of = Vec::with_capacity(segs.len());
+    let mut unique: Vec<(Rc<DataFile>, u64)> = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for (r, file, off) in segs {
+        let i = *seen.entry((r.chunk, r.slot)).or_insert_with(|| {
+            unique.push((file.clone(), *off));
+            unique.len() - 1
+        });
+        block_of.push(i);
+    }
+    let reads = unique
+        .iter()
+        .map(|(file, off)| async move { file.read_at(*off, BLOCK_SIZE).await });
+    let mut done = stream::iter(reads).buffered(READS_IN_FLIGHT);
+    let mut blocks = Vec::with_capacity(unique.len());
+    let mut next = 0;
+    while let Some(b) = done.next().await {
+        blocks.push(b?);
+        while let Some(&i) = block_of.get(next) {
+            let (Some(data), Some((r, file, off))) = (blocks.get(i), segs.get(next)) else {
+                break;
+            };
+            let at = out.len();
+            decode_segment(data, r, tag, file.path(), *off, start, end, out)?;
+            if out.len() > at {
+                spans.push((at, out.len()));
+            }
+            next += 1;
+        }
+    }
+    Ok(unique.len() as u64)
 }
 
 /// Reads the blocks of `segs` concurrently, each block once however many
