@@ -3,7 +3,8 @@
 //! test is skipped with a message when it is missing) and two xtdb nodes.
 //! - Writes through node A are acknowledged from the replicated log, and
 //!   once applied read back exactly, through A and through B (each node
-//!   answers for partitions it does not own by asking their owner).
+//!   answers for partitions it does not own by asking their owner), also
+//!   over HTTP's raw range (the count bound is asked of the owner too).
 //! - Node A's clean stop hands its partitions back; B takes them, replays
 //!   them from the log, and every acknowledged point reads back the same,
 //!   also when asked at once (queries wait for the takeover and replay).
@@ -347,9 +348,30 @@ fn two_nodes_share_partitions_and_hand_them_over() {
     let want = expected();
     assert_eq!(read_all(a.local_addr().to_string()), want, "through a");
     assert_eq!(read_all(b.local_addr().to_string()), want, "through b");
+    // The HTTP raw range of every tag through a: half of them live on b
+    // (their count bound and points are asked of b).
+    let ha = a.http_addr().unwrap();
+    for (t, pts) in want.iter().enumerate() {
+        let r = common::http::req(
+            ha,
+            "GET",
+            &format!("/api/v1/range?id={t}&precision=u"),
+            &[],
+            b"",
+        );
+        assert_eq!(r.status, 200, "range of tag {t} through a: {}", r.text());
+        let got: Vec<(i64, f64)> = r.json()["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["ts"].as_i64().unwrap(), p["value"].as_f64().unwrap()))
+            .collect();
+        let exp: Vec<(i64, f64)> = pts.iter().map(|p| (p.ts, p.value)).collect();
+        assert_eq!(got, exp, "HTTP range of tag {t} through a");
+    }
 
     // One catalog: series created through both nodes at once.
-    let (ha, hb) = (a.http_addr().unwrap(), b.http_addr().unwrap());
+    let hb = b.http_addr().unwrap();
     let t0 = now_s() - 3600;
     let means = write_lines(ha, hb, t0);
     settle(&nats.urls, &["a", "b"]);

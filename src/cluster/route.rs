@@ -189,6 +189,16 @@ async fn ask(client: &mut Client, cmd: Command) -> Result<Answer, ClientError> {
         Command::Range { tag, start, end } => {
             client.range(tag, start, end).await.map(Answer::Points)
         }
+        Command::CountBound { tag, start, end } => {
+            client
+                .count_bound(tag, start, end)
+                .await
+                .map(|(points, min_ts, max_ts)| Answer::Count {
+                    points,
+                    min_ts,
+                    max_ts,
+                })
+        }
         Command::Latest(tags) => client.latest(&tags).await.map(Answer::Latest),
         Command::Aggregate {
             tags,
@@ -215,7 +225,6 @@ async fn ask(client: &mut Client, cmd: Command) -> Result<Answer, ClientError> {
 
 fn command_name(c: &Command) -> &'static str {
     match c {
-        Command::CountBound { .. } => "a range's count bound (HTTP range of another node's tag)",
         Command::Stats => "stats",
         _ => "this command",
     }
