@@ -521,6 +521,7 @@ pub fn start(mut config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandl
     };
     check_shard_count(&config.data_dir, n)?;
     let mut log_thread = None;
+    let mut cluster_shared = None;
     let link = match &mut config.cluster {
         None => None,
         Some(c) => {
@@ -528,6 +529,7 @@ pub fn start(mut config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandl
             probe_listen(&c.listen)?;
             c.dir = config.data_dir.join("cluster");
             let shared = Arc::new(crate::cluster::Shared::default());
+            cluster_shared = Some(Arc::clone(&shared));
             let (to_log, from_shards) = tokio::sync::mpsc::unbounded_channel();
             let (apply_tx, apply_rx) = tokio::sync::mpsc::channel(64);
             log_thread = Some(
@@ -609,8 +611,26 @@ pub fn start(mut config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandl
             }
         }
     }
+    // A cluster node is ready once its catalog copy holds every series
+    // key the cluster had when it started (else a query by name could
+    // find nothing for a series that exists).
+    if let Some(s) = cluster_shared {
+        let until = std::time::Instant::now() + CATALOG_READY_WAIT;
+        while !s.catalog_ready() && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !s.catalog_ready() {
+            log::warn!(
+                "cluster: the series catalog is not applied after {} s; serving while it catches up",
+                CATALOG_READY_WAIT.as_secs()
+            );
+        }
+    }
     Ok(handle)
 }
+
+/// How long a starting cluster node waits for its catalog copy.
+const CATALOG_READY_WAIT: Duration = Duration::from_secs(60);
 
 /// The native address and the HTTP address (if any) a shard listens on.
 type Addrs = (SocketAddr, Option<SocketAddr>);

@@ -424,6 +424,12 @@ fn two_nodes_share_partitions_and_hand_them_over() {
     // (no batch it applies as owner starts at a stream's first message).
     let dc = tempfile::tempdir().unwrap();
     let c = node(dc.path(), 0, "c", &nats.urls);
+    // Ready means its catalog copy holds every series the cluster had.
+    let series = influxql(c.http_addr().unwrap(), "SHOW SERIES FROM cpu");
+    let n = series["results"][0]["series"][0]["values"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert_eq!(n, HOSTS, "series known to c once ready: {series}");
     settle(&nats.urls, &["b", "c"]);
     assert_eq!(read_all(c.local_addr().to_string()), want, "through c");
     assert_eq!(

@@ -980,6 +980,20 @@ fn catalog_unavailable(e: impl std::fmt::Display) -> Failure {
 async fn apply_catalog(node: Rc<Node>) {
     let mut applied = 0u64;
     let mut distinct = 0u64;
+    // The stream's end at start: applied up to it, the node is ready.
+    let target = loop {
+        match node.js.get_stream(CATALOG_STREAM).await {
+            Ok(mut s) => match s.info().await {
+                Ok(i) => break i.state.last_sequence,
+                Err(e) => log::warn!("cluster: catalog stream info: {e}; retrying"),
+            },
+            Err(e) => log::warn!("cluster: open the catalog stream: {e}; retrying"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    if target == 0 {
+        node.shared.set_catalog_ready();
+    }
     loop {
         let cfg = consumer::pull::Config {
             deliver_policy: consumer::DeliverPolicy::ByStartSequence {
@@ -992,7 +1006,7 @@ async fn apply_catalog(node: Rc<Node>) {
         let Some(c) = pull_consumer(&node.js, CATALOG_STREAM, cfg, "catalog").await else {
             continue;
         };
-        match apply_catalog_from(&node, &c, &mut applied, &mut distinct).await {
+        match apply_catalog_from(&node, &c, &mut applied, &mut distinct, target).await {
             Ok(()) => return,
             Err(CatalogStop::Retry(e)) => {
                 log::warn!("cluster: catalog: {e}; resuming after message {applied}");
@@ -1002,6 +1016,8 @@ async fn apply_catalog(node: Rc<Node>) {
                 log::error!("cluster: {e}");
                 *node.catalog_error.borrow_mut() = Some(e);
                 node.catalog_applied.send_modify(|_| {});
+                // Ready as far as it goes: it serves, refusing new series.
+                node.shared.set_catalog_ready();
                 return;
             }
         }
@@ -1018,6 +1034,7 @@ async fn apply_catalog_from(
     c: &consumer::Consumer<consumer::pull::Config>,
     applied: &mut u64,
     distinct: &mut u64,
+    target: u64,
 ) -> Result<(), CatalogStop> {
     let retry = |what: &str, e: &dyn std::fmt::Display| CatalogStop::Retry(nats_err(what, e));
     loop {
@@ -1065,6 +1082,9 @@ async fn apply_catalog_from(
             .catalog_keys
             .store(*distinct, std::sync::atomic::Ordering::Relaxed);
         node.catalog_applied.send_replace(last);
+        if last >= target {
+            node.shared.set_catalog_ready();
+        }
     }
 }
 

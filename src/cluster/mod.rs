@@ -165,6 +165,8 @@ pub struct Shared {
     /// One bit per partition (up to 1,024): owned here and applied up to
     /// the stream's end at least once since it was taken.
     caught_up: [AtomicU64; 16],
+    /// The catalog copy holds every key the stream had when it started.
+    catalog_ready: std::sync::atomic::AtomicBool,
     /// The NATS thread's counters.
     pub counters: Counters,
 }
@@ -184,6 +186,17 @@ impl Shared {
     /// The current owner map.
     pub fn map(&self) -> Arc<OwnerMap> {
         Arc::clone(&self.map.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Marks the catalog copy caught up with the stream as of start.
+    pub fn set_catalog_ready(&self) {
+        self.catalog_ready.store(true, Ordering::Release);
+    }
+
+    /// Whether the catalog copy has caught up (see
+    /// [`Shared::set_catalog_ready`]).
+    pub fn catalog_ready(&self) -> bool {
+        self.catalog_ready.load(Ordering::Acquire)
     }
 
     /// Marks partition `p` caught up (or not).
