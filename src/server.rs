@@ -37,9 +37,10 @@ use std::time::Duration;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorPoolBuilder, PoolThreadHandles};
 
-use crate::cluster::log::{Apply, LogThread, ToLog};
+use crate::cluster::log::LogThread;
 use crate::cluster::route::{run_apply, run_counters, Route};
 use crate::cluster::ClusterConfig;
+use crate::cluster::{Apply, ToLog};
 use crate::error::{Error, Result};
 use crate::http::{HttpConfig, HttpState};
 use crate::net::limits::WireLimits;

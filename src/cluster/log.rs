@@ -8,15 +8,7 @@
 //! `DATA/cluster/applied`. Talks to the shards only by channel messages;
 //! never touches storage itself.
 //!
-//! The series catalog is one more stream, `XTDB_CATALOG` (kept forever):
-//! a node that meets new series keys publishes them there and waits until
-//! its own applier has applied the stream up to them. Every node applies
-//! the whole stream, in order, into its shard 0's catalog store, which
-//! gives each new key the next id; so every node gives every key the same
-//! id, without a lock or a leader. A node whose store already held other
-//! keys (it served alone before) would give other ids: the applier checks
-//! each id against the stream's count of distinct keys and stops, with a
-//! clear refusal for new keys, at the first difference.
+//! The series catalog's copy ([`crate::cluster::catalog`]) runs here too.
 //!
 //! Safety of the leases: an owner renews every lease/5 by compare-and-set
 //! on the key's revision and stops applying a partition the moment a
@@ -36,7 +28,11 @@ use async_nats::jetstream::{self, consumer, kv, stream};
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cluster::{partition, wire, ClusterConfig, NodeInfo, OwnerMap, Shared};
+use crate::cluster::catalog::{CatalogCopy, CATALOG_STREAM, CATALOG_SUBJECT};
+use crate::cluster::js::{fetch, nats_err, pull_consumer, FETCH_MESSAGES};
+use crate::cluster::{
+    partition, wire, Apply, ApplyBatch, ClusterConfig, NodeInfo, OwnerMap, Shared, ToLog,
+};
 use crate::runtime::command::{Answer, Failure, Reply};
 use crate::Point;
 
@@ -44,16 +40,6 @@ use crate::Point;
 pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a clean stop tries to hand its leases back.
 const HAND_BACK_WAIT: Duration = Duration::from_secs(3);
-/// Most messages one fetch of a partition takes.
-const FETCH_MESSAGES: usize = 256;
-/// How long a fetch waits for messages when the stream is at its end.
-const FETCH_WAIT: Duration = Duration::from_millis(200);
-/// The catalog's stream and subject.
-pub const CATALOG_STREAM: &str = "XTDB_CATALOG";
-/// The catalog stream's subject.
-pub const CATALOG_SUBJECT: &str = "xtdb.catalog";
-/// How long a proposal of new series keys may wait to be applied here.
-pub const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// KV bucket of the cluster's fixed settings.
 pub const CONFIG_BUCKET: &str = "xtdb_cluster";
 /// KV bucket of the partition leases (`p<N>` → node id).
@@ -75,55 +61,6 @@ pub fn subject(p: u32) -> String {
 /// The lease key of partition `p`.
 pub fn lease_key(p: u32) -> String {
     format!("p{p}")
-}
-
-/// What the shards ask of the NATS thread.
-pub enum ToLog {
-    /// Store a checked write in the log; answered `Written(n)` or
-    /// `Unavailable`.
-    Publish {
-        /// The write's points.
-        points: Vec<Point>,
-        /// Answer only once the owners have applied it (read-your-writes).
-        applied: bool,
-        /// Where the answer goes.
-        reply: oneshot::Sender<Reply>,
-    },
-    /// Give these series keys ids: publish them on the catalog stream
-    /// and answer once this node's catalog has applied them
-    /// (`Written(0)`), or `Unavailable`.
-    Propose {
-        /// The new keys.
-        keys: Vec<String>,
-        /// Where the answer goes.
-        reply: oneshot::Sender<Reply>,
-    },
-}
-
-/// What the NATS thread hands shard 0.
-pub enum Apply {
-    /// A partition's points.
-    Points(ApplyBatch),
-    /// Catalog keys, in stream order, for the store to give ids (create).
-    Keys(ApplyKeys),
-}
-
-/// A run of the catalog stream for shard 0's catalog store.
-pub struct ApplyKeys {
-    /// Series keys in stream order (repeats included).
-    pub keys: Vec<String>,
-    /// Answered with `Ids` (one per key) once they are durable.
-    pub reply: oneshot::Sender<Reply>,
-}
-
-/// A batch of one partition's log for shard 0 to apply.
-pub struct ApplyBatch {
-    /// The partition.
-    pub partition: u32,
-    /// Its points, in log order.
-    pub points: Vec<Point>,
-    /// Answered once the points are durable in this node's shards.
-    pub reply: oneshot::Sender<Reply>,
 }
 
 /// The running NATS thread.
@@ -209,7 +146,8 @@ fn thread_main(
         };
         let _ = ready.send(Ok(()));
         tokio::task::spawn_local(publisher(Rc::clone(&node), to_log));
-        tokio::task::spawn_local(apply_catalog(Rc::clone(&node)));
+        let n = Rc::clone(&node);
+        tokio::task::spawn_local(async move { n.catalog.run(&n.js, &n.apply, &n.shared).await });
         tokio::task::spawn_local(checkpointer(Rc::clone(&node)));
         node.run_leases(stop).await;
         node.hand_back().await;
@@ -255,14 +193,8 @@ struct Node {
     /// Partitions seen without an owner, since when.
     free_since: RefCell<BTreeMap<u32, Instant>>,
     apply_log: Option<RefCell<std::fs::File>>,
-    /// The catalog stream's last message applied here.
-    catalog_applied: tokio::sync::watch::Sender<u64>,
-    /// Why this node stopped applying the catalog, if it did.
-    catalog_error: RefCell<Option<String>>,
-}
-
-fn nats_err(what: &str, e: impl std::fmt::Display) -> String {
-    format!("{what}: {e}")
+    /// This node's copy of the series catalog.
+    catalog: CatalogCopy,
 }
 
 impl Node {
@@ -343,8 +275,7 @@ impl Node {
             warm: RefCell::new(std::collections::BTreeSet::new()),
             free_since: RefCell::new(BTreeMap::new()),
             apply_log,
-            catalog_applied: tokio::sync::watch::channel(0).0,
-            catalog_error: RefCell::new(None),
+            catalog: CatalogCopy::default(),
         })
     }
 
@@ -455,44 +386,6 @@ impl Node {
             *e = (*e).max(seq);
         }
         Ok(last.into_iter().collect())
-    }
-
-    /// Publishes new series keys on the catalog stream and waits until
-    /// this node's catalog has applied them, all within
-    /// [`PROPOSE_TIMEOUT`].
-    async fn propose(&self, keys: Vec<String>) -> Reply {
-        let work = async {
-            let mut last = 0u64;
-            for m in wire::encode_keys(&keys) {
-                let ack = self
-                    .js
-                    .publish(CATALOG_SUBJECT, m.into())
-                    .await
-                    .map_err(catalog_unavailable)?
-                    .await
-                    .map_err(catalog_unavailable)?;
-                last = last.max(ack.sequence);
-            }
-            let mut rx = self.catalog_applied.subscribe();
-            loop {
-                if let Some(e) = self.catalog_error.borrow().clone() {
-                    return Err(Failure::Unavailable { reason: e });
-                }
-                if *rx.borrow_and_update() >= last {
-                    return Ok(Answer::Written(0));
-                }
-                if rx.changed().await.is_err() {
-                    return Err(catalog_unavailable("the catalog applier stopped"));
-                }
-            }
-        };
-        match tokio::time::timeout(PROPOSE_TIMEOUT, work).await {
-            Ok(r) => r,
-            Err(_) => Err(catalog_unavailable(format!(
-                "new series keys were not applied within {} s",
-                PROPOSE_TIMEOUT.as_secs()
-            ))),
-        }
     }
 
     /// Renews, heartbeats, reads the owners and balances every lease/5
@@ -936,15 +829,6 @@ impl Node {
         }
     }
 
-    /// Counts and logs a log message that does not decode (skipped).
-    fn skipped(&self, stream: &str, seq: u64, e: &str) {
-        self.shared
-            .counters
-            .bad_messages
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        log::error!("cluster: {stream} message {seq} skipped: {e}");
-    }
-
     /// Partition `p` is applied to its stream's end: answerable here if
     /// owned (`revision` > 0), warm for a hand-over if warming (0).
     fn mark_caught_up(&self, p: u32, revision: u64) {
@@ -968,196 +852,9 @@ impl Node {
     }
 }
 
-fn catalog_unavailable(e: impl std::fmt::Display) -> Failure {
-    Failure::Unavailable {
-        reason: format!("the cluster's series catalog: {e}"),
-    }
-}
-
-/// Applies the catalog stream from its first message, in order, into
-/// shard 0's store, for as long as the thread runs; stops for good at the
-/// first id that differs from the stream's order (see the module doc).
-async fn apply_catalog(node: Rc<Node>) {
-    let mut applied = 0u64;
-    let mut distinct = 0u64;
-    // The stream's end at start: applied up to it, the node is ready.
-    let target = loop {
-        match node.js.get_stream(CATALOG_STREAM).await {
-            Ok(mut s) => match s.info().await {
-                Ok(i) => break i.state.last_sequence,
-                Err(e) => log::warn!("cluster: catalog stream info: {e}; retrying"),
-            },
-            Err(e) => log::warn!("cluster: open the catalog stream: {e}; retrying"),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    if target == 0 {
-        node.shared.set_catalog_ready();
-    }
-    loop {
-        let cfg = consumer::pull::Config {
-            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: applied + 1,
-            },
-            ack_policy: consumer::AckPolicy::None,
-            inactive_threshold: Duration::from_secs(60),
-            ..Default::default()
-        };
-        let Some(c) = pull_consumer(&node.js, CATALOG_STREAM, cfg, "catalog").await else {
-            continue;
-        };
-        match apply_catalog_from(&node, &c, &mut applied, &mut distinct, target).await {
-            Ok(()) => return,
-            Err(CatalogStop::Retry(e)) => {
-                log::warn!("cluster: catalog: {e}; resuming after message {applied}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(CatalogStop::Diverged(e)) => {
-                log::error!("cluster: {e}");
-                *node.catalog_error.borrow_mut() = Some(e);
-                node.catalog_applied.send_modify(|_| {});
-                // Ready as far as it goes: it serves, refusing new series.
-                node.shared.set_catalog_ready();
-                return;
-            }
-        }
-    }
-}
-
-enum CatalogStop {
-    Retry(String),
-    Diverged(String),
-}
-
-async fn apply_catalog_from(
-    node: &Rc<Node>,
-    c: &consumer::Consumer<consumer::pull::Config>,
-    applied: &mut u64,
-    distinct: &mut u64,
-    target: u64,
-) -> Result<(), CatalogStop> {
-    let retry = |what: &str, e: &dyn std::fmt::Display| CatalogStop::Retry(nats_err(what, e));
-    loop {
-        let mut batch = fetch(c).await.map_err(CatalogStop::Retry)?;
-        let mut keys = Vec::new();
-        let mut last = 0u64;
-        while let Some(m) = batch.next().await {
-            let m = m.map_err(|e| retry("fetch", &e))?;
-            let seq = m
-                .info()
-                .map_err(|e| retry("message info", &e))?
-                .stream_sequence;
-            last = seq;
-            if let Err(e) = wire::decode_keys(&m.payload, &mut keys) {
-                // Every node skips the same message: ids stay the same.
-                node.skipped("catalog", seq, &e);
-            }
-        }
-        if last == 0 {
-            continue;
-        }
-        // Keys the store refuses by length are skipped by every node alike.
-        keys.retain(|k| k.len() <= crate::storage::catalog::MAX_KEY_LEN);
-        if !keys.is_empty() {
-            let (tx, rx) = oneshot::channel();
-            node.apply
-                .send(Apply::Keys(ApplyKeys { keys, reply: tx }))
-                .await
-                .map_err(|_| CatalogStop::Retry("the shards are gone".into()))?;
-            let ids = match rx.await {
-                Ok(Ok(Answer::Ids(ids))) => ids,
-                Ok(Ok(other)) => {
-                    return Err(CatalogStop::Retry(
-                        Failure::unexpected("catalog apply", &other).to_string(),
-                    ))
-                }
-                Ok(Err(f)) => return Err(CatalogStop::Retry(format!("apply: {f}"))),
-                Err(_) => return Err(CatalogStop::Retry("the shards dropped a batch".into())),
-            };
-            check_ids(distinct, &ids).map_err(CatalogStop::Diverged)?;
-        }
-        *applied = last;
-        node.shared
-            .counters
-            .catalog_keys
-            .store(*distinct, std::sync::atomic::Ordering::Relaxed);
-        node.catalog_applied.send_replace(last);
-        if last >= target {
-            node.shared.set_catalog_ready();
-        }
-    }
-}
-
-/// Checks the ids the store gave a run of the catalog stream: the stream's
-/// n-th distinct key must have id `FIRST_ID + n`. `distinct` counts the
-/// distinct keys of the stream so far.
-pub fn check_ids(distinct: &mut u64, ids: &[Option<u32>]) -> Result<(), String> {
-    let first = u64::from(crate::storage::catalog::FIRST_ID);
-    for id in ids {
-        let Some(id) = id.map(u64::from) else {
-            return Err("the catalog store gave no id to a key of the cluster's catalog".into());
-        };
-        if id == first + *distinct {
-            *distinct += 1;
-        } else if id > first + *distinct || id < first {
-            return Err(format!(
-                "this node's series catalog differs from the cluster's (id {id} where the \
-                 cluster's catalog gives {}): its data directory held series before it \
-                 joined; new series are refused here. Start the node on an empty data \
-                 directory (or restore a backup of a cluster node's) to join",
-                first + *distinct
-            ));
-        }
-    }
-    Ok(())
-}
-
 fn unavailable(p: u32, e: impl std::fmt::Display) -> Failure {
     Failure::Unavailable {
         reason: format!("partition {p}: the replicated log refused the write: {e}"),
-    }
-}
-
-/// One fetch of up to [`FETCH_MESSAGES`], waiting up to [`FETCH_WAIT`].
-async fn fetch(
-    c: &consumer::Consumer<consumer::pull::Config>,
-) -> Result<consumer::pull::Batch, String> {
-    c.fetch()
-        .max_messages(FETCH_MESSAGES)
-        .expires(FETCH_WAIT)
-        .messages()
-        .await
-        .map_err(|e| nats_err("fetch", e))
-}
-
-/// Opens a pull consumer on `stream` as `cfg` says (a durable one of the
-/// same name is deleted first, so it starts where `cfg` says); on failure
-/// logs it, waits 500 ms and answers `None` (the caller tries again).
-async fn pull_consumer(
-    js: &jetstream::Context,
-    stream: &str,
-    cfg: consumer::pull::Config,
-    what: &str,
-) -> Option<consumer::Consumer<consumer::pull::Config>> {
-    let open = async {
-        let s = js
-            .get_stream(stream)
-            .await
-            .map_err(|e| nats_err("open the stream", e))?;
-        if let Some(name) = &cfg.durable_name {
-            let _ = s.delete_consumer(name).await;
-        }
-        s.create_consumer(cfg)
-            .await
-            .map_err(|e| nats_err("create the consumer", e))
-    };
-    match open.await {
-        Ok(c) => Some(c),
-        Err(e) => {
-            log::warn!("cluster: {what}: {e}; retrying");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            None
-        }
     }
 }
 
@@ -1235,7 +932,7 @@ async fn apply_from(
             }
             last = seq;
             if let Err(e) = wire::decode(&m.payload, &mut points) {
-                node.skipped(&format!("partition {p}"), seq, &e);
+                node.shared.skipped(&format!("partition {p}"), seq, &e);
             }
             tail = Some(m);
         }
@@ -1307,7 +1004,7 @@ async fn publisher(node: Rc<Node>, mut rx: mpsc::UnboundedReceiver<ToLog>) {
             }
             ToLog::Propose { keys, reply } => {
                 tokio::task::spawn_local(async move {
-                    let _ = reply.send(n.propose(keys).await);
+                    let _ = reply.send(n.catalog.propose(&n.js, keys).await);
                 });
             }
         }
@@ -1496,25 +1193,4 @@ async fn check_config(js: &jetstream::Context, cfg: &ClusterConfig) -> Result<()
         )));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::storage::catalog::FIRST_ID;
-
-    #[test]
-    fn ids_in_stream_order_pass_and_a_foreign_catalog_is_caught() {
-        let mut d = 0;
-        let f = FIRST_ID;
-        // Two runs: new keys, repeats, a new key after repeats.
-        check_ids(&mut d, &[Some(f), Some(f + 1), Some(f)]).unwrap();
-        check_ids(&mut d, &[Some(f + 1), Some(f + 2), Some(f + 2)]).unwrap();
-        assert_eq!(d, 3);
-        // A store that held 5 keys before gives the stream's 4th key id 5.
-        let e = check_ids(&mut d, &[Some(f + 5)]).unwrap_err();
-        assert!(e.contains("differs from the cluster's"), "{e}");
-        assert!(check_ids(&mut 0, &[None]).is_err());
-        assert!(check_ids(&mut 0, &[Some(7)]).is_err());
-    }
 }

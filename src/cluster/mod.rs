@@ -6,6 +6,9 @@
 //! shards, and answers queries by asking each partition's owner.
 //!
 //! - [`wire`]: the byte layout of one log message (pure);
+//! - [`js`]: JetStream plumbing (consumers, fetches, error wording);
+//! - [`catalog`]: the cluster's one series catalog, a stream every node
+//!   applies in order into its own catalog store;
 //! - [`log`]: the node's NATS thread (tokio, one thread beside the glommio
 //!   shards): publishing, leases and balancing, applying, checkpoints;
 //! - [`route`]: the shards' side, [`ClusterRoute`] for dispatch: hands
@@ -19,6 +22,8 @@
 //!
 //! [`ClusterRoute`]: crate::runtime::cluster::ClusterRoute
 
+pub mod catalog;
+pub mod js;
 pub mod log;
 pub mod route;
 pub mod status;
@@ -29,7 +34,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::oneshot;
+
+use crate::runtime::command::Reply;
 use crate::runtime::router::tag_hash;
+use crate::Point;
 
 /// Everything a cluster node needs beyond the single-node server.
 #[derive(Clone, Debug)]
@@ -156,6 +165,55 @@ pub struct Counters {
     pub catalog_keys: AtomicU64,
 }
 
+/// What the shards ask of the NATS thread.
+pub enum ToLog {
+    /// Store a checked write in the log; answered `Written(n)` or
+    /// `Unavailable`.
+    Publish {
+        /// The write's points.
+        points: Vec<Point>,
+        /// Answer only once the owners have applied it (read-your-writes).
+        applied: bool,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Reply>,
+    },
+    /// Give these series keys ids: publish them on the catalog stream
+    /// and answer once this node's catalog has applied them
+    /// (`Written(0)`), or `Unavailable`.
+    Propose {
+        /// The new keys.
+        keys: Vec<String>,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Reply>,
+    },
+}
+
+/// What the NATS thread hands shard 0.
+pub enum Apply {
+    /// A partition's points.
+    Points(ApplyBatch),
+    /// Catalog keys, in stream order, for the store to give ids (create).
+    Keys(ApplyKeys),
+}
+
+/// A run of the catalog stream for shard 0's catalog store.
+pub struct ApplyKeys {
+    /// Series keys in stream order (repeats included).
+    pub keys: Vec<String>,
+    /// Answered with `Ids` (one per key) once they are durable.
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// A batch of one partition's log for shard 0 to apply.
+pub struct ApplyBatch {
+    /// The partition.
+    pub partition: u32,
+    /// Its points, in log order.
+    pub points: Vec<Point>,
+    /// Answered once the points are durable in this node's shards.
+    pub reply: oneshot::Sender<Reply>,
+}
+
 /// State shared between the NATS thread and the shards.
 #[derive(Debug, Default)]
 pub struct Shared {
@@ -186,6 +244,12 @@ impl Shared {
     /// The current owner map.
     pub fn map(&self) -> Arc<OwnerMap> {
         Arc::clone(&self.map.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Counts and logs a log message that does not decode (skipped).
+    pub fn skipped(&self, stream: &str, seq: u64, e: &str) {
+        self.counters.bad_messages.fetch_add(1, Ordering::Relaxed);
+        ::log::error!("cluster: {stream} message {seq} skipped: {e}");
     }
 
     /// Marks the catalog copy caught up with the stream as of start.

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cluster::log::{Apply, ToLog};
 use crate::cluster::{partition, OwnerMap, Shared};
+use crate::cluster::{Apply, ToLog};
 use crate::net::client::{Client, ClientOptions};
 use crate::net::error::ClientError;
 use crate::net::protocol::code;
