@@ -579,7 +579,8 @@ fn cluster(c: ClusterCmd) -> xtdb::error::Result<()> {
                     .map(|p| {
                         serde_json::json!({"partition": p.partition, "owner": p.owner,
                             "last_seq": p.last_seq, "applied": p.applied,
-                            "lag_messages": p.lag_messages, "lag_seconds": p.lag_seconds})
+                            "lag_messages": p.lag_messages, "lag_seconds": p.lag_seconds,
+                            "warm": p.warm})
                     })
                     .collect();
                 println!(

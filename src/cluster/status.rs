@@ -28,6 +28,8 @@ pub struct PartitionStatus {
     pub lag_messages: u64,
     /// Age of the oldest unapplied message, seconds (0 when none).
     pub lag_seconds: f64,
+    /// Nodes that applied it ahead of a hand-over and are caught up.
+    pub warm: Vec<String>,
 }
 
 /// The cluster's state.
@@ -78,6 +80,7 @@ async fn read_async(urls: &[String], partitions: u32) -> Result<Status, String> 
         .map_err(|err| format!("bucket {NODE_BUCKET}: {err}"))?;
     let mut st = Status::default();
     let mut applied: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut warm: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     let mut keys = nodes
         .keys()
         .await
@@ -95,6 +98,11 @@ async fn read_async(urls: &[String], partitions: u32) -> Result<Status, String> 
                 .as_array()
                 .map(|a| a.iter().map(|x| x.as_u64().unwrap_or(0)).collect())
                 .unwrap_or_default();
+            for p in j["warm"].as_array().into_iter().flatten() {
+                if let Some(p) = p.as_u64().and_then(|p| u32::try_from(p).ok()) {
+                    warm.entry(p).or_default().push(id.clone());
+                }
+            }
             applied.insert(id, a);
         }
     }
@@ -138,6 +146,7 @@ async fn read_async(urls: &[String], partitions: u32) -> Result<Status, String> 
             applied: done,
             lag_messages: lag,
             lag_seconds,
+            warm: warm.remove(&p).unwrap_or_default(),
         });
     }
     Ok(st)
@@ -155,16 +164,23 @@ pub fn table(st: &Status) -> String {
             .count();
         out.push_str(&format!("  {id:<20} {addr:<24} {owns} partitions\n"));
     }
-    out.push_str("partition  owner                 last seq    applied   lag msgs  lag s\n");
+    out.push_str(
+        "partition  owner                 last seq    applied   lag msgs    lag s  warm\n",
+    );
     for p in &st.partitions {
         out.push_str(&format!(
-            "{:>9}  {:<20} {:>9} {:>10} {:>10}  {:.3}\n",
+            "{:>9}  {:<20} {:>9} {:>10} {:>10}  {:>7.3}  {}\n",
             p.partition,
             p.owner.as_deref().unwrap_or("-"),
             p.last_seq,
             p.applied,
             p.lag_messages,
-            p.lag_seconds
+            p.lag_seconds,
+            if p.warm.is_empty() {
+                "-".to_string()
+            } else {
+                p.warm.join(",")
+            }
         ));
     }
     let unowned = st.partitions.iter().filter(|p| p.owner.is_none()).count();
