@@ -125,7 +125,12 @@ pub struct Wal {
     /// Where acknowledgements spend their time (the shard's write records
     /// its own stages here too).
     stages: AckStages,
+    /// See [`crate::storage::ShardConfig::wal_group_window`].
+    group_window: std::time::Duration,
 }
+
+/// A group-commit window ends early once this many bytes are pending.
+const GROUP_WINDOW_BYTES: usize = 1 << 20;
 
 /// Free segment files kept for reuse; more are deleted.
 const MAX_FREE: usize = 4;
@@ -163,6 +168,38 @@ impl Wal {
             room: Event::new(),
             stage: std::cell::Cell::new("not started"),
             stages: AckStages::default(),
+            group_window: std::time::Duration::ZERO,
+        }
+    }
+
+    /// Sets the group-commit window (see
+    /// [`crate::storage::ShardConfig::wal_group_window`]).
+    pub(crate) fn set_group_window(&mut self, window: std::time::Duration) {
+        self.group_window = window;
+    }
+
+    /// Under the group-commit window: waits until the oldest pending record
+    /// is `group_window` old, or enough is pending, or the log closes.
+    async fn group_window_wait(&self) {
+        if self.group_window.is_zero() || self.sync != SyncMode::Always {
+            return;
+        }
+        loop {
+            let listener = self.work.listen();
+            let wait = {
+                let st = self.st.borrow();
+                if st.closing || st.fenced.is_some() || st.pending.len() >= GROUP_WINDOW_BYTES {
+                    return;
+                }
+                let Some(since) = st.pending_since else {
+                    return;
+                };
+                match self.group_window.checked_sub(since.elapsed()) {
+                    Some(w) if !w.is_zero() => w,
+                    _ => return,
+                }
+            };
+            futures_lite::future::or(listener, glommio::timer::sleep(wait)).await;
         }
     }
 
@@ -496,6 +533,7 @@ impl Wal {
     /// pending records are written, or until a write fails (fencing the log).
     pub async fn run_writer(self: Rc<Self>) {
         loop {
+            self.group_window_wait().await;
             let listener = self.work.listen();
             let taken = {
                 let mut st = self.st.borrow_mut();
