@@ -258,3 +258,40 @@ fn group_commit_shares_syncs_between_concurrent_writers() {
         shard.close().await.unwrap();
     });
 }
+
+#[test]
+fn group_commit_window_lets_a_write_arriving_soon_after_share_the_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = small(dir.path());
+    // Long enough that the second write surely arrives inside it.
+    cfg.wal_group_window = std::time::Duration::from_millis(100);
+    life(move || async move {
+        let shard = Shard::open(cfg).await.unwrap();
+        let before = shard.stats().wal_syncs;
+        let first = {
+            let s = shard.clone();
+            glommio::spawn_local(async move { s.write(&[Point::new(1, 1, 1.0, 192)]).await })
+        };
+        let second = {
+            let s = shard.clone();
+            glommio::spawn_local(async move {
+                glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+                s.write(&[Point::new(2, 1, 2.0, 192)]).await
+            })
+        };
+        first.await.unwrap();
+        second.await.unwrap();
+        let s = shard.stats();
+        assert_eq!(s.wal_syncs - before, 1, "one sync for both: {s:?}");
+        assert_eq!(s.wal_max_group, 2, "{s:?}");
+        // Every write shows in the stage histograms.
+        let stages = shard.ack_stages();
+        let stage = |name: &str| &stages.iter().find(|(n, _)| *n == name).unwrap().1;
+        assert_eq!(stage("shard").len(), 2);
+        assert_eq!(stage("insert").len(), 2);
+        assert_eq!(stage("wal_sync").len(), s.wal_syncs);
+        // The first record waited out the window.
+        assert!(stage("wal_queue").max() >= 90_000);
+        shard.close().await.unwrap();
+    });
+}

@@ -93,6 +93,27 @@ pub fn format_metrics(reports: &[ShardReport]) -> String {
         let _ = writeln!(out, "{m}_sum{{shard=\"{}\"}} {sum}", r.shard);
         let _ = writeln!(out, "{m}_count{{shard=\"{}\"}} {}", r.shard, h.len());
     }
+    let m = "xtdb_ack_stage_latency_microseconds";
+    let _ = writeln!(
+        out,
+        "# HELP {m} where a write's acknowledgement spends its time in its shard, by stage"
+    );
+    let _ = writeln!(out, "# TYPE {m} summary");
+    for r in reports {
+        for (stage, h) in &r.ack_stages {
+            let labels = format!("shard=\"{}\",stage=\"{stage}\"", r.shard);
+            for q in [0.5, 0.9, 0.99, 0.999] {
+                let _ = writeln!(
+                    out,
+                    "{m}{{{labels},quantile=\"{q}\"}} {}",
+                    h.value_at_quantile(q)
+                );
+            }
+            let sum = h.mean() * h.len() as f64;
+            let _ = writeln!(out, "{m}_sum{{{labels}}} {sum}");
+            let _ = writeln!(out, "{m}_count{{{labels}}} {}", h.len());
+        }
+    }
     let m = "xtdb_uptime_seconds";
     let _ = writeln!(out, "# HELP {m} time since the shard started");
     let _ = writeln!(out, "# TYPE {m} gauge");

@@ -95,6 +95,7 @@ impl Local {
             ack_us: self.ack_us.borrow().clone(),
             uptime: self.started.elapsed(),
             counters: self.counters.borrow().clone(),
+            ack_stages: self.shard.ack_stages(),
         }
     }
 

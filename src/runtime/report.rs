@@ -62,6 +62,9 @@ pub struct ShardReport {
     pub uptime: Duration,
     /// Counters of this shard's edges.
     pub counters: Counters,
+    /// Where the shard's acknowledgements spent their time, one latency
+    /// histogram (µs) per stage (see [`crate::storage::ack`]).
+    pub ack_stages: Vec<(&'static str, Histogram<u64>)>,
 }
 
 /// A histogram for latencies in µs, 1 µs to 1 h, 3 significant digits.
@@ -73,29 +76,55 @@ pub fn new_histogram() -> Histogram<u64> {
 /// Names every shard's counters: `shards` (count), then for `shardN` and
 /// `total`: every [`ShardStats`] field, `wal_group_avg` (records per sync),
 /// `points_per_sec` (average since start), `ack_count`,
-/// `ack_p50_us` / `ack_p99_us` / `ack_p999_us` / `ack_max_us`, `cpu`
-/// (per shard) and `uptime_ms`.
+/// `ack_p50_us` / `ack_p99_us` / `ack_p999_us` / `ack_max_us`,
+/// `ack_stage_<stage>_{count,p50_us,p99_us,p999_us,max_us}` for every
+/// acknowledgement stage, `cpu` (per shard) and `uptime_ms`.
 pub fn named_counters(reports: &[ShardReport]) -> Vec<(String, u64)> {
     let mut out = vec![("shards".to_string(), reports.len() as u64)];
     let mut total = ShardStats::default();
     let mut hist = new_histogram();
+    let mut stages: Vec<(&'static str, Histogram<u64>)> = Vec::new();
     let mut total_rate = 0;
     for r in reports {
         let p = format!("shard{}", r.shard);
         out.push((format!("{p}.cpu"), r.cpu as u64));
         total_rate += named(&mut out, &p, &r.stats, &r.ack_us, r.uptime);
+        named_stages(&mut out, &p, &r.ack_stages);
         total.merge(&r.stats);
         let _ = hist.add(&r.ack_us);
+        for (name, h) in &r.ack_stages {
+            match stages.iter_mut().find(|(n, _)| n == name) {
+                Some((_, t)) => {
+                    let _ = t.add(h);
+                }
+                None => stages.push((name, h.clone())),
+            }
+        }
         out.push((format!("{p}.uptime_ms"), r.uptime.as_millis() as u64));
     }
     let uptime = reports.iter().map(|r| r.uptime).max().unwrap_or_default();
     named(&mut out, "total", &total, &hist, uptime);
+    named_stages(&mut out, "total", &stages);
     out.push(("total.uptime_ms".to_string(), uptime.as_millis() as u64));
     // The total rate is the sum of the shards' rates.
     if let Some(e) = out.iter_mut().find(|(n, _)| n == "total.points_per_sec") {
         e.1 = total_rate;
     }
     out
+}
+
+/// Pushes `prefix.ack_stage_<stage>_*` counters.
+fn named_stages(out: &mut Vec<(String, u64)>, prefix: &str, stages: &[(&str, Histogram<u64>)]) {
+    for (stage, h) in stages {
+        out.push((format!("{prefix}.ack_stage_{stage}_count"), h.len()));
+        for (q_name, q) in [("p50", 0.5), ("p99", 0.99), ("p999", 0.999)] {
+            out.push((
+                format!("{prefix}.ack_stage_{stage}_{q_name}_us"),
+                h.value_at_quantile(q),
+            ));
+        }
+        out.push((format!("{prefix}.ack_stage_{stage}_max_us"), h.max()));
+    }
 }
 
 /// Pushes `prefix.*` counters; returns the average points/s since start.

@@ -91,6 +91,14 @@ pub struct ShardConfig {
     /// the segment gets a rollup (fewer, and decoding the segment costs
     /// about what reading its rollup does).
     pub rollup_min_points: u32,
+    /// Group commit: once a record arrives at an idle WAL writer, the
+    /// writer waits until the record is this old before it writes and
+    /// syncs, so that writes arriving together (several connections' batches
+    /// sent at the same tick) share one write and one `fdatasync` instead
+    /// of the later ones waiting for a second. Records that already waited
+    /// that long behind a sync in flight are written at once. Zero: no wait.
+    /// Only under [`SyncMode::Always`].
+    pub wal_group_window: Duration,
 }
 
 impl ShardConfig {
@@ -113,6 +121,7 @@ impl ShardConfig {
             segment_align: Duration::from_secs(3600),
             rollup: Duration::from_secs(60),
             rollup_min_points: 8,
+            wal_group_window: Duration::from_micros(200),
         }
     }
 }

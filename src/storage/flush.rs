@@ -145,6 +145,13 @@ pub(crate) async fn flush_all(f: &Flusher) -> Result<()> {
     Ok(())
 }
 
+/// Whether a flush round is under way (between freezing its tags and
+/// counting it), from the flush stage the rounds report.
+pub(crate) fn in_round(ctl: &Control) -> bool {
+    let stage = ctl.flush_stage.get();
+    stage.starts_with("round: ") && stage != "round: done"
+}
+
 /// Flushes every buffered tag, with `wal_next` as in [`flush_round`] (takes
 /// the flush lock). Recovery uses it while replaying, before the WAL exists.
 pub(crate) async fn flush_everything(f: &Flusher, wal_next: u64) -> Result<()> {

@@ -12,6 +12,7 @@
 //! `slice`), and [`Shard`], the
 //! handle that ties them together, on top.
 
+pub mod ack;
 mod aggregate;
 pub mod backup;
 pub mod block;

@@ -108,7 +108,9 @@ async fn open_inner(cfg: ShardConfig, keepalive: KeepAliveStop) -> Result<Shard>
         None => replay(&inner, &wal_dir, &cfg, checkpoint, &mut report).await?,
     };
     report.replay_duration = started.elapsed() - report.chunks_duration;
-    let wal = Rc::new(Wal::new(wal_dir, cfg.wal_segment_size, cfg.sync, recovered));
+    let mut wal = Wal::new(wal_dir, cfg.wal_segment_size, cfg.sync, recovered);
+    wal.set_group_window(cfg.wal_group_window);
+    let wal = Rc::new(wal);
     wal.start().await?;
     wal.release(inner.disk.checkpoint.get()).await?;
     let _ = inner.wal.set(wal.clone());

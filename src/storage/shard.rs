@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use glommio::task::JoinHandle;
 
 use crate::aggregate::{Func, Interp, Partial, Sample, Slot, WindowSpec};
+use crate::storage::ack::Stage;
 use crate::storage::aggregate;
 use crate::storage::chunk::Kind;
 use crate::storage::compact::{self, retention, Compactor, Reason};
@@ -184,6 +185,9 @@ impl Shard {
         }
         let inner = &self.inner;
         inner.check_fenced()?;
+        let started = Instant::now();
+        let flushes_before = inner.stats.borrow().flushes;
+        let flushing_before = flush::in_round(&inner.ctl);
         // Backpressure: past twice the budget, wait for the flusher, unless
         // it waits for disk space itself: then the write is refused.
         while inner.mem.active_bytes() > 2 * inner.cfg.memory_budget {
@@ -202,6 +206,7 @@ impl Shard {
         inner.check_fenced()?;
         inner.ctl.last_write.set(Instant::now());
         let wal = inner.wal()?;
+        let t = Instant::now();
         let (first, last) = match wal.append(points) {
             Ok(x) => x,
             Err(e) => {
@@ -211,18 +216,40 @@ impl Shard {
                 return Err(e);
             }
         };
-        if inner
-            .mem
-            .insert(points, first, Instant::now(), inner.cfg.memory_budget)
-        {
+        let stages = wal.stages();
+        stages.since(Stage::Encode, t);
+        let t = Instant::now();
+        if inner.mem.insert(points, first, t, inner.cfg.memory_budget) {
             inner.ctl.flush_wanted.notify(1);
         }
+        stages.since(Stage::Insert, t);
         {
             let mut s = inner.stats.borrow_mut();
             s.points_written += points.len() as u64;
             s.write_batches += 1;
         }
-        wal.wait_durable(last).await
+        let t = Instant::now();
+        let durable = wal.wait_durable(last).await;
+        if durable.is_ok() {
+            stages.since(Stage::DurableWait, t);
+            let total = started.elapsed();
+            stages.record(Stage::Shard, total);
+            let flushed = inner.stats.borrow().flushes != flushes_before;
+            if flushing_before || flushed || flush::in_round(&inner.ctl) {
+                stages.record(Stage::ShardFlushing, total);
+            }
+        }
+        durable
+    }
+
+    /// Where acknowledgements spent their time in this shard, by stage
+    /// (see [`crate::storage::ack`]); empty before the WAL is open.
+    pub fn ack_stages(&self) -> Vec<(&'static str, hdrhistogram::Histogram<u64>)> {
+        self.inner
+            .wal
+            .get()
+            .map(|w| w.stages().snapshot())
+            .unwrap_or_default()
     }
 
     /// Points of `tag` with `start <= ts < end`, sorted by timestamp

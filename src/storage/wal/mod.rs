@@ -32,6 +32,7 @@ use std::rc::Rc;
 
 use event_listener::Event;
 
+use crate::storage::ack::{AckStages, Stage};
 use crate::storage::config::SyncMode;
 use crate::storage::error::{Error, Result};
 use crate::storage::file::{page_up, remove_file, sync_dir, DataFile, PAGE};
@@ -69,8 +70,12 @@ struct State {
     /// Records appended but not yet written (CRC and segment id unset).
     pending: Vec<u8>,
     pending_lens: Vec<u32>,
+    /// When the oldest pending record was appended.
+    pending_since: Option<std::time::Instant>,
     /// Every record with a sequence number below this is durable.
     durable_seq: u64,
+    /// When `durable_seq` last advanced.
+    durable_at: std::time::Instant,
     fenced: Option<String>,
     /// Set while a new segment file cannot be created (ENOSPC): why, for
     /// refusals. Cleared when one is created.
@@ -117,7 +122,15 @@ pub struct Wal {
     room: Event,
     /// What the writer task is doing, for stall reports.
     stage: std::cell::Cell<&'static str>,
+    /// Where acknowledgements spend their time (the shard's write records
+    /// its own stages here too).
+    stages: AckStages,
+    /// See [`crate::storage::ShardConfig::wal_group_window`].
+    group_window: std::time::Duration,
 }
+
+/// A group-commit window ends early once this many bytes are pending.
+const GROUP_WINDOW_BYTES: usize = 1 << 20;
 
 /// Free segment files kept for reuse; more are deleted.
 const MAX_FREE: usize = 4;
@@ -135,7 +148,9 @@ impl Wal {
                 next_seq: r.next_seq,
                 pending: Vec::new(),
                 pending_lens: Vec::new(),
+                pending_since: None,
                 durable_seq: r.next_seq,
+                durable_at: std::time::Instant::now(),
                 fenced: None,
                 full: None,
                 inflight: Vec::new(),
@@ -152,7 +167,45 @@ impl Wal {
             spare: Event::new(),
             room: Event::new(),
             stage: std::cell::Cell::new("not started"),
+            stages: AckStages::default(),
+            group_window: std::time::Duration::ZERO,
         }
+    }
+
+    /// Sets the group-commit window (see
+    /// [`crate::storage::ShardConfig::wal_group_window`]).
+    pub(crate) fn set_group_window(&mut self, window: std::time::Duration) {
+        self.group_window = window;
+    }
+
+    /// Under the group-commit window: waits until the oldest pending record
+    /// is `group_window` old, or enough is pending, or the log closes.
+    async fn group_window_wait(&self) {
+        if self.group_window.is_zero() || self.sync != SyncMode::Always {
+            return;
+        }
+        loop {
+            let listener = self.work.listen();
+            let wait = {
+                let st = self.st.borrow();
+                if st.closing || st.fenced.is_some() || st.pending.len() >= GROUP_WINDOW_BYTES {
+                    return;
+                }
+                let Some(since) = st.pending_since else {
+                    return;
+                };
+                match self.group_window.checked_sub(since.elapsed()) {
+                    Some(w) if !w.is_zero() => w,
+                    _ => return,
+                }
+            };
+            futures_lite::future::or(listener, glommio::timer::sleep(wait)).await;
+        }
+    }
+
+    /// The acknowledgement stage histograms.
+    pub fn stages(&self) -> &AckStages {
+        &self.stages
     }
 
     /// The directory holding the segments.
@@ -190,6 +243,9 @@ impl Wal {
             }
         }
         let first = st.next_seq;
+        if st.pending_since.is_none() {
+            st.pending_since = Some(std::time::Instant::now());
+        }
         for part in points.chunks(per) {
             let seq = st.next_seq;
             st.next_seq += 1;
@@ -257,10 +313,14 @@ impl Wal {
 
     /// Resolves once record `seq` is durable (or written, under `SyncMode::None`).
     pub async fn wait_durable(&self, seq: u64) -> Result<()> {
+        let mut waited = false;
         loop {
             {
                 let st = self.st.borrow();
                 if st.durable_seq > seq {
+                    if waited {
+                        self.stages.since(Stage::Wake, st.durable_at);
+                    }
                     return Ok(());
                 }
                 if let Some(why) = &st.fenced {
@@ -275,6 +335,7 @@ impl Wal {
                 }
             }
             listener.await;
+            waited = true;
         }
     }
 
@@ -472,6 +533,7 @@ impl Wal {
     /// pending records are written, or until a write fails (fencing the log).
     pub async fn run_writer(self: Rc<Self>) {
         loop {
+            self.group_window_wait().await;
             let listener = self.work.listen();
             let taken = {
                 let mut st = self.st.borrow_mut();
@@ -483,6 +545,9 @@ impl Wal {
                 } else {
                     let buf = std::mem::take(&mut st.pending);
                     let lens = std::mem::take(&mut st.pending_lens);
+                    if let Some(t) = st.pending_since.take() {
+                        self.stages.since(Stage::WalQueue, t);
+                    }
                     st.inflight.clone_from(&lens);
                     Some((buf, lens, st.next_seq - 1))
                 }
@@ -501,6 +566,7 @@ impl Wal {
                 Ok(()) => {
                     let mut st = self.st.borrow_mut();
                     st.durable_seq = last_seq + 1;
+                    st.durable_at = std::time::Instant::now();
                     if self.sync == SyncMode::Always {
                         st.counters.synced_records += n;
                         st.counters.max_group = st.counters.max_group.max(n);
@@ -514,6 +580,8 @@ impl Wal {
                     let closing = {
                         let mut st = self.st.borrow_mut();
                         st.durable_seq = first_seq + done;
+                        st.durable_at = std::time::Instant::now();
+                        st.pending_since.get_or_insert_with(std::time::Instant::now);
                         let mut buf = rest;
                         buf.extend_from_slice(&st.pending);
                         st.pending = buf;
@@ -627,7 +695,9 @@ impl Wal {
         };
         let keep_from = (new_pos as usize / PAGE * PAGE) - at as usize;
         let new_tail = data[keep_from..(new_pos - at) as usize].to_vec();
+        let t = std::time::Instant::now();
         file.write_bytes_at(&data, at).await?;
+        self.stages.since(Stage::WalWrite, t);
         let mut st = self.st.borrow_mut();
         st.counters.bytes += bytes.len() as u64;
         if let Some(a) = st.active.as_mut() {
@@ -643,7 +713,9 @@ impl Wal {
         }
         let file = self.st.borrow().active.as_ref().map(|a| a.seg.file.clone());
         if let Some(f) = file {
+            let t = std::time::Instant::now();
             f.sync().await?;
+            self.stages.since(Stage::WalSync, t);
             self.st.borrow_mut().counters.syncs += 1;
         }
         Ok(())
