@@ -80,18 +80,7 @@ pub fn format_metrics(reports: &[ShardReport]) -> String {
     );
     let _ = writeln!(out, "# TYPE {m} summary");
     for r in reports {
-        let h = &r.ack_us;
-        for q in [0.5, 0.9, 0.99, 0.999] {
-            let _ = writeln!(
-                out,
-                "{m}{{shard=\"{}\",quantile=\"{q}\"}} {}",
-                r.shard,
-                h.value_at_quantile(q)
-            );
-        }
-        let sum = h.mean() * h.len() as f64;
-        let _ = writeln!(out, "{m}_sum{{shard=\"{}\"}} {sum}", r.shard);
-        let _ = writeln!(out, "{m}_count{{shard=\"{}\"}} {}", r.shard, h.len());
+        summary(&mut out, m, &format!("shard=\"{}\"", r.shard), &r.ack_us);
     }
     let m = "xtdb_ack_stage_latency_microseconds";
     let _ = writeln!(
@@ -102,16 +91,7 @@ pub fn format_metrics(reports: &[ShardReport]) -> String {
     for r in reports {
         for (stage, h) in &r.ack_stages {
             let labels = format!("shard=\"{}\",stage=\"{stage}\"", r.shard);
-            for q in [0.5, 0.9, 0.99, 0.999] {
-                let _ = writeln!(
-                    out,
-                    "{m}{{{labels},quantile=\"{q}\"}} {}",
-                    h.value_at_quantile(q)
-                );
-            }
-            let sum = h.mean() * h.len() as f64;
-            let _ = writeln!(out, "{m}_sum{{{labels}}} {sum}");
-            let _ = writeln!(out, "{m}_count{{{labels}}} {}", h.len());
+            summary(&mut out, m, &labels, h);
         }
     }
     let m = "xtdb_uptime_seconds";
@@ -160,4 +140,18 @@ pub fn format_metrics(reports: &[ShardReport]) -> String {
         }
     }
     out
+}
+
+/// One summary's quantile, sum and count lines for `labels`.
+fn summary(out: &mut String, m: &str, labels: &str, h: &hdrhistogram::Histogram<u64>) {
+    for q in [0.5, 0.9, 0.99, 0.999] {
+        let _ = writeln!(
+            out,
+            "{m}{{{labels},quantile=\"{q}\"}} {}",
+            h.value_at_quantile(q)
+        );
+    }
+    let sum = h.mean() * h.len() as f64;
+    let _ = writeln!(out, "{m}_sum{{{labels}}} {sum}");
+    let _ = writeln!(out, "{m}_count{{{labels}}} {}", h.len());
 }
