@@ -62,11 +62,12 @@ pub fn format_metrics(reports: &[ShardReport]) -> String {
         } else {
             format!("xtdb_{name}_total")
         };
-        let _ = writeln!(out, "# HELP {metric} shard storage counter {name}");
-        let _ = writeln!(
-            out,
-            "# TYPE {metric} {}",
-            if gauge { "gauge" } else { "counter" }
+        let help = format!("shard storage counter {name}");
+        header(
+            &mut out,
+            &metric,
+            &help,
+            if gauge { "gauge" } else { "counter" },
         );
         for r in reports {
             let v = r.stats.fields().get(i).map_or(0, |f| f.1);
@@ -74,20 +75,22 @@ pub fn format_metrics(reports: &[ShardReport]) -> String {
         }
     }
     let m = "xtdb_write_ack_latency_microseconds";
-    let _ = writeln!(
-        out,
-        "# HELP {m} client write batch latency until durable (native and HTTP)"
+    header(
+        &mut out,
+        m,
+        "client write batch latency until durable (native and HTTP)",
+        "summary",
     );
-    let _ = writeln!(out, "# TYPE {m} summary");
     for r in reports {
         summary(&mut out, m, &format!("shard=\"{}\"", r.shard), &r.ack_us);
     }
     let m = "xtdb_ack_stage_latency_microseconds";
-    let _ = writeln!(
-        out,
-        "# HELP {m} where a write's acknowledgement spends its time in its shard, by stage"
+    header(
+        &mut out,
+        m,
+        "where a write's acknowledgement spends its time in its shard, by stage",
+        "summary",
     );
-    let _ = writeln!(out, "# TYPE {m} summary");
     for r in reports {
         for (stage, h) in &r.ack_stages {
             let labels = format!("shard=\"{}\",stage=\"{stage}\"", r.shard);
@@ -95,8 +98,7 @@ pub fn format_metrics(reports: &[ShardReport]) -> String {
         }
     }
     let m = "xtdb_uptime_seconds";
-    let _ = writeln!(out, "# HELP {m} time since the shard started");
-    let _ = writeln!(out, "# TYPE {m} gauge");
+    header(&mut out, m, "time since the shard started", "gauge");
     for r in reports {
         let _ = writeln!(
             out,
@@ -111,8 +113,7 @@ pub fn format_metrics(reports: &[ShardReport]) -> String {
         .chain(&crate::net::tls::counter::ALL);
     for &(name, help) in edge {
         let m = format!("xtdb_{name}_total");
-        let _ = writeln!(out, "# HELP {m} {help}");
-        let _ = writeln!(out, "# TYPE {m} counter");
+        header(&mut out, &m, help, "counter");
         for r in reports {
             let _ = writeln!(out, "{m}{{shard=\"{}\"}} {}", r.shard, r.counters.get(name));
         }
@@ -131,8 +132,7 @@ pub fn format_metrics(reports: &[ShardReport]) -> String {
                     format!("xtdb_{name}_total")
                 };
                 let kind = if gauge { "gauge" } else { "counter" };
-                let _ = writeln!(out, "# HELP {m} {help}");
-                let _ = writeln!(out, "# TYPE {m} {kind}");
+                header(&mut out, &m, help, kind);
                 for r in reports {
                     let _ = writeln!(out, "{m}{{shard=\"{}\"}} {}", r.shard, r.counters.get(name));
                 }
@@ -154,4 +154,10 @@ fn summary(out: &mut String, m: &str, labels: &str, h: &hdrhistogram::Histogram<
     let sum = h.mean() * h.len() as f64;
     let _ = writeln!(out, "{m}_sum{{{labels}}} {sum}");
     let _ = writeln!(out, "{m}_count{{{labels}}} {}", h.len());
+}
+
+/// A metric's `# HELP` and `# TYPE` lines.
+fn header(out: &mut String, m: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {m} {help}");
+    let _ = writeln!(out, "# TYPE {m} {kind}");
 }
