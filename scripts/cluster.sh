@@ -42,6 +42,7 @@ cleanup() {
   [ -n "${writer:-}" ] && kill -9 "$writer" 2>/dev/null || true
   [ -n "${probe:-}" ] && kill -9 "$probe" 2>/dev/null || true
   [ -n "${lines:-}" ] && kill -9 "$lines" 2>/dev/null || true
+  wait 2>/dev/null || true   # reap them quietly (no "Killed" lines)
   if [ -n "${KEEP:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
