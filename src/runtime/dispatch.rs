@@ -398,13 +398,7 @@ async fn clustered(router: &Rc<Router>, c: &Rc<dyn ClusterRoute>, cmd: Command) 
 
 async fn clustered_once(router: &Rc<Router>, c: &Rc<dyn ClusterRoute>, cmd: Command) -> Reply {
     match cmd {
-        Command::Write(points) => {
-            if points.is_empty() {
-                return Ok(Answer::Written(0));
-            }
-            check_window(router, &points)?;
-            c.publish(points, false).await
-        }
+        Command::Write(points) => publish(router, c, points, false).await,
         Command::Range { tag, .. } | Command::CountBound { tag, .. } => match c.place(tag) {
             Place::Here => execute_here(router, cmd).await,
             Place::Node(n) => c.call(n, cmd).await,
@@ -476,12 +470,24 @@ async fn clustered_once(router: &Rc<Router>, c: &Rc<dyn ClusterRoute>, cmd: Comm
 /// visible already, so there it is [`execute`]'s write.
 pub async fn execute_write_visible(router: &Rc<Router>, points: Vec<Point>) -> Reply {
     match router.cluster() {
-        Some(c) if !points.is_empty() => {
-            check_window(router, &points)?;
-            c.publish(points, true).await
-        }
-        _ => execute(router, Command::Write(points)).await,
+        Some(c) => publish(router, &c, points, true).await,
+        None => execute(router, Command::Write(points)).await,
     }
+}
+
+/// A checked write into the replicated log (`applied`: answered once
+/// its owners applied it).
+async fn publish(
+    router: &Rc<Router>,
+    c: &Rc<dyn ClusterRoute>,
+    points: Vec<Point>,
+    applied: bool,
+) -> Reply {
+    if points.is_empty() {
+        return Ok(Answer::Written(0));
+    }
+    check_window(router, &points)?;
+    c.publish(points, applied).await
 }
 
 /// What an owner runs for another node: a query whose tags must all be in

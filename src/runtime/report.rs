@@ -19,18 +19,24 @@ pub struct Counters(Vec<(&'static str, u64)>);
 impl Counters {
     /// Adds `n` to counter `name` (created at 0).
     pub fn add(&mut self, name: &'static str, n: u64) {
-        match self.0.iter_mut().find(|(k, _)| *k == name) {
-            Some((_, v)) => *v += n,
-            None => self.0.push((name, n)),
-        }
+        *self.entry(name) += n;
     }
 
     /// Sets `name` to `v` (a level, not a count).
     pub fn set(&mut self, name: &'static str, v: u64) {
-        match self.0.iter_mut().find(|(k, _)| *k == name) {
-            Some((_, x)) => *x = v,
-            None => self.0.push((name, v)),
-        }
+        *self.entry(name) = v;
+    }
+
+    /// Counter `name`'s value, created at 0.
+    fn entry(&mut self, name: &'static str) -> &mut u64 {
+        let i = match self.0.iter().position(|(k, _)| *k == name) {
+            Some(i) => i,
+            None => {
+                self.0.push((name, 0));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[i].1
     }
 
     /// The value of `name` (0 if never added to).
@@ -67,10 +73,9 @@ pub struct ShardReport {
     pub ack_stages: Vec<(&'static str, Histogram<u64>)>,
 }
 
-/// A histogram for latencies in µs, 1 µs to 1 h, 3 significant digits.
-#[allow(clippy::expect_used)] // constant bounds that hdrhistogram accepts
+/// A histogram for latencies in µs (the storage's, so both count alike).
 pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant histogram bounds are valid")
+    crate::storage::ack::new_histogram()
 }
 
 /// Names every shard's counters: `shards` (count), then for `shardN` and
@@ -116,14 +121,7 @@ pub fn named_counters(reports: &[ShardReport]) -> Vec<(String, u64)> {
 /// Pushes `prefix.ack_stage_<stage>_*` counters.
 fn named_stages(out: &mut Vec<(String, u64)>, prefix: &str, stages: &[(&str, Histogram<u64>)]) {
     for (stage, h) in stages {
-        out.push((format!("{prefix}.ack_stage_{stage}_count"), h.len()));
-        for (q_name, q) in [("p50", 0.5), ("p99", 0.99), ("p999", 0.999)] {
-            out.push((
-                format!("{prefix}.ack_stage_{stage}_{q_name}_us"),
-                h.value_at_quantile(q),
-            ));
-        }
-        out.push((format!("{prefix}.ack_stage_{stage}_max_us"), h.max()));
+        latency(out, &format!("{prefix}.ack_stage_{stage}"), h);
     }
 }
 
@@ -143,10 +141,16 @@ fn named(
     let ms = uptime.as_millis().max(1) as u64;
     let rate = s.points_written.saturating_mul(1000) / ms;
     out.push((format!("{prefix}.points_per_sec"), rate));
-    out.push((format!("{prefix}.ack_count"), h.len()));
-    for (name, q) in [("p50", 0.5), ("p99", 0.99), ("p999", 0.999)] {
-        out.push((format!("{prefix}.ack_{name}_us"), h.value_at_quantile(q)));
-    }
-    out.push((format!("{prefix}.ack_max_us"), h.max()));
+    latency(out, &format!("{prefix}.ack"), h);
     rate
+}
+
+/// Pushes `{base}_count`, `{base}_p50_us` / `_p99_us` / `_p999_us` and
+/// `{base}_max_us` of one latency histogram.
+fn latency(out: &mut Vec<(String, u64)>, base: &str, h: &Histogram<u64>) {
+    out.push((format!("{base}_count"), h.len()));
+    for (name, q) in [("p50", 0.5), ("p99", 0.99), ("p999", 0.999)] {
+        out.push((format!("{base}_{name}_us"), h.value_at_quantile(q)));
+    }
+    out.push((format!("{base}_max_us"), h.max()));
 }

@@ -90,14 +90,14 @@ pub struct AckStages {
 
 /// A histogram for latencies in µs, 1 µs to 1 h, 3 significant digits.
 #[allow(clippy::expect_used)] // constant bounds that hdrhistogram accepts
-fn new_hist() -> Histogram<u64> {
+pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant histogram bounds are valid")
 }
 
 impl Default for AckStages {
     fn default() -> Self {
         AckStages {
-            hists: RefCell::new(Stage::ALL.iter().map(|_| new_hist()).collect()),
+            hists: RefCell::new(Stage::ALL.iter().map(|_| new_histogram()).collect()),
         }
     }
 }
