@@ -291,12 +291,14 @@ async fn serve_registered(
     let watchdog = async {
         let limit = state.config.header_timeout;
         loop {
-            let wait = match watch.headers_since.get() {
-                Some(t) if t.elapsed() >= limit => {
+            // One reading of the clock: two could straddle the limit, and
+            // `limit - elapsed` would then underflow (a panic in the shard).
+            let wait = match watch.headers_since.get().map(|t| t.elapsed()) {
+                Some(elapsed) if elapsed >= limit => {
                     state.count(counter::TOO_SLOW, 1);
                     return;
                 }
-                Some(t) => limit - t.elapsed(),
+                Some(elapsed) => limit - elapsed,
                 None => limit,
             };
             let evicted = futures_lite::future::or(

@@ -334,7 +334,9 @@ pub(crate) async fn compact_once(c: &Compactor, reason: Option<Reason>) -> Resul
 /// the shard closes or is fenced. A failed job is logged and retried later
 /// (its output is discarded; its inputs were never touched).
 pub(crate) async fn run_compactor(c: Compactor) {
-    let mut last_retention = Instant::now() - Duration::from_secs(3600);
+    // None: retention has not run yet (an `Instant` an hour back would
+    // panic on a machine up for less than an hour).
+    let mut last_retention: Option<Instant> = None;
     let mut backoff = Duration::from_secs(1);
     loop {
         if c.ctl.closing.get() || c.ctl.fenced.borrow().is_some() {
@@ -343,8 +345,9 @@ pub(crate) async fn run_compactor(c: Compactor) {
         let listener = c.ctl.compact_wanted.listen();
         let sealed = c.disk.sealed.listen();
         let _permit = c.ctl.compact_lock.acquire_permit(1).await;
-        if c.cfg.retention.is_some() && last_retention.elapsed() >= Duration::from_secs(5) {
-            last_retention = Instant::now();
+        let retention_due = last_retention.is_none_or(|at| at.elapsed() >= Duration::from_secs(5));
+        if c.cfg.retention.is_some() && retention_due {
+            last_retention = Some(Instant::now());
             if let Err(e) = retention::apply(&c, now_us()).await {
                 log::error!("retention in {} failed: {e}", c.cfg.dir.display());
             }
