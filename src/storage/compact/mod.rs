@@ -161,16 +161,20 @@ fn picture(c: &Compactor) -> Picture {
 /// Partitions (of width `w`) a time range touches, at most `max` of them
 /// (a range wider than that is reported as touching none: it is sparse
 /// late data, and its partitions are merged when they close).
+/// Counted by partition number, not by start: `hi - lo` overflows i64
+/// for a chunk holding points near both ends of the time range (a server
+/// with `--min-timestamp-us` and `--max-future-secs` off), and the
+/// starts saturate at `i64::MIN`.
 fn partitions_of(lo: i64, hi: i64, w: i64, max: usize) -> Vec<Partition> {
-    let first = Partition::of(lo, w);
-    let last = Partition::of(hi, w);
-    let n = (last.start - first.start) / w.max(1) + 1;
-    if n as usize > max {
-        return vec![first, last];
+    let w = w.max(1);
+    let (first, last) = (lo.div_euclid(w), hi.div_euclid(w));
+    let n = i128::from(last) - i128::from(first) + 1;
+    if n > max as i128 {
+        return vec![Partition::of(lo, w), Partition::of(hi, w)];
     }
-    (0..n)
-        .map(|i| Partition {
-            start: first.start + i * w,
+    (first..=last)
+        .map(|k| Partition {
+            start: k.saturating_mul(w),
             width: w,
         })
         .collect()
@@ -454,4 +458,59 @@ pub(crate) async fn swap_in(
 /// Chunk ids of a job's inputs, as a set.
 pub(crate) fn id_set(ids: &[u64]) -> HashSet<u64> {
     ids.iter().copied().collect()
+}
+
+#[cfg(test)]
+mod partition_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_range_over_the_whole_time_line_does_not_overflow() {
+        let day = 86_400_000_000;
+        // Overflowed (`hi - lo`) in debug builds; in release one wrong
+        // partition.
+        let p = partitions_of(i64::MIN, i64::MAX, day, 366);
+        assert_eq!(
+            p,
+            vec![Partition::of(i64::MIN, day), Partition::of(i64::MAX, day)]
+        );
+        let p = partitions_of(i64::MIN, i64::MIN + 2 * day, day, 366);
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[1], Partition::of(i64::MIN + day, day));
+        assert_eq!(partitions_of(-1, 0, 1, 366).len(), 2);
+    }
+
+    proptest::proptest! {
+        // Seeds of past failures next to this file, not at the top level.
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            failure_persistence: Some(Box::new(
+                proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+            )),
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+        #[test]
+        fn partitions_are_those_of_the_range(
+            a in proptest::num::i64::ANY,
+            b in proptest::num::i64::ANY,
+            w in proptest::prop_oneof![1i64..1000, proptest::num::i64::ANY],
+            max in 0usize..400,
+        ) {
+            let (lo, hi) = (a.min(b), a.max(b));
+            let p = partitions_of(lo, hi, w, max);
+            let w = w.max(1);
+            let n = i128::from(hi.div_euclid(w)) - i128::from(lo.div_euclid(w)) + 1;
+            if n > max as i128 {
+                proptest::prop_assert_eq!(p, vec![Partition::of(lo, w), Partition::of(hi, w)]);
+            } else {
+                proptest::prop_assert_eq!(p.len() as i128, n);
+                proptest::prop_assert_eq!(p[0], Partition::of(lo, w));
+                proptest::prop_assert_eq!(*p.last().unwrap(), Partition::of(hi, w));
+                for q in p.windows(2) {
+                    proptest::prop_assert!(q[0].start < q[1].start);
+                    proptest::prop_assert_eq!(Partition::of(q[1].start, w), q[1]);
+                }
+            }
+        }
+    }
 }
