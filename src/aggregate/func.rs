@@ -462,7 +462,9 @@ fn chan_merge(n: &mut u64, sum: &mut f64, m2: &mut f64, nb: u64, sb: f64, m2b: f
     let delta = sb / nbf - *sum / na;
     *m2 += m2b + delta * delta * (na * nbf / (na + nbf));
     *sum += sb;
-    *n += nb;
+    // Saturating: partials also arrive decoded from other nodes, whose
+    // counts are not checked against each other.
+    *n = n.saturating_add(nb);
 }
 
 /// The stddev slot from `(n, m2)`.
@@ -1028,7 +1030,7 @@ impl Partial {
             o.sum,
             o.m2,
         );
-        self.good += o.good;
+        self.good = self.good.saturating_add(o.good);
         if o.min < self.min {
             self.min = o.min;
         }

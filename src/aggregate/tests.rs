@@ -1227,3 +1227,107 @@ fn bad_parameters_are_errors() {
     assert!(Plotter::new(0, 10, 0, false, 10).is_err());
     assert!(Plotter::new(0, 10, 11, false, 10).is_err());
 }
+
+// ------------------------------------------- the ends of the time line
+
+/// A time at or next to an end of the i64 range, or near zero.
+fn edge_time() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        (0i64..500).prop_map(|d| i64::MIN + d),
+        (0i64..500).prop_map(|d| i64::MAX - d),
+        -500i64..500,
+        any::<i64>(),
+    ]
+}
+
+/// Interval parameters from 1 to `i64::MAX`, small ones most.
+fn edge_every() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        1i64..50,
+        Just(i64::MAX),
+        (0i64..50).prop_map(|d| i64::MAX - d),
+        Just(1i64 << 62),
+        1i64..i64::MAX,
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// Points, ranges, intervals and offsets at the ends of the i64 time
+    /// line: every kernel answers (a result or an error), never panics
+    /// (debug builds check every `+ - *` for overflow).
+    #[test]
+    fn kernels_never_panic_at_the_ends_of_time(
+        raw in prop::collection::vec((edge_time(), -1e6f64..1e6, quality()), 0..20),
+        near in prop::collection::vec((-100i64..2100, -1e6f64..1e6, quality()), 0..40),
+        a in edge_time(),
+        len in prop_oneof![0i64..2000, 0i64..i64::MAX],
+        every in edge_every(),
+        offset in any::<i64>(),
+        runs in prop::collection::vec(1usize..6, 0..20),
+        pixels in 1usize..50,
+        good_only in any::<bool>(),
+    ) {
+        let (start, end) = (a, a.saturating_add(len));
+        let mut pts: Vec<P> = raw.into_iter().map(|(ts, v, q)| P { ts, v, q }).collect();
+        pts.extend(near.into_iter().map(|(d, v, q)| P { ts: a.saturating_add(d), v, q }));
+        pts.sort_by_key(|p| p.ts);
+        pts.dedup_by_key(|p| p.ts);
+        for summaries in [false, true] {
+            let mut src = Src { pts: &pts, runs: &runs, summaries };
+            let specs = [
+                WindowSpec::new(start, end, every, offset, 1_000),
+                WindowSpec::whole(start, end),
+            ];
+            for spec in specs.iter().flatten() {
+                for f in all_funcs() {
+                    if let Ok(slots) = aggregate(f, spec, good_only, &mut src) {
+                        for fl in [Fill::Null, Fill::Linear, Fill::Previous { before: Some(1.0) }] {
+                            let _ = fill(&slots, fl);
+                        }
+                    }
+                }
+                let _ = aggregate_partials(spec, good_only, &mut src);
+            }
+        }
+        for interp in [Interp::Step, Interp::Linear] {
+            if let Ok(mut ip) = Interpolator::new(start, end, every, interp, good_only, 1_000) {
+                for p in &pts {
+                    ip.push(p.ts, p.v, p.q);
+                }
+                let _ = ip.finish();
+            }
+        }
+        let mut pl = Plotter::new(start, end, pixels, good_only, 1_000).unwrap();
+        for p in &pts {
+            pl.push(p.ts, p.v, p.q);
+        }
+        let _ = pl.finish();
+        let mut at = AtOrBefore::new(end, good_only);
+        for p in &pts {
+            at.push(p.ts, p.v, p.q);
+        }
+        let rows: Vec<(i64, Option<f64>)> = pts.iter().map(|p| (p.ts, Some(p.v))).collect();
+        let _ = derivative(&rows, every, false);
+        let _ = difference(&rows, true);
+        let mut s = Summary::EMPTY;
+        for p in &pts {
+            let _ = s.push(p.ts, p.v, p.q);
+        }
+        let _ = Summary::decode(&s.encode());
+    }
+}
+
+/// Partials decoded from another node carry whatever counts it sent:
+/// merging them saturates (it overflowed, a panic in debug builds).
+#[test]
+fn partials_with_huge_counts_merge_without_overflow() {
+    let mut a = Partial::of_point(5, 1.0, true);
+    let mut b = Partial::of_point(7, 2.0, true);
+    b.count = u64::MAX;
+    b.good = u64::MAX;
+    a.merge(&b);
+    assert_eq!((a.count, a.good), (u64::MAX, u64::MAX));
+    assert_eq!((a.first.ts, a.last.ts), (5, 7));
+}
