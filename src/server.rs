@@ -502,6 +502,34 @@ fn decide_auth(config: &ServerConfig) -> Result<(Mode, Option<tokens::Snapshot>)
     Ok((mode, snap))
 }
 
+/// The longest timeout the server takes (ten years). Deadlines are
+/// `Instant::now() + timeout`, which panics past the clock's range: a
+/// timeout of `u64::MAX` seconds ("never") took down the shard of the
+/// first connection.
+pub const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 86_400);
+
+/// Refuses a timeout over [`MAX_TIMEOUT`], naming it.
+fn check_timeouts(config: &ServerConfig) -> Result<()> {
+    let h = &config.http_config;
+    for (name, d) in [
+        ("idle timeout", config.limits.idle_timeout),
+        ("frame timeout", config.limits.frame_timeout),
+        ("HTTP idle timeout", h.idle_timeout),
+        ("HTTP header timeout", h.header_timeout),
+        ("HTTP body grace", h.body_grace),
+        ("preempt interval", config.preempt),
+    ] {
+        if d > MAX_TIMEOUT {
+            return Err(Error::Config(format!(
+                "{name} of {} s is more than the {} s the server takes",
+                d.as_secs(),
+                MAX_TIMEOUT.as_secs()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Starts the shards on their pinned threads; returns once every shard
 /// listens (or the first start-up error, after stopping the others).
 pub fn start(mut config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandle> {
@@ -509,6 +537,7 @@ pub fn start(mut config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandl
     if n == 0 {
         return Err(Error::Config("no CPU listed".into()));
     }
+    check_timeouts(&config)?;
     config.data_dir = canonical_data_dir(&config.data_dir)?;
     let lock = lock_data_dir(&config.data_dir)?;
     probe_listen(&config.listen)?;

@@ -286,3 +286,37 @@ fn frames_wait_for_the_inflight_byte_budget_instead_of_growing_memory() {
     assert!(matches!(answer(&mut b), Some((2, Response::Ack(20)))));
     srv.stop().unwrap();
 }
+
+/// A timeout past what a deadline (`Instant::now() + timeout`) can hold
+/// is refused at start, naming it: `--idle-timeout 18446744073709551615`
+/// ("never") started, and the first connection's read deadline panicked
+/// its shard ("overflow when adding duration to instant").
+#[test]
+fn timeouts_past_the_clock_are_refused_at_start() {
+    let huge = Duration::from_secs(u64::MAX);
+    let cases: [(&str, fn(&mut xtdb::server::ServerConfig, Duration)); 4] = [
+        ("idle timeout", |c, d| c.limits.idle_timeout = d),
+        ("frame timeout", |c, d| c.limits.frame_timeout = d),
+        ("HTTP header timeout", |c, d| {
+            c.http_config.header_timeout = d
+        }),
+        ("HTTP body grace", |c, d| c.http_config.body_grace = d),
+    ];
+    for (name, set) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        match common::server_with(dir.path(), &[0], |c| set(c, huge)) {
+            Ok(h) => {
+                h.stop().unwrap();
+                panic!("{name} of u64::MAX s accepted");
+            }
+            Err(e) => assert!(e.to_string().contains(name), "{name}: {e}"),
+        }
+    }
+    // Ten years is fine, and the server serves.
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server(dir.path(), |c| {
+        c.limits.idle_timeout = xtdb::server::MAX_TIMEOUT
+    });
+    good_client_works(&srv.local_addr().to_string(), 3);
+    srv.stop().unwrap();
+}
