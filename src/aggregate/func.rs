@@ -145,6 +145,11 @@ pub trait Accumulator: Clone {
     /// Result of a window without points; depends only on configuration and
     /// `cx` (not on pushed state).
     fn finish_empty(&self, cx: &WindowCtx) -> Self::Output;
+    /// Why the window just finished cannot be answered (it needed more
+    /// memory than allowed); the driver reports it as the query's error.
+    fn refused(&self) -> Option<AggError> {
+        None
+    }
 }
 
 /// Number of points.
@@ -525,20 +530,37 @@ pub enum Quantile {
     Percentile(f64),
 }
 
+/// Most values the engine's median/percentile holds for one window
+/// (128 MiB of f64, [`ValuesAcc::capped`]): a window with more is refused
+/// ([`AggError::TooMany`]) instead of memory growing with the data.
+pub const MAX_WINDOW_VALUES: usize = 1 << 24;
+
 /// Median or percentile: collects the window's values (the only
 /// accumulator that allocates, once per window as it grows; needs points).
 #[derive(Clone, Debug)]
 pub struct ValuesAcc {
     q: Quantile,
     values: Vec<f64>,
+    /// Most values kept per window.
+    cap: usize,
+    /// Values of the window past `cap`, not kept (the window is refused).
+    dropped: u64,
 }
 
 impl ValuesAcc {
-    /// An accumulator for `q`.
+    /// An accumulator for `q`, unbounded (the caller bounds the points).
     pub fn new(q: Quantile) -> Self {
+        ValuesAcc::capped(q, usize::MAX)
+    }
+
+    /// An accumulator for `q` that holds at most `cap` values per window;
+    /// a window with more is [`Accumulator::refused`].
+    pub fn capped(q: Quantile, cap: usize) -> Self {
         ValuesAcc {
             q,
             values: Vec::new(),
+            cap,
+            dropped: 0,
         }
     }
 
@@ -584,18 +606,33 @@ impl Accumulator for ValuesAcc {
     }
     fn reset(&mut self) {
         self.values.clear();
+        self.dropped = 0;
     }
     #[inline]
     fn push(&mut self, _ts: i64, value: f64, _good: bool) {
-        self.values.push(value);
+        if self.values.len() < self.cap {
+            self.values.push(value);
+        } else {
+            self.dropped += 1;
+        }
     }
     /// Not allowed (needs points); ignored.
     fn push_summary(&mut self, _s: &Summary) {}
     fn finish(&mut self, _cx: &WindowCtx) -> Slot {
+        if self.dropped > 0 {
+            return Slot::Empty;
+        }
         self.quantile()
     }
     fn finish_empty(&self, _cx: &WindowCtx) -> Slot {
         Slot::Empty
+    }
+    fn refused(&self) -> Option<AggError> {
+        (self.dropped > 0).then(|| AggError::TooMany {
+            what: "values in one median/percentile window",
+            needed: self.values.len() as u128 + u128::from(self.dropped),
+            max: self.cap,
+        })
     }
 }
 

@@ -65,7 +65,7 @@ pub use fill::{fill, fill_with, Fill};
 pub use func::{
     Accumulator, CountAcc, FirstAcc, Func, IntegralAcc, IntegralMode, Interp, LastAcc, MaxAcc,
     MeanAcc, MinAcc, Partial, PartialAcc, PercentGoodAcc, Quantile, Slot, SpreadAcc, StddevAcc,
-    SumAcc, SummaryAcc, TwaAcc, ValuesAcc, WindowCtx,
+    SumAcc, SummaryAcc, TwaAcc, ValuesAcc, WindowCtx, MAX_WINDOW_VALUES,
 };
 pub use interpolate::{AtOrBefore, Interpolator};
 pub use plot::Plotter;

@@ -1331,3 +1331,42 @@ fn partials_with_huge_counts_merge_without_overflow() {
     assert_eq!((a.count, a.good), (u64::MAX, u64::MAX));
     assert_eq!((a.first.ts, a.last.ts), (5, 7));
 }
+
+/// The engine's median/percentile holds at most its cap of values per
+/// window: a window with more is the query's error (it grew with the
+/// data, one request's median over a long series could take all the
+/// memory), whichever window it is; windows within the cap answer.
+#[test]
+fn median_windows_past_the_value_cap_are_refused() {
+    let spec = WindowSpec::new(0, 30, 10, 0, 10).unwrap();
+    let feed = |pts: &[i64]| {
+        let mut w = Windowed::new(spec.clone(), ValuesAcc::capped(Quantile::Median, 3), false);
+        for &t in pts {
+            w.push(t, t as f64, 192);
+        }
+        w.finish()
+    };
+    let got = feed(&[0, 1, 2, 10, 11, 20]).unwrap();
+    assert_eq!(
+        got,
+        vec![Slot::Value(1.0), Slot::Value(10.5), Slot::Value(20.0)]
+    );
+    for pts in [
+        &[0, 1, 2, 3, 10][..],
+        &[0, 10, 11, 12, 13, 20],
+        &[0, 20, 21, 22, 23],
+    ] {
+        match feed(pts) {
+            Err(AggError::TooMany {
+                needed: 4, max: 3, ..
+            }) => {}
+            other => panic!("{pts:?}: {other:?}"),
+        }
+    }
+    // Unbounded for callers that bound the points themselves.
+    let mut acc = ValuesAcc::new(Quantile::Median);
+    for i in 0..10 {
+        acc.push(i, i as f64, true);
+    }
+    assert_eq!(acc.quantile(), Slot::Value(4.5));
+}

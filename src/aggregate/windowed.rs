@@ -275,6 +275,9 @@ impl<A: Accumulator> Windowed<A> {
             after,
         };
         let o = self.acc.finish(&cx);
+        if self.error.is_none() {
+            self.error = self.acc.refused();
+        }
         self.out.push(o);
         self.open = false;
         self.cur_hi = i64::MIN;
@@ -473,6 +476,10 @@ impl<A: Accumulator> Windowed<A> {
         }
         let after = self.after;
         self.close(after);
+        // The last window may be refused as it closes.
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
         self.empty_until(self.spec.len(), after);
         Ok(self.out)
     }

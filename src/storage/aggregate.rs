@@ -45,7 +45,7 @@ use crate::aggregate::{
     Accumulator, AggError, AtOrBefore, CountAcc, FirstAcc, Func, IntegralAcc, Interp, Interpolator,
     LastAcc, MaxAcc, MeanAcc, MinAcc, Partial, PartialAcc, PercentGoodAcc, Plotter, Quantile,
     Sample, Slot, SpreadAcc, StddevAcc, SumAcc, Summary, TwaAcc, ValuesAcc, WindowSpec, Windowed,
-    GOOD,
+    GOOD, MAX_WINDOW_VALUES,
 };
 use crate::storage::block::BLOCK_SIZE;
 use crate::storage::chunk::RollupRef;
@@ -715,9 +715,12 @@ pub(crate) async fn windows(
         Func::Last => run(sc, spec, LastAcc, before, false).await?,
         Func::Spread => run(sc, spec, SpreadAcc::default(), before, false).await?,
         Func::Stddev => run(sc, spec, StddevAcc::default(), before, false).await?,
-        Func::Median => run(sc, spec, ValuesAcc::new(Quantile::Median), before, false).await?,
+        Func::Median => {
+            let acc = ValuesAcc::capped(Quantile::Median, MAX_WINDOW_VALUES);
+            run(sc, spec, acc, before, false).await?
+        }
         Func::Percentile(p) => {
-            let acc = ValuesAcc::new(Quantile::Percentile(p));
+            let acc = ValuesAcc::capped(Quantile::Percentile(p), MAX_WINDOW_VALUES);
             run(sc, spec, acc, before, false).await?
         }
         Func::Integral { unit, mode } => {
