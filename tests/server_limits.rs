@@ -320,3 +320,50 @@ fn timeouts_past_the_clock_are_refused_at_start() {
     good_client_works(&srv.local_addr().to_string(), 3);
     srv.stop().unwrap();
 }
+
+/// A range whose count bound is past what one answer frame holds is
+/// refused (too many, connection kept) from the index, before any point is
+/// read: the shard used to build the whole answer in memory (24 bytes a
+/// point, however long the range) and only then find it too large.
+#[test]
+fn a_range_past_the_frame_limit_is_refused_before_reading() {
+    use xtdb::net::server::RANGE_REFUSE_POINTS;
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server(dir.path(), |_| {});
+    let addr = srv.local_addr().to_string();
+    common::client(move || async move {
+        let mut c = Client::connect(&addr).await.unwrap();
+        let n = RANGE_REFUSE_POINTS as i64 + 1;
+        let batch = protocol::MAX_POINTS as i64;
+        let mut at = 0;
+        while at < n {
+            let pts: Vec<Point> = (at..n.min(at + batch))
+                .map(|i| Point::new(9, 1_000_000 + i, i as f64, 192))
+                .collect();
+            c.write(&pts).await.unwrap();
+            at += batch;
+        }
+        let before = c.stats().await.unwrap();
+        let t = Instant::now();
+        match c.range(9, 0, i64::MAX).await {
+            Err(ClientError::Remote { code, message }) => {
+                assert_eq!(code, code::TOO_MANY, "{message}");
+                assert!(message.contains("narrower range"), "{message}");
+            }
+            other => panic!("{:?}", other.map(|p| p.len())),
+        }
+        let after = c.stats().await.unwrap();
+        for s in ["total.points_from_disk", "total.points_from_memory"] {
+            assert_eq!(
+                common::stat(&after, s),
+                common::stat(&before, s),
+                "{s}: points were read for a refused range"
+            );
+        }
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        // The connection is kept, and a range that fits is answered.
+        let got = c.range(9, 1_000_000, 1_000_010).await.unwrap();
+        assert_eq!(got.len(), 10);
+    });
+    srv.stop().unwrap();
+}
