@@ -286,3 +286,56 @@ fn well_behaved_clients_keep_working_beside_hostile_ones() {
     assert!(r.attacks.len() >= 4, "{}", r.text());
     h.stop().unwrap();
 }
+
+/// The sizes, in points, of a chunked range answer's chunks.
+fn chunk_points(a: SocketAddr, path: &str) -> Vec<usize> {
+    let mut s = TcpStream::connect(a).unwrap();
+    let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let headers = String::from_utf8_lossy(&raw[..at]).to_ascii_lowercase();
+    assert!(headers.contains("transfer-encoding: chunked"), "{headers}");
+    let mut b = &raw[at..];
+    let mut sizes = Vec::new();
+    loop {
+        let nl = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let len = usize::from_str_radix(std::str::from_utf8(&b[..nl]).unwrap().trim(), 16).unwrap();
+        if len == 0 {
+            break;
+        }
+        let chunk = &b[nl + 2..nl + 2 + len];
+        sizes.push(chunk.windows(5).filter(|w| w == b"\"ts\":").count());
+        b = &b[nl + 2 + len + 2..];
+    }
+    sizes
+}
+
+/// A dense stretch after a long sparse one: the range scan's chunk width
+/// grows (doubling) over the sparse part, and every point of the dense
+/// stretch came back in one chunk, however many (memory grew with it).
+/// Each chunk is now narrowed from the count bound before it is read.
+#[test]
+fn a_dense_stretch_after_a_sparse_one_is_still_read_in_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = server_with(dir.path(), |_| {});
+    let a = h.http_addr().unwrap();
+    let t0 = 1_600_000_000_000_000i64;
+    // Two years, a point every six hours; then 200,000 points 1 µs apart.
+    let six_h = 6 * 3_600_000_000i64;
+    let sparse = 2 * 365 * 4;
+    let mut body = String::new();
+    for i in 0..sparse {
+        body.push_str(&format!("s v={i} {}\n", t0 + i * six_h));
+    }
+    let r = req(a, "POST", "/write?precision=u", &[], body.as_bytes());
+    assert_eq!(r.status, 204, "{}", r.text());
+    let dense_t0 = t0 + sparse * six_h;
+    write_points(a, "s", 200_000, dense_t0);
+    let sizes = chunk_points(a, "/api/v1/range?tag=s%20v");
+    assert_eq!(sizes.iter().sum::<usize>(), sparse as usize + 200_000);
+    let most = *sizes.iter().max().unwrap();
+    assert!(most <= 4 * 32_768, "a chunk of {most} points: {sizes:?}");
+    h.stop().unwrap();
+}

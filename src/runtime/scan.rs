@@ -16,6 +16,8 @@ use crate::Point;
 
 /// Points one chunk aims at.
 pub const CHUNK_POINTS: usize = 32_768;
+/// A chunk counted above this is narrowed before it is read.
+const MAX_CHUNK_POINTS: u64 = 4 * CHUNK_POINTS as u64;
 /// Width of the first chunk, µs (one hour).
 const FIRST_CHUNK_US: i64 = 3_600_000_000;
 
@@ -26,6 +28,9 @@ pub struct RangeScan {
     lo: i64,
     end: i64,
     width: i64,
+    /// The whole scan was counted at most [`MAX_CHUNK_POINTS`]: no chunk
+    /// needs counting.
+    few: bool,
 }
 
 impl RangeScan {
@@ -38,6 +43,7 @@ impl RangeScan {
             lo: start.max(window.min_ts),
             end: end.min(window.max_ts(now_us()).saturating_add(1)),
             width: FIRST_CHUNK_US,
+            few: false,
             router: Rc::clone(router),
         }
     }
@@ -53,10 +59,28 @@ impl RangeScan {
         }
         self.lo = self.lo.max(min_ts);
         self.end = self.end.min(max_ts.saturating_add(1));
+        self.few = points <= MAX_CHUNK_POINTS;
         if points > CHUNK_POINTS as u64 {
             let span = i128::from(self.end) - i128::from(self.lo);
             let w = span * CHUNK_POINTS as i128 / i128::from(points);
             self.width = i64::try_from(w).unwrap_or(i64::MAX).max(1);
+        }
+    }
+
+    /// The count bound of `[lo, hi)` ([`Command::CountBound`]).
+    async fn count(&self, lo: i64, hi: i64) -> Result<(u64, i64, i64), Failure> {
+        let cmd = Command::CountBound {
+            tag: self.tag,
+            start: lo,
+            end: hi,
+        };
+        match execute(&self.router, cmd).await? {
+            Answer::Count {
+                points,
+                min_ts,
+                max_ts,
+            } => Ok((points, min_ts, max_ts)),
+            other => Err(Failure::unexpected("range count", &other)),
         }
     }
 
@@ -72,7 +96,27 @@ impl RangeScan {
         if self.lo >= self.end {
             return Ok(None);
         }
-        let hi = self.lo.saturating_add(self.width).min(self.end);
+        let mut hi = self.lo.saturating_add(self.width).min(self.end);
+        // The width grows while the data is sparse and follows the last
+        // chunk's density: before a chunk can be more than a few times its
+        // aim (a dense stretch after a sparse one, every point of it in one
+        // answer), narrow it from the owner's count bound (the index, and
+        // the memory buffers in range; no block read).
+        while !self.few {
+            let span = i128::from(hi) - i128::from(self.lo);
+            if span <= 1 {
+                break;
+            }
+            let (n, _, _) = self.count(self.lo, hi).await?;
+            if n <= MAX_CHUNK_POINTS {
+                break;
+            }
+            // At most half the span each time, so this ends.
+            let w = span * CHUNK_POINTS as i128 / i128::from(n);
+            let half = i64::try_from(span / 2).unwrap_or(i64::MAX);
+            self.width = i64::try_from(w).unwrap_or(i64::MAX).min(half).max(1);
+            hi = self.lo.saturating_add(self.width).min(self.end);
+        }
         let cmd = Command::Range {
             tag: self.tag,
             start: self.lo,
