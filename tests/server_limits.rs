@@ -294,7 +294,8 @@ fn frames_wait_for_the_inflight_byte_budget_instead_of_growing_memory() {
 #[test]
 fn timeouts_past_the_clock_are_refused_at_start() {
     let huge = Duration::from_secs(u64::MAX);
-    let cases: [(&str, fn(&mut xtdb::server::ServerConfig, Duration)); 4] = [
+    type Set = fn(&mut xtdb::server::ServerConfig, Duration);
+    let cases: [(&str, Set); 4] = [
         ("idle timeout", |c, d| c.limits.idle_timeout = d),
         ("frame timeout", |c, d| c.limits.frame_timeout = d),
         ("HTTP header timeout", |c, d| {
