@@ -23,7 +23,7 @@ use crate::net::protocol::{self, code, kind, FrameError, Response, HEADER_LEN};
 use crate::net::tls::{Listener, ServerTls, Stream};
 use crate::runtime::admission::Closing;
 use crate::runtime::auth::Guard;
-use crate::runtime::command::{Answer, Command, Failure};
+use crate::runtime::command::{Command, Failure, RANGE_MAX_POINTS};
 use crate::runtime::dispatch;
 use crate::runtime::router::Router;
 
@@ -378,10 +378,10 @@ pub async fn serve(tcp: TcpStream, conn: Conn) {
                     .await;
                 };
                 let is_write = matches!(cmd, Command::Write(_));
-                let reply = match range_too_large(&router, &cmd, owned_only).await {
-                    Some(refused) => Err(refused),
-                    None if owned_only => dispatch::execute_owned(&router, cmd).await,
-                    None => dispatch::execute(&router, cmd).await,
+                let reply = if owned_only {
+                    dispatch::execute_owned(&router, cmd).await
+                } else {
+                    dispatch::execute(&router, cmd).await
                 };
                 if is_write && reply.is_ok() {
                     router.local().record_ack(started);
@@ -419,40 +419,11 @@ pub async fn serve(tcp: TcpStream, conn: Conn) {
 }
 
 /// Ranges counted (from the index, duplicates and whole edge segments
-/// included) above this are refused before a block is read: twice the
-/// points one answer frame holds, so a range whose answer fits is never
-/// refused for its count's slack, and memory stays bounded.
-pub const RANGE_REFUSE_POINTS: u64 = 2 * (protocol::MAX_PAYLOAD / protocol::POINT_LEN) as u64;
-
-/// A range whose answer cannot fit one frame, refused from its count
-/// bound ([`Command::CountBound`], no block read). The shard built the
-/// whole answer in memory first (24 bytes a point, however long the
-/// range) and only then found it past the frame limit.
-async fn range_too_large(router: &Rc<Router>, cmd: &Command, owned_only: bool) -> Option<Failure> {
-    let &Command::Range { tag, start, end } = cmd else {
-        return None;
-    };
-    let count = Command::CountBound { tag, start, end };
-    let got = if owned_only {
-        dispatch::execute_owned(router, count).await
-    } else {
-        dispatch::execute(router, count).await
-    };
-    match got {
-        Ok(Answer::Count { points, .. }) if points > RANGE_REFUSE_POINTS => {
-            Some(Failure::OverLimit {
-                reason: format!(
-                    "range may hold up to {points} points (counted from the block index, \
-                     duplicates included), past what one answer of {} bytes holds: query a \
-                     narrower range",
-                    protocol::MAX_PAYLOAD
-                ),
-            })
-        }
-        // Anything else (an error included) is the range's own to answer.
-        _ => None,
-    }
-}
+/// included) above this are refused by the owning shard before a block is
+/// read ([`RANGE_MAX_POINTS`]): more than one answer frame holds, so a range
+/// whose answer fits is never refused for its count's slack.
+pub const RANGE_REFUSE_POINTS: u64 = RANGE_MAX_POINTS;
+const _: () = assert!(RANGE_MAX_POINTS >= (protocol::MAX_PAYLOAD / protocol::POINT_LEN) as u64);
 
 /// Writes an answer; `false` (close the connection) if the client has not
 /// taken it within the frame timeout, or within [`WRITE_GRACE`] once

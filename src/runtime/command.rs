@@ -169,6 +169,14 @@ impl AggQuery {
 /// One output row: a time (µs) and a value (`None`: null).
 pub type Row = (i64, Option<f64>);
 
+/// The most points one [`Command::Range`] answers, counted before reading:
+/// above the 1.6 M points one native answer frame holds (the count bound
+/// includes duplicates and the whole of the edge segments, so an answer that
+/// fits is not refused for that slack), and bounded, so one request never
+/// decodes a whole series' history into memory. Longer ranges are read in
+/// chunks (the HTTP range stream and InfluxQL do).
+pub const RANGE_MAX_POINTS: u64 = 3_000_000;
+
 /// What a shard is asked to do. A client's command is split by owner and
 /// each part runs on the shard that owns its tags (see
 /// [`crate::runtime::dispatch`]).
@@ -176,7 +184,9 @@ pub type Row = (i64, Option<f64>);
 pub enum Command {
     /// Write these points (acknowledged once durable in their owners' WALs).
     Write(Vec<Point>),
-    /// Points of `tag` with `start <= ts < end`, sorted by timestamp.
+    /// Points of `tag` with `start <= ts < end`, sorted by timestamp; a
+    /// range counted (from the index and memory, before any block is read)
+    /// past [`RANGE_MAX_POINTS`] is refused ([`Failure::OverLimit`]).
     Range {
         /// Tag.
         tag: u32,

@@ -14,7 +14,7 @@ use hdrhistogram::Histogram;
 use crate::aggregate::{fill_with, AggError, Fill, WindowSpec};
 use crate::runtime::admission::TimeWindow;
 use crate::runtime::command::{
-    AggQuery, Answer, BackupStep, BackupSummary, Command, Failure, Reply, Row,
+    AggQuery, Answer, BackupStep, BackupSummary, Command, Failure, Reply, Row, RANGE_MAX_POINTS,
 };
 use crate::runtime::report::{new_histogram, Counters, ShardReport};
 use crate::storage::backup;
@@ -119,7 +119,7 @@ impl Local {
             }
             Command::Range { tag, start, end } => self
                 .shard
-                .range(tag, start, end)
+                .range_at_most(tag, start, end, RANGE_MAX_POINTS)
                 .await
                 .map(Answer::Points)
                 .map_err(|e| self.failed(e)),

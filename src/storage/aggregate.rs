@@ -248,7 +248,7 @@ pub(crate) async fn last_before(sc: &Scope<'_>, t: i64) -> Result<Option<Point>>
             },
         };
         let lo = lo.max(sc.cutoff);
-        let pts = range(sc.mem, sc.disk, sc.stats, sc.tag, lo, hi).await?;
+        let pts = range(sc.mem, sc.disk, sc.stats, sc.tag, lo, hi, u64::MAX).await?;
         if let Some(p) = pts.iter().rev().find(|p| sc.visible(p)) {
             return Ok(Some(*p));
         }
@@ -283,7 +283,7 @@ pub(crate) async fn first_from(sc: &Scope<'_>, t: i64) -> Result<Option<Point>> 
         if hi <= lo {
             return Ok(None);
         }
-        let pts = range(sc.mem, sc.disk, sc.stats, sc.tag, lo, hi).await?;
+        let pts = range(sc.mem, sc.disk, sc.stats, sc.tag, lo, hi, u64::MAX).await?;
         if let Some(p) = pts.iter().find(|p| sc.visible(p)) {
             return Ok(Some(*p));
         }

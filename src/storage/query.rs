@@ -28,7 +28,10 @@ use crate::Point;
 /// Block reads in flight per query.
 const READS_IN_FLIGHT: usize = 64;
 
-/// Points of `tag` in `[start, end)`, sorted, later writes winning.
+/// Points of `tag` in `[start, end)`, sorted, later writes winning; a
+/// range whose count bound (the overlapping segments' whole counts plus
+/// the points in memory: known before any block is read) is past
+/// `max_points` is refused with [`Error::Limit`], nothing decoded.
 ///
 /// Each block is decoded as soon as it has arrived (reads stay in flight
 /// meanwhile), straight onto one vector sized for every segment: when the
@@ -42,6 +45,7 @@ pub(crate) async fn range(
     tag: u32,
     start: i64,
     end: i64,
+    max_points: u64,
 ) -> Result<Vec<Point>> {
     if start >= end {
         return Ok(Vec::new());
@@ -65,6 +69,15 @@ pub(crate) async fn range(
         .map(|(r, _, _)| r.count as usize)
         .sum::<usize>()
         + mem;
+    if cap as u64 > max_points {
+        return Err(Error::Limit {
+            what: "range",
+            detail: format!(
+                "may hold up to {cap} points (counted from the block index, duplicates \
+                 included), past the {max_points} one answer holds: query a narrower range"
+            ),
+        });
+    }
     let mut all = Vec::with_capacity(cap);
     let mut spans = Vec::with_capacity(blocks.len() + mem_runs.len());
     let reads = decode_segments_into(tag, &blocks, start, end, &mut all, &mut spans).await?;

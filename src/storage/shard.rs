@@ -255,9 +255,22 @@ impl Shard {
     /// Points of `tag` with `start <= ts < end`, sorted by timestamp
     /// (never older than the retention window).
     pub async fn range(&self, tag: u32, start: i64, end: i64) -> Result<Vec<Point>> {
+        self.range_at_most(tag, start, end, u64::MAX).await
+    }
+
+    /// [`Shard::range`], refused with [`Error::Limit`] before any block is
+    /// read when its count bound (see [`query::count_bound`]) is past
+    /// `max_points`.
+    pub async fn range_at_most(
+        &self,
+        tag: u32,
+        start: i64,
+        end: i64,
+        max_points: u64,
+    ) -> Result<Vec<Point>> {
         let i = &self.inner;
         let start = start.max(i.cutoff());
-        query::range(&i.mem, &i.disk, &i.stats, tag, start, end).await
+        query::range(&i.mem, &i.disk, &i.stats, tag, start, end, max_points).await
     }
 
     /// An upper bound of the points of `tag` with `start <= ts < end`
