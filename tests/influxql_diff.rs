@@ -824,6 +824,45 @@ fn answers_without_influxd() {
         M0 + 60
     ));
     assert!(e.contains("windows, more than the limit"), "{e}");
+    // The points top/bottom, distinct and mode keep count against the
+    // held points, whatever n; a field condition's reads against the
+    // points read.
+    let two_min = format!("time >= {}s AND time < {}s", M0, M0 + 120);
+    for q in [
+        format!("SELECT distinct(value) FROM temp WHERE {two_min}"),
+        format!("SELECT mode(value) FROM temp WHERE {two_min}"),
+        format!("SELECT top(value, 1000000000000) FROM temp WHERE {two_min}"),
+        format!("SELECT bottom(value, 9223372036854775807) FROM temp WHERE {two_min}"),
+    ] {
+        let e = err(&q);
+        assert!(e.contains("holds more than 4 points"), "{q}: {e}");
+    }
+    let v = json(
+        &x,
+        &format!("SELECT top(value, 2) FROM temp WHERE {two_min}"),
+    );
+    assert_eq!(
+        v["results"][0]["series"][0]["values"],
+        serde_json::json!([
+            ["2023-11-14T22:15:00Z", 30],
+            ["2023-11-14T22:15:59.999999Z", 22.25]
+        ]),
+        "{v}"
+    );
+    let e = err("SELECT count(value) FROM temp WHERE value > 0");
+    assert!(e.contains("more than 12 points"), "{e}");
+    for q in [
+        format!("SELECT moving_average(value, 9223372036854775807) FROM temp WHERE time >= {}s AND time < {}s", M0, M0 + 60),
+        format!(
+            "SELECT elapsed(value, 1ns) FROM temp WHERE time >= {}s AND time < {}s",
+            M0,
+            M0 + 60
+        ),
+        format!("SELECT sum(value) FROM temp WHERE value < -1000 AND {two_min}"),
+    ] {
+        let v = json(&x, &q);
+        assert!(v["results"][0].get("error").is_none(), "{q}: {v}");
+    }
     let v = json(&x, "SELECT count(usage) FROM cpu");
     assert!(
         v["results"][0]["error"]
