@@ -867,7 +867,10 @@ fn select_stmt() -> impl Strategy<Value = SelectStatement> {
         proptest::option::of(fill),
         proptest::option::of(prop_oneof![Just(Order::Asc), Just(Order::Desc)]),
         (limit(), limit(), limit(), limit()),
-        proptest::option::of("[A-Za-z/_' ]{0,12}"),
+        proptest::option::of(
+            prop_oneof![Just("UTC"), Just("Europe/Paris"), Just("America/St_Johns")]
+                .prop_map(String::from),
+        ),
     )
         .prop_map(
             |(fields, into, from, condition, group_by, fill, order, l, tz)| SelectStatement {

@@ -75,6 +75,18 @@ pub struct SeriesOut {
     pub columns: Vec<String>,
     /// `values`.
     pub values: Vec<Vec<Val>>,
+    /// `tz()`: RFC 3339 times are written in this zone.
+    pub tz: Option<chrono_tz::Tz>,
+}
+
+/// The UTC offset of `tz` at `ns` (since the epoch), in seconds.
+pub fn zone_offset_s(tz: chrono_tz::Tz, ns: i64) -> i32 {
+    use chrono::{Offset, TimeZone};
+    let secs = ns.div_euclid(1_000_000_000);
+    match tz.timestamp_opt(secs, 0).single() {
+        Some(t) => t.offset().fix().local_minus_utc(),
+        None => 0,
+    }
 }
 
 /// What a statement runs against.

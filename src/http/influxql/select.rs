@@ -502,6 +502,8 @@ struct Plan {
     group_tags: GroupTags,
     /// The condition on field values, if any.
     filter: Option<PointFilter>,
+    /// `tz()`: windows aligned to its local time, times written in it.
+    tz: Option<chrono_tz::Tz>,
 }
 
 enum GroupTags {
@@ -630,6 +632,7 @@ fn plan(ctx: &Ctx<'_>, s: &SelectStatement) -> R<Plan> {
         interval,
         group_tags,
         filter: None,
+        tz: None,
     })
 }
 
@@ -675,15 +678,20 @@ pub(super) async fn select(ctx: &Ctx<'_>, s: &SelectStatement) -> R<Vec<SeriesOu
             Source::Subquery(_) => return Err("subqueries are not supported by xtdb".into()),
         }
     }
-    if s.tz.is_some() {
-        return Err("tz() is not supported by xtdb (windows are aligned to UTC)".into());
-    }
+    let tz = match &s.tz {
+        None => None,
+        Some(name) => Some(
+            name.parse::<chrono_tz::Tz>()
+                .map_err(|_| format!("unknown time zone {name}"))?,
+        ),
+    };
     let plan = plan(ctx, s)?;
     let (start_ns, end_ns, filter, field_cond) = select_condition(ctx, s.condition.as_ref())?;
     let all = series(ctx, from, filter, ctx.limits.max_series + 1).await?;
     over(ctx, all.len(), "series")?;
     let mut plan = plan;
     plan.filter = field_cond.map(|(c, names)| PointFilter::new(c, &names, &all));
+    plan.tz = tz;
     let mut budget = Budget::new(ctx.limits.max_points, ctx.limits.max_rows);
     let mut out: Vec<SeriesOut> = Vec::new();
     let mut rows = 0usize;
@@ -769,6 +777,7 @@ pub(super) async fn select(ctx: &Ctx<'_>, s: &SelectStatement) -> R<Vec<SeriesOu
                 tags,
                 columns,
                 values,
+                tz: plan.tz,
             });
             // SLIMIT: the groups after the last one answered are not read.
             if s.slimit.is_some_and(|l| l > 0)
@@ -818,6 +827,10 @@ async fn aggregate_group(
             // No upper bound: up to now, as InfluxDB.
             let end = end_ns.unwrap_or(ctx.now_ns.saturating_add(1));
             let (su, eu) = (bound_us(start), bound_us(end).max(bound_us(start)));
+            let off = match plan.tz {
+                Some(tz) => zoned_offset(tz, off, every, start, end)?,
+                None => off,
+            };
             let orig = WindowSpec::new(su, eu, every, off, ctx.limits.max_rows)
                 .map_err(|e| e.to_string())?;
             let first = orig.window(0).map(|w| w.start);
@@ -945,6 +958,36 @@ async fn aggregate_group(
         (None, _) => Val::Time(t.saturating_mul(1000)),
     });
     Ok(Some((columns, values)))
+}
+
+/// The window offset (µs) of `GROUP BY time(every, off)` with `tz(tz)`
+/// over `[start_ns, end_ns)`: InfluxDB aligns the windows to local time
+/// (a 1d window starts at local midnight). xtdb's windows have one width,
+/// so where the zone's UTC offset changes within the range (daylight
+/// saving) the windows must not depend on it (every offset a whole number
+/// of windows: 1m, 1h, ... for Europe/Berlin), else the statement is
+/// refused. The offsets are sampled each 7 days and at the end.
+fn zoned_offset(tz: chrono_tz::Tz, off: i64, every: i64, start_ns: i64, end_ns: i64) -> R<i64> {
+    let mut zones = std::collections::BTreeSet::new();
+    let step = (7 * 86_400 * 1_000_000_000i64).max((end_ns.saturating_sub(start_ns)) / 10_000);
+    let mut t = start_ns;
+    loop {
+        zones.insert(super::exec::zone_offset_s(tz, t));
+        if t >= end_ns {
+            break;
+        }
+        t = t.saturating_add(step).min(end_ns);
+    }
+    let us = |z: &i32| i64::from(*z) * 1_000_000;
+    if zones.iter().all(|z| us(z) % every == 0) {
+        return Ok(off);
+    }
+    match zones.iter().next() {
+        Some(z) if zones.len() == 1 => Ok((off - us(z)).rem_euclid(every)),
+        _ => Err(format!(
+            "tz('{tz}'): the range crosses a change of the zone's UTC offset, where InfluxDB's windows of this GROUP BY time change length; xtdb's windows have one length: split the range at the change"
+        )),
+    }
 }
 
 /// The rows of `top`, `bottom` or `distinct`: per window its points
