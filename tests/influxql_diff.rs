@@ -274,6 +274,22 @@ fn corpus() -> Vec<String> {
         q.push(format!("SELECT {f}(rate, 2.5) FROM flow"));
         q.push(format!("SELECT {f}(rate, 2), mean(rate) FROM flow"));
     }
+    // top(f, tag, n): the best point per tag value, the tags as columns.
+    for (f, g) in [
+        ("top(usage, host, 2)", ""),
+        ("top(usage, host, 5)", ""),
+        ("bottom(usage, host, 2)", " GROUP BY time(2m)"),
+        ("top(usage, region, 3)", ""),
+        ("bottom(usage, region, 1)", " GROUP BY time(3m)"),
+        ("top(rate, line, 1)", ""),
+        ("bottom(rate, line, 2)", " GROUP BY time(1m)"),
+        ("top(usage, host, region, 2)", ""),
+        ("top(usage, host, 2)", " GROUP BY region"),
+        ("top(usage, nothing, 2)", ""),
+    ] {
+        q.push(format!("SELECT {f} FROM cpu, flow WHERE {r}{g}"));
+    }
+    q.push(format!("SELECT top(usage, 'host', 2) FROM cpu WHERE {r}"));
     for f in ["distinct", "mode"] {
         q.push(format!("SELECT {f}(rate) FROM flow WHERE {r}"));
         q.push(format!("SELECT {f}(rate) FROM flow"));
@@ -702,6 +718,19 @@ fn answers_without_influxd() {
             "name": "temp", "tags": {"site": "x"}, "columns": ["time", "count", "max"],
             "values": [["2023-11-14T22:14:00Z", 3, 21.25], ["2023-11-14T22:15:00Z", 3, 30]]
         }]}]})
+    );
+    // top(f, tag, n): the best of each host, then the best two, the tag as
+    // a column.
+    let v = json(
+        &x,
+        &format!("SELECT top(usage, host, 2) FROM cpu WHERE {}", range()),
+    );
+    assert_eq!(
+        v["results"][0]["series"][0],
+        serde_json::json!({"name": "cpu", "columns": ["time", "top", "host"], "values": [
+            ["2023-11-14T22:14:10Z", 99.5, "a"], ["2023-11-14T22:16:52Z", 24.875, "c"]
+        ]}),
+        "{v}"
     );
     // Series in order of measurement, then tags.
     let v = json(&x, "SELECT integral(usage) FROM cpu GROUP BY host");

@@ -378,6 +378,12 @@ enum Coll {
         top: bool,
         heap: std::collections::BinaryHeap<std::cmp::Reverse<Cand>>,
     },
+    /// `top(f, tag, n)`: the best point of each tag value (its index).
+    BestBy {
+        n: u64,
+        top: bool,
+        by: AHashMap<usize, Cand>,
+    },
     /// Value (bits, -0 as 0) → (value, first time).
     Distinct(AHashMap<u64, (f64, i64)>),
     /// Every (value, time), in arrival order.
@@ -385,8 +391,13 @@ enum Coll {
 }
 
 impl Coll {
-    fn new(f: PointsFn) -> Coll {
+    fn new(f: PointsFn, by_key: bool) -> Coll {
         match f {
+            PointsFn::Top(n) | PointsFn::Bottom(n) if by_key => Coll::BestBy {
+                n,
+                top: matches!(f, PointsFn::Top(_)),
+                by: AHashMap::new(),
+            },
             PointsFn::Top(n) => Coll::Best {
                 n,
                 top: true,
@@ -402,9 +413,25 @@ impl Coll {
         }
     }
 
-    /// Takes a point; answers whether it is now held.
-    fn push(&mut self, t: i64, v: f64) -> bool {
+    /// Takes a point (of the tag values `key`); answers whether it is now
+    /// held.
+    fn push(&mut self, t: i64, v: f64, key: usize) -> bool {
         match self {
+            Coll::BestBy { top, by, .. } => {
+                let c = Cand { v, t, top: *top };
+                match by.entry(key) {
+                    std::collections::hash_map::Entry::Occupied(mut e) => {
+                        if c > *e.get() {
+                            e.insert(c);
+                        }
+                        false
+                    }
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(c);
+                        true
+                    }
+                }
+            }
             Coll::Best { n, top, heap } => {
                 let c = Cand { v, t, top: *top };
                 if (heap.len() as u64) < *n {
@@ -445,16 +472,24 @@ impl Coll {
     /// of their first time (then value), mode one value (time 0: the
     /// caller labels it) — the most frequent, the smallest of equally
     /// frequent ones, as InfluxDB.
-    fn finish(self) -> Vec<(i64, f64)> {
+    fn finish(self) -> Vec<(i64, f64, usize)> {
         match self {
             Coll::Best { heap, .. } => {
                 let mut v: Vec<Cand> = heap.into_iter().map(|r| r.0).collect();
                 v.sort_by(|a, b| b.cmp(a));
                 v.sort_by_key(|c| c.t);
-                v.into_iter().map(|c| (c.t, c.v)).collect()
+                v.into_iter().map(|c| (c.t, c.v, 0)).collect()
+            }
+            Coll::BestBy { n, by, .. } => {
+                let mut v: Vec<(Cand, usize)> = by.into_iter().map(|(k, c)| (c, k)).collect();
+                v.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+                v.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+                v.sort_by_key(|c| c.0.t);
+                v.into_iter().map(|(c, k)| (c.t, c.v, k)).collect()
             }
             Coll::Distinct(m) => {
-                let mut v: Vec<(i64, f64)> = m.into_values().map(|(v, t)| (t, v)).collect();
+                let mut v: Vec<(i64, f64, usize)> =
+                    m.into_values().map(|(v, t)| (t, v, 0)).collect();
                 v.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
                 v
             }
@@ -466,7 +501,7 @@ impl Coll {
                 // outnumbers the leader, or equals it and its first point
                 // is not later than the leader's last counted one.
                 if pts.len() == 1 {
-                    return vec![(0, pts[0].0)];
+                    return vec![(0, pts[0].0, 0)];
                 }
                 pts.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                 let Some(&(v0, t0)) = pts.first() else {
@@ -490,7 +525,7 @@ impl Coll {
                     most_mode = v;
                     most_time = t;
                 }
-                vec![(0, most_mode)]
+                vec![(0, most_mode, 0)]
             }
         }
     }
@@ -498,19 +533,24 @@ impl Coll {
 
 /// `f` per window of `spec` over the points of the series `ids` merged
 /// (InfluxQL without `GROUP BY` tag), NaN points skipped: per window the
-/// rows [`Coll::finish`] answers. The points kept are charged to the
+/// rows [`Coll::finish`] answers (with `keys`, one per id: the index of
+/// the series' tag values for `top(f, tag, n)`). The points kept are charged to the
 /// budget's held points, so one window of `top(f, 1000000000)` or
 /// `distinct` over many values stays within `--query-max-rows`.
+#[allow(clippy::too_many_arguments)]
 pub async fn fetch_point_sets(
     router: &Rc<Router>,
     ids: &[u32],
+    keys: &[usize],
     spec: &WindowSpec,
     f: PointsFn,
     budget: &mut Budget,
     filter: Option<&PointFilter>,
-) -> Result<Vec<Vec<(i64, f64)>>, String> {
+) -> Result<Vec<Vec<(i64, f64, usize)>>, String> {
     let mut colls: Vec<Option<Coll>> = (0..spec.len()).map(|_| None).collect();
-    for &id in ids {
+    let by_key = !keys.is_empty();
+    for (k, &id) in ids.iter().enumerate() {
+        let key = keys.get(k).copied().unwrap_or(0);
         for_each_chunk_holding(
             router,
             id,
@@ -528,7 +568,9 @@ pub async fn fetch_point_sets(
                         continue;
                     };
                     let Some(c) = colls.get_mut(i) else { continue };
-                    if c.get_or_insert_with(|| Coll::new(f)).push(p.ts, p.value) {
+                    if c.get_or_insert_with(|| Coll::new(f, by_key))
+                        .push(p.ts, p.value, key)
+                    {
                         held += 1;
                     }
                 }

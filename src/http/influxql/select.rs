@@ -47,8 +47,13 @@ enum Leaf {
         field: String,
         selector: bool,
     },
-    /// `top`, `bottom`, `distinct` or `mode` of a field (over its points).
-    Points { f: PointsFn, field: String },
+    /// `top`, `bottom`, `distinct` or `mode` of a field (over its points);
+    /// `tags`: those of `top(f, tag, n)`.
+    Points {
+        f: PointsFn,
+        field: String,
+        tags: Vec<String>,
+    },
     /// A transform of a raw field or an aggregate.
     Transform {
         tf: Tf,
@@ -258,11 +263,19 @@ fn call_leaf(c: &Call, grouped: bool) -> R<Leaf> {
                     c.name, c.args[0]
                 ));
             };
-            if c.args.len() > 2 {
-                return Err(format!(
-                    "{}() with tag arguments is not supported by xtdb: GROUP BY the tag instead",
-                    c.name
-                ));
+            // top(f, tag..., n): the best point of each tag value, then the
+            // n best of those, with the tags as columns.
+            let mut tags = Vec::new();
+            for a in &c.args[1..c.args.len() - 1] {
+                match a {
+                    Expr::VarRef(t) => tags.push(t.name.clone()),
+                    o => {
+                        return Err(format!(
+                            "only fields or tags are allowed in {}(), found {o}",
+                            c.name
+                        ))
+                    }
+                }
             }
             let f = if c.name == "top" {
                 PointsFn::Top(n)
@@ -272,6 +285,7 @@ fn call_leaf(c: &Call, grouped: bool) -> R<Leaf> {
             Ok(Leaf::Points {
                 f,
                 field: v.name.clone(),
+                tags,
             })
         }
         "distinct" | "mode" => {
@@ -284,6 +298,7 @@ fn call_leaf(c: &Call, grouped: bool) -> R<Leaf> {
             Ok(Leaf::Points {
                 f,
                 field: field_arg(c)?,
+                tags: Vec::new(),
             })
         }
         "cumulative_sum" | "moving_average" | "elapsed" => {
@@ -416,6 +431,7 @@ fn compile_expr(
             Leaf::Points {
                 f: PointsFn::Distinct,
                 field: f.clone(),
+                tags: Vec::new(),
             },
             "distinct",
             names,
@@ -884,12 +900,38 @@ async fn aggregate_group(
     let mut selector_time = None;
     // One engine pass for every mergeable leaf of the same series (and,
     // expected by the caller, of the other groups).
-    if let [Leaf::Points { f, field }] = plan.leaves.as_slice() {
+    if let [Leaf::Points { f, field, tags }] = plan.leaves.as_slice() {
         if *f != PointsFn::Mode {
-            let ids: Vec<u32> = members.iter().filter_map(|m| id_of(m, field)).collect();
-            let sets =
-                fetch_point_sets(ctx.router, &ids, &spec, *f, budget, plan.filter.as_ref()).await?;
-            return Ok(several_rows(plan, *f, &spec, label_start, sets));
+            let with: Vec<&SeriesInfo> = members
+                .iter()
+                .copied()
+                .filter(|m| id_of(m, field).is_some())
+                .collect();
+            let ids: Vec<u32> = with.iter().filter_map(|m| id_of(m, field)).collect();
+            // top(f, tag, n): each series' tag values, as an index.
+            let mut values: Vec<Vec<String>> = Vec::new();
+            let mut keys = Vec::new();
+            if !tags.is_empty() {
+                for m in &with {
+                    let v: Vec<String> = tags.iter().map(|t| tag_of(m, t).to_string()).collect();
+                    let i = values.iter().position(|x| *x == v).unwrap_or_else(|| {
+                        values.push(v);
+                        values.len() - 1
+                    });
+                    keys.push(i);
+                }
+            }
+            let flt = plan.filter.as_ref();
+            let sets = fetch_point_sets(ctx.router, &ids, &keys, &spec, *f, budget, flt).await?;
+            return Ok(several_rows(
+                plan,
+                *f,
+                tags,
+                &values,
+                &spec,
+                label_start,
+                sets,
+            ));
         }
     }
     for leaf in &plan.leaves {
@@ -901,11 +943,10 @@ async fn aggregate_group(
                     .await?;
                 (w, Some(*func))
             }
-            Leaf::Points { f, field } => {
+            Leaf::Points { f, field, .. } => {
                 let ids: Vec<u32> = members.iter().filter_map(|m| id_of(m, field)).collect();
-                let sets =
-                    fetch_point_sets(ctx.router, &ids, &spec, *f, budget, plan.filter.as_ref())
-                        .await?;
+                let flt = plan.filter.as_ref();
+                let sets = fetch_point_sets(ctx.router, &ids, &[], &spec, *f, budget, flt).await?;
                 let slots = sets
                     .iter()
                     .map(|v| v.first().map_or(Slot::Empty, |p| Slot::Value(p.1)))
@@ -997,9 +1038,11 @@ fn zoned_offset(tz: chrono_tz::Tz, off: i64, every: i64, start_ns: i64, end_ns: 
 fn several_rows(
     plan: &Plan,
     f: PointsFn,
+    tags: &[String],
+    tag_values: &[Vec<String>],
     spec: &WindowSpec,
     label_start: Option<i64>,
-    sets: Vec<Vec<(i64, f64)>>,
+    sets: Vec<Vec<(i64, f64, usize)>>,
 ) -> Rows {
     if sets.iter().all(Vec::is_empty) {
         return None;
@@ -1008,16 +1051,24 @@ fn several_rows(
     for (i, set) in sets.into_iter().enumerate() {
         let start = spec.window(i).map_or(0, |w| w.start);
         let label = label_start.unwrap_or(start.saturating_mul(1000));
-        for (t, v) in set {
+        for (t, v, k) in set {
             let t = match f {
                 PointsFn::Top(_) | PointsFn::Bottom(_) => t.saturating_mul(1000),
                 _ => label,
             };
-            values.push(vec![Val::Time(t), Val::F(v)]);
+            let mut row = vec![Val::Time(t), Val::F(v)];
+            for i in 0..tags.len() {
+                row.push(match tag_values.get(k).and_then(|v| v.get(i)) {
+                    Some(s) if !s.is_empty() => Val::S(s.clone()),
+                    _ => Val::Null,
+                });
+            }
+            values.push(row);
         }
     }
     let mut columns = vec!["time".to_string()];
     columns.extend(plan.columns.iter().map(|c| c.name.clone()));
+    columns.extend(tags.iter().cloned());
     Some((columns, values))
 }
 
