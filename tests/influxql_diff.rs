@@ -311,6 +311,24 @@ fn corpus() -> Vec<String> {
         q.push(format!("SELECT {f}(nothing) FROM flow"));
     }
     q.push(format!("SELECT DISTINCT rate FROM flow WHERE {r}"));
+    for g in [
+        "",
+        " GROUP BY line",
+        " GROUP BY time(1m)",
+        " GROUP BY time(1m) fill(none)",
+        " GROUP BY time(1m), line fill(-1)",
+    ] {
+        q.push(format!(
+            "SELECT count(distinct(rate)) FROM flow WHERE {r}{g}"
+        ));
+    }
+    q.push(format!("SELECT count(DISTINCT rate) FROM flow WHERE {r}"));
+    q.push(format!(
+        "SELECT count(distinct(rate)), mean(rate) FROM flow WHERE {r} GROUP BY time(2m)"
+    ));
+    q.push(format!(
+        "SELECT cumulative_sum(count(distinct(rate))) FROM flow WHERE {r} GROUP BY time(2m)"
+    ));
     q.push(format!(
         "SELECT mode(rate), mean(rate) FROM flow WHERE {r} GROUP BY time(2m)"
     ));
@@ -730,6 +748,12 @@ fn answers_without_influxd() {
         serde_json::json!({"name": "cpu", "columns": ["time", "top", "host"], "values": [
             ["2023-11-14T22:14:10Z", 99.5, "a"], ["2023-11-14T22:16:52Z", 24.875, "c"]
         ]}),
+        "{v}"
+    );
+    let v = json(&x, "SELECT count(distinct(rate)) FROM flow");
+    assert_eq!(
+        v["results"][0]["series"][0]["values"],
+        serde_json::json!([["1970-01-01T00:00:00Z", 9]]),
         "{v}"
     );
     // Series in order of measurement, then tags.

@@ -321,6 +321,8 @@ pub enum PointsFn {
     Distinct,
     /// `mode(f)`.
     Mode,
+    /// `count(distinct(f))`.
+    CountDistinct,
 }
 
 impl PointsFn {
@@ -331,7 +333,13 @@ impl PointsFn {
             PointsFn::Bottom(_) => "bottom",
             PointsFn::Distinct => "distinct",
             PointsFn::Mode => "mode",
+            PointsFn::CountDistinct => "count",
         }
+    }
+
+    /// Whether it answers one value per window (an aggregate), not rows.
+    pub fn one_value(self) -> bool {
+        matches!(self, PointsFn::Mode | PointsFn::CountDistinct)
     }
 }
 
@@ -408,7 +416,7 @@ impl Coll {
                 top: false,
                 heap: Default::default(),
             },
-            PointsFn::Distinct => Coll::Distinct(AHashMap::new()),
+            PointsFn::Distinct | PointsFn::CountDistinct => Coll::Distinct(AHashMap::new()),
             PointsFn::Mode => Coll::Mode(Vec::new()),
         }
     }
@@ -531,6 +539,15 @@ impl Coll {
     }
 }
 
+/// The answer of `f` from a window's collection.
+fn finish(c: Coll, f: PointsFn) -> Vec<(i64, f64, usize)> {
+    let rows = c.finish();
+    match f {
+        PointsFn::CountDistinct => vec![(0, rows.len() as f64, 0)],
+        _ => rows,
+    }
+}
+
 /// `f` per window of `spec` over the points of the series `ids` merged
 /// (InfluxQL without `GROUP BY` tag), NaN points skipped: per window the
 /// rows [`Coll::finish`] answers (with `keys`, one per id: the index of
@@ -581,7 +598,7 @@ pub async fn fetch_point_sets(
     }
     Ok(colls
         .into_iter()
-        .map(|c| c.map(Coll::finish).unwrap_or_default())
+        .map(|c| c.map(|c| finish(c, f)).unwrap_or_default())
         .collect())
 }
 

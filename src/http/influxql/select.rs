@@ -145,6 +145,22 @@ fn call_leaf(c: &Call, grouped: bool) -> R<Leaf> {
             let Some(f) = Func::plain(&c.name) else {
                 return Err(format!("unknown function {}()", c.name));
             };
+            // count(distinct(f)): how many distinct values per window.
+            let inner_distinct = match c.args.first() {
+                Some(Expr::Distinct(f)) => Some(f.clone()),
+                Some(Expr::Call(d)) if d.name == "distinct" => {
+                    nargs(d, 1, 1)?;
+                    Some(field_arg(d)?)
+                }
+                _ => None,
+            };
+            if let (Some(field), "count") = (&inner_distinct, c.name.as_str()) {
+                return Ok(Leaf::Points {
+                    f: PointsFn::CountDistinct,
+                    field: field.clone(),
+                    tags: Vec::new(),
+                });
+            }
             if let Some(Expr::Distinct(_)) | Some(Expr::Call(_)) = c.args.first() {
                 return Err(format!(
                     "{}() of a function is not supported by xtdb",
@@ -374,14 +390,11 @@ fn transform_inner(c: &Call, grouped: bool) -> R<Leaf> {
         Some(Expr::VarRef(v)) => Leaf::Field(v.name.clone()),
         Some(Expr::Call(inner)) => {
             let l = call_leaf(inner, grouped)?;
-            let one_value = matches!(
-                l,
-                Leaf::Agg { .. }
-                    | Leaf::Points {
-                        f: PointsFn::Mode,
-                        ..
-                    }
-            );
+            let one_value = match &l {
+                Leaf::Agg { .. } => true,
+                Leaf::Points { f, .. } => f.one_value(),
+                _ => false,
+            };
             if !one_value {
                 return Err(format!(
                     "{}() of {} is not supported by xtdb",
@@ -613,7 +626,7 @@ fn plan(ctx: &Ctx<'_>, s: &SelectStatement) -> R<Plan> {
         .count();
     // top, bottom and distinct answer several rows per window: alone.
     if let Some(f) = leaves.iter().find_map(|l| match l {
-        Leaf::Points { f, .. } if *f != PointsFn::Mode => Some(*f),
+        Leaf::Points { f, .. } if !f.one_value() => Some(*f),
         _ => None,
     }) {
         let alone = columns.len() == 1 && !wildcard && matches!(columns[0].expr, CExpr::Leaf(_));
@@ -901,7 +914,7 @@ async fn aggregate_group(
     // One engine pass for every mergeable leaf of the same series (and,
     // expected by the caller, of the other groups).
     if let [Leaf::Points { f, field, tags }] = plan.leaves.as_slice() {
-        if *f != PointsFn::Mode {
+        if !f.one_value() {
             let with: Vec<&SeriesInfo> = members
                 .iter()
                 .copied()
@@ -955,7 +968,8 @@ async fn aggregate_group(
                     slots,
                     times: Vec::new(),
                 };
-                (w, None)
+                // count(distinct(f)) fills as count does.
+                (w, (*f == PointsFn::CountDistinct).then_some(Func::Count))
             }
             _ => return Err("internal: aggregate leaf expected".into()),
         };
