@@ -290,6 +290,30 @@ fn corpus() -> Vec<String> {
         q.push(format!("SELECT {f} FROM cpu, flow WHERE {r}{g}"));
     }
     q.push(format!("SELECT top(usage, 'host', 2) FROM cpu WHERE {r}"));
+    // ORDER BY time DESC: windows newest first, each in its own order.
+    for f in [
+        "top(usage, 3)",
+        "bottom(usage, 3)",
+        "top(usage, host, 2)",
+        "bottom(rate, 4)",
+        "top(rate, 3)",
+        "distinct(rate)",
+    ] {
+        q.push(format!(
+            "SELECT {f} FROM cpu, flow WHERE {r} ORDER BY time DESC"
+        ));
+        q.push(format!(
+            "SELECT {f} FROM cpu, flow WHERE {r} GROUP BY time(2m) ORDER BY time DESC"
+        ));
+        q.push(format!(
+            "SELECT {f} FROM cpu, flow WHERE {r} GROUP BY time(1m), * ORDER BY time DESC"
+        ));
+    }
+    q.push("SELECT top(value, 2) FROM temp ORDER BY time DESC".into());
+    q.push(format!(
+        "SELECT mode(rate) FROM flow WHERE {r} GROUP BY time(1m) ORDER BY time DESC"
+    ));
+    q.push("SELECT bottom(value, 2) FROM temp ORDER BY time DESC".into());
     for f in ["distinct", "mode"] {
         q.push(format!("SELECT {f}(rate) FROM flow WHERE {r}"));
         q.push(format!("SELECT {f}(rate) FROM flow"));
@@ -519,8 +543,12 @@ const DIFFERENT: &[(&str, &str)] = &[
         "InfluxDB 1.6 answers integral with GROUP BY time over several series in pieces (more series than groups) and drops the last window; xtdb answers one series per group with every window",
     ),
     (
-        "SELECT top(value, 2) FROM temp ORDER BY time DESC",
-        "top/bottom with ORDER BY time DESC: InfluxDB 1.6 answers them best first (by value), xtdb by time, newest first, as every other DESC answer",
+        "SELECT top(usage, 3) FROM cpu WHERE time >= 1700000000s AND time < 1700000600s GROUP BY time(1m), host LIMIT 5",
+        "top/bottom with LIMIT: InfluxDB 1.6 applies the LIMIT to the points read before choosing (its window answers are then not the window's top); xtdb chooses from every point and limits the rows answered",
+    ),
+    (
+        "SELECT mode(usage) FROM cpu WHERE time >= 1700000000s AND time < 1700000600s GROUP BY time(1m) ORDER BY time DESC",
+        "mode() among equally frequent values of windows over 12 points: InfluxDB 1.6's choice follows the order Go's unstable sort leaves; xtdb applies InfluxDB's rule to the points sorted by value, then time (newest first with DESC), which matches InfluxDB up to 12 points",
     ),
     (
         "SELECT usage FROM cpu WHERE usage > 50 OR host = 'a'",

@@ -392,14 +392,18 @@ enum Coll {
         top: bool,
         by: AHashMap<usize, Cand>,
     },
-    /// Value (bits, -0 as 0) → (value, first time).
-    Distinct(AHashMap<u64, (f64, i64)>),
-    /// Every (value, time), in arrival order.
-    Mode(Vec<(f64, i64)>),
+    /// Value (bits, -0 as 0) → (value, first time, last time); `desc`:
+    /// ORDER BY time DESC, where InfluxDB meets the points newest first.
+    Distinct {
+        m: AHashMap<u64, (f64, i64, i64)>,
+        desc: bool,
+    },
+    /// Every (value, time), in arrival order; `desc` as for `Distinct`.
+    Mode { pts: Vec<(f64, i64)>, desc: bool },
 }
 
 impl Coll {
-    fn new(f: PointsFn, by_key: bool) -> Coll {
+    fn new(f: PointsFn, by_key: bool, desc: bool) -> Coll {
         match f {
             PointsFn::Top(n) | PointsFn::Bottom(n) if by_key => Coll::BestBy {
                 n,
@@ -416,8 +420,14 @@ impl Coll {
                 top: false,
                 heap: Default::default(),
             },
-            PointsFn::Distinct | PointsFn::CountDistinct => Coll::Distinct(AHashMap::new()),
-            PointsFn::Mode => Coll::Mode(Vec::new()),
+            PointsFn::Distinct | PointsFn::CountDistinct => Coll::Distinct {
+                m: AHashMap::new(),
+                desc,
+            },
+            PointsFn::Mode => Coll::Mode {
+                pts: Vec::new(),
+                desc,
+            },
         }
     }
 
@@ -453,22 +463,22 @@ impl Coll {
                 }
                 false
             }
-            Coll::Distinct(m) => {
+            Coll::Distinct { m, .. } => {
                 let v = v + 0.0;
                 match m.entry(v.to_bits()) {
                     std::collections::hash_map::Entry::Occupied(mut e) => {
-                        if t < e.get().1 {
-                            e.get_mut().1 = t;
-                        }
+                        let x = e.get_mut();
+                        x.1 = x.1.min(t);
+                        x.2 = x.2.max(t);
                         false
                     }
                     std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert((v, t));
+                        e.insert((v, t, t));
                         true
                     }
                 }
             }
-            Coll::Mode(pts) => {
+            Coll::Mode { pts, .. } => {
                 pts.push((v, t));
                 true
             }
@@ -495,13 +505,16 @@ impl Coll {
                 v.sort_by_key(|c| c.0.t);
                 v.into_iter().map(|(c, k)| (c.t, c.v, k)).collect()
             }
-            Coll::Distinct(m) => {
-                let mut v: Vec<(i64, f64, usize)> =
-                    m.into_values().map(|(v, t)| (t, v, 0)).collect();
+            Coll::Distinct { m, desc } => {
+                // Newest first (DESC), the first met is the last in time.
+                let mut v: Vec<(i64, f64, usize)> = m
+                    .into_values()
+                    .map(|(v, first, last)| (if desc { last } else { first }, v, 0))
+                    .collect();
                 v.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
                 v
             }
-            Coll::Mode(mut pts) => {
+            Coll::Mode { mut pts, desc } => {
                 // InfluxDB 1.x's FloatModeReduceSlice, over the points
                 // sorted by value, equal values in time order (InfluxDB
                 // merges the series by time; its sort.Sort may shuffle
@@ -511,7 +524,10 @@ impl Coll {
                 if pts.len() == 1 {
                     return vec![(0, pts[0].0, 0)];
                 }
-                pts.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                pts.sort_by(|a, b| {
+                    let by_t = if desc { b.1.cmp(&a.1) } else { a.1.cmp(&b.1) };
+                    a.0.total_cmp(&b.0).then(by_t)
+                });
                 let Some(&(v0, t0)) = pts.first() else {
                     return Vec::new();
                 };
@@ -561,6 +577,7 @@ pub async fn fetch_point_sets(
     keys: &[usize],
     spec: &WindowSpec,
     f: PointsFn,
+    desc: bool,
     budget: &mut Budget,
     filter: Option<&PointFilter>,
 ) -> Result<Vec<Vec<(i64, f64, usize)>>, String> {
@@ -585,7 +602,7 @@ pub async fn fetch_point_sets(
                         continue;
                     };
                     let Some(c) = colls.get_mut(i) else { continue };
-                    if c.get_or_insert_with(|| Coll::new(f, by_key))
+                    if c.get_or_insert_with(|| Coll::new(f, by_key, desc))
                         .push(p.ts, p.value, key)
                     {
                         held += 1;

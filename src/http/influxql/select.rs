@@ -935,15 +935,17 @@ async fn aggregate_group(
                 }
             }
             let flt = plan.filter.as_ref();
-            let sets = fetch_point_sets(ctx.router, &ids, &keys, &spec, *f, budget, flt).await?;
+            let desc = s.order == Some(Order::Desc);
+            let sets =
+                fetch_point_sets(ctx.router, &ids, &keys, &spec, *f, desc, budget, flt).await?;
             return Ok(several_rows(
                 plan,
                 *f,
-                tags,
-                &values,
+                (tags, &values),
                 &spec,
                 label_start,
                 sets,
+                desc,
             ));
         }
     }
@@ -959,7 +961,9 @@ async fn aggregate_group(
             Leaf::Points { f, field, .. } => {
                 let ids: Vec<u32> = members.iter().filter_map(|m| id_of(m, field)).collect();
                 let flt = plan.filter.as_ref();
-                let sets = fetch_point_sets(ctx.router, &ids, &[], &spec, *f, budget, flt).await?;
+                let desc = s.order == Some(Order::Desc);
+                let sets =
+                    fetch_point_sets(ctx.router, &ids, &[], &spec, *f, desc, budget, flt).await?;
                 let slots = sets
                     .iter()
                     .map(|v| v.first().map_or(Slot::Empty, |p| Slot::Value(p.1)))
@@ -1052,17 +1056,23 @@ fn zoned_offset(tz: chrono_tz::Tz, off: i64, every: i64, start_ns: i64, end_ns: 
 fn several_rows(
     plan: &Plan,
     f: PointsFn,
-    tags: &[String],
-    tag_values: &[Vec<String>],
+    (tags, tag_values): (&[String], &[Vec<String>]),
     spec: &WindowSpec,
     label_start: Option<i64>,
     sets: Vec<Vec<(i64, f64, usize)>>,
+    desc: bool,
 ) -> Rows {
     if sets.iter().all(Vec::is_empty) {
         return None;
     }
     let mut values = Vec::new();
-    for (i, set) in sets.into_iter().enumerate() {
+    for (i, mut set) in sets.into_iter().enumerate() {
+        // ORDER BY time DESC (the caller reverses the rows): InfluxDB 1.6
+        // answers the windows newest first, each in its own order (top,
+        // bottom: oldest first; distinct: by the last time of each value).
+        if desc {
+            set.reverse();
+        }
         let start = spec.window(i).map_or(0, |w| w.start);
         let label = label_start.unwrap_or(start.saturating_mul(1000));
         for (t, v, k) in set {
