@@ -14,7 +14,14 @@
 //! series' points at a time, except where the answer is the points (raw
 //! `SELECT`) or where InfluxQL merges raw points across series (median,
 //! percentile, integral and `time_weighted_mean` over several series),
-//! both bounded by the budget.
+//! both bounded by the budget. `top`, `bottom`, `distinct`, `mode` and
+//! `count(distinct)` ([`fetch_point_sets`]) keep per window only what
+//! their answer needs (at most `n` points, each value once), charged to
+//! the budget's held points. A condition on field values ([`PointFilter`])
+//! filters every chunk before it is used (the condition's other fields
+//! read over the chunk's span); with one, the mergeable functions are
+//! computed here from the points that pass, never from the engine's
+//! partials.
 
 use std::rc::Rc;
 
@@ -566,7 +573,7 @@ fn finish(c: Coll, f: PointsFn) -> Vec<(i64, f64, usize)> {
 
 /// `f` per window of `spec` over the points of the series `ids` merged
 /// (InfluxQL without `GROUP BY` tag), NaN points skipped: per window the
-/// rows [`Coll::finish`] answers (with `keys`, one per id: the index of
+/// rows `Coll::finish` answers (with `keys`, one per id: the index of
 /// the series' tag values for `top(f, tag, n)`). The points kept are charged to the
 /// budget's held points, so one window of `top(f, 1000000000)` or
 /// `distinct` over many values stays within `--query-max-rows`.

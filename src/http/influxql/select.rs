@@ -1,6 +1,7 @@
 //! `SELECT`: planning (which series, which groups, which windows, which
-//! columns: raw fields, aggregates, transforms, arithmetic) and the shaping
-//! of rows, reading through [`super::fetch`] and the aggregation kernels.
+//! columns: raw fields, aggregates, selectors such as `top`, transforms,
+//! arithmetic; the condition on field values; `tz()`) and the shaping of
+//! rows, reading through [`super::fetch`] and the aggregation kernels.
 //! Every failure is a message for the statement's `error`; nothing here
 //! panics on a query.
 
