@@ -310,8 +310,10 @@ assert len(b1) == 3 and len(chunks) == 2, [r.raw for r in chunks]
 both = c.query("SHOW MEASUREMENTS; SHOW TAG KEYS FROM boiler")
 assert isinstance(both, list) and len(both) == 2, both
 assert list(both[1].get_points()) == [{"tagKey": "unit"}], both[1].raw
+top = c.query("SELECT top(temp, unit, 1) FROM boiler")
+assert [p["unit"] for p in top.get_points()] != [], top.raw
 try:
-    c.query("SELECT top(temp, 1) FROM boiler")
+    c.query("SELECT holt_winters(temp, 1, 1) FROM boiler")
     raise SystemExit("an unsupported function was accepted")
 except InfluxDBClientError as e:
     assert "not supported" in str(e), e

@@ -70,7 +70,7 @@ pub use func::{
 pub use interpolate::{AtOrBefore, Interpolator};
 pub use plot::Plotter;
 pub use summary::{fields, Summary, SUMMARY_LEN};
-pub use transform::{derivative, difference};
+pub use transform::{cumulative_sum, derivative, difference, elapsed, moving_average};
 pub use window::{Window, WindowSpec};
 pub use windowed::{aggregate, aggregate_partials, PointSource, Windowed};
 

@@ -978,6 +978,39 @@ proptest! {
         }
     }
 
+    /// cumulative_sum, moving_average and elapsed equal their definitions:
+    /// nulls dropped (equal times kept), then the running sum, the mean of
+    /// the last n values, the whole units since the previous row.
+    #[test]
+    fn more_transforms_match_definition(
+        raw in prop::collection::vec((0i64..6, prop::option::weighted(0.8, -1000i32..1000)), 0..40),
+        n in 2u64..8,
+        unit_ns in 1i64..5_000_000,
+    ) {
+        let mut t = -50;
+        let rows: Vec<(i64, Option<f64>)> = raw.iter().map(|&(dt, v)| {
+            t += dt;
+            (t, v.map(|v| f64::from(v) / 4.0))
+        }).collect();
+        let kept: Vec<(i64, f64)> = rows.iter().filter_map(|&(t, v)| Some((t, v?))).collect();
+        let mut sum = 0.0;
+        let want_sum: Vec<(i64, f64)> = kept.iter().map(|&(t, v)| { sum += v; (t, sum) }).collect();
+        prop_assert_eq!(cumulative_sum(&rows), want_sum);
+        let got = moving_average(&rows, n).unwrap();
+        let want: Vec<(i64, f64)> = kept.windows(n as usize)
+            .map(|w| (w[w.len() - 1].0, w.iter().map(|p| p.1).sum::<f64>() / n as f64))
+            .collect();
+        prop_assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            prop_assert_eq!(g.0, w.0);
+            prop_assert!((g.1 - w.1).abs() <= 1e-9 * w.1.abs().max(1.0), "{:?} {:?}", g, w);
+        }
+        let want_el: Vec<(i64, f64)> = kept.windows(2)
+            .map(|w| (w[1].0, ((w[1].0 - w[0].0) * 1000 / unit_ns) as f64))
+            .collect();
+        prop_assert_eq!(elapsed(&rows, unit_ns).unwrap(), want_el);
+    }
+
     /// AtOrBefore over points in any order, and with summaries, equals the
     /// last visible point at or before the time.
     #[test]
@@ -1222,6 +1255,12 @@ fn bad_parameters_are_errors() {
     };
     assert!(aggregate(f, &spec, false, &mut src).is_err());
     assert!(derivative(&[], 0, false).is_err());
+    assert!(moving_average(&[], 1).is_err());
+    assert!(elapsed(&[], 0).is_err());
+    // A window far beyond the rows allocates nothing and answers nothing.
+    assert_eq!(moving_average(&[(1, Some(1.0))], u64::MAX), Ok(Vec::new()));
+    let far = [(i64::MIN, Some(1.0)), (i64::MAX, Some(2.0))];
+    assert_eq!(elapsed(&far, 1).unwrap().len(), 1);
     assert!(derivative(&[(2, Some(1.0)), (1, Some(1.0))], 1, false).is_err());
     assert!(Interpolator::new(0, 10_000, 1, Interp::Step, false, 100).is_err());
     assert!(Plotter::new(0, 10, 0, false, 10).is_err());

@@ -1,6 +1,7 @@
 //! InfluxQL transforms over a series of rows (raw points or aggregated
 //! windows): `derivative`, `non_negative_derivative`, `difference`,
-//! `non_negative_difference`, with InfluxDB 1.x's semantics
+//! `non_negative_difference`, `cumulative_sum`, `moving_average`,
+//! `elapsed`, with InfluxDB 1.x's semantics
 //! (query/functions.go): rows with a null value are skipped; a row with the
 //! same time as the current one is skipped (the first wins); the first row
 //! only primes the state; `non_negative_*` drops negative results (the row
@@ -80,5 +81,84 @@ pub fn difference(
             out.push((t, diff));
         }
     })?;
+    Ok(out)
+}
+
+/// `cumulative_sum`: per non-null row, the sum of the values so far, at the
+/// row's time (InfluxDB skips null rows; equal times are not skipped).
+pub fn cumulative_sum(rows: &[(i64, Option<f64>)]) -> Vec<(i64, f64)> {
+    let mut sum = 0.0;
+    rows.iter()
+        .filter_map(|&(t, v)| {
+            sum += v?;
+            Some((t, sum))
+        })
+        .collect()
+}
+
+/// `moving_average(n)`: per non-null row from the `n`-th on, the mean of
+/// the last `n` values, at the row's time. As InfluxDB computes it (a
+/// running sum: the value leaving the window is subtracted), so the
+/// rounding is the same. `n` > 1 (InfluxDB's rule); memory is at most
+/// `min(n, rows)` values.
+pub fn moving_average(rows: &[(i64, Option<f64>)], n: u64) -> Result<Vec<(i64, f64)>, AggError> {
+    if n <= 1 {
+        return Err(AggError::BadParam {
+            name: "moving_average window",
+            value: n as f64,
+        });
+    }
+    let vals = rows.iter().filter(|r| r.1.is_some()).count();
+    let Ok(n) = usize::try_from(n) else {
+        return Ok(Vec::new());
+    };
+    if vals < n {
+        return Ok(Vec::new());
+    }
+    let mut buf: Vec<f64> = Vec::with_capacity(n);
+    let (mut pos, mut sum) = (0usize, 0.0f64);
+    let mut out = Vec::with_capacity(vals + 1 - n);
+    for &(t, v) in rows {
+        let Some(v) = v else { continue };
+        if buf.len() < n {
+            buf.push(v);
+        } else {
+            sum -= buf[pos];
+            buf[pos] = v;
+        }
+        sum += v;
+        pos += 1;
+        if pos >= n {
+            pos = 0;
+        }
+        if buf.len() == n {
+            out.push((t, sum / n as f64));
+        }
+    }
+    Ok(out)
+}
+
+/// `elapsed(unit)`: per non-null row after the first, the time since the
+/// previous one in whole `unit_ns` (truncated, as InfluxDB's integer
+/// division), at the row's time. Times in µs; `unit_ns` > 0.
+pub fn elapsed(rows: &[(i64, Option<f64>)], unit_ns: i64) -> Result<Vec<(i64, f64)>, AggError> {
+    if unit_ns <= 0 {
+        return Err(AggError::BadParam {
+            name: "elapsed unit (ns)",
+            value: unit_ns as f64,
+        });
+    }
+    let mut prev: Option<i64> = None;
+    let mut out = Vec::with_capacity(rows.len().saturating_sub(1));
+    for &(t, v) in rows {
+        if v.is_none() {
+            continue;
+        }
+        if let Some(p) = prev {
+            let ns = (i128::from(t) - i128::from(p)) * 1000;
+            out.push((t, (ns / i128::from(unit_ns)) as f64));
+        }
+        prev = Some(t);
+    }
     Ok(out)
 }

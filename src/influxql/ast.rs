@@ -231,7 +231,7 @@ pub struct SelectStatement {
     pub slimit: Option<u64>,
     /// `SOFFSET n`
     pub soffset: Option<u64>,
-    /// `tz('Zone/Name')`, unchecked.
+    /// `tz('Zone/Name')`, a zone of the IANA database (checked by the parser).
     pub tz: Option<String>,
 }
 

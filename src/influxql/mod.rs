@@ -19,7 +19,6 @@
 //! Deliberate differences from InfluxDB 1.6.7's parser:
 //! - regexes are not compiled here, so `/(/` parses (the executor reports
 //!   it when it compiles the regex);
-//! - `tz('Zone/Name')` is not checked against a zone database;
 //! - `$param` parses to [`Expr::BoundParam`] whether or not the request has
 //!   `params`; the executor substitutes them or answers "missing parameter";
 //! - nesting (parentheses, calls, subqueries) and expression trees deeper
@@ -31,6 +30,9 @@
 //!   `FROM m,/re/`, which parses here too);
 //! - a NUL character is an illegal character; InfluxDB ends the query there;
 //! - duration overflow is always an error (InfluxDB may wrap silently);
+//! - an unknown `tz()` zone is refused as InfluxDB refuses it
+//!   (`unable to find time zone X`, no position), against the IANA
+//!   database compiled into `chrono-tz` rather than the host's;
 //! - `too many segments` and `fill(...)`/`tz(...)`/`ORDER BY` errors carry
 //!   the position of the clause (InfluxDB reports line 1, char 1 or none);
 //!   `found EOF` is placed just after the last character (InfluxDB places
@@ -74,10 +76,16 @@ pub struct ParseError {
     pub column: usize,
     /// InfluxDB-style text, e.g. `found FROM, expected identifier, string, number, bool`.
     pub message: String,
+    /// Whether the text names the position (InfluxDB's does not for some
+    /// errors, e.g. an unknown `tz()` zone).
+    pub positioned: bool,
 }
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.positioned {
+            return f.write_str(&self.message);
+        }
         write!(
             f,
             "{} at line {}, char {}",
@@ -93,6 +101,7 @@ impl std::error::Error for ParseError {}
 /// the length of `q`.
 pub fn parse(q: &str) -> Result<Vec<Statement>, ParseError> {
     parser::parse_query(q).map_err(|e| {
+        let positioned = e.pos != parser::NO_POS;
         let pos = e.pos.min(q.len());
         let (line, column) = line_column(q, pos);
         ParseError {
@@ -100,6 +109,7 @@ pub fn parse(q: &str) -> Result<Vec<Statement>, ParseError> {
             line,
             column,
             message: e.message,
+            positioned,
         }
     })
 }

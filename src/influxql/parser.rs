@@ -29,6 +29,9 @@ pub(crate) struct PErr {
 
 type R<T> = Result<T, PErr>;
 
+/// [`PErr::pos`] of an error whose text names no position (as InfluxDB's).
+pub(crate) const NO_POS: usize = usize::MAX;
+
 /// An expression with its tree depth and where it starts.
 struct E {
     expr: Expr,
@@ -1307,6 +1310,10 @@ impl<'a> Parser<'a> {
             return Err(msg(t.start, "tz must be a function call"));
         };
         match c.args.as_slice() {
+            // The zone must exist (InfluxDB: time.LoadLocation).
+            [Expr::String(s)] if s.parse::<chrono_tz::Tz>().is_err() => {
+                Err(msg(NO_POS, format!("unable to find time zone {s}")))
+            }
             [Expr::String(s)] => Ok(Some(s.clone())),
             [_] => Err(msg(t.start, "expected string argument in tz()")),
             _ => Err(msg(t.start, "tz requires exactly one argument")),

@@ -78,6 +78,51 @@ fn grafana_default_query_shape() {
     assert_eq!(tc.rest, None);
 }
 
+/// What Grafana's query builder sends for its selectors, aggregations,
+/// transformations and field-value conditions parses to the trees the
+/// executor expects.
+#[test]
+fn grafana_builder_functions_and_field_conditions() {
+    let call = |q: &str| -> Call {
+        match &select(q).fields[0].expr {
+            Expr::Call(c) => c.clone(),
+            other => panic!("{q}: {other:?}"),
+        }
+    };
+    let c = call(r#"SELECT top("value", 3) FROM "m""#);
+    assert_eq!(
+        (c.name.as_str(), c.args),
+        ("top", vec![var("value"), Expr::Integer(3)])
+    );
+    let c = call(r#"SELECT bottom("value", 'host', 2) FROM "m""#);
+    assert_eq!(c.args.len(), 3);
+    let c = call(r#"SELECT moving_average(mean("value"), 10) FROM "m" GROUP BY time(1m)"#);
+    assert_eq!(c.name, "moving_average");
+    assert!(matches!(&c.args[0], Expr::Call(m) if m.name == "mean"));
+    assert_eq!(c.args[1], Expr::Integer(10));
+    let c = call(r#"SELECT elapsed("value", 1s) FROM "m""#);
+    assert_eq!(c.args[1], Expr::Duration(1_000_000_000));
+    assert_eq!(
+        call(r#"SELECT distinct("value") FROM "m""#).name,
+        "distinct"
+    );
+    assert_eq!(
+        select("SELECT DISTINCT value FROM m").fields[0].expr,
+        Expr::Distinct("value".into())
+    );
+    assert_eq!(
+        cond(r#""value" <> 0"#),
+        bin(BinaryOp::Neq, var("value"), Expr::Integer(0))
+    );
+    assert_eq!(
+        cond(r#""value" > 10 AND "host" = 'a'"#),
+        Expr::And(vec![
+            bin(BinaryOp::Gt, var("value"), Expr::Integer(10)),
+            bin(BinaryOp::Eq, var("host"), Expr::String("a".into())),
+        ])
+    );
+}
+
 #[test]
 fn precedence_and_flat_logic() {
     // OR binds loosest, then AND, comparisons, + -, * /.
@@ -822,7 +867,10 @@ fn select_stmt() -> impl Strategy<Value = SelectStatement> {
         proptest::option::of(fill),
         proptest::option::of(prop_oneof![Just(Order::Asc), Just(Order::Desc)]),
         (limit(), limit(), limit(), limit()),
-        proptest::option::of("[A-Za-z/_' ]{0,12}"),
+        proptest::option::of(
+            prop_oneof![Just("UTC"), Just("Europe/Paris"), Just("America/St_Johns")]
+                .prop_map(String::from),
+        ),
     )
         .prop_map(
             |(fields, into, from, condition, group_by, fill, order, l, tz)| SelectStatement {

@@ -11,6 +11,7 @@ use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
+use super::fetch::{FieldCond, Operand};
 use crate::influxql::{
     time_range, BinaryOp, Expr, Measurement, MeasurementName, Statement, TagKeyFilter,
 };
@@ -74,6 +75,18 @@ pub struct SeriesOut {
     pub columns: Vec<String>,
     /// `values`.
     pub values: Vec<Vec<Val>>,
+    /// `tz()`: RFC 3339 times are written in this zone.
+    pub tz: Option<chrono_tz::Tz>,
+}
+
+/// The UTC offset of `tz` at `ns` (since the epoch), in seconds.
+pub fn zone_offset_s(tz: chrono_tz::Tz, ns: i64) -> i32 {
+    use chrono::{Offset, TimeZone};
+    let secs = ns.div_euclid(1_000_000_000);
+    match tz.timestamp_opt(secs, 0).single() {
+        Some(t) => t.offset().fix().local_minus_utc(),
+        None => 0,
+    }
 }
 
 /// What a statement runs against.
@@ -424,6 +437,180 @@ pub(super) fn condition(
         None => TagFilter::True,
     };
     Ok((t.start, t.end, filter))
+}
+
+/// Time bounds (ns), the tag filter, and the condition on field values
+/// with the fields it names.
+pub(super) type SelectCondition = (
+    Option<i64>,
+    Option<i64>,
+    TagFilter,
+    Option<(FieldCond, Vec<String>)>,
+);
+
+/// A `SELECT`'s condition: time bounds (ns), the tag filter choosing the
+/// series, and the condition on field values with the fields it names
+/// (its terms under the top-level `AND` that compare with a number or
+/// another field; a term mixing tags and fields under `OR` is refused).
+pub(super) fn select_condition(ctx: &Ctx<'_>, cond: Option<&Expr>) -> R<SelectCondition> {
+    let Some(cond) = cond else {
+        return Ok((None, None, TagFilter::True, None));
+    };
+    let mut cond = cond.clone();
+    bind(&mut cond, ctx.params)?;
+    let t = time_range(&cond, ctx.now_ns).map_err(|e| e.message)?;
+    if t.is_empty() {
+        return Ok((t.start, t.end, TagFilter::False, None));
+    }
+    let Some(rest) = &t.rest else {
+        return Ok((t.start, t.end, TagFilter::True, None));
+    };
+    let (mut tags, mut fields) = (Vec::new(), Vec::new());
+    split_terms(rest, &mut tags, &mut fields)?;
+    let filter = match tags.len() {
+        0 => TagFilter::True,
+        1 => tag_filter(&tags[0])?,
+        _ => TagFilter::And(tags.iter().map(tag_filter).collect::<R<_>>()?),
+    };
+    let field = if fields.is_empty() {
+        None
+    } else {
+        let mut names = Vec::new();
+        let mut c: Vec<FieldCond> = fields
+            .iter()
+            .map(|e| field_cond(e, &mut names))
+            .collect::<R<_>>()?;
+        Some((
+            if c.len() == 1 {
+                c.remove(0)
+            } else {
+                FieldCond::And(c)
+            },
+            names,
+        ))
+    };
+    Ok((t.start, t.end, filter, field))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Tag,
+    Field,
+    Mixed,
+}
+
+/// Whether `e` is about tags (compares with a string or a regex), about
+/// fields (compares with a number or another field), or both.
+fn kind(e: &Expr) -> Kind {
+    match e {
+        Expr::Paren(x) => kind(x),
+        Expr::And(v) | Expr::Or(v) => {
+            let mut k = None;
+            for x in v {
+                match (k, kind(x)) {
+                    (_, Kind::Mixed) => return Kind::Mixed,
+                    (None, x) => k = Some(x),
+                    (Some(a), b) if a != b => return Kind::Mixed,
+                    _ => {}
+                }
+            }
+            k.unwrap_or(Kind::Tag)
+        }
+        Expr::Binary(b) => {
+            let texty = |x: &Expr| matches!(x, Expr::String(_) | Expr::Regex(_));
+            if matches!(b.op, BinaryOp::EqRegex | BinaryOp::NeqRegex)
+                || texty(&b.lhs)
+                || texty(&b.rhs)
+            {
+                Kind::Tag
+            } else {
+                Kind::Field
+            }
+        }
+        _ => Kind::Tag,
+    }
+}
+
+fn split_terms(e: &Expr, tags: &mut Vec<Expr>, fields: &mut Vec<Expr>) -> R<()> {
+    match e {
+        Expr::And(v) => {
+            for x in v {
+                split_terms(x, tags, fields)?;
+            }
+        }
+        Expr::Paren(x) if matches!(**x, Expr::And(_)) => split_terms(x, tags, fields)?,
+        x => match kind(x) {
+            Kind::Tag => tags.push(x.clone()),
+            Kind::Field => fields.push(x.clone()),
+            Kind::Mixed => {
+                return Err(format!(
+                    "xtdb cannot combine conditions on tags and on field values under OR: {x}"
+                ))
+            }
+        },
+    }
+    Ok(())
+}
+
+/// The condition on field values of `e` (its fields named in `names`).
+fn field_cond(e: &Expr, names: &mut Vec<String>) -> R<FieldCond> {
+    Ok(match e {
+        Expr::Paren(x) => field_cond(x, names)?,
+        Expr::And(v) => FieldCond::And(v.iter().map(|x| field_cond(x, names)).collect::<R<_>>()?),
+        Expr::Or(v) => FieldCond::Or(v.iter().map(|x| field_cond(x, names)).collect::<R<_>>()?),
+        Expr::Bool(b) => FieldCond::Const(*b),
+        Expr::Binary(b)
+            if matches!(
+                b.op,
+                BinaryOp::Eq
+                    | BinaryOp::Neq
+                    | BinaryOp::Lt
+                    | BinaryOp::Lte
+                    | BinaryOp::Gt
+                    | BinaryOp::Gte
+            ) =>
+        {
+            FieldCond::Cmp(b.op, operand(&b.lhs, names)?, operand(&b.rhs, names)?)
+        }
+        other => {
+            return Err(format!(
+                "xtdb supports comparisons (=, !=, <>, <, <=, >, >=) of fields with numbers in WHERE: {other}"
+            ))
+        }
+    })
+}
+
+fn operand(e: &Expr, names: &mut Vec<String>) -> R<Operand> {
+    Ok(match e {
+        Expr::Paren(x) => operand(x, names)?,
+        Expr::Integer(i) => Operand::Num(*i as f64),
+        Expr::Unsigned(u) => Operand::Num(*u as f64),
+        Expr::Number(f) => Operand::Num(*f),
+        Expr::VarRef(v) => {
+            let i = names.iter().position(|n| *n == v.name).unwrap_or_else(|| {
+                names.push(v.name.clone());
+                names.len() - 1
+            });
+            Operand::Field(i)
+        }
+        Expr::Binary(b)
+            if matches!(
+                b.op,
+                BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Mod
+            ) =>
+        {
+            Operand::Bin(
+                b.op,
+                Box::new(operand(&b.lhs, names)?),
+                Box::new(operand(&b.rhs, names)?),
+            )
+        }
+        other => {
+            return Err(format!(
+                "not supported by xtdb in a condition on field values: {other}"
+            ))
+        }
+    })
 }
 
 fn show_filter(ctx: &Ctx<'_>, cond: Option<&Expr>) -> R<TagFilter> {

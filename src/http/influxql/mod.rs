@@ -192,17 +192,20 @@ fn series_json(s: &SeriesOut, ep: Epoch) -> Value {
     let values: Vec<Value> = s
         .values
         .iter()
-        .map(|row| Value::Array(row.iter().map(|v| val_json(v, ep)).collect()))
+        .map(|row| Value::Array(row.iter().map(|v| val_json(v, ep, s.tz)).collect()))
         .collect();
     o.insert("values".into(), Value::Array(values));
     Value::Object(o)
 }
 
-fn val_json(v: &Val, ep: Epoch) -> Value {
+fn val_json(v: &Val, ep: Epoch, tz: Option<chrono_tz::Tz>) -> Value {
     match v {
-        Val::Time(ns) => match ep {
-            Epoch::Rfc3339 => Value::String(rfc3339(*ns)),
-            Epoch::Div(d) => json!(ns.div_euclid(d)),
+        Val::Time(ns) => match (ep, tz) {
+            (Epoch::Rfc3339, None) => Value::String(rfc3339(*ns)),
+            (Epoch::Rfc3339, Some(tz)) => {
+                Value::String(rfc3339_at(*ns, exec::zone_offset_s(tz, *ns)))
+            }
+            (Epoch::Div(d), _) => json!(ns.div_euclid(d)),
         },
         Val::F(f) => number(*f),
         Val::I(i) => json!(i),
@@ -224,7 +227,15 @@ fn number(f: f64) -> Value {
 /// ns since the epoch as RFC 3339 in UTC with the fraction's trailing
 /// zeros dropped (Go's `time.RFC3339Nano`).
 pub fn rfc3339(ns: i64) -> String {
-    let secs = ns.div_euclid(1_000_000_000);
+    rfc3339_at(ns, 0)
+}
+
+/// [`rfc3339`] in local time `offset_s` east of UTC, with that offset
+/// (`+01:00`; `Z` for 0, as Go writes it).
+pub fn rfc3339_at(ns: i64, offset_s: i32) -> String {
+    let secs = ns
+        .div_euclid(1_000_000_000)
+        .saturating_add(i64::from(offset_s));
     let frac = ns.rem_euclid(1_000_000_000);
     let days = secs.div_euclid(86_400);
     let tod = secs.rem_euclid(86_400);
@@ -240,7 +251,13 @@ pub fn rfc3339(ns: i64) -> String {
         s.push('.');
         s.push_str(f.trim_end_matches('0'));
     }
-    s.push('Z');
+    if offset_s == 0 {
+        s.push('Z');
+    } else {
+        let a = offset_s.unsigned_abs();
+        let sign = if offset_s < 0 { '-' } else { '+' };
+        s.push_str(&format!("{sign}{:02}:{:02}", a / 3600, a / 60 % 60));
+    }
     s
 }
 
@@ -258,6 +275,11 @@ mod tests {
         );
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999999999Z");
         assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            rfc3339_at(1_700_000_000_500_000_000, 3600),
+            "2023-11-14T23:13:20.5+01:00"
+        );
+        assert_eq!(rfc3339_at(0, -19_800), "1969-12-31T18:30:00-05:30");
     }
 
     #[test]

@@ -1,17 +1,21 @@
 //! `SELECT`: planning (which series, which groups, which windows, which
-//! columns: raw fields, aggregates, transforms, arithmetic) and the shaping
-//! of rows, reading through [`super::fetch`] and the aggregation kernels.
+//! columns: raw fields, aggregates, selectors such as `top`, transforms,
+//! arithmetic; the condition on field values; `tz()`) and the shaping of
+//! rows, reading through [`super::fetch`] and the aggregation kernels.
 //! Every failure is a message for the statement's `error`; nothing here
 //! panics on a query.
 
 use std::collections::BTreeMap;
 
 use super::exec::{
-    condition, name_sel, need_db, over, paged, query, series, Ctx, SeriesOut, Val, R,
+    name_sel, need_db, over, paged, query, select_condition, series, Ctx, SeriesOut, Val, R,
 };
-use super::fetch::{fetch_points, fetch_windows, Budget, PartialCache};
+use super::fetch::{
+    fetch_point_sets, fetch_points, fetch_windows, Budget, PartialCache, PointFilter, PointsFn,
+};
 use crate::aggregate::{
-    self, derivative, difference, Func, IntegralMode, Interp, Slot, WindowSpec,
+    self, cumulative_sum, derivative, difference, elapsed, moving_average, Func, IntegralMode,
+    Interp, Slot, WindowSpec,
 };
 use crate::influxql::{
     BinaryOp, Call, Dimension, Expr, Field, Fill, Order, SelectStatement, Source, TimeOffset,
@@ -21,8 +25,17 @@ use crate::storage::catalog::index::{CatalogAnswer, CatalogQuery, NameSel, Serie
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Tf {
-    Derivative { non_negative: bool },
-    Difference { non_negative: bool },
+    Derivative {
+        non_negative: bool,
+    },
+    Difference {
+        non_negative: bool,
+    },
+    CumulativeSum,
+    /// The window in rows (> 1).
+    MovingAverage(u64),
+    /// The unit, ns (InfluxDB's default 1 ns).
+    Elapsed(i64),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -34,6 +47,13 @@ enum Leaf {
         func: Func,
         field: String,
         selector: bool,
+    },
+    /// `top`, `bottom`, `distinct` or `mode` of a field (over its points);
+    /// `tags`: those of `top(f, tag, n)`.
+    Points {
+        f: PointsFn,
+        field: String,
+        tags: Vec<String>,
     },
     /// A transform of a raw field or an aggregate.
     Transform {
@@ -53,7 +73,7 @@ impl Leaf {
     }
     fn field(&self) -> &str {
         match self.base() {
-            Leaf::Field(f) | Leaf::Agg { field: f, .. } => f,
+            Leaf::Field(f) | Leaf::Agg { field: f, .. } | Leaf::Points { field: f, .. } => f,
             Leaf::Transform { .. } => "",
         }
     }
@@ -126,6 +146,22 @@ fn call_leaf(c: &Call, grouped: bool) -> R<Leaf> {
             let Some(f) = Func::plain(&c.name) else {
                 return Err(format!("unknown function {}()", c.name));
             };
+            // count(distinct(f)): how many distinct values per window.
+            let inner_distinct = match c.args.first() {
+                Some(Expr::Distinct(f)) => Some(f.clone()),
+                Some(Expr::Call(d)) if d.name == "distinct" => {
+                    nargs(d, 1, 1)?;
+                    Some(field_arg(d)?)
+                }
+                _ => None,
+            };
+            if let (Some(field), "count") = (&inner_distinct, c.name.as_str()) {
+                return Ok(Leaf::Points {
+                    f: PointsFn::CountDistinct,
+                    field: field.clone(),
+                    tags: Vec::new(),
+                });
+            }
             if let Some(Expr::Distinct(_)) | Some(Expr::Call(_)) = c.args.first() {
                 return Err(format!(
                     "{}() of a function is not supported by xtdb",
@@ -184,26 +220,7 @@ fn call_leaf(c: &Call, grouped: bool) -> R<Leaf> {
             } else {
                 nargs(c, 1, 1)?;
             }
-            let inner = match &c.args[0] {
-                Expr::VarRef(v) => Leaf::Field(v.name.clone()),
-                Expr::Call(inner) => {
-                    let l = call_leaf(inner, grouped)?;
-                    if !matches!(l, Leaf::Agg { .. }) {
-                        return Err(format!(
-                            "{}() of {} is not supported by xtdb",
-                            c.name, inner.name
-                        ));
-                    }
-                    l
-                }
-                o => return Err(format!("expected field argument in {}(), got {o}", c.name)),
-            };
-            if grouped && matches!(inner, Leaf::Field(_)) {
-                return Err(format!(
-                    "aggregate function required inside the call to {}",
-                    c.name
-                ));
-            }
+            let inner = transform_inner(c, grouped)?;
             let unit = match c.args.get(1) {
                 None => None,
                 Some(Expr::Duration(d)) if *d > 0 => {
@@ -227,7 +244,178 @@ fn call_leaf(c: &Call, grouped: bool) -> R<Leaf> {
                 inner: Box::new(inner),
             })
         }
+        "top" | "bottom" => {
+            if c.args.len() < 2 {
+                return Err(format!(
+                    "invalid number of arguments for {}, expected at least 2, got {}",
+                    c.name,
+                    c.args.len()
+                ));
+            }
+            let n = match c.args.last() {
+                Some(Expr::Integer(n)) if *n > 0 => *n as u64,
+                Some(Expr::Integer(n)) => {
+                    return Err(format!(
+                        "limit ({n}) in {} function must be at least 1",
+                        c.name
+                    ))
+                }
+                Some(Expr::Number(x)) => {
+                    return Err(format!(
+                        "expected integer as last argument in {}(), found {x:.3}",
+                        c.name
+                    ))
+                }
+                Some(o) => {
+                    return Err(format!(
+                        "expected integer as last argument in {}(), found {o}",
+                        c.name
+                    ))
+                }
+                None => return Err(format!("expected field argument in {}()", c.name)),
+            };
+            let Some(Expr::VarRef(v)) = c.args.first() else {
+                return Err(format!(
+                    "expected first argument to be a field in {}(), found {}",
+                    c.name, c.args[0]
+                ));
+            };
+            // top(f, tag..., n): the best point of each tag value, then the
+            // n best of those, with the tags as columns.
+            let mut tags = Vec::new();
+            for a in &c.args[1..c.args.len() - 1] {
+                match a {
+                    Expr::VarRef(t) => tags.push(t.name.clone()),
+                    o => {
+                        return Err(format!(
+                            "only fields or tags are allowed in {}(), found {o}",
+                            c.name
+                        ))
+                    }
+                }
+            }
+            let f = if c.name == "top" {
+                PointsFn::Top(n)
+            } else {
+                PointsFn::Bottom(n)
+            };
+            Ok(Leaf::Points {
+                f,
+                field: v.name.clone(),
+                tags,
+            })
+        }
+        "distinct" | "mode" => {
+            nargs(c, 1, 1)?;
+            let f = if c.name == "mode" {
+                PointsFn::Mode
+            } else {
+                PointsFn::Distinct
+            };
+            Ok(Leaf::Points {
+                f,
+                field: field_arg(c)?,
+                tags: Vec::new(),
+            })
+        }
+        "cumulative_sum" | "moving_average" | "elapsed" => {
+            let tf = match c.name.as_str() {
+                "cumulative_sum" => {
+                    nargs(c, 1, 1)?;
+                    Tf::CumulativeSum
+                }
+                "moving_average" => {
+                    nargs(c, 2, 2)?;
+                    match c.args[1] {
+                        Expr::Integer(n) if n > 1 => Tf::MovingAverage(n as u64),
+                        Expr::Integer(n) => {
+                            return Err(format!(
+                                "moving_average window must be greater than 1, got {n}"
+                            ))
+                        }
+                        ref o => {
+                            return Err(format!(
+                                "second argument for moving_average must be an integer, got {}",
+                                go_type(o)
+                            ))
+                        }
+                    }
+                }
+                _ => {
+                    nargs(c, 1, 2)?;
+                    match c.args.get(1) {
+                        None => Tf::Elapsed(1),
+                        Some(Expr::Duration(d)) if *d > 0 => Tf::Elapsed(*d),
+                        Some(Expr::Duration(_)) => {
+                            return Err("duration argument must be positive".into())
+                        }
+                        Some(o) => {
+                            return Err(format!(
+                                "second argument to elapsed must be a duration, got {}",
+                                go_type(o)
+                            ))
+                        }
+                    }
+                }
+            };
+            Ok(Leaf::Transform {
+                tf,
+                unit: None,
+                inner: Box::new(transform_inner(c, grouped)?),
+            })
+        }
         other => Err(format!("{other}() is not supported by xtdb")),
+    }
+}
+
+/// The Go type InfluxDB names in some errors (`%T` of the argument).
+fn go_type(e: &Expr) -> &'static str {
+    match e {
+        Expr::Integer(_) | Expr::Unsigned(_) => "*influxql.IntegerLiteral",
+        Expr::Number(_) => "*influxql.NumberLiteral",
+        Expr::String(_) => "*influxql.StringLiteral",
+        Expr::Bool(_) => "*influxql.BooleanLiteral",
+        Expr::Duration(_) => "*influxql.DurationLiteral",
+        Expr::VarRef(_) => "*influxql.VarRef",
+        Expr::Call(_) => "*influxql.Call",
+        Expr::Regex(_) => "*influxql.RegexLiteral",
+        Expr::Wildcard(_) => "*influxql.Wildcard",
+        _ => "influxql.Expr",
+    }
+}
+
+/// The argument of a transform: a raw field, or (with `GROUP BY time`
+/// only) an aggregate.
+fn transform_inner(c: &Call, grouped: bool) -> R<Leaf> {
+    let inner = match c.args.first() {
+        Some(Expr::VarRef(v)) => Leaf::Field(v.name.clone()),
+        Some(Expr::Call(inner)) => {
+            let l = call_leaf(inner, grouped)?;
+            let one_value = match &l {
+                Leaf::Agg { .. } => true,
+                Leaf::Points { f, .. } => f.one_value(),
+                _ => false,
+            };
+            if !one_value {
+                return Err(format!(
+                    "{}() of {} is not supported by xtdb",
+                    c.name, inner.name
+                ));
+            }
+            l
+        }
+        Some(o) => return Err(format!("expected field argument in {}(), got {o}", c.name)),
+        None => return Err(format!("expected field argument in {}()", c.name)),
+    };
+    match (&inner, grouped) {
+        (Leaf::Field(_), true) => Err(format!(
+            "aggregate function required inside the call to {}",
+            c.name
+        )),
+        (Leaf::Agg { .. } | Leaf::Points { .. }, false) => {
+            Err(format!("{} aggregate requires a GROUP BY interval", c.name))
+        }
+        _ => Ok(inner),
     }
 }
 
@@ -253,6 +441,15 @@ fn compile_expr(
             let l = call_leaf(c, grouped)?;
             leaf(l, &c.name, names)
         }
+        Expr::Distinct(f) => leaf(
+            Leaf::Points {
+                f: PointsFn::Distinct,
+                field: f.clone(),
+                tags: Vec::new(),
+            },
+            "distinct",
+            names,
+        ),
         Expr::Integer(i) => CExpr::Num(*i as f64),
         Expr::Number(f) => CExpr::Num(*f),
         Expr::Paren(x) => compile_expr(x, grouped, leaves, names)?,
@@ -333,6 +530,10 @@ struct Plan {
     wildcard: bool,
     interval: Option<(i64, i64)>,
     group_tags: GroupTags,
+    /// The condition on field values, if any.
+    filter: Option<PointFilter>,
+    /// `tz()`: windows aligned to its local time, times written in it.
+    tz: Option<chrono_tz::Tz>,
 }
 
 enum GroupTags {
@@ -422,8 +623,27 @@ fn plan(ctx: &Ctx<'_>, s: &SelectStatement) -> R<Plan> {
     }
     let aggs = leaves
         .iter()
-        .filter(|l| matches!(l.base(), Leaf::Agg { .. }))
+        .filter(|l| matches!(l.base(), Leaf::Agg { .. } | Leaf::Points { .. }))
         .count();
+    // top, bottom and distinct answer several rows per window: alone.
+    if let Some(f) = leaves.iter().find_map(|l| match l {
+        Leaf::Points { f, .. } if !f.one_value() => Some(*f),
+        _ => None,
+    }) {
+        let alone = columns.len() == 1 && !wildcard && matches!(columns[0].expr, CExpr::Leaf(_));
+        if !alone {
+            return Err(match f {
+                PointsFn::Distinct => {
+                    "aggregate function distinct() cannot be combined with other functions or fields"
+                        .to_string()
+                }
+                f => format!(
+                    "selector function {}() cannot be combined with other functions",
+                    f.name()
+                ),
+            });
+        }
+    }
     let aggregate = aggs > 0;
     if aggregate && (aggs != leaves.len() || wildcard) {
         return Err("mixing aggregate and non-aggregate queries is not supported".into());
@@ -441,6 +661,8 @@ fn plan(ctx: &Ctx<'_>, s: &SelectStatement) -> R<Plan> {
         wildcard,
         interval,
         group_tags,
+        filter: None,
+        tz: None,
     })
 }
 
@@ -486,13 +708,20 @@ pub(super) async fn select(ctx: &Ctx<'_>, s: &SelectStatement) -> R<Vec<SeriesOu
             Source::Subquery(_) => return Err("subqueries are not supported by xtdb".into()),
         }
     }
-    if s.tz.is_some() {
-        return Err("tz() is not supported by xtdb (windows are aligned to UTC)".into());
-    }
+    let tz = match &s.tz {
+        None => None,
+        Some(name) => Some(
+            name.parse::<chrono_tz::Tz>()
+                .map_err(|_| format!("unknown time zone {name}"))?,
+        ),
+    };
     let plan = plan(ctx, s)?;
-    let (start_ns, end_ns, filter) = condition(ctx, s.condition.as_ref())?;
+    let (start_ns, end_ns, filter, field_cond) = select_condition(ctx, s.condition.as_ref())?;
     let all = series(ctx, from, filter, ctx.limits.max_series + 1).await?;
     over(ctx, all.len(), "series")?;
+    let mut plan = plan;
+    plan.filter = field_cond.map(|(c, names)| PointFilter::new(c, &names, &all));
+    plan.tz = tz;
     let mut budget = Budget::new(ctx.limits.max_points, ctx.limits.max_rows);
     let mut out: Vec<SeriesOut> = Vec::new();
     let mut rows = 0usize;
@@ -501,8 +730,12 @@ pub(super) async fn select(ctx: &Ctx<'_>, s: &SelectStatement) -> R<Vec<SeriesOu
     for si in &all {
         by_m.entry(si.measurement.as_str()).or_default().push(si);
     }
+    // `GROUP BY *` (or a regex): the tag keys of every measurement of the
+    // statement, as InfluxDB (a measurement without one shows it as "").
+    let every: Vec<&SeriesInfo> = all.iter().collect();
+    let all_keys = group_keys(&plan, &every);
     for (m, list) in by_m {
-        let keys = group_keys(&plan, &list);
+        let keys = all_keys.clone();
         // `*` shows every tag key of the measurement.
         let m_tags = if plan.wildcard {
             match query(
@@ -574,6 +807,7 @@ pub(super) async fn select(ctx: &Ctx<'_>, s: &SelectStatement) -> R<Vec<SeriesOu
                 tags,
                 columns,
                 values,
+                tz: plan.tz,
             });
             // SLIMIT: the groups after the last one answered are not read.
             if s.slimit.is_some_and(|l| l > 0)
@@ -623,11 +857,17 @@ async fn aggregate_group(
             // No upper bound: up to now, as InfluxDB.
             let end = end_ns.unwrap_or(ctx.now_ns.saturating_add(1));
             let (su, eu) = (bound_us(start), bound_us(end).max(bound_us(start)));
+            let off = match plan.tz {
+                Some(tz) => zoned_offset(tz, off, every, start, end)?,
+                None => off,
+            };
             let orig = WindowSpec::new(su, eu, every, off, ctx.limits.max_rows)
                 .map_err(|e| e.to_string())?;
             let first = orig.window(0).map(|w| w.start);
             // Transforms get one window before the start as the first
-            // row's predecessor, as InfluxDB computes it.
+            // row's predecessor, as InfluxDB computes it (its
+            // ExtraIntervals: InfluxDB 1.x reads one window more whatever
+            // the function, moving_average(f, n) included).
             let su = if transforms {
                 su.saturating_sub(every)
             } else {
@@ -674,18 +914,76 @@ async fn aggregate_group(
     let mut selector_time = None;
     // One engine pass for every mergeable leaf of the same series (and,
     // expected by the caller, of the other groups).
+    if let [Leaf::Points { f, field, tags }] = plan.leaves.as_slice() {
+        if !f.one_value() {
+            let with: Vec<&SeriesInfo> = members
+                .iter()
+                .copied()
+                .filter(|m| id_of(m, field).is_some())
+                .collect();
+            let ids: Vec<u32> = with.iter().filter_map(|m| id_of(m, field)).collect();
+            // top(f, tag, n): each series' tag values, as an index.
+            let mut values: Vec<Vec<String>> = Vec::new();
+            let mut keys = Vec::new();
+            if !tags.is_empty() {
+                for m in &with {
+                    let v: Vec<String> = tags.iter().map(|t| tag_of(m, t).to_string()).collect();
+                    let i = values.iter().position(|x| *x == v).unwrap_or_else(|| {
+                        values.push(v);
+                        values.len() - 1
+                    });
+                    keys.push(i);
+                }
+            }
+            let flt = plan.filter.as_ref();
+            let desc = s.order == Some(Order::Desc);
+            let sets =
+                fetch_point_sets(ctx.router, &ids, &keys, &spec, *f, desc, budget, flt).await?;
+            return Ok(several_rows(
+                plan,
+                *f,
+                (tags, &values),
+                &spec,
+                label_start,
+                sets,
+                desc,
+            ));
+        }
+    }
     for leaf in &plan.leaves {
-        let Leaf::Agg { func, field, .. } = leaf.base() else {
-            return Err("internal: aggregate leaf expected".into());
+        let (w, func) = match leaf.base() {
+            Leaf::Agg { func, field, .. } => {
+                let ids: Vec<u32> = members.iter().filter_map(|m| id_of(m, field)).collect();
+                let flt = plan.filter.as_ref();
+                let w = fetch_windows(ctx.router, &ids, &spec, *func, false, budget, cache, flt)
+                    .await?;
+                (w, Some(*func))
+            }
+            Leaf::Points { f, field, .. } => {
+                let ids: Vec<u32> = members.iter().filter_map(|m| id_of(m, field)).collect();
+                let flt = plan.filter.as_ref();
+                let desc = s.order == Some(Order::Desc);
+                let sets =
+                    fetch_point_sets(ctx.router, &ids, &[], &spec, *f, desc, budget, flt).await?;
+                let slots = sets
+                    .iter()
+                    .map(|v| v.first().map_or(Slot::Empty, |p| Slot::Value(p.1)))
+                    .collect();
+                let w = super::fetch::Windows {
+                    slots,
+                    times: Vec::new(),
+                };
+                // count(distinct(f)) fills as count does.
+                (w, (*f == PointsFn::CountDistinct).then_some(Func::Count))
+            }
+            _ => return Err("internal: aggregate leaf expected".into()),
         };
-        let ids: Vec<u32> = members.iter().filter_map(|m| id_of(m, field)).collect();
-        let w = fetch_windows(ctx.router, &ids, &spec, *func, false, budget, cache).await?;
         any |= w.slots.iter().any(|s| !matches!(s, Slot::Empty));
         let f = match (func, fill) {
-            (Func::Count, aggregate::Fill::Null) => aggregate::Fill::Value(0.0),
+            (Some(Func::Count), aggregate::Fill::Null) => aggregate::Fill::Value(0.0),
             // An integer column: InfluxDB casts the fill value.
-            (Func::Count, aggregate::Fill::Value(v)) => aggregate::Fill::Value(v.trunc()),
-            (Func::Integral { .. }, _) => aggregate::Fill::None,
+            (Some(Func::Count), aggregate::Fill::Value(v)) => aggregate::Fill::Value(v.trunc()),
+            (Some(Func::Integral { .. }), _) => aggregate::Fill::None,
             _ => fill,
         };
         let filled = aggregate::fill(&w.slots, f);
@@ -722,10 +1020,90 @@ async fn aggregate_group(
     Ok(Some((columns, values)))
 }
 
+/// The window offset (µs) of `GROUP BY time(every, off)` with `tz(tz)`
+/// over `[start_ns, end_ns)`: InfluxDB aligns the windows to local time
+/// (a 1d window starts at local midnight). xtdb's windows have one width,
+/// so where the zone's UTC offset changes within the range (daylight
+/// saving) the windows must not depend on it (every offset a whole number
+/// of windows: 1m, 1h, ... for Europe/Berlin), else the statement is
+/// refused. The offsets are sampled each 7 days and at the end.
+fn zoned_offset(tz: chrono_tz::Tz, off: i64, every: i64, start_ns: i64, end_ns: i64) -> R<i64> {
+    let mut zones = std::collections::BTreeSet::new();
+    let step = (7 * 86_400 * 1_000_000_000i64).max((end_ns.saturating_sub(start_ns)) / 10_000);
+    let mut t = start_ns;
+    loop {
+        zones.insert(super::exec::zone_offset_s(tz, t));
+        if t >= end_ns {
+            break;
+        }
+        t = t.saturating_add(step).min(end_ns);
+    }
+    let us = |z: &i32| i64::from(*z) * 1_000_000;
+    if zones.iter().all(|z| us(z) % every == 0) {
+        return Ok(off);
+    }
+    match zones.iter().next() {
+        Some(z) if zones.len() == 1 => Ok((off - us(z)).rem_euclid(every)),
+        _ => Err(format!(
+            "tz('{tz}'): the range crosses a change of the zone's UTC offset, where InfluxDB's windows of this GROUP BY time change length; xtdb's windows have one length: split the range at the change"
+        )),
+    }
+}
+
+/// The rows of `top`, `bottom` or `distinct`: per window its points
+/// (top, bottom: at their own times, as InfluxDB; distinct: at the window
+/// start, or the range's label without `GROUP BY time`); an empty window
+/// has no row whatever the fill (as InfluxDB 1.x).
+fn several_rows(
+    plan: &Plan,
+    f: PointsFn,
+    (tags, tag_values): (&[String], &[Vec<String>]),
+    spec: &WindowSpec,
+    label_start: Option<i64>,
+    sets: Vec<Vec<(i64, f64, usize)>>,
+    desc: bool,
+) -> Rows {
+    if sets.iter().all(Vec::is_empty) {
+        return None;
+    }
+    let mut values = Vec::new();
+    for (i, mut set) in sets.into_iter().enumerate() {
+        // ORDER BY time DESC (the caller reverses the rows): InfluxDB 1.6
+        // answers the windows newest first, each in its own order (top,
+        // bottom: oldest first; distinct: by the last time of each value).
+        if desc {
+            set.reverse();
+        }
+        let start = spec.window(i).map_or(0, |w| w.start);
+        let label = label_start.unwrap_or(start.saturating_mul(1000));
+        for (t, v, k) in set {
+            let t = match f {
+                PointsFn::Top(_) | PointsFn::Bottom(_) => t.saturating_mul(1000),
+                _ => label,
+            };
+            let mut row = vec![Val::Time(t), Val::F(v)];
+            for i in 0..tags.len() {
+                row.push(match tag_values.get(k).and_then(|v| v.get(i)) {
+                    Some(s) if !s.is_empty() => Val::S(s.clone()),
+                    _ => Val::Null,
+                });
+            }
+            values.push(row);
+        }
+    }
+    let mut columns = vec!["time".to_string()];
+    columns.extend(plan.columns.iter().map(|c| c.name.clone()));
+    columns.extend(tags.iter().cloned());
+    Some((columns, values))
+}
+
 fn transform(tf: Tf, unit: i64, rows: &[(i64, Option<f64>)]) -> R<Vec<(i64, Option<f64>)>> {
     let out = match tf {
         Tf::Derivative { non_negative } => derivative(rows, unit, non_negative),
         Tf::Difference { non_negative } => difference(rows, non_negative),
+        Tf::CumulativeSum => Ok(cumulative_sum(rows)),
+        Tf::MovingAverage(n) => moving_average(rows, n),
+        Tf::Elapsed(unit_ns) => elapsed(rows, unit_ns),
     }
     .map_err(|e| e.to_string())?;
     Ok(out.into_iter().map(|(t, v)| (t, Some(v))).collect())
@@ -795,7 +1173,9 @@ async fn raw_group(
             let mut pts: Vec<(i64, usize, f64)> = Vec::new();
             for (k, m) in members.iter().enumerate() {
                 if let Some(id) = id_of(m, f) {
-                    for p in fetch_points(ctx.router, id, su, eu, budget).await? {
+                    for p in
+                        fetch_points(ctx.router, id, su, eu, budget, plan.filter.as_ref()).await?
+                    {
                         if !p.value.is_nan() {
                             pts.push((p.ts, k, p.value));
                         }
@@ -867,7 +1247,7 @@ async fn raw_group(
         for (li, leaf) in leaves.iter().enumerate() {
             let Leaf::Field(f) = leaf else { continue };
             let Some(id) = id_of(m, f) else { continue };
-            for p in fetch_points(ctx.router, id, su, eu, budget).await? {
+            for p in fetch_points(ctx.router, id, su, eu, budget, plan.filter.as_ref()).await? {
                 if p.value.is_nan() {
                     continue;
                 }
