@@ -964,6 +964,23 @@ fn answers_without_influxd() {
         ]),
         "{v}"
     );
+    // The bounds hold for a request's statements together: a statement
+    // that fits, repeated, is not a way around them.
+    let one = format!(
+        "SELECT count(value) FROM temp WHERE time >= {}s AND time < {}s",
+        M0,
+        M0 + 10
+    );
+    let v = json(&x, &one);
+    assert!(v["results"][0].get("error").is_none(), "{v}");
+    let v = json(&x, &vec![one; 6].join("; "));
+    let results = v["results"].as_array().unwrap();
+    assert!(results[0].get("error").is_none(), "{v}");
+    let last = results.last().unwrap()["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(last.contains("statements together"), "{v}");
+    assert!(results.len() < 6, "{v}");
     let e = err("SELECT count(value) FROM temp WHERE value > 0");
     assert!(e.contains("more than 12 points"), "{e}");
     for q in [

@@ -25,14 +25,17 @@ use crate::storage::catalog::index::{
 /// DATABASES` lists this name.
 pub const DATABASE: &str = "xtdb";
 
-/// Bounds on one statement.
+/// Bounds on one statement; points read and rows answered are also bounded
+/// for a whole request (all its statements together), so a `q` repeating a
+/// statement a thousand times costs what one may.
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Series (tag sets) a statement may touch, and names a `SHOW` may list.
     pub max_series: usize,
-    /// Points a statement may read.
+    /// Points a statement, and a request's statements together, may read.
     pub max_points: u64,
-    /// Rows a statement may answer (windows included).
+    /// Rows a statement, and a request's statements together, may answer
+    /// (windows included).
     pub max_rows: usize,
 }
 
@@ -103,6 +106,9 @@ pub struct Ctx<'a> {
     pub params: &'a Map<String, Value>,
     /// Bounds.
     pub limits: &'a Limits,
+    /// Points read by the request's statements so far: [`Limits::max_points`]
+    /// bounds the whole request.
+    pub points_read: &'a std::cell::Cell<u64>,
 }
 
 /// A statement's result: its error is the statement's `error`.

@@ -53,12 +53,23 @@ pub struct Budget {
 impl Budget {
     /// A budget of `max` points read and `max_held` held.
     pub fn new(max: u64, max_held: usize) -> Budget {
+        Budget::after(max, 0, max_held)
+    }
+
+    /// A budget of `max` points read of which `spent` are already read
+    /// (by the request's earlier statements), and `max_held` held.
+    pub fn after(max: u64, spent: u64, max_held: usize) -> Budget {
         Budget {
-            left: max,
+            left: max.saturating_sub(spent),
             max,
             held: 0,
             max_held,
         }
+    }
+
+    /// Points read from this budget so far (of every budget, since `after`).
+    pub fn read(&self) -> u64 {
+        self.max - self.left
     }
 
     fn hold(&mut self, n: usize) -> Result<(), String> {
@@ -83,7 +94,7 @@ impl Budget {
                 Ok(())
             }
             None => Err(format!(
-                "query reads more than {} points (the server's --query-max-points): narrow the time range or the series",
+                "query reads more than {} points (the server's --query-max-points, for a request's statements together): narrow the time range or the series",
                 self.max
             )),
         }

@@ -111,6 +111,7 @@ pub async fn query(
     let ep = epoch(get("epoch"));
     let pretty = get("pretty") == Some("true");
     let chunked = get("chunked") == Some("true");
+    let points_read = std::cell::Cell::new(0u64);
     let ctx = Ctx {
         router: &state.router,
         catalog: &state.catalog,
@@ -118,10 +119,23 @@ pub async fn query(
         now_ns: now_us().saturating_mul(1000),
         params: &bound,
         limits: &state.config.influxql,
+        points_read: &points_read,
     };
+    // Rows held for the answer, every statement's: the rows bound holds
+    // for the request, as the points bound does (`points_read`).
+    let mut rows = 0usize;
     let mut results: Vec<(usize, Result<Vec<SeriesOut>, String>)> = Vec::new();
     for (i, stmt) in stmts.iter().enumerate() {
-        let r = exec::run(&ctx, stmt).await;
+        let mut r = exec::run(&ctx, stmt).await;
+        if let Ok(series) = &r {
+            rows = rows.saturating_add(series.iter().map(|s| s.values.len().max(1)).sum());
+            if rows > ctx.limits.max_rows {
+                r = Err(format!(
+                    "the request's statements together answer more than {} rows (the server's --query-max-rows): send fewer statements or narrow them",
+                    ctx.limits.max_rows
+                ));
+            }
+        }
         let failed = r.is_err();
         results.push((i, r));
         if failed {

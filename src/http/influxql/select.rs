@@ -722,7 +722,12 @@ pub(super) async fn select(ctx: &Ctx<'_>, s: &SelectStatement) -> R<Vec<SeriesOu
     let mut plan = plan;
     plan.filter = field_cond.map(|(c, names)| PointFilter::new(c, &names, &all));
     plan.tz = tz;
-    let mut budget = Budget::new(ctx.limits.max_points, ctx.limits.max_rows);
+    // The points bound holds for the request: earlier statements' reads count.
+    let mut budget = Budget::after(
+        ctx.limits.max_points,
+        ctx.points_read.get(),
+        ctx.limits.max_rows,
+    );
     let mut out: Vec<SeriesOut> = Vec::new();
     let mut rows = 0usize;
     // Series come sorted by measurement, then key.
@@ -813,10 +818,12 @@ pub(super) async fn select(ctx: &Ctx<'_>, s: &SelectStatement) -> R<Vec<SeriesOu
             if s.slimit.is_some_and(|l| l > 0)
                 && out.len() as u64 >= s.slimit.unwrap_or(0).saturating_add(s.soffset.unwrap_or(0))
             {
+                ctx.points_read.set(budget.read());
                 return Ok(paged(out, s.slimit, s.soffset));
             }
         }
     }
+    ctx.points_read.set(budget.read());
     Ok(paged(out, s.slimit, s.soffset))
 }
 
