@@ -35,6 +35,8 @@ pub mod influxql;
 pub mod load;
 pub mod net;
 pub mod point;
+#[cfg(test)]
+mod proptest_config;
 pub mod runtime;
 pub mod server;
 pub mod storage;

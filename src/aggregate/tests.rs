@@ -518,18 +518,8 @@ fn check_windowed(c: &Case) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases,
-        failure_persistence: Some(Box::new(
-            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
-        )),
-        ..ProptestConfig::default()
-    }
-}
-
 proptest! {
-    #![proptest_config(config(512))]
+    #![proptest_config(crate::proptest_config::config(512))]
 
     /// Every function, fed point by point and by random summaries, equals the
     /// brute force in every window.
@@ -669,7 +659,7 @@ fn split(pts: &[P], cuts: &[usize]) -> Vec<Vec<P>> {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(crate::proptest_config::config(256))]
 
     /// Summary::of equals its definition computed directly.
     #[test]
@@ -839,7 +829,7 @@ fn brute_interp(pts: &[(i64, f64)], t: i64, interp: Interp) -> Option<f64> {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(crate::proptest_config::config(256))]
 
     /// Every fill mode equals its definition.
     #[test]
@@ -1291,7 +1281,7 @@ fn edge_every() -> impl Strategy<Value = i64> {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(crate::proptest_config::config(256))]
 
     /// Points, ranges, intervals and offsets at the ends of the i64 time
     /// line: every kernel answers (a result or an error), never panics

@@ -153,6 +153,7 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(crate::proptest_config::config(256))]
         #[test]
         fn round_trip(pts in proptest::collection::vec(
             (any::<u32>(), any::<i64>(), any::<u64>(), any::<u8>()), 0..200)) {
@@ -181,6 +182,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::proptest_config::config(256))]
         #[test]
         fn keys_round_trip(keys in proptest::collection::vec(".{0,40}", 0..100)) {
             let mut got = Vec::new();

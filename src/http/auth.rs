@@ -217,6 +217,7 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(crate::proptest_config::config(256))]
         #[test]
         fn base64_round_trips(data in proptest::collection::vec(proptest::num::u8::ANY, 0..100)) {
             let enc = b64(&data);

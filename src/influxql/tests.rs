@@ -987,7 +987,7 @@ fn statement() -> impl Strategy<Value = Statement> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(crate::proptest_config::config(2000))]
 
     /// The main guard: any tree the parser can produce prints as InfluxQL
     /// that parses back to the same tree.

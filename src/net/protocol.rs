@@ -2045,13 +2045,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        // Seeds of past failures next to this file, not at the top level.
-        #![proptest_config(proptest::prelude::ProptestConfig {
-            failure_persistence: Some(Box::new(
-                proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
-            )),
-            ..proptest::prelude::ProptestConfig::default()
-        })]
+        #![proptest_config(crate::proptest_config::config(256))]
         #[test]
         fn random_bytes_never_panic(b in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
             let _ = decode_request_frame(&b);

@@ -388,6 +388,7 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(crate::proptest_config::config(256))]
         #[test]
         fn parse_never_panics(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
             let mut f = MAGIC.to_vec();

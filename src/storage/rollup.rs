@@ -588,6 +588,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::proptest_config::config(256))]
         #[test]
         fn round_trips_and_damage_never_panics(
             start in -1_000_000_000_000i64..1_000_000_000_000,

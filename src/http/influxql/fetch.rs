@@ -286,19 +286,15 @@ async fn for_each_chunk(
     filter: Option<&PointFilter>,
     mut f: impl FnMut(&[Point]),
 ) -> Result<(), String> {
-    let mut scan = RangeScan::new(router, id, start, end);
-    while let Some(pts) = scan.next().await.map_err(failed)? {
-        budget.charge(pts.len())?;
-        let pts = match filter {
-            Some(flt) => flt.keep(router, id, pts, budget).await?,
-            None => pts,
-        };
+    for_each_chunk_holding(router, id, start, end, budget, filter, |pts| {
+        f(pts);
         if hold {
-            budget.hold(pts.len())?;
+            pts.len()
+        } else {
+            0
         }
-        f(&pts);
-    }
-    Ok(())
+    })
+    .await
 }
 
 /// [`for_each_chunk`] where `f` answers how many points it now holds

@@ -245,6 +245,7 @@ fn inconsistent_tables_and_counts_are_refused() {
 }
 
 proptest::proptest! {
+    #![proptest_config(crate::proptest_config::config(256))]
     #[test]
     fn random_blocks_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600), v2 in proptest::bool::ANY) {
         let mut b = vec![0u8; BLOCK_SIZE];

@@ -127,7 +127,7 @@ fn compressed_buffer_costs_few_bytes_per_point() {
 struct W(i64, u64, u8);
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"))), ..ProptestConfig::default() })]
+    #![proptest_config(crate::proptest_config::config(256))]
 
     /// Any write sequence (mostly increasing, with out-of-order and repeated
     /// timestamps) reads back like a map where the later write wins, before
@@ -197,7 +197,7 @@ enum Op {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(crate::proptest_config::config(200))]
 
     /// The ordered view of the buffers (`min_seq`, `pinning_below`) always
     /// equals a scan of every buffer, and `scan_aged` visits each buffered

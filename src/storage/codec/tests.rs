@@ -92,7 +92,7 @@ fn collect(f: impl FnOnce(&mut dyn FnMut(i64, u64, u8))) -> Vec<(i64, u64, u8)> 
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"))), ..ProptestConfig::default() })]
+    #![proptest_config(crate::proptest_config::config(512))]
 
     #[test]
     fn round_trip_through_head_segment_and_payload(pts in points(), a in any::<i64>(), b in any::<i64>()) {

@@ -482,13 +482,7 @@ mod partition_tests {
     }
 
     proptest::proptest! {
-        // Seeds of past failures next to this file, not at the top level.
-        #![proptest_config(proptest::prelude::ProptestConfig {
-            failure_persistence: Some(Box::new(
-                proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
-            )),
-            ..proptest::prelude::ProptestConfig::default()
-        })]
+        #![proptest_config(crate::proptest_config::config(256))]
         #[test]
         fn partitions_are_those_of_the_range(
             a in proptest::num::i64::ANY,
