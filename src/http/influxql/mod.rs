@@ -21,6 +21,7 @@
 
 pub mod exec;
 pub mod fetch;
+mod json;
 mod select;
 
 use std::rc::Rc;
@@ -28,36 +29,15 @@ use std::rc::Rc;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, StatusCode};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
+use exec::Ctx;
 pub use exec::Limits;
-use exec::{Ctx, SeriesOut, Val};
 
 use super::answer::{error, respond, Resp};
 use super::request::{parse_query, read_body};
 use super::HttpState;
-use crate::influxql::civil_from_days;
 use crate::runtime::admission::now_us;
-
-/// How times are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Epoch {
-    Rfc3339,
-    /// Integers, ns divided by this.
-    Div(i64),
-}
-
-fn epoch(p: Option<&str>) -> Epoch {
-    match p {
-        Some("ns" | "n") => Epoch::Div(1),
-        Some("u" | "µ" | "us") => Epoch::Div(1_000),
-        Some("ms") => Epoch::Div(1_000_000),
-        Some("s") => Epoch::Div(1_000_000_000),
-        Some("m") => Epoch::Div(60_000_000_000),
-        Some("h") => Epoch::Div(3_600_000_000_000),
-        _ => Epoch::Rfc3339,
-    }
-}
 
 /// Handles `GET/POST /query`; `params` are the URL's.
 pub async fn query(
@@ -108,7 +88,7 @@ pub async fn query(
             }
         },
     };
-    let ep = epoch(get("epoch"));
+    let ep = json::epoch(get("epoch"));
     let pretty = get("pretty") == Some("true");
     let chunked = get("chunked") == Some("true");
     let points_read = std::cell::Cell::new(0u64);
@@ -124,7 +104,7 @@ pub async fn query(
     // Rows held for the answer, every statement's: the rows bound holds
     // for the request, as the points bound does (`points_read`).
     let mut rows = 0usize;
-    let mut results: Vec<(usize, Result<Vec<SeriesOut>, String>)> = Vec::new();
+    let mut results: Vec<json::Outcome> = Vec::new();
     for (i, stmt) in stmts.iter().enumerate() {
         let mut r = exec::run(&ctx, stmt).await;
         if let Ok(series) = &r {
@@ -142,166 +122,11 @@ pub async fn query(
             break;
         }
     }
-    let body = if chunked {
-        let mut out = String::new();
-        for (i, r) in results {
-            let objs: Vec<Value> = match r {
-                Err(e) => vec![json!({"statement_id": i, "error": e})],
-                Ok(series) if series.is_empty() => vec![json!({"statement_id": i})],
-                Ok(series) => series
-                    .iter()
-                    .map(|s| json!({"statement_id": i, "series": [series_json(s, ep)]}))
-                    .collect(),
-            };
-            for o in objs {
-                out.push_str(&render(&json!({ "results": [o] }), pretty));
-                out.push('\n');
-            }
-        }
-        out
-    } else {
-        let list: Vec<Value> = results
-            .into_iter()
-            .map(|(i, r)| match r {
-                Err(e) => json!({"statement_id": i, "error": e}),
-                Ok(series) if series.is_empty() => json!({"statement_id": i}),
-                Ok(series) => json!({
-                    "statement_id": i,
-                    "series": series.iter().map(|s| series_json(s, ep)).collect::<Vec<_>>(),
-                }),
-            })
-            .collect();
-        render(&json!({ "results": list }), pretty)
-    };
+    let body = json::answer(&results, ep, chunked, pretty);
     let mut r = respond(StatusCode::OK, "application/json", body);
     r.headers_mut().insert(
         "X-Influxdb-Version",
         HeaderValue::from_static("1.8.10-xtdb"),
     );
     r
-}
-
-fn render(v: &Value, pretty: bool) -> String {
-    if pretty {
-        serde_json::to_string_pretty(v).unwrap_or_default()
-    } else {
-        v.to_string()
-    }
-}
-
-fn series_json(s: &SeriesOut, ep: Epoch) -> Value {
-    let mut o = Map::new();
-    if let Some(n) = &s.name {
-        o.insert("name".into(), Value::String(n.clone()));
-    }
-    if !s.tags.is_empty() {
-        let tags: Map<String, Value> = s
-            .tags
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        o.insert("tags".into(), Value::Object(tags));
-    }
-    o.insert("columns".into(), json!(s.columns));
-    let values: Vec<Value> = s
-        .values
-        .iter()
-        .map(|row| Value::Array(row.iter().map(|v| val_json(v, ep, s.tz)).collect()))
-        .collect();
-    o.insert("values".into(), Value::Array(values));
-    Value::Object(o)
-}
-
-fn val_json(v: &Val, ep: Epoch, tz: Option<chrono_tz::Tz>) -> Value {
-    match v {
-        Val::Time(ns) => match (ep, tz) {
-            (Epoch::Rfc3339, None) => Value::String(rfc3339(*ns)),
-            (Epoch::Rfc3339, Some(tz)) => {
-                Value::String(rfc3339_at(*ns, exec::zone_offset_s(tz, *ns)))
-            }
-            (Epoch::Div(d), _) => json!(ns.div_euclid(d)),
-        },
-        Val::F(f) => number(*f),
-        Val::I(i) => json!(i),
-        Val::S(s) => Value::String(s.clone()),
-        Val::B(b) => Value::Bool(*b),
-        Val::Null => Value::Null,
-    }
-}
-
-/// A float as Go's JSON writes it: whole values as integers; NaN and
-/// infinities (which JSON lacks) as null.
-fn number(f: f64) -> Value {
-    if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 {
-        return json!(f as i64);
-    }
-    super::answer::json_f64(f)
-}
-
-/// ns since the epoch as RFC 3339 in UTC with the fraction's trailing
-/// zeros dropped (Go's `time.RFC3339Nano`).
-pub fn rfc3339(ns: i64) -> String {
-    rfc3339_at(ns, 0)
-}
-
-/// [`rfc3339`] in local time `offset_s` east of UTC, with that offset
-/// (`+01:00`; `Z` for 0, as Go writes it).
-pub fn rfc3339_at(ns: i64, offset_s: i32) -> String {
-    let secs = ns
-        .div_euclid(1_000_000_000)
-        .saturating_add(i64::from(offset_s));
-    let frac = ns.rem_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let tod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    let mut s = format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        tod / 3600,
-        tod / 60 % 60,
-        tod % 60
-    );
-    if frac != 0 {
-        let f = format!("{frac:09}");
-        s.push('.');
-        s.push_str(f.trim_end_matches('0'));
-    }
-    if offset_s == 0 {
-        s.push('Z');
-    } else {
-        let a = offset_s.unsigned_abs();
-        let sign = if offset_s < 0 { '-' } else { '+' };
-        s.push_str(&format!("{sign}{:02}:{:02}", a / 3600, a / 60 % 60));
-    }
-    s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_as_go_writes_them() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000_500_000_000), "2023-11-14T22:13:20.5Z");
-        assert_eq!(
-            rfc3339(1_700_000_000_000_001_000),
-            "2023-11-14T22:13:20.000001Z"
-        );
-        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999999999Z");
-        assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00Z");
-        assert_eq!(
-            rfc3339_at(1_700_000_000_500_000_000, 3600),
-            "2023-11-14T23:13:20.5+01:00"
-        );
-        assert_eq!(rfc3339_at(0, -19_800), "1969-12-31T18:30:00-05:30");
-    }
-
-    #[test]
-    fn numbers_as_go_writes_them() {
-        assert_eq!(number(3.0).to_string(), "3");
-        assert_eq!(number(-0.5).to_string(), "-0.5");
-        assert_eq!(number(f64::NAN), Value::Null);
-        // Go writes 1e+300 too.
-        assert_eq!(number(1e300).to_string(), "1e+300");
-    }
 }
