@@ -79,6 +79,9 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
     protocol::encode_range(&mut b, 2, 10, i64::MIN, i64::MAX);
     out.push(("range", b));
     let mut b = Vec::new();
+    protocol::encode_range_pieces(&mut b, 7, 10, i64::MIN, i64::MAX);
+    out.push(("range pieces", b));
+    let mut b = Vec::new();
     protocol::encode_count_bound(&mut b, 6, 10, i64::MIN, i64::MAX);
     out.push(("count bound", b));
     let mut b = Vec::new();
@@ -190,6 +193,10 @@ fn permissions_are_checked_per_request_and_keep_the_connection() {
         // Write-only: every read is refused, writing works.
         let mut wo = Client::connect_with(&addr, &opts(&t.wo)).await.unwrap();
         assert_eq!(remote_code(wo.range(100, 0, 10).await).0, code::FORBIDDEN);
+        assert_eq!(
+            remote_code(wo.range_points(100, 0, 10).await).0,
+            code::FORBIDDEN
+        );
         assert_eq!(
             remote_code(wo.count_bound(100, 0, 10).await).0,
             code::FORBIDDEN

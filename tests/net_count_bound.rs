@@ -10,24 +10,9 @@ use net_common as common;
 
 use std::time::{Duration, Instant};
 
+use common::series;
 use xtdb::net::Client;
 use xtdb::Point;
-
-/// Points of `tag`: `n` at 1 s steps from `t0`, values noisy enough that a
-/// few thousand fill a block (so the tag's buffer is flushed while it is
-/// written and the later points stay in memory).
-fn series(tag: u32, t0: i64, n: i64) -> Vec<Point> {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(tag);
-    (0..n)
-        .map(|i| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let v = (x >> 11) as f64 / (1u64 << 53) as f64;
-            Point::new(tag, t0 + i * 1_000_000, v, 192)
-        })
-        .collect()
-}
 
 #[test]
 fn count_bound_is_an_upper_bound_and_brackets_the_range() {

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{life, small};
-use xtdb::storage::Shard;
+use xtdb::net::protocol;
+use xtdb::storage::{Piece, RangeAnswer, Shard};
 use xtdb::Point;
 
 /// Awkward bits (NaN payloads and all), so a block holds ~1,900 points.
@@ -50,12 +51,40 @@ fn full_blocks_flush_while_the_head_stays_buffered_and_survives_a_crash() {
         assert_eq!(s.blocks_written, 3, "only whole blocks are written: {s:?}");
         assert!(s.points_buffered > 0 && s.points_buffered < 2000, "{s:?}");
         check(&shard.range(5, i64::MIN, i64::MAX).await.unwrap(), &model);
+        // As pieces: the three blocks' payloads as they are on disk, then
+        // the buffered head as points.
+        match shard
+            .range_pieces_at_most(5, i64::MIN, i64::MAX, u64::MAX)
+            .await
+            .unwrap()
+        {
+            RangeAnswer::Pieces(p) => {
+                let kinds: Vec<bool> = p
+                    .pieces
+                    .iter()
+                    .map(|x| matches!(x, Piece::Encoded { .. }))
+                    .collect();
+                assert_eq!(kinds, [true, true, true, false]);
+                let got = protocol::pieces_points(&p, 5, i64::MIN, i64::MAX).unwrap();
+                check(&got, &model);
+            }
+            RangeAnswer::Points(_) => panic!("runs that follow one another come as pieces"),
+        }
 
         // A late rewrite of a flushed timestamp wins over the block.
         let late = Point::new(5, 1_000_000 * 10, -0.0, 7);
         shard.write(&[late]).await.unwrap();
         model.insert(late.ts, late);
         check(&shard.range(5, i64::MIN, i64::MAX).await.unwrap(), &model);
+        // Overlapping runs are merged by the shard, not shipped.
+        match shard
+            .range_pieces_at_most(5, i64::MIN, i64::MAX, u64::MAX)
+            .await
+            .unwrap()
+        {
+            RangeAnswer::Points(p) => check(&p, &model),
+            RangeAnswer::Pieces(_) => panic!("overlapping runs must be merged by the shard"),
+        }
         assert_eq!(
             shard.latest(5).await.unwrap(),
             model.values().last().copied()

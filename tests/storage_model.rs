@@ -1,6 +1,6 @@
 //! Property test: any sequence of writes, flushes, compactions, clean
 //! reopens and crashes (drop without close, in a fresh executor per life)
-//! answers `range` and `latest` exactly like a simple in-memory model (a
+//! answers `range` (also as pieces over the wire) and `latest` exactly like a simple in-memory model (a
 //! `BTreeMap` where the later write of a `(tag, ts)` wins). Tiny segments,
 //! chunks, partitions and budgets make every run cross WAL rotation and
 //! recycling, chunk sealing, memory-budget flushes, backpressure, packed
@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use common::life;
 use proptest::prelude::*;
-use xtdb::storage::{Shard, ShardConfig};
+use xtdb::net::protocol;
+use xtdb::storage::{RangeAnswer, Shard, ShardConfig};
 use xtdb::Point;
 
 #[derive(Clone, Debug)]
@@ -81,6 +82,33 @@ async fn check(shard: &Shard, model: &Model, when: &str) {
             part,
             "sub-range of tag {tag} {when}"
         );
+        // The same ranges as pieces, through the wire encoding and the
+        // client's decoder.
+        for (s, e, what) in [(i64::MIN, i64::MAX, "range"), (100, 250, "sub-range")] {
+            let got = match shard
+                .range_pieces_at_most(tag, s, e, u64::MAX)
+                .await
+                .unwrap()
+            {
+                RangeAnswer::Points(p) => p,
+                RangeAnswer::Pieces(p) => {
+                    let mut b = Vec::new();
+                    protocol::encode_response(&mut b, 1, &protocol::Response::Pieces(p));
+                    match protocol::decode_response_frame(&b).unwrap() {
+                        Some((_, protocol::Response::Pieces(p), _)) => {
+                            protocol::pieces_points(&p, tag, s, e).unwrap()
+                        }
+                        other => panic!("{other:?}"),
+                    }
+                }
+            };
+            let want: Vec<Point> = want
+                .iter()
+                .filter(|p| p.ts >= s && p.ts < e)
+                .copied()
+                .collect();
+            assert_eq!(got, want, "{what} of tag {tag} as pieces {when}");
+        }
         assert_eq!(
             shard.latest(tag).await.unwrap(),
             want.last().copied(),

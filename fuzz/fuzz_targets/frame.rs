@@ -30,7 +30,10 @@ fuzz_target!(|data: &[u8]| {
     if h.len as usize != payload.len() {
         return;
     }
-    let _ = protocol::decode_response(&raw, &h, payload);
+    if let Ok(protocol::Response::Pieces(p)) = protocol::decode_response(&raw, &h, payload) {
+        // A pieces answer decodes to points or is refused, never a panic.
+        let _ = protocol::pieces_points(&p, p.tag, i64::MIN, i64::MAX);
+    }
     if let Ok(req) = protocol::decode_request(&raw, &h, payload) {
         let mut again = Vec::new();
         protocol::encode_request(&mut again, h.id, &req);

@@ -186,7 +186,8 @@ fn to_log_answer(
 /// Runs one query command on another node over `client`.
 async fn ask(client: &mut Client, cmd: Command) -> Result<Answer, ClientError> {
     match cmd {
-        Command::Range { tag, start, end } => {
+        // The client asks the owner for pieces and decodes them.
+        Command::Range { tag, start, end } | Command::RangePieces { tag, start, end } => {
             client.range(tag, start, end).await.map(Answer::Points)
         }
         Command::CountBound { tag, start, end } => {

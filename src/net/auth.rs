@@ -18,9 +18,12 @@ use crate::storage::tokens::Perms;
 pub fn needs(kind: u8) -> Perms {
     match kind {
         kind::WRITE => Perms::WRITE,
-        kind::RANGE | kind::COUNT_BOUND | kind::LATEST | kind::STATS | kind::AGGREGATE => {
-            Perms::READ
-        }
+        kind::RANGE
+        | kind::RANGE_PIECES
+        | kind::COUNT_BOUND
+        | kind::LATEST
+        | kind::STATS
+        | kind::AGGREGATE => Perms::READ,
         kind::BACKUP => Perms::ADMIN,
         _ => Perms::NONE,
     }

@@ -81,6 +81,9 @@ pub struct Client {
     /// zeroed once, not on every call.
     rx: Vec<u8>,
     addr: String,
+    /// The server answered a range-pieces request with "unknown type"
+    /// (an older server): ranges are asked as points from then on.
+    no_pieces: bool,
 }
 
 /// An answer buffer above this is released after the answer is decoded.
@@ -126,6 +129,7 @@ impl Client {
             buf: Vec::new(),
             rx: Vec::new(),
             addr: addr.to_string(),
+            no_pieces: false,
         };
         if let Some(t) = &opts.token {
             c.authenticate(t).await?;
@@ -164,7 +168,34 @@ impl Client {
     }
 
     /// Points of `tag` with `start <= ts < end`, sorted by timestamp.
+    /// Asked as a range-pieces request: the server may ship its disk
+    /// segments encoded and this client decodes them
+    /// ([`protocol::pieces_points`], every piece checked); a server that
+    /// does not know the request is asked for points from then on.
     pub async fn range(&mut self, tag: u32, start: i64, end: i64) -> Result<Vec<Point>> {
+        if !self.no_pieces {
+            let id = self.id();
+            self.buf.clear();
+            protocol::encode_range_pieces(&mut self.buf, id, tag, start, end);
+            match self.call(id).await {
+                Ok(Response::Points(p)) => return Ok(p),
+                Ok(Response::Pieces(p)) => {
+                    return protocol::pieces_points(&p, tag, start, end)
+                        .map_err(|e| self.protocol(format!("range pieces: {e}")))
+                }
+                Ok(other) => return Err(unexpected("range", &other)),
+                Err(ClientError::Remote { code, .. }) if code == protocol::code::UNKNOWN_TYPE => {
+                    self.no_pieces = true
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.range_points(tag, start, end).await
+    }
+
+    /// [`Client::range`] asked as a plain range request: the server
+    /// decodes and ships 17-byte points.
+    pub async fn range_points(&mut self, tag: u32, start: i64, end: i64) -> Result<Vec<Point>> {
         let id = self.id();
         self.buf.clear();
         protocol::encode_range(&mut self.buf, id, tag, start, end);
@@ -373,6 +404,7 @@ fn unexpected(what: &str, r: &Response) -> ClientError {
     let kind = match r {
         Response::Ack(_) => "ack",
         Response::Points(_) => "points",
+        Response::Pieces(_) => "pieces",
         Response::Count { .. } => "count",
         Response::Latest(_) => "latest result",
         Response::Stats(_) => "stats result",

@@ -38,6 +38,7 @@
 //! | `0x06` | aggregate | request | `u8` mode, `u8` flags (bit 0 good-only; others zero), the mode's fields (see "Aggregates"), then `u32` n and n tags `u32` (n ≤ [`MAX_TAGS`]) |
 //! | `0x07` | backup | request | `u8` flags (bit 0: copy sealed chunks, never hard-link; others zero), `u64` pace in bytes per second per shard (0: unpaced), then the target directory, an absolute path on the server's machine, UTF-8, 1 to 4,096 bytes (see "Backup") |
 //! | `0x08` | count bound | request | tag `u32`, start `i64`, end `i64` (start ≤ ts < end; see "Count bound") |
+//! | `0x09` | range pieces | request | tag `u32`, start `i64`, end `i64`: a range whose answer may come as pieces (see "Range pieces") |
 //! | `0x81` | ack | answer to write | `u64` points acknowledged (durable in their owner's WAL) |
 //! | `0x82` | points | answer to range | `u32` n, then n points, sorted by timestamp |
 //! | `0x83` | latest result | answer to latest | `u32` n, then per requested tag in order: `u8` 0 (absent) or 1 followed by a point |
@@ -47,6 +48,7 @@
 //! | `0x87` | partials | answer to aggregate (mode 2) | `u32` n, then per tag: `u32` m and m windows of `u8` 0 (empty) or 1 followed by count `u64`, good `u64`, sum, m2, min, max `f64`, first ts `i64`, first `f64`, last ts `i64`, last `f64` (80 bytes) |
 //! | `0x88` | backup done | answer to backup | `u64` × 7: files linked, bytes linked, files copied, bytes copied, files unchanged (already in the target), bytes unchanged, wall time µs |
 //! | `0x89` | count | answer to count bound | points `u64` (an upper bound), min ts `i64`, max ts `i64` (no point is outside `[min, max]`; no points: min > max) |
+//! | `0x8A` | pieces | answer to range pieces | tag `u32`, start `i64`, end `i64` (the range answered), `u32` n, then n pieces in time order (see "Range pieces") |
 //! | `0xFF` | error | answer to anything | `u16` code, then a UTF-8 message (rest of the payload) |
 //!
 //! ### Aggregates
@@ -81,6 +83,27 @@
 //! the timestamps of the points a range would return. So a client can
 //! size or split a large range before asking for it. `start >= end`
 //! answers 0 points (min > max).
+//!
+//! ### Range pieces
+//!
+//! A range asked with type `0x09` is answered with `0x82` points (exactly
+//! what `0x02` answers) when the range's runs overlap in time (later
+//! writes must win), and otherwise with `0x8A` pieces: the shard's on-disk
+//! segments overlapping the range, each its verified compressed payload as
+//! it is on disk (the crate's codec, [`crate::storage::codec`]), and its
+//! memory runs as points, in time order. No piece's points overlap the
+//! next's. A piece is `u8` 0 and points: `u32` m, then m × (ts `i64`,
+//! value `f64`, quality `u8`; 17 bytes, the frame's tag), sorted, already
+//! inside the range; or `u8` 1 and a codec segment: `u32` count, min ts
+//! `i64`, max ts `i64`, `u32` length, then the payload (quality runs and
+//! bit stream, [`crate::storage::codec::split_payload`]), whose points all
+//! lie in `[min, max]` and are clipped by the receiver. The answer is the
+//! pieces' points with start ≤ ts < end (the frame's range: the start may
+//! be raised to the retention cutoff), in order; [`pieces_points`] decodes
+//! it, and any inconsistency (a payload that does not decode to its count,
+//! points outside their piece's span, pieces out of order, a count the
+//! bytes cannot hold) is an error, never points. An older server answers
+//! `0x09` with error 6; a client then asks `0x02`.
 //!
 //! ### Backup
 //!
@@ -172,9 +195,12 @@
 //! `(tag, ts)` replaces the earlier one).
 
 use crate::aggregate::{Fill, Func, IntegralMode, Interp, Partial, Sample};
-use crate::runtime::command::{AggQuery, Answer, BackupSummary, Command, Failure, Reply, Row};
+use crate::runtime::command::{
+    AggQuery, Answer, BackupSummary, Command, Failure, Reply, Row, RANGE_MAX_POINTS,
+};
 use crate::runtime::report::named_counters;
 use crate::storage::backup::Tally;
+use crate::storage::{Piece, Pieces};
 use crate::Point;
 
 /// Frame magic, `b"XTDB"`.
@@ -214,6 +240,8 @@ pub mod kind {
     pub const BACKUP: u8 = 0x07;
     /// Count-bound request (an upper bound of a range's points).
     pub const COUNT_BOUND: u8 = 0x08;
+    /// Range request whose answer may be pieces ([`PIECES`]) or points.
+    pub const RANGE_PIECES: u8 = 0x09;
     /// Write acknowledgement.
     pub const ACK: u8 = 0x81;
     /// Range answer.
@@ -232,6 +260,8 @@ pub mod kind {
     pub const BACKUP_DONE: u8 = 0x88;
     /// Count-bound answer.
     pub const COUNT: u8 = 0x89;
+    /// Range-pieces answer: encoded segments and points.
+    pub const PIECES: u8 = 0x8A;
     /// Error answer.
     pub const ERROR: u8 = 0xFF;
 }
@@ -392,6 +422,16 @@ pub enum Request {
         /// Exclusive end, µs.
         end: i64,
     },
+    /// Points of `tag` with `start <= ts < end`, answered as pieces
+    /// when they do not overlap ([`Command::RangePieces`]).
+    RangePieces {
+        /// Tag.
+        tag: u32,
+        /// Inclusive start, µs.
+        start: i64,
+        /// Exclusive end, µs.
+        end: i64,
+    },
     /// An upper bound of the points of `tag` with `start <= ts < end`
     /// ([`Command::CountBound`]).
     CountBound {
@@ -435,6 +475,7 @@ impl Request {
         Some(match self {
             Request::Write(p) => Command::Write(p),
             Request::Range { tag, start, end } => Command::Range { tag, start, end },
+            Request::RangePieces { tag, start, end } => Command::RangePieces { tag, start, end },
             Request::CountBound { tag, start, end } => Command::CountBound { tag, start, end },
             Request::Latest(t) => Command::Latest(t),
             Request::Stats => Command::Stats,
@@ -464,6 +505,8 @@ pub enum Response {
     Ack(u64),
     /// Range result.
     Points(Vec<Point>),
+    /// Range-pieces result, for [`pieces_points`] to decode.
+    Pieces(Pieces),
     /// Count-bound result ([`Answer::Count`]).
     Count {
         /// Upper bound of the points.
@@ -688,6 +731,12 @@ pub fn decode_request(
             let end = r.u64("end")? as i64;
             Request::Range { tag, start, end }
         }
+        kind::RANGE_PIECES => {
+            let tag = r.u32("range pieces tag")?;
+            let start = r.i64("range pieces start")?;
+            let end = r.i64("range pieces end")?;
+            Request::RangePieces { tag, start, end }
+        }
         kind::COUNT_BOUND => {
             let tag = r.u32("count bound tag")?;
             let start = r.i64("count bound start")?;
@@ -771,6 +820,7 @@ pub fn decode_response(
             let n = r.count(POINT_LEN, usize::MAX, "points")?;
             Response::Points(r.points(n)?)
         }
+        kind::PIECES => Response::Pieces(decode_pieces(&mut r)?),
         kind::COUNT => {
             let points = r.u64("count points")?;
             let min_ts = r.i64("count min ts")?;
@@ -918,11 +968,206 @@ pub fn decode_response(
     Ok(resp)
 }
 
+/// Bytes of a point inside a points piece (the frame carries the tag).
+pub const SAMPLE_LEN: usize = 17;
+
+/// The structure of a `PIECES` payload: lengths checked against the bytes
+/// there are, payloads not decoded yet ([`pieces_points`] does).
+fn decode_pieces(r: &mut Reader<'_>) -> Result<Pieces, FrameError> {
+    let tag = r.u32("pieces tag")?;
+    let start = r.i64("pieces start")?;
+    let end = r.i64("pieces end")?;
+    // The smallest piece: kind and an empty points list.
+    let n = r.list(5, "pieces")?;
+    let mut pieces = Vec::with_capacity(n);
+    // Points the pieces hold: no more than a server answers in one range
+    // (so a hostile answer cannot make the decoder reserve gigabytes).
+    let mut total = 0u64;
+    for _ in 0..n {
+        match r.u8("piece kind")? {
+            0 => {
+                let m = r.list(SAMPLE_LEN, "piece points")?;
+                let b = r.take(m * SAMPLE_LEN, "piece points")?;
+                pieces.push(Piece::Points(
+                    b.chunks_exact(SAMPLE_LEN)
+                        .map(|b| Point {
+                            tag,
+                            ts: i64::from_le_bytes(arr(&b[0..8])),
+                            value: f64::from_bits(u64::from_le_bytes(arr(&b[8..16]))),
+                            quality: b[16],
+                        })
+                        .collect(),
+                ));
+            }
+            1 => {
+                let count = r.u32("segment count")?;
+                let min_ts = r.i64("segment min ts")?;
+                let max_ts = r.i64("segment max ts")?;
+                let len = r.u32("segment length")? as usize;
+                let payload = r.take(len, "segment payload")?;
+                // Every point after the first takes at least two bits
+                // after a 16-byte first point: a count the bytes cannot
+                // hold would only make the decoder reserve for nothing.
+                if count == 0 || count as usize > 4 * len || min_ts > max_ts {
+                    return Err(r.bad(format!(
+                        "segment piece of {count} points in {len} bytes spanning {min_ts}..={max_ts}"
+                    )));
+                }
+                total += u64::from(count);
+                pieces.push(Piece::Encoded {
+                    count,
+                    min_ts,
+                    max_ts,
+                    payload: payload.to_vec(),
+                });
+            }
+            k => return Err(r.bad(format!("piece kind {k} (expected 0 or 1)"))),
+        }
+        if let Some(Piece::Points(v)) = pieces.last() {
+            total += v.len() as u64;
+        }
+        if total > RANGE_MAX_POINTS {
+            return Err(r.bad(format!(
+                "pieces holding over {total} points, past the {RANGE_MAX_POINTS} a range answers"
+            )));
+        }
+    }
+    Ok(Pieces {
+        tag,
+        start,
+        end,
+        pieces,
+    })
+}
+
+fn put_pieces(out: &mut Vec<u8>, p: &Pieces) {
+    out.extend_from_slice(&p.tag.to_le_bytes());
+    out.extend_from_slice(&p.start.to_le_bytes());
+    out.extend_from_slice(&p.end.to_le_bytes());
+    out.extend_from_slice(&(p.pieces.len() as u32).to_le_bytes());
+    for piece in &p.pieces {
+        match piece {
+            Piece::Points(v) => {
+                out.push(0);
+                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                let at = out.len();
+                out.resize(at + v.len() * SAMPLE_LEN, 0);
+                for (b, p) in out[at..].chunks_exact_mut(SAMPLE_LEN).zip(v) {
+                    b[0..8].copy_from_slice(&p.ts.to_le_bytes());
+                    b[8..16].copy_from_slice(&p.value.to_bits().to_le_bytes());
+                    b[16] = p.quality;
+                }
+            }
+            Piece::Encoded {
+                count,
+                min_ts,
+                max_ts,
+                payload,
+            } => {
+                out.push(1);
+                out.extend_from_slice(&count.to_le_bytes());
+                out.extend_from_slice(&min_ts.to_le_bytes());
+                out.extend_from_slice(&max_ts.to_le_bytes());
+                out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+                out.extend_from_slice(payload);
+            }
+        }
+    }
+}
+
+/// The points a `PIECES` answer stands for, for a range `[start, end)` of
+/// `tag`: each encoded piece decoded with the codec, everything clipped
+/// to the request's range and the frame's, in piece order. `Err` names
+/// any inconsistency: a tag other than `tag`, a payload that does not
+/// decode to its count, a point outside its piece's span, points or
+/// pieces out of time order. Allocates at most the pieces' counts (each
+/// bounded by its bytes).
+pub fn pieces_points(p: &Pieces, tag: u32, start: i64, end: i64) -> Result<Vec<Point>, String> {
+    if p.tag != tag {
+        return Err(format!(
+            "pieces of tag {} answering a range of tag {tag}",
+            p.tag
+        ));
+    }
+    let (lo, hi) = (start.max(p.start), end.min(p.end));
+    let total: usize = p
+        .pieces
+        .iter()
+        .map(|x| match x {
+            Piece::Points(v) => v.len(),
+            Piece::Encoded { count, .. } => *count as usize,
+        })
+        .sum();
+    let mut out: Vec<Point> = Vec::with_capacity(if lo < hi { total } else { 0 });
+    // The greatest timestamp any piece so far may hold.
+    let mut prev: Option<i64> = None;
+    for (i, piece) in p.pieces.iter().enumerate() {
+        let (first, last) = match piece {
+            Piece::Points(v) => match (v.first(), v.last()) {
+                (Some(a), Some(b)) => (a.ts, b.ts),
+                _ => return Err(format!("piece {i} holds no point")),
+            },
+            Piece::Encoded { min_ts, max_ts, .. } => (*min_ts, *max_ts),
+        };
+        if first > last || prev.is_some_and(|q| first <= q) {
+            return Err(format!(
+                "piece {i} ({first}..={last}) does not follow the one before it in time"
+            ));
+        }
+        prev = Some(last);
+        match piece {
+            Piece::Points(v) => {
+                if v.windows(2).any(|w| w[0].ts >= w[1].ts) {
+                    return Err(format!("piece {i}'s points are not in time order"));
+                }
+                if v.iter().any(|q| q.ts < p.start || q.ts >= p.end) {
+                    return Err(format!("piece {i} holds points outside the answered range"));
+                }
+                out.extend(v.iter().filter(|q| q.ts >= lo && q.ts < hi).copied());
+            }
+            Piece::Encoded {
+                count,
+                min_ts,
+                max_ts,
+                payload,
+            } => {
+                if *max_ts < lo || *min_ts >= hi {
+                    continue;
+                }
+                let at = out.len();
+                crate::storage::codec::decode_payload_into(payload, *count, tag, lo, hi, &mut out)
+                    .map_err(|e| format!("piece {i}: bad compressed payload: {e}"))?;
+                if out[at..].iter().any(|q| q.ts < *min_ts || q.ts > *max_ts) {
+                    return Err(format!(
+                        "piece {i} decodes to a point outside its span {min_ts}..={max_ts}"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Decodes one whole request frame from the front of `buf`. `Ok(None)` when
 /// `buf` holds less than a whole frame. Returns the request id, the request
 /// and the frame's length. Used by tests and fuzzing; the server reads the
 /// header and the payload separately with the same functions.
 pub fn decode_request_frame(buf: &[u8]) -> Result<Option<(u64, Request, usize)>, FrameError> {
+    whole_frame(buf, decode_request)
+}
+
+/// Decodes one whole answer frame from the front of `buf`, as
+/// [`decode_request_frame`] does requests. Used by tests and fuzzing.
+pub fn decode_response_frame(buf: &[u8]) -> Result<Option<(u64, Response, usize)>, FrameError> {
+    whole_frame(buf, decode_response)
+}
+
+/// One whole frame from the front of `buf`, its payload decoded by `decode`.
+#[allow(clippy::type_complexity)]
+fn whole_frame<T>(
+    buf: &[u8],
+    decode: fn(&[u8; HEADER_LEN], &Header, &[u8]) -> Result<T, FrameError>,
+) -> Result<Option<(u64, T, usize)>, FrameError> {
     let Some(head) = buf.get(..HEADER_LEN) else {
         return Ok(None);
     };
@@ -932,7 +1177,7 @@ pub fn decode_request_frame(buf: &[u8]) -> Result<Option<(u64, Request, usize)>,
     let Some(payload) = buf.get(HEADER_LEN..total) else {
         return Ok(None);
     };
-    Ok(Some((h.id, decode_request(&raw, &h, payload)?, total)))
+    Ok(Some((h.id, decode(&raw, &h, payload)?, total)))
 }
 
 /// Appends a frame with `kind`, `id` and a payload written by `body`.
@@ -1075,6 +1320,15 @@ pub fn encode_write(out: &mut Vec<u8>, id: u64, points: &[Point]) {
 /// Appends a range request frame.
 pub fn encode_range(out: &mut Vec<u8>, id: u64, tag: u32, start: i64, end: i64) {
     frame(out, kind::RANGE, id, |o| {
+        o.extend_from_slice(&tag.to_le_bytes());
+        o.extend_from_slice(&start.to_le_bytes());
+        o.extend_from_slice(&end.to_le_bytes());
+    });
+}
+
+/// Appends a range-pieces request frame.
+pub fn encode_range_pieces(out: &mut Vec<u8>, id: u64, tag: u32, start: i64, end: i64) {
+    frame(out, kind::RANGE_PIECES, id, |o| {
         o.extend_from_slice(&tag.to_le_bytes());
         o.extend_from_slice(&start.to_le_bytes());
         o.extend_from_slice(&end.to_le_bytes());
@@ -1359,6 +1613,9 @@ pub fn encode_request(out: &mut Vec<u8>, id: u64, req: &Request) {
     match req {
         Request::Write(p) => encode_write(out, id, p),
         Request::Range { tag, start, end } => encode_range(out, id, *tag, *start, *end),
+        Request::RangePieces { tag, start, end } => {
+            encode_range_pieces(out, id, *tag, *start, *end)
+        }
         Request::CountBound { tag, start, end } => encode_count_bound(out, id, *tag, *start, *end),
         Request::Latest(t) => encode_latest(out, id, t),
         Request::Stats => encode_stats(out, id),
@@ -1378,6 +1635,7 @@ pub fn reply_response(reply: Reply) -> Response {
     match reply {
         Ok(Answer::Written(n)) => Response::Ack(n),
         Ok(Answer::Points(p)) => Response::Points(p),
+        Ok(Answer::Pieces(p)) => Response::Pieces(p),
         Ok(Answer::Count {
             points,
             min_ts,
@@ -1416,6 +1674,7 @@ pub fn encode_response(out: &mut Vec<u8>, id: u64, resp: &Response) {
         out.truncate(start);
         let items = match resp {
             Response::Points(p) => format!("{} points", p.len()),
+            Response::Pieces(p) => format!("{} pieces", p.pieces.len()),
             Response::Latest(v) => format!("{} tags", v.len()),
             Response::Stats(v) => format!("{} counters", v.len()),
             Response::Rows(v) => format!("{} rows", v.iter().map(Vec::len).sum::<usize>()),
@@ -1441,6 +1700,7 @@ fn encode_response_unchecked(out: &mut Vec<u8>, id: u64, resp: &Response) {
             o.extend_from_slice(&n.to_le_bytes())
         }),
         Response::Points(p) => frame(out, kind::POINTS, id, |o| put_points(o, p)),
+        Response::Pieces(p) => frame(out, kind::PIECES, id, |o| put_pieces(o, p)),
         Response::Count {
             points,
             min_ts,
@@ -2077,7 +2337,7 @@ mod tests {
 
         #[test]
         fn fixed_size_requests_decode_only_at_their_size_and_reencode_exactly(
-            kind in proptest::sample::select(vec![kind::RANGE, kind::COUNT_BOUND]),
+            kind in proptest::sample::select(vec![kind::RANGE, kind::RANGE_PIECES, kind::COUNT_BOUND]),
             payload in proptest::collection::vec(proptest::num::u8::ANY, 0..48),
         ) {
             let mut b = Vec::new();
@@ -2159,5 +2419,170 @@ mod tests {
             let h = decode_header(&raw).unwrap();
             let _ = decode_response(&raw, &h, &b[HEADER_LEN..]);
         }
+    }
+
+    /// `points` (sorted, unique timestamps) cut into consecutive pieces at
+    /// `cuts`, each encoded with the codec when `encode` says so.
+    fn pieces_of(tag: u32, points: &[Point], cuts: &[usize], encode: &[bool]) -> Pieces {
+        let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (points.len() + 1)).collect();
+        bounds.extend([0, points.len()]);
+        bounds.sort_unstable();
+        bounds.dedup();
+        let mut pieces = Vec::new();
+        for (i, w) in bounds.windows(2).enumerate() {
+            let run = &points[w[0]..w[1]];
+            if encode.get(i).copied().unwrap_or(false) {
+                let mut e = crate::storage::codec::Encoder::default();
+                for p in run {
+                    e.push(p.ts, p.value.to_bits(), p.quality);
+                }
+                let seg = e.finish();
+                let mut payload = vec![0; seg.payload_len()];
+                seg.write_payload(&mut payload);
+                pieces.push(Piece::Encoded {
+                    count: seg.count,
+                    min_ts: run[0].ts,
+                    max_ts: run[run.len() - 1].ts,
+                    payload,
+                });
+            } else {
+                pieces.push(Piece::Points(run.to_vec()));
+            }
+        }
+        Pieces {
+            tag,
+            start: i64::MIN,
+            end: i64::MAX,
+            pieces,
+        }
+    }
+
+    fn wire(p: &Pieces) -> Vec<u8> {
+        let mut b = Vec::new();
+        encode_response(&mut b, 4, &Response::Pieces(p.clone()));
+        b
+    }
+
+    fn decoded(b: &[u8]) -> Result<Pieces, FrameError> {
+        match decode_response_frame(b)? {
+            Some((_, Response::Pieces(p), _)) => Ok(p),
+            other => panic!("not pieces: {other:?}"),
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::proptest_config::config(256))]
+
+        /// Pieces sent over the wire decode to exactly the points they were
+        /// cut from, clipped to any range.
+        #[test]
+        fn pieces_decode_to_their_points(
+            raw in proptest::collection::btree_map(
+                -1000i64..1000,
+                (proptest::prelude::any::<u64>(), proptest::prelude::any::<u8>()),
+                1..300,
+            ),
+            cuts in proptest::collection::vec(0usize..400, 0..6),
+            encode in proptest::collection::vec(proptest::prelude::any::<bool>(), 0..8),
+            start in -1100i64..1100,
+            len in 0i64..2500,
+        ) {
+            let points: Vec<Point> = raw
+                .iter()
+                .map(|(&ts, &(v, q))| Point::new(9, ts, f64::from_bits(v), q))
+                .collect();
+            let p = pieces_of(9, &points, &cuts, &encode);
+            let back = decoded(&wire(&p)).unwrap();
+            proptest::prop_assert_eq!(&back, &p);
+            let end = start.saturating_add(len);
+            let want: Vec<u64> = points
+                .iter()
+                .filter(|q| q.ts >= start && q.ts < end)
+                .map(|q| q.value.to_bits() ^ q.ts as u64 ^ u64::from(q.quality) << 56)
+                .collect();
+            let got: Vec<u64> = pieces_points(&back, 9, start, end)
+                .unwrap()
+                .iter()
+                .map(|q| q.value.to_bits() ^ q.ts as u64 ^ u64::from(q.quality) << 56)
+                .collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+
+        /// Damaged pieces answers (any byte changed, the CRC fixed up so
+        /// the damage reaches the decoders) are refused or decode to
+        /// points in order inside the range; never a panic.
+        #[test]
+        fn damaged_pieces_are_refused_or_sane(
+            raw in proptest::collection::btree_map(0i64..500, proptest::prelude::any::<u64>(), 1..100),
+            cuts in proptest::collection::vec(0usize..120, 0..4),
+            flips in proptest::collection::vec((proptest::prelude::any::<usize>(), 1u8..=255), 1..4),
+        ) {
+            let points: Vec<Point> =
+                raw.iter().map(|(&ts, &v)| Point::new(2, ts, f64::from_bits(v), 192)).collect();
+            let mut b = wire(&pieces_of(2, &points, &cuts, &[true, false, true, true]));
+            for (at, x) in flips {
+                let at = HEADER_LEN + at % (b.len() - HEADER_LEN);
+                b[at] ^= x;
+            }
+            let crc = crc32fast::hash(&b[HEADER_LEN..]);
+            b[20..24].copy_from_slice(&crc.to_le_bytes());
+            if let Ok(p) = decoded(&b) {
+                if let Ok(got) = pieces_points(&p, 2, 10, 400) {
+                    proptest::prop_assert!(got.windows(2).all(|w| w[0].ts < w[1].ts));
+                    proptest::prop_assert!(got.iter().all(|q| (10..400).contains(&q.ts) && q.tag == 2));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn inconsistent_pieces_are_named() {
+        let points: Vec<Point> = (0..50)
+            .map(|i| Point::new(3, i * 10, i as f64, 192))
+            .collect();
+        let good = pieces_of(3, &points, &[20], &[true, true]);
+        assert_eq!(pieces_points(&good, 3, 0, 1000).unwrap(), points);
+        // Another tag's pieces.
+        assert!(pieces_points(&good, 4, 0, 1000)
+            .unwrap_err()
+            .contains("tag 3"));
+        // Pieces out of time order.
+        let mut swapped = good.clone();
+        swapped.pieces.swap(0, 1);
+        let e = pieces_points(&swapped, 3, 0, 1000).unwrap_err();
+        assert!(e.contains("does not follow"), "{e}");
+        // A span that does not hold the piece's points.
+        let mut narrow = good.clone();
+        if let Piece::Encoded { max_ts, .. } = &mut narrow.pieces[0] {
+            *max_ts -= 10;
+        }
+        let e = pieces_points(&narrow, 3, 0, 1000).unwrap_err();
+        assert!(e.contains("outside its span"), "{e}");
+        // A count the payload does not hold.
+        let mut short = good.clone();
+        if let Piece::Encoded { count, .. } = &mut short.pieces[1] {
+            *count += 1;
+        }
+        let e = pieces_points(&short, 3, 0, 1000).unwrap_err();
+        assert!(e.contains("bad compressed payload"), "{e}");
+        // More points than a range answers: refused while decoding the frame.
+        let mut huge = good.clone();
+        for _ in 0..3 {
+            huge.pieces.push(Piece::Encoded {
+                count: 1_200_000,
+                min_ts: 0,
+                max_ts: 0,
+                payload: vec![0; 300_000],
+            });
+        }
+        let e = decoded(&wire(&huge)).unwrap_err();
+        assert!(e.message.contains("past the"), "{}", e.message);
+        // A request frame for pieces names its fields.
+        let mut b = Vec::new();
+        frame(&mut b, kind::RANGE_PIECES, 3, |o| {
+            o.extend_from_slice(&[0; 7])
+        });
+        let e = decode_request_frame(&b).unwrap_err();
+        assert!(e.message.contains("range pieces start"), "{}", e.message);
     }
 }

@@ -195,6 +195,18 @@ pub enum Command {
         /// Exclusive end, µs.
         end: i64,
     },
+    /// [`Command::Range`], answered as [`Answer::Pieces`] (the disk
+    /// segments' encoded payloads, for the asker to decode) when the
+    /// range's runs follow one another in time, else as
+    /// [`Answer::Points`]. Same refusal past [`RANGE_MAX_POINTS`].
+    RangePieces {
+        /// Tag.
+        tag: u32,
+        /// Inclusive start, µs.
+        start: i64,
+        /// Exclusive end, µs.
+        end: i64,
+    },
     /// An upper bound of the points of `tag` with `start <= ts < end`
     /// ([`Answer::Count`]): the whole counts of the overlapping segments
     /// (from the index, no block read) plus the points in memory, so a
@@ -317,6 +329,8 @@ pub enum Answer {
     Written(u64),
     /// Range result.
     Points(Vec<Point>),
+    /// [`Command::RangePieces`]' answer when its runs do not overlap.
+    Pieces(crate::storage::Pieces),
     /// [`Command::CountBound`]'s answer: at most `points` points, all
     /// within `[min_ts, max_ts]` (no points: `min_ts > max_ts`).
     Count {
@@ -460,6 +474,7 @@ impl Failure {
         let kind = match a {
             Answer::Written(_) => "written",
             Answer::Points(_) => "points",
+            Answer::Pieces(_) => "pieces",
             Answer::Count { .. } => "count",
             Answer::Latest(_) => "latest",
             Answer::Reports(_) => "reports",

@@ -51,7 +51,9 @@ pub async fn execute_here(router: &Rc<Router>, cmd: Command) -> Reply {
             let dest = owner(tag, router.shards());
             router.call(dest, Command::Range { tag, start, end }).await
         }
-        c @ Command::CountBound { tag, .. } => router.call(owner(tag, router.shards()), c).await,
+        c @ (Command::CountBound { tag, .. } | Command::RangePieces { tag, .. }) => {
+            router.call(owner(tag, router.shards()), c).await
+        }
         Command::Latest(tags) => latest(router, tags).await,
         Command::Stats => reports(router).await.map(Answer::Reports),
         c @ (Command::Resolve { .. } | Command::ListTags { .. } | Command::Catalog(_)) => {
@@ -375,6 +377,7 @@ async fn clustered(router: &Rc<Router>, c: &Rc<dyn ClusterRoute>, cmd: Command) 
     let query = matches!(
         cmd,
         Command::Range { .. }
+            | Command::RangePieces { .. }
             | Command::CountBound { .. }
             | Command::Latest(_)
             | Command::Aggregate { .. }
@@ -399,7 +402,9 @@ async fn clustered(router: &Rc<Router>, c: &Rc<dyn ClusterRoute>, cmd: Command) 
 async fn clustered_once(router: &Rc<Router>, c: &Rc<dyn ClusterRoute>, cmd: Command) -> Reply {
     match cmd {
         Command::Write(points) => publish(router, c, points, false).await,
-        Command::Range { tag, .. } | Command::CountBound { tag, .. } => match c.place(tag) {
+        Command::Range { tag, .. }
+        | Command::RangePieces { tag, .. }
+        | Command::CountBound { tag, .. } => match c.place(tag) {
             Place::Here => execute_here(router, cmd).await,
             Place::Node(n) => c.call(n, cmd).await,
             Place::Nobody(p) => Err(no_owner(p)),
@@ -499,7 +504,9 @@ pub async fn execute_owned(router: &Rc<Router>, cmd: Command) -> Reply {
         return execute_here(router, cmd).await;
     };
     let tags: &[u32] = match &cmd {
-        Command::Range { tag, .. } | Command::CountBound { tag, .. } => std::slice::from_ref(tag),
+        Command::Range { tag, .. }
+        | Command::RangePieces { tag, .. }
+        | Command::CountBound { tag, .. } => std::slice::from_ref(tag),
         Command::Latest(t) => t,
         Command::Aggregate { tags, .. } => tags,
         Command::Stats => &[],

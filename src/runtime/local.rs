@@ -19,6 +19,7 @@ use crate::runtime::command::{
 use crate::runtime::report::{new_histogram, Counters, ShardReport};
 use crate::storage::backup;
 use crate::storage::catalog::Store;
+use crate::storage::RangeAnswer;
 use crate::storage::Shard;
 
 /// Latest-value lookups of one request run concurrently up to this many
@@ -122,6 +123,15 @@ impl Local {
                 .range_at_most(tag, start, end, RANGE_MAX_POINTS)
                 .await
                 .map(Answer::Points)
+                .map_err(|e| self.failed(e)),
+            Command::RangePieces { tag, start, end } => self
+                .shard
+                .range_pieces_at_most(tag, start, end, RANGE_MAX_POINTS)
+                .await
+                .map(|a| match a {
+                    RangeAnswer::Points(p) => Answer::Points(p),
+                    RangeAnswer::Pieces(p) => Answer::Pieces(p),
+                })
                 .map_err(|e| self.failed(e)),
             Command::CountBound { tag, start, end } => {
                 let (points, min_ts, max_ts) = self.shard.count_bound(tag, start, end);

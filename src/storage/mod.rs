@@ -46,5 +46,6 @@ pub mod wal;
 
 pub use config::{ShardConfig, SyncMode};
 pub use error::{Error, Result};
+pub use query::{Piece, Pieces, RangeAnswer};
 pub use shard::{RecoveryReport, Shard};
 pub use stats::ShardStats;

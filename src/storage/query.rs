@@ -50,34 +50,246 @@ pub(crate) async fn range(
     if start >= end {
         return Ok(Vec::new());
     }
-    // Snapshot memory and the block list at one instant.
-    let blocks = disk.index.borrow().overlapping(tag, start, end);
-    let mut mem_runs: Vec<Vec<Point>> = Vec::new();
-    if let Some(b) = mem.frozen.borrow().get(&tag) {
-        let mut run = Vec::new();
-        b.range(tag, start, end, &mut run);
-        mem_runs.push(run);
+    let snap = Snapshot::take(mem, disk, tag, start, end, max_points)?;
+    merged(stats, tag, start, end, snap).await
+}
+
+/// One piece of a range answered as pieces ([`range_pieces`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Piece {
+    /// A disk segment's verified codec payload as it is on disk (see
+    /// [`crate::storage::codec::split_payload`]): `count` points, all with
+    /// `min_ts <= ts <= max_ts`; the receiver decodes and clips it.
+    Encoded {
+        /// Points in the payload.
+        count: u32,
+        /// No point is earlier.
+        min_ts: i64,
+        /// No point is later.
+        max_ts: i64,
+        /// The payload.
+        payload: Vec<u8>,
+    },
+    /// Points, sorted, already clipped (memory runs and raw blocks).
+    Points(Vec<Point>),
+}
+
+/// A range answered as pieces: each piece's points follow the previous
+/// piece's in time (no two overlap, so no later-write-wins merging is
+/// needed), and the answer is their points with `start <= ts < end`, in
+/// piece order. `start` and `end` are the range the shard answered (the
+/// start may be raised to the retention cutoff).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pieces {
+    /// The tag every point is of.
+    pub tag: u32,
+    /// Inclusive start the pieces are clipped to.
+    pub start: i64,
+    /// Exclusive end the pieces are clipped to.
+    pub end: i64,
+    /// The pieces, in time order.
+    pub pieces: Vec<Piece>,
+}
+
+/// What [`range_pieces`] answers.
+#[derive(Debug)]
+pub enum RangeAnswer {
+    /// The points, merged (some runs overlapped in time).
+    Points(Vec<Point>),
+    /// Pieces for the receiver to decode.
+    Pieces(Pieces),
+}
+
+/// [`range`], answered as [`Pieces`] when the range's segments (by their
+/// declared time spans, from the index, before any block is read) and its
+/// memory runs follow one another in time with no overlap: each codec
+/// segment's payload is shipped as it is, after its block passed the
+/// checks of [`decode_segment`] but for decoding; raw segments and memory
+/// runs go as points. Otherwise the merged points, as [`range`] answers.
+/// Refused past `max_points` the same way, before any block is read.
+pub(crate) async fn range_pieces(
+    mem: &Memory,
+    disk: &Disk,
+    stats: &RefCell<ShardStats>,
+    tag: u32,
+    start: i64,
+    end: i64,
+    max_points: u64,
+) -> Result<RangeAnswer> {
+    if start >= end {
+        return Ok(RangeAnswer::Points(Vec::new()));
     }
-    if let Some(b) = mem.bufs.borrow_mut().get_mut(tag) {
-        let mut run = Vec::new();
-        b.range(tag, start, end, &mut run);
-        mem_runs.push(run);
+    let mut snap = Snapshot::take(mem, disk, tag, start, end, max_points)?;
+    // Runs in time order: (smallest ts, largest ts, Ok(segment) or Err(memory run)).
+    let mut runs: Vec<(i64, i64, std::result::Result<usize, usize>)> =
+        Vec::with_capacity(snap.blocks.len() + snap.mem_runs.len());
+    for (i, (r, _, _)) in snap.blocks.iter().enumerate() {
+        runs.push((r.min_ts, r.max_ts, Ok(i)));
     }
-    let mem: usize = mem_runs.iter().map(Vec::len).sum();
-    let cap = blocks
+    for (j, run) in snap.mem_runs.iter().enumerate() {
+        if let (Some(a), Some(b)) = (run.first(), run.last()) {
+            runs.push((a.ts, b.ts, Err(j)));
+        }
+    }
+    runs.sort_by_key(|r| r.0);
+    if runs.windows(2).any(|w| w[0].1 >= w[1].0) {
+        stats.borrow_mut().pieces_ranges_merged += 1;
+        return merged(stats, tag, start, end, snap)
+            .await
+            .map(RangeAnswer::Points);
+    }
+    let segs = &snap.blocks;
+    let mut unique: Vec<(Rc<DataFile>, u64)> = Vec::new();
+    let mut block_of = vec![0; segs.len()];
+    let mut seen = std::collections::HashMap::new();
+    for &(_, _, which) in &runs {
+        if let Ok(i) = which {
+            let (r, file, off) = &segs[i];
+            block_of[i] = *seen.entry((r.chunk, r.slot)).or_insert_with(|| {
+                unique.push((file.clone(), *off));
+                unique.len() - 1
+            });
+        }
+    }
+    let reads = unique
         .iter()
-        .map(|(r, _, _)| r.count as usize)
-        .sum::<usize>()
-        + mem;
-    if cap as u64 > max_points {
-        return Err(Error::Limit {
-            what: "range",
-            detail: format!(
-                "may hold up to {cap} points (counted from the block index, duplicates \
-                 included), past the {max_points} one answer holds: query a narrower range"
-            ),
-        });
+        .map(|(file, off)| async move { file.read_at(*off, BLOCK_SIZE).await });
+    let mut done = stream::iter(reads).buffered(READS_IN_FLIGHT);
+    let mut blocks = Vec::with_capacity(unique.len());
+    while let Some(b) = done.next().await {
+        blocks.push(b?);
     }
+    let mut pieces = Vec::with_capacity(runs.len());
+    let mut from_disk = 0u64;
+    let mut encoded = 0u64;
+    for (_, _, which) in runs {
+        match which {
+            Ok(i) => {
+                let (r, file, off) = &segs[i];
+                let data = &blocks[block_of[i]];
+                let (blk, seg) = checked_segment(data, r, tag, file.path(), *off)?;
+                // The overlap test above used the index's spans: the
+                // piece's must be those (the receiver checks its points
+                // against them).
+                if (seg.min_ts, seg.max_ts) != (r.min_ts, r.max_ts) {
+                    return Err(Error::corrupt(
+                        file.path(),
+                        *off,
+                        format!(
+                            "segment {} spans {}..={}, the index says {}..={}",
+                            r.index, seg.min_ts, seg.max_ts, r.min_ts, r.max_ts
+                        ),
+                    ));
+                }
+                from_disk += u64::from(seg.count);
+                if blk.encoding == block::RAW {
+                    let mut out = Vec::new();
+                    block::decode_into(data, &blk, &seg, start, end, &mut out)
+                        .map_err(|why| Error::corrupt(file.path(), *off, why))?;
+                    if !out.is_empty() {
+                        pieces.push(Piece::Points(out));
+                    }
+                } else {
+                    let (at, len) = (seg.offset as usize, seg.len as usize);
+                    let payload = data.get(at..at + len).ok_or_else(|| {
+                        Error::corrupt(file.path(), *off, "segment beyond the block")
+                    })?;
+                    encoded += 1;
+                    pieces.push(Piece::Encoded {
+                        count: seg.count,
+                        min_ts: seg.min_ts,
+                        max_ts: seg.max_ts,
+                        payload: payload.to_vec(),
+                    });
+                }
+            }
+            Err(j) => pieces.push(Piece::Points(std::mem::take(&mut snap.mem_runs[j]))),
+        }
+    }
+    {
+        let mut s = stats.borrow_mut();
+        s.blocks_read += unique.len() as u64;
+        s.points_from_disk += from_disk;
+        s.points_from_memory += snap.mem as u64;
+        s.segments_shipped_encoded += encoded;
+    }
+    Ok(RangeAnswer::Pieces(Pieces {
+        tag,
+        start,
+        end,
+        pieces,
+    }))
+}
+
+/// What a range reads, taken at one instant: the overlapping segments
+/// (oldest write first) and the memory runs in range (frozen, then
+/// active), after the count bound was checked.
+struct Snapshot {
+    blocks: Vec<(SegRef, Rc<DataFile>, u64)>,
+    mem_runs: Vec<Vec<Point>>,
+    mem: usize,
+    cap: usize,
+}
+
+impl Snapshot {
+    fn take(
+        mem: &Memory,
+        disk: &Disk,
+        tag: u32,
+        start: i64,
+        end: i64,
+        max_points: u64,
+    ) -> Result<Snapshot> {
+        let blocks = disk.index.borrow().overlapping(tag, start, end);
+        let mut mem_runs: Vec<Vec<Point>> = Vec::new();
+        if let Some(b) = mem.frozen.borrow().get(&tag) {
+            let mut run = Vec::new();
+            b.range(tag, start, end, &mut run);
+            mem_runs.push(run);
+        }
+        if let Some(b) = mem.bufs.borrow_mut().get_mut(tag) {
+            let mut run = Vec::new();
+            b.range(tag, start, end, &mut run);
+            mem_runs.push(run);
+        }
+        let mem: usize = mem_runs.iter().map(Vec::len).sum();
+        let cap = blocks
+            .iter()
+            .map(|(r, _, _)| r.count as usize)
+            .sum::<usize>()
+            + mem;
+        if cap as u64 > max_points {
+            return Err(Error::Limit {
+                what: "range",
+                detail: format!(
+                    "may hold up to {cap} points (counted from the block index, duplicates \
+                     included), past the {max_points} one answer holds: query a narrower range"
+                ),
+            });
+        }
+        Ok(Snapshot {
+            blocks,
+            mem_runs,
+            mem,
+            cap,
+        })
+    }
+}
+
+/// The points of `snap` in `[start, end)`, merged, later writes winning.
+async fn merged(
+    stats: &RefCell<ShardStats>,
+    tag: u32,
+    start: i64,
+    end: i64,
+    snap: Snapshot,
+) -> Result<Vec<Point>> {
+    let Snapshot {
+        blocks,
+        mem_runs,
+        mem,
+        cap,
+    } = snap;
     let mut all = Vec::with_capacity(cap);
     let mut spans = Vec::with_capacity(blocks.len() + mem_runs.len());
     let reads = decode_segments_into(tag, &blocks, start, end, &mut all, &mut spans).await?;
@@ -295,26 +507,41 @@ pub(crate) fn decode_segment(
     end: i64,
     out: &mut Vec<Point>,
 ) -> Result<()> {
+    let (blk, seg) = checked_segment(data, r, tag, path, off)?;
+    block::decode_into(data, &blk, &seg, start, end, out)
+        .map_err(|why| Error::corrupt(path, off, why))
+}
+
+/// Verifies block `data` (read from `path` at `off`: CRC, chunk, slot,
+/// and every segment's payload framing) and that it holds segment `r` of
+/// `tag` as the index expects it (tag, count, write order); returns the
+/// block and that segment's entry.
+fn checked_segment(
+    data: &[u8],
+    r: &SegRef,
+    tag: u32,
+    path: &std::path::Path,
+    off: u64,
+) -> Result<(block::Block, block::SegEntry)> {
     let blk = block::verify(data).map_err(|why| Error::corrupt(path, off, why))?;
-    let seg = blk.segments.get(r.index as usize);
+    let seg = blk.segments.get(r.index as usize).copied();
     // Version 1 blocks carry their lowest WAL sequence, not the order the
     // index gave them (their place in commit order).
     let ok = seg.is_some_and(|s| {
         s.tag == tag && s.count == r.count && (blk.version == 1 || s.order == r.order)
     }) && blk.slot == r.slot
         && blk.chunk_id == r.chunk;
-    let Some(seg) = seg.filter(|_| ok) else {
-        return Err(Error::corrupt(
+    match seg.filter(|_| ok) {
+        Some(seg) => Ok((blk, seg)),
+        None => Err(Error::corrupt(
             path,
             off,
             format!(
                 "block claims chunk {} slot {} without segment {} of tag {tag} the index expects",
                 blk.chunk_id, blk.slot, r.index
             ),
-        ));
-    };
-    block::decode_into(data, &blk, seg, start, end, out)
-        .map_err(|why| Error::corrupt(path, off, why))
+        )),
+    }
 }
 
 /// Merges runs (each sorted and unique, given oldest write first) into one

@@ -273,6 +273,21 @@ impl Shard {
         query::range(&i.mem, &i.disk, &i.stats, tag, start, end, max_points).await
     }
 
+    /// [`Shard::range_at_most`], answered as pieces for the client to
+    /// decode when the range's runs do not overlap in time (see
+    /// [`query::range_pieces`]).
+    pub async fn range_pieces_at_most(
+        &self,
+        tag: u32,
+        start: i64,
+        end: i64,
+        max_points: u64,
+    ) -> Result<query::RangeAnswer> {
+        let i = &self.inner;
+        let start = start.max(i.cutoff());
+        query::range_pieces(&i.mem, &i.disk, &i.stats, tag, start, end, max_points).await
+    }
+
     /// An upper bound of the points of `tag` with `start <= ts < end`
     /// (see [`query::count_bound`]); no block is read.
     pub fn count_bound(&self, tag: u32, start: i64, end: i64) -> (u64, i64, i64) {

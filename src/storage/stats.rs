@@ -38,6 +38,12 @@ pub struct ShardStats {
     pub points_from_memory: u64,
     /// Points answered from disk blocks.
     pub points_from_disk: u64,
+    /// Segments a range-pieces answer shipped encoded (as on disk, for
+    /// the asker to decode).
+    pub segments_shipped_encoded: u64,
+    /// Range-pieces requests answered as merged points instead (their
+    /// runs overlapped in time).
+    pub pieces_ranges_merged: u64,
     /// Segments an aggregate answered from their stored summary (block not
     /// read).
     pub agg_segments_from_summary: u64,
@@ -141,6 +147,8 @@ impl ShardStats {
             ("blocks_read", self.blocks_read),
             ("points_from_memory", self.points_from_memory),
             ("points_from_disk", self.points_from_disk),
+            ("segments_shipped_encoded", self.segments_shipped_encoded),
+            ("pieces_ranges_merged", self.pieces_ranges_merged),
             ("agg_segments_from_summary", self.agg_segments_from_summary),
             ("agg_segments_decoded", self.agg_segments_decoded),
             ("agg_segments_from_rollup", self.agg_segments_from_rollup),
@@ -201,6 +209,8 @@ impl ShardStats {
         self.blocks_read += o.blocks_read;
         self.points_from_memory += o.points_from_memory;
         self.points_from_disk += o.points_from_disk;
+        self.segments_shipped_encoded += o.segments_shipped_encoded;
+        self.pieces_ranges_merged += o.pieces_ranges_merged;
         self.agg_segments_from_summary += o.agg_segments_from_summary;
         self.agg_segments_decoded += o.agg_segments_decoded;
         self.agg_segments_from_rollup += o.agg_segments_from_rollup;

@@ -15,6 +15,7 @@ use xtdb::net::protocol::{self, Response, HEADER_LEN};
 
 use xtdb::server::{start, ServerConfig, ServerHandle, Shutdown};
 use xtdb::storage::SyncMode;
+use xtdb::Point;
 
 /// Starts a server on `cpus` over `dir`, listening on a free port.
 pub fn server_on(dir: &Path, cpus: &[usize]) -> xtdb::error::Result<ServerHandle> {
@@ -125,4 +126,20 @@ pub fn revoke_token(dir: &Path, name: &str) {
 /// A stats counter's value.
 pub fn stat(stats: &[(String, u64)], name: &str) -> u64 {
     stats.iter().find(|(n, _)| n == name).map_or(0, |(_, v)| *v)
+}
+
+/// Points of `tag`: `n` at 1 s steps from `t0`, values noisy enough that a
+/// few thousand fill a block (so the tag's buffer is flushed while it is
+/// written and the later points stay in memory).
+pub fn series(tag: u32, t0: i64, n: i64) -> Vec<Point> {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(tag);
+    (0..n)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = (x >> 11) as f64 / (1u64 << 53) as f64;
+            Point::new(tag, t0 + i * 1_000_000, v, 192)
+        })
+        .collect()
 }
