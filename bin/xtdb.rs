@@ -281,6 +281,11 @@ struct ServeArgs {
     /// compaction step) gives way to small requests.
     #[arg(long, env = "XTDB_PREEMPT_MS", default_value_t = 5)]
     preempt_ms: u64,
+    /// Log every shard task that runs this many milliseconds past the
+    /// preempt interval without giving way, with its stack (a diagnosis
+    /// aid; 0: off).
+    #[arg(long, env = "XTDB_STALL_REPORT_MS", default_value_t = 0)]
+    stall_report_ms: u64,
     /// HTTP address (InfluxDB-compatible writes, JSON queries, /metrics);
     /// off when not given.
     #[arg(long, env = "XTDB_HTTP")]
@@ -506,6 +511,7 @@ fn serve(a: ServeArgs) -> xtdb::error::Result<()> {
     config.rollup = a.rollup;
     config.max_query_rows = a.max_query_rows;
     config.preempt = Duration::from_millis(a.preempt_ms.max(1));
+    config.stall_report = (a.stall_report_ms > 0).then(|| Duration::from_millis(a.stall_report_ms));
     config.http = a.http;
     config.http_config.max_body = a.http_max_body;
     config.http_config.max_inflight_writes = a.http_max_inflight.max(1);

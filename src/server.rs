@@ -96,6 +96,10 @@ pub struct ServerConfig {
     /// How long a shard's task runs before `yield_if_needed` gives way to
     /// the shard's other tasks (the executor's preempt timer).
     pub preempt: std::time::Duration,
+    /// Log a task that runs this long past [`ServerConfig::preempt`]
+    /// without giving way, with its stack ([`crate::runtime::stall`]);
+    /// `None`: no reports.
+    pub stall_report: Option<std::time::Duration>,
     /// HTTP listen address (`host:port`); `None`: no HTTP.
     pub http: Option<String>,
     /// HTTP limits and timeouts.
@@ -171,6 +175,7 @@ impl ServerConfig {
             rollup: ShardConfig::new("").rollup,
             max_query_rows: crate::runtime::local::DEFAULT_MAX_QUERY_ROWS,
             preempt: PREEMPT_AFTER,
+            stall_report: None,
             http: None,
             http_config: HttpConfig::default(),
             limits: WireLimits::default(),
@@ -219,6 +224,14 @@ impl fmt::Display for ServerConfig {
             self.memory_budget / n
         )?;
         writeln!(f, "io memory:     {} bytes per shard", self.io_memory)?;
+        if let Some(d) = self.stall_report {
+            writeln!(
+                f,
+                "stall reports: tasks running {} ms past the {} ms preempt interval",
+                d.as_millis(),
+                self.preempt.as_millis()
+            )?;
+        }
         writeln!(
             f,
             "storage:       WAL budget {} bytes per shard; compaction at most {} bytes/s, from a backlog of {} bytes, segments cut every {} s, rollups every {} s; retention {}",
@@ -603,6 +616,7 @@ pub fn start(mut config: ServerConfig, shutdown: Shutdown) -> Result<ServerHandl
             // shard's small requests wait at most about this behind it
             // (glommio's default is 100 ms).
             .preempt_timer(config.preempt)
+            .detect_stalls(crate::runtime::stall::handlers(config.stall_report))
             .on_all_shards(move || {
                 let (cfg, sd, shared, tx, mesh) = (cfg, sd, shared, ready_tx, mesh);
                 // Awake from the first step: joining the mesh and opening the

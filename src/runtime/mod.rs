@@ -5,7 +5,7 @@
 //! command out and merges the answers ([`dispatch`]), decides what is let
 //! in ([`admission`]: timestamp window, closing, in-flight slots; [`auth`]:
 //! tokens and permissions), keeps the catalog cache ([`catalog`]), reads long ranges in bounded
-//! chunks ([`scan`]), asks a cluster where partitions live ([`cluster`]: the seam
+//! chunks ([`scan`]), reports stalled tasks when asked ([`stall`]), asks a cluster where partitions live ([`cluster`]: the seam
 //! only) and names
 //! every shard's counters ([`report`]). Imports storage and nothing above it; never blocks an
 //! executor; never awaits a mesh send in the loop that drains the shard's
@@ -23,3 +23,4 @@ pub mod placement;
 pub mod report;
 pub mod router;
 pub mod scan;
+pub mod stall;
