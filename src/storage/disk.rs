@@ -10,7 +10,7 @@ use std::cell::{Cell, RefCell};
 
 use event_listener::Event;
 
-use crate::storage::chunk::{Chunk, DirEntry};
+use crate::storage::chunk::{Chunk, Entries};
 use crate::storage::index::Index;
 
 /// The shard's durable blocks.
@@ -22,7 +22,7 @@ pub(crate) struct Disk {
     /// runs.
     pub active: RefCell<Option<Chunk>>,
     /// The committed segments of the active chunk, for its directory.
-    pub active_entries: RefCell<Vec<DirEntry>>,
+    pub active_entries: RefCell<Entries>,
     /// Id of the next chunk to create.
     pub next_chunk_id: Cell<u64>,
     /// Every WAL record below this sequence is in durable blocks.

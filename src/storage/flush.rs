@@ -36,7 +36,7 @@ use futures_util::future::join_all;
 
 use crate::storage::block::{self, Part, BLOCK_SIZE, BODY, MAX_SEGMENTS};
 use crate::storage::buffer::Frozen;
-use crate::storage::chunk::{self, block_offset, Chunk, DirEntry, Kind, V2_ORDER};
+use crate::storage::chunk::{self, block_offset, Chunk, DirEntry, Kind, RollupBytes, V2_ORDER};
 use crate::storage::config::ShardConfig;
 use crate::storage::control::Control;
 use crate::storage::disk::Disk;
@@ -391,7 +391,14 @@ pub(crate) async fn seal(f: &Flusher, chunk: &mut Chunk, checkpoint: u64) -> Res
     let mut entries = std::mem::take(&mut *f.disk.active_entries.borrow_mut());
     let committed = chunk.header.committed;
     let sealed = chunk
-        .seal(committed, &mut entries, Vec::new(), &[], &[], checkpoint)
+        .seal(
+            committed,
+            &mut entries,
+            RollupBytes::default(),
+            &[],
+            &[],
+            checkpoint,
+        )
         .await;
     if sealed.is_err() {
         *f.disk.active_entries.borrow_mut() = entries;

@@ -9,7 +9,7 @@
 //! the parts of a shard (`memory`, `disk`, `control`, `index`, `wal`)
 //! above them, the work on those parts (`flush`, `query`, `aggregate`,
 //! `recovery` with `regroup`, `backup`; long steps of it yield through
-//! `slice`), and [`Shard`], the
+//! `slice`, and what a chunk gathers until it is sealed grows in `paged`), and [`Shard`], the
 //! handle that ties them together, on top.
 
 pub mod ack;
@@ -32,6 +32,7 @@ pub mod index;
 pub mod keepalive;
 mod le;
 mod memory;
+pub mod paged;
 mod query;
 pub mod records;
 mod recovery;

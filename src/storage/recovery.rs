@@ -19,7 +19,9 @@ use glommio::{Latency, Shares};
 use std::collections::HashSet;
 use std::path::Path;
 
-use crate::storage::chunk::{self, list_chunks, open_chunk, v1, Chunk, Found, Kind, Opened};
+use crate::storage::chunk::{
+    self, list_chunks, open_chunk, v1, Chunk, Entries, Found, Kind, Opened, RollupBytes,
+};
 use crate::storage::compact::run_compactor;
 use crate::storage::config::ShardConfig;
 use crate::storage::error::{Error, Result};
@@ -383,17 +385,24 @@ async fn load_chunks(
     let newest = active.pop();
     for c in active {
         let mut chunk = Chunk::from_opened(&c);
-        let mut entries = c.entries.clone();
+        let mut entries = Entries::from(c.entries.as_slice());
         let committed = chunk.header.committed;
         chunk
-            .seal(committed, &mut entries, Vec::new(), &[], &[], checkpoint)
+            .seal(
+                committed,
+                &mut entries,
+                RollupBytes::default(),
+                &[],
+                &[],
+                checkpoint,
+            )
             .await?;
         if let Some(info) = inner.disk.index.borrow_mut().chunk_mut(c.header.id) {
             info.sealed = true;
         }
     }
     if let Some(c) = newest {
-        *inner.disk.active_entries.borrow_mut() = c.entries.clone();
+        *inner.disk.active_entries.borrow_mut() = Entries::from(c.entries.as_slice());
         *inner.disk.active.borrow_mut() = Some(Chunk::from_opened(&c));
     }
     Ok(checkpoint)

@@ -92,6 +92,7 @@ use crate::storage::block::{self, BLOCK_SIZE};
 use crate::storage::error::{Error, Result};
 use crate::storage::file::{list_dir, page_up, DataFile, PAGE};
 use crate::storage::le::{u32_at, u64_at};
+use crate::storage::paged::Paged;
 
 /// Chunk header magic (both versions).
 pub const MAGIC: &[u8; 8] = b"XTCHUNK1";
@@ -351,6 +352,18 @@ pub struct RollupRef {
     pub crc: u32,
 }
 
+/// Elements of a page of [`Entries`].
+pub const ENTRY_PAGE: usize = 4096;
+/// Bytes of a page of [`RollupBytes`] (a multiple of [`PAGE`], so every
+/// page but the last is written at an aligned offset).
+pub const ROLLUP_PAGE: usize = 1 << 20;
+const _: () = assert!(ROLLUP_PAGE.is_multiple_of(PAGE));
+/// A chunk's directory entries while it is written (grown a page at a
+/// time: see [`crate::storage::paged`]).
+pub type Entries = Paged<DirEntry, ENTRY_PAGE>;
+/// A compacted chunk's rollups while it is written.
+pub type RollupBytes = Paged<u8, ROLLUP_PAGE>;
+
 /// Encodes a directory: `entries` (with summaries when `summaries`), then
 /// `claims`, then `siblings`.
 #[cfg(test)]
@@ -372,7 +385,7 @@ fn encode_dir(entries: &[DirEntry], claims: &[u64], siblings: &[u64], size: usiz
 /// directory's own length and its CRC, and the longest stretch it ran
 /// without yielding.
 async fn encode_dir_sliced(
-    entries: &[DirEntry],
+    entries: &Entries,
     claims: &[u64],
     siblings: &[u64],
     size: usize,
@@ -382,7 +395,7 @@ async fn encode_dir_sliced(
     let mut out = Vec::with_capacity(len);
     let mut crc = crc32fast::Hasher::new();
     let mut slice = crate::storage::slice::Slice::new();
-    for piece in entries.chunks(1024) {
+    for piece in entries.pages().flat_map(|p| p.chunks(1024)) {
         let at = out.len();
         for e in piece {
             encode_entry(&mut out, e, size);
@@ -646,8 +659,8 @@ impl Chunk {
     pub async fn seal(
         &mut self,
         blocks: u32,
-        entries: &mut [DirEntry],
-        rollups: Vec<u8>,
+        entries: &mut Entries,
+        rollups: RollupBytes,
         claims: &[u64],
         siblings: &[u64],
         checkpoint: u64,
@@ -657,7 +670,7 @@ impl Chunk {
         let rollups = if size >= ENTRY_ROLLUP {
             rollups
         } else {
-            Vec::new()
+            RollupBytes::default()
         };
         for e in entries.iter_mut() {
             if size < ENTRY_ROLLUP {
@@ -678,8 +691,12 @@ impl Chunk {
         }
         // Two writes (each copied to DMA buffers a slice at a time), one
         // sync: the rollups are tens of MB for a big job.
-        if !rollups.is_empty() {
-            self.file.write_bytes_at(&rollups, at).await?;
+        // A page at a time: every page but the last is whole
+        // (`ROLLUP_PAGE` bytes, a multiple of the file's pages).
+        let mut pos = at;
+        for page in rollups.pages() {
+            self.file.write_bytes_at(page, pos).await?;
+            pos += page.len() as u64;
         }
         self.file
             .write_bytes_at(&padded, at + rollup_len as u64)

@@ -30,7 +30,9 @@ use futures_util::stream::{self, StreamExt};
 use super::{id_set, micros, now_us, swap_in, Compactor};
 use crate::aggregate::Summary;
 use crate::storage::block::{self, Part, BLOCK_SIZE, BODY, MAX_SEGMENTS, PAYLOAD_CAPACITY};
-use crate::storage::chunk::{self, block_offset, Chunk, DirEntry, Kind, Partition, RollupRef};
+use crate::storage::chunk::{
+    self, block_offset, Chunk, DirEntry, Entries, Kind, Partition, RollupBytes, RollupRef,
+};
 use crate::storage::codec::{Encoder, Segment, MAX_POINT_BYTES};
 use crate::storage::error::{Error, Result};
 use crate::storage::file::{remove_file, sync_dir, DataFile};
@@ -171,11 +173,11 @@ struct Output {
     /// rollups (offsets into `rollups`).
     open: Vec<(u32, Segment, u64, Summary, Option<RollupRef>)>,
     /// The rollups of this output's segments, written when it is sealed.
-    rollups: Vec<u8>,
+    rollups: RollupBytes,
     /// Their length, once sealed.
     rollup_bytes: u64,
     open_used: usize,
-    entries: Vec<DirEntry>,
+    entries: Entries,
     points: u64,
     checkpoint: u64,
 }
@@ -434,10 +436,10 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
                                         blocks: 0,
                                         pending: Vec::new(),
                                         open: Vec::new(),
-                                        rollups: Vec::new(),
+                                        rollups: RollupBytes::default(),
                                         rollup_bytes: 0,
                                         open_used: 0,
-                                        entries: Vec::new(),
+                                        entries: Entries::default(),
                                         points: 0,
                                         checkpoint,
                                     },
@@ -519,7 +521,7 @@ pub(crate) async fn run_job(c: &Compactor, inputs: &[u64]) -> Result<()> {
                 job,
                 rollup_bytes: out.rollup_bytes,
             };
-            (out.chunk.header.id, info, out.entries.as_slice())
+            (out.chunk.header.id, info, &out.entries)
         })
         .collect();
     let removed = swap_in(c, inputs, new).await;

@@ -44,7 +44,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::storage::block::BLOCK_SIZE;
-use crate::storage::chunk::{DirEntry, Kind, Partition};
+use crate::storage::chunk::{DirEntry, Entries, Kind, Partition};
 use crate::storage::config::ShardConfig;
 use crate::storage::control::Control;
 use crate::storage::disk::Disk;
@@ -401,7 +401,7 @@ pub(crate) async fn run_compactor(c: Compactor) {
 pub(crate) async fn swap_in(
     c: &Compactor,
     old: &[u64],
-    new: Vec<(u64, ChunkInfo, &[DirEntry])>,
+    new: Vec<(u64, ChunkInfo, &Entries)>,
 ) -> Vec<(u64, ChunkInfo)> {
     let started = Instant::now();
     let mut slice = Slice::new();
