@@ -21,7 +21,10 @@
 //!   kernel that takes rollups (windows of count, sum, mean, min, max,
 //!   spread, first, last, percent_good) as its per-interval summaries: when
 //!   every interval lies inside the range and one window, and the rollup's
-//!   checksum and checks pass, its blocks are not read;
+//!   checksum and checks pass, its blocks are not read (a rollup decoded
+//!   recently is taken from the shard thread's cache of decoded rollups,
+//!   at most [`CACHED_ROLLUP_ENTRIES`] summaries, neither read nor decoded
+//!   again);
 //! - any other cluster is decoded (its blocks read concurrently, adjacent
 //!   blocks of one file in one read, a bounded batch at a time) and merged with the same precedence as `range` (the
 //!   later write wins), then pushed point by point;
@@ -37,7 +40,8 @@
 //! shard.
 
 use std::cell::RefCell;
-use std::rc::Rc;
+use std::collections::VecDeque;
+use std::rc::{Rc, Weak};
 
 use futures_util::stream::{self, StreamExt};
 
@@ -395,15 +399,16 @@ async fn walk<S: Sink>(sc: &Scope<'_>, sink: &mut S, lo: i64, hi: i64) -> Result
             .collect();
         let rolled = read_rollups(&segs, &tries, sink.rollup_fields()).await?;
         // Per step of the batch: the summaries its rollup answers it with.
-        let mut answered: Vec<Option<Vec<Summary>>> = vec![None; j - i];
+        let mut answered: Vec<Option<Grid>> = vec![None; j - i];
         for (&k, got) in steps_tried.iter().zip(rolled) {
             answered[k - i] = match got {
-                Some(Ok((span, entries))) => {
+                Some(Ok(r)) => {
+                    let (span, entries) = (r.0, &r.1);
                     let inside = match (entries.first(), entries.last()) {
                         (Some(a), Some(b)) => a.first_ts >= lo && b.last_ts < hi,
                         _ => false,
                     };
-                    (inside && sink.takes_grid(span, &entries)).then_some(entries)
+                    (inside && sink.takes_grid(span, entries)).then_some(r)
                 }
                 Some(Err(())) => {
                     damaged += 1;
@@ -434,10 +439,10 @@ async fn walk<S: Sink>(sc: &Scope<'_>, sink: &mut S, lo: i64, hi: i64) -> Result
                     mem: (a, b),
                     ..
                 } => {
-                    if let Some(entries) = answer.take() {
-                        sink.take_grid(&entries);
+                    if let Some(r) = answer.take() {
+                        sink.take_grid(&r.1);
                         from_rollup += 1;
-                        rollup_entries += entries.len() as u64;
+                        rollup_entries += r.1.len() as u64;
                         slice.tick().await;
                         continue;
                     }
@@ -556,8 +561,75 @@ fn plan<S: Sink>(
 /// What [`read_rollups`] found for one segment: its per-interval
 /// summaries, `Err` for a rollup that failed its checksum or checks.
 type Rolled = Option<Decoded>;
-/// A rollup's summaries, or `Err` when it failed its checksum or checks.
-type Decoded = std::result::Result<(i64, Vec<Summary>), ()>;
+/// A rollup's span and summaries, or `Err` when it failed its checksum or
+/// checks.
+type Decoded = std::result::Result<Grid, ()>;
+/// A decoded rollup: its span and per-interval summaries, shared with the
+/// cache.
+type Grid = Rc<(i64, Vec<Summary>)>;
+
+/// Summaries the decoded-rollup cache of one shard thread holds at most
+/// (about 112 bytes each: 28 MiB, a day of minute rollups of 180 tags).
+const CACHED_ROLLUP_ENTRIES: usize = 1 << 18;
+
+/// A rollup in the cache: the file (as a pointer), its offset, length,
+/// checksum, and the value fields decoded.
+type RollupKey = (usize, u64, u32, u32, u8);
+
+/// Rollups decoded recently, so a repeated query over the same segments
+/// (a dashboard's refresh, many tags' minute windows) neither reads them
+/// again (chunk files are O_DIRECT: no page cache) nor decodes them. A
+/// rollup is immutable where it lies (a compacted chunk file is never
+/// rewritten; a damaged or rewritten one changes the checksum the index
+/// names); an entry keeps a `Weak` to its file, so no other file can
+/// take its address while the entry lives, and an entry of a closed file
+/// is never matched. Only rollups that passed their checksum and checks
+/// are kept; the oldest go first past [`CACHED_ROLLUP_ENTRIES`].
+#[derive(Default)]
+struct RollupCache {
+    map: ahash::AHashMap<RollupKey, (Weak<DataFile>, Grid)>,
+    order: VecDeque<RollupKey>,
+    held: usize,
+}
+
+thread_local! {
+    static ROLLUPS: RefCell<RollupCache> = RefCell::new(RollupCache::default());
+}
+
+fn rollup_key(file: &Rc<DataFile>, r: RollupRef, need: u8) -> RollupKey {
+    (Rc::as_ptr(file) as usize, r.offset, r.len, r.crc, need)
+}
+
+fn cached_rollup(file: &Rc<DataFile>, r: RollupRef, need: u8) -> Option<Grid> {
+    ROLLUPS.with(|c| {
+        let c = c.borrow();
+        let (w, got) = c.map.get(&rollup_key(file, r, need))?;
+        (w.strong_count() > 0 && std::ptr::eq(w.as_ptr(), Rc::as_ptr(file))).then(|| got.clone())
+    })
+}
+
+fn cache_rollup(file: &Rc<DataFile>, r: RollupRef, need: u8, got: &Grid) {
+    let n = got.1.len();
+    if n > CACHED_ROLLUP_ENTRIES {
+        return;
+    }
+    ROLLUPS.with(|c| {
+        let mut c = c.borrow_mut();
+        let key = rollup_key(file, r, need);
+        if let Some((_, old)) = c.map.insert(key, (Rc::downgrade(file), got.clone())) {
+            c.held -= old.1.len();
+        } else {
+            c.order.push_back(key);
+        }
+        c.held += n;
+        while c.held > CACHED_ROLLUP_ENTRIES {
+            let Some(k) = c.order.pop_front() else { break };
+            if let Some((_, old)) = c.map.remove(&k) {
+                c.held -= old.1.len();
+            }
+        }
+    });
+}
 
 /// Reads and decodes (the value fields `need` of) the rollups `tries`
 /// (segment index, where), adjacent
@@ -568,7 +640,14 @@ async fn read_rollups(
     tries: &[(usize, RollupRef)],
     need: u8,
 ) -> Result<Vec<Rolled>> {
-    let mut order: Vec<usize> = (0..tries.len()).collect();
+    let mut out: Vec<Rolled> = vec![None; tries.len()];
+    let mut order: Vec<usize> = Vec::with_capacity(tries.len());
+    for (t, &(k, r)) in tries.iter().enumerate() {
+        match cached_rollup(&segs[k].1, r, need) {
+            Some(got) => out[t] = Some(Ok(got)),
+            None => order.push(t),
+        }
+    }
     order.sort_by_key(|&t| (Rc::as_ptr(&segs[tries[t].0].1) as usize, tries[t].1.offset));
     // Runs of (file, offset, length, members).
     let mut runs: Vec<(Rc<DataFile>, u64, u64, Vec<usize>)> = Vec::new();
@@ -602,7 +681,11 @@ async fn read_rollups(
                         .get(at..at + r.len as usize)
                         .filter(|b| crc32fast::hash(b) == r.crc)
                         .and_then(|b| rollup::decode(b, need).ok())
+                        .map(Rc::new)
                         .ok_or(());
+                    if let Ok(got) = &got {
+                        cache_rollup(&segs[tries[t].0].1, r, need, got);
+                    }
                     (t, got)
                 })
                 .collect::<Vec<_>>())
@@ -611,7 +694,6 @@ async fn read_rollups(
         .buffered(READS_IN_FLIGHT)
         .collect()
         .await;
-    let mut out: Vec<Rolled> = vec![None; tries.len()];
     for g in got {
         for (t, r) in g? {
             out[t] = Some(r);

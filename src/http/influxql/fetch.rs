@@ -778,14 +778,14 @@ pub async fn fetch_windows(
                     w.push_all(pts.iter().map(|p| (p.ts, p.value, p.quality)))
                 })
                 .await?;
-                w.finish().map_err(|e| e.to_string())?
+                Rc::new(w.finish().map_err(|e| e.to_string())?)
             } else {
                 pushed.next().unwrap_or_default()
             };
-            for (m, p) in merged.iter_mut().zip(parts) {
+            for (m, p) in merged.iter_mut().zip(parts.iter()) {
                 match (m.as_mut(), p) {
-                    (Some(m), Some(p)) => m.merge(&p),
-                    (None, Some(p)) => *m = Some(p),
+                    (Some(m), Some(p)) => m.merge(p),
+                    (None, Some(p)) => *m = Some(*p),
                     _ => {}
                 }
             }
@@ -943,7 +943,9 @@ async fn engine_windows(
 }
 
 /// Per series (in `ids` order), per window, its partial.
-type SeriesPartials = Vec<Vec<Option<Partial>>>;
+type SeriesPartials = Vec<Shared>;
+/// One series' per-window partials, shared by the cache and its readers.
+type Shared = Rc<Vec<Option<Partial>>>;
 
 /// The engine's per-window partials of the series a statement asked for,
 /// so the mergeable aggregates of one `SELECT` (`first, last, min, max`
@@ -957,7 +959,7 @@ type SeriesPartials = Vec<Vec<Option<Partial>>>;
 pub struct PartialCache {
     key: Option<(i64, i64, i64, i64, bool)>,
     /// Per series: whether its partials carry `m2`, and the partials.
-    by_id: AHashMap<u32, (bool, Vec<Option<Partial>>)>,
+    by_id: AHashMap<u32, (bool, Shared)>,
     /// Series the statement's later groups will ask for.
     expected: Vec<u32>,
 }
@@ -1010,7 +1012,7 @@ impl PartialCache {
             }
             let got = engine_partials(router, &want, spec, good_only, m2, budget).await?;
             for (id, p) in want.into_iter().zip(got) {
-                self.by_id.insert(id, (m2, p));
+                self.by_id.insert(id, (m2, Rc::new(p)));
             }
         }
         Ok(ids
@@ -1018,7 +1020,7 @@ impl PartialCache {
             .map(|id| {
                 self.by_id
                     .get(id)
-                    .map(|(_, p)| p.clone())
+                    .map(|(_, p)| Rc::clone(p))
                     .unwrap_or_default()
             })
             .collect())

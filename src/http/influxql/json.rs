@@ -41,11 +41,25 @@ pub type Outcome = (usize, Result<Vec<SeriesOut>, String>);
 /// The whole answer: one `{"results":[...]}`, or with `chunked` one such
 /// object per line, one per series (a statement without series, or a
 /// failed one, is one line). `pretty` indents (and is not fast).
+#[cfg(test)]
 pub fn answer(results: &[Outcome], ep: Epoch, chunked: bool, pretty: bool) -> String {
-    let mut out = Vec::new();
-    write_answer(&mut out, results, ep, chunked, pretty);
     // serde_json and this module write UTF-8 only.
-    String::from_utf8(out).unwrap_or_default()
+    String::from_utf8(answer_bytes(results, ep, chunked, pretty)).unwrap_or_default()
+}
+
+/// [`answer`]'s UTF-8 bytes, for the response body as they are.
+pub fn answer_bytes(results: &[Outcome], ep: Epoch, chunked: bool, pretty: bool) -> Vec<u8> {
+    // About what the rows will take (a time and a number are some 30
+    // bytes), so a long answer is not copied as its buffer grows.
+    let cells: usize = results
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .flatten()
+        .map(|s| s.values.len().saturating_mul(s.columns.len().max(1)))
+        .fold(0usize, usize::saturating_add);
+    let mut out = Vec::with_capacity(cells.saturating_mul(16).saturating_add(256).min(1 << 26));
+    write_answer(&mut out, results, ep, chunked, pretty);
+    out
 }
 
 fn write_answer(out: &mut Vec<u8>, results: &[Outcome], ep: Epoch, chunked: bool, pretty: bool) {
@@ -235,14 +249,10 @@ fn write_val(out: &mut Vec<u8>, v: &Val, ep: Epoch, tz: Option<chrono_tz::Tz>) {
                 write_rfc3339(out, *ns, offset);
                 out.push(b'"');
             }
-            Epoch::Div(d) => {
-                let _ = write!(out, "{}", ns.div_euclid(d));
-            }
+            Epoch::Div(d) => int(out, ns.div_euclid(d)),
         },
         Val::F(f) => write_number(out, *f),
-        Val::I(i) => {
-            let _ = write!(out, "{i}");
-        }
+        Val::I(i) => int(out, *i),
         Val::S(s) => json_str(out, s),
         Val::B(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Val::Null => out.extend_from_slice(b"null"),
@@ -253,12 +263,43 @@ fn write_val(out: &mut Vec<u8>, v: &Val, ep: Epoch, tz: Option<chrono_tz::Tz>) {
 /// infinities (which JSON lacks) as null.
 fn write_number(out: &mut Vec<u8>, f: f64) {
     if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 {
-        let _ = write!(out, "{}", f as i64);
+        int(out, f as i64);
     } else if f.is_finite() {
         let _ = serde_json::to_writer(&mut *out, &f);
     } else {
         out.extend_from_slice(b"null");
     }
+}
+
+/// `i` in decimal, as `{}` writes it (without the formatting machinery:
+/// an answer of many rows writes a time per row).
+fn int(out: &mut Vec<u8>, i: i64) {
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
+    let mut buf = [0u8; 20];
+    let mut n = i.unsigned_abs();
+    let mut at = buf.len();
+    while n >= 100 {
+        let d = (n % 100) as usize * 2;
+        n /= 100;
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&PAIRS[d..d + 2]);
+    }
+    if n >= 10 {
+        let d = n as usize * 2;
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&PAIRS[d..d + 2]);
+    } else {
+        at -= 1;
+        buf[at] = b'0' + n as u8;
+    }
+    if i < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&buf[at..]);
 }
 
 /// A JSON string, escaped as `serde_json` escapes it.
@@ -343,6 +384,35 @@ mod tests {
         write_rfc3339(&mut s, ns, offset_s);
         // Only ASCII was written.
         String::from_utf8(s).unwrap_or_default()
+    }
+
+    #[test]
+    fn integers_as_display_writes_them() {
+        let mut cases = vec![
+            0,
+            1,
+            -1,
+            9,
+            10,
+            -10,
+            99,
+            100,
+            i64::MAX,
+            i64::MIN,
+            i64::MIN + 1,
+        ];
+        let mut x: i64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            cases.push(x >> (x as u64 % 64));
+        }
+        for i in cases {
+            let mut out = Vec::new();
+            int(&mut out, i);
+            assert_eq!(String::from_utf8(out).unwrap_or_default(), i.to_string());
+        }
     }
 
     #[test]

@@ -122,7 +122,7 @@ pub async fn query(
             break;
         }
     }
-    let body = json::answer(&results, ep, chunked, pretty);
+    let body = json::answer_bytes(&results, ep, chunked, pretty);
     let mut r = respond(StatusCode::OK, "application/json", body);
     r.headers_mut().insert(
         "X-Influxdb-Version",

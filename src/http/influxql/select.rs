@@ -1122,23 +1122,43 @@ fn join(
     leaf_rows: &[Vec<(i64, Option<f64>)>],
     time: impl Fn(i64) -> Val,
 ) -> Vec<Vec<Val>> {
+    let row_of = |t: i64, vals: &[Option<f64>]| {
+        let mut row = Vec::with_capacity(1 + plan.columns.len());
+        row.push(time(t));
+        row.extend(
+            plan.columns
+                .iter()
+                .map(|c| eval(&c.expr, vals).map_or(Val::Null, Val::F)),
+        );
+        row
+    };
+    // The common shape: every leaf has rows at the same strictly
+    // increasing times (one spec, one fill), so the union is any leaf's
+    // times in order, each time once: no map needed.
+    if let Some(first) = leaf_rows.first() {
+        let increasing = first.windows(2).all(|w| w[0].0 < w[1].0);
+        let same = leaf_rows[1..]
+            .iter()
+            .all(|r| r.len() == first.len() && r.iter().zip(first).all(|(a, b)| a.0 == b.0));
+        if increasing && same {
+            let mut vals = vec![None; leaf_rows.len()];
+            return (0..first.len())
+                .map(|k| {
+                    for (v, rows) in vals.iter_mut().zip(leaf_rows) {
+                        *v = rows[k].1;
+                    }
+                    row_of(first[k].0, &vals)
+                })
+                .collect();
+        }
+    }
     let mut at: BTreeMap<i64, Vec<Option<f64>>> = BTreeMap::new();
     for (i, rows) in leaf_rows.iter().enumerate() {
         for &(t, v) in rows {
             at.entry(t).or_insert_with(|| vec![None; leaf_rows.len()])[i] = v;
         }
     }
-    at.into_iter()
-        .map(|(t, vals)| {
-            let mut row = vec![time(t)];
-            row.extend(
-                plan.columns
-                    .iter()
-                    .map(|c| eval(&c.expr, &vals).map_or(Val::Null, Val::F)),
-            );
-            row
-        })
-        .collect()
+    at.into_iter().map(|(t, vals)| row_of(t, &vals)).collect()
 }
 
 /// The tags of a group: the keys grouped by, and every tag key of the
