@@ -677,6 +677,14 @@ fn rollups_answer_minute_windows() {
                     }
                 }
             }
+            if fresh && !rollup.is_zero() {
+                // The same rollups asked again come from the shard's cache.
+                let s = shard.stats();
+                assert!(
+                    s.agg_rollups_cached > 0 && s.rollup_cache_summaries > 0,
+                    "{s:?}"
+                );
+            }
             shard
         };
         let all = {

@@ -357,7 +357,7 @@ async fn walk<S: Sink>(sc: &Scope<'_>, sink: &mut S, lo: i64, hi: i64) -> Result
     let steps = plan(&segs, &sums, &rolls, &mem, lo, hi, sink);
 
     let (mut from_summary, mut decoded, mut disk_points) = (0u64, 0u64, 0u64);
-    let (mut from_rollup, mut rollup_entries, mut damaged) = (0u64, 0u64, 0u64);
+    let (mut from_rollup, mut rollup_entries, mut damaged, mut cached) = (0u64, 0u64, 0u64, 0u64);
     let mut i = 0;
     while i < steps.len() {
         // A batch: steps up to DECODE_BATCH segments to decode or try
@@ -397,7 +397,7 @@ async fn walk<S: Sink>(sc: &Scope<'_>, sink: &mut S, lo: i64, hi: i64) -> Result
                 _ => None,
             })
             .collect();
-        let rolled = read_rollups(&segs, &tries, sink.rollup_fields()).await?;
+        let rolled = read_rollups(&segs, &tries, sink.rollup_fields(), &mut cached).await?;
         // Per step of the batch: the summaries its rollup answers it with.
         let mut answered: Vec<Option<Grid>> = vec![None; j - i];
         for (&k, got) in steps_tried.iter().zip(rolled) {
@@ -481,6 +481,8 @@ async fn walk<S: Sink>(sc: &Scope<'_>, sink: &mut S, lo: i64, hi: i64) -> Result
     s.agg_segments_from_rollup += from_rollup;
     s.agg_rollup_entries += rollup_entries;
     s.agg_rollups_damaged += damaged;
+    s.agg_rollups_cached += cached;
+    s.rollup_cache_summaries = ROLLUPS.with(|c| c.borrow().held as u64);
     s.blocks_read += decoded;
     s.points_from_disk += disk_points;
     s.points_from_memory += mem.len() as u64;
@@ -639,12 +641,16 @@ async fn read_rollups(
     segs: &[(SegRef, Rc<DataFile>, u64)],
     tries: &[(usize, RollupRef)],
     need: u8,
+    cached: &mut u64,
 ) -> Result<Vec<Rolled>> {
     let mut out: Vec<Rolled> = vec![None; tries.len()];
     let mut order: Vec<usize> = Vec::with_capacity(tries.len());
     for (t, &(k, r)) in tries.iter().enumerate() {
         match cached_rollup(&segs[k].1, r, need) {
-            Some(got) => out[t] = Some(Ok(got)),
+            Some(got) => {
+                out[t] = Some(Ok(got));
+                *cached += 1;
+            }
             None => order.push(t),
         }
     }

@@ -57,6 +57,12 @@ pub struct ShardStats {
     /// Rollups that failed their checksum or checks and were not used
     /// (the segment was decoded instead).
     pub agg_rollups_damaged: u64,
+    /// Of the rollups answering, those taken from the shard's cache of
+    /// decoded rollups (not read or decoded again).
+    pub agg_rollups_cached: u64,
+    /// Summaries that cache holds (at most 2^18, ~28 MiB; outside the
+    /// memory budget), as of the shard's last aggregate.
+    pub rollup_cache_summaries: u64,
     /// Points currently buffered in memory.
     pub points_buffered: u64,
     /// Bytes currently held by tag buffers.
@@ -154,6 +160,8 @@ impl ShardStats {
             ("agg_segments_from_rollup", self.agg_segments_from_rollup),
             ("agg_rollup_entries", self.agg_rollup_entries),
             ("agg_rollups_damaged", self.agg_rollups_damaged),
+            ("agg_rollups_cached", self.agg_rollups_cached),
+            ("rollup_cache_summaries", self.rollup_cache_summaries),
             ("points_buffered", self.points_buffered),
             ("buffered_bytes", self.buffered_bytes),
             ("backpressure_waits", self.backpressure_waits),
@@ -215,6 +223,8 @@ impl ShardStats {
         self.agg_segments_decoded += o.agg_segments_decoded;
         self.agg_segments_from_rollup += o.agg_segments_from_rollup;
         self.agg_rollup_entries += o.agg_rollup_entries;
+        self.agg_rollups_cached += o.agg_rollups_cached;
+        self.rollup_cache_summaries += o.rollup_cache_summaries;
         self.agg_rollups_damaged += o.agg_rollups_damaged;
         self.compaction_rollup_bytes += o.compaction_rollup_bytes;
         self.points_buffered += o.points_buffered;
