@@ -1,7 +1,7 @@
 //! 16 KiB storage blocks from untrusted bytes (what a damaged disk could
 //! hand back): verification and decoding never panic, and a block that
 //! verifies decodes to at most its declared count of strictly increasing
-//! timestamps inside its declared range (the query planner skips blocks by
+//! timestamps inside each segment's declared range (the query planner skips blocks by
 //! that range, so a point outside it would be served by some queries and
 //! not others). The first byte chooses whether
 //! magic, version and CRC are fixed up so the fuzzer reaches the codec.
@@ -30,20 +30,22 @@ fuzz_target!(|data: &[u8]| {
         h.update(&b[HEADER..HEADER + plen]);
         b[60..64].copy_from_slice(&h.finalize().to_le_bytes());
     }
-    let Ok((h, _)) = block::verify(&b) else {
+    let Ok(blk) = block::verify(&b) else {
         return;
     };
-    let mut out = Vec::new();
-    if block::decode_into(&b, &h, h.tag, i64::MIN, i64::MAX, &mut out).is_ok() {
-        assert!(out.len() <= h.count as usize);
-        for w in out.windows(2) {
-            assert!(w[0].ts < w[1].ts, "timestamps not increasing");
-        }
-        for p in &out {
-            assert!(
-                h.min_ts <= p.ts && p.ts <= h.max_ts,
-                "ts outside the header's range"
-            );
+    for seg in &blk.segments {
+        let mut out = Vec::new();
+        if block::decode_into(&b, &blk, seg, i64::MIN, i64::MAX, &mut out).is_ok() {
+            assert!(out.len() <= seg.count as usize);
+            for w in out.windows(2) {
+                assert!(w[0].ts < w[1].ts, "timestamps not increasing");
+            }
+            for p in &out {
+                assert!(
+                    seg.min_ts <= p.ts && p.ts <= seg.max_ts,
+                    "ts outside the segment's declared range"
+                );
+            }
         }
     }
 });
