@@ -9,7 +9,7 @@
 //! the parts of a shard (`memory`, `disk`, `control`, `index`, `wal`)
 //! above them, the work on those parts (`flush`, `query`, `aggregate`,
 //! `recovery` with `regroup`, `backup`; long steps of it yield through
-//! `slice`, and what a chunk gathers until it is sealed grows in `paged`), and [`Shard`], the
+//! `slice`; what a chunk gathers until it is sealed and the tag buffers grow in `paged`), and [`Shard`], the
 //! handle that ties them together, on top.
 
 pub mod ack;

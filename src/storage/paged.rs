@@ -1,6 +1,7 @@
 //! An append-only sequence kept in pages of `N` elements, for the
 //! directories and rollups a chunk gathers until it is sealed (hundreds of
-//! thousands of entries, tens of MB): a `Vec` of that size grows by
+//! thousands of entries, tens of MB) and a shard's tag buffers (100,000
+//! tags arriving at once): a `Vec` of that size grows by
 //! reallocating and copying everything it holds in one step, which stalled
 //! a shard for 20–85 ms (seen by `xtdb serve --stall-report-ms`). Growing
 //! here allocates one more piece and copies nothing. Pure data structure:
@@ -71,6 +72,22 @@ impl<T, const N: usize> Paged<T, N> {
     }
 }
 
+impl<T, const N: usize> std::ops::Index<usize> for Paged<T, N> {
+    type Output = T;
+
+    #[inline(always)]
+    fn index(&self, i: usize) -> &T {
+        &self.pieces[i / N][i % N]
+    }
+}
+
+impl<T, const N: usize> std::ops::IndexMut<usize> for Paged<T, N> {
+    #[inline(always)]
+    fn index_mut(&mut self, i: usize) -> &mut T {
+        &mut self.pieces[i / N][i % N]
+    }
+}
+
 impl<T: Clone, const N: usize> Paged<T, N> {
     /// Appends clones of `xs`, filling the last piece first.
     pub fn extend_from_slice(&mut self, mut xs: &[T]) {
@@ -125,6 +142,9 @@ mod tests {
                 prop_assert_eq!(p.len(), v.len());
             }
             prop_assert_eq!(p.to_vec(), v.clone());
+            for (i, x) in v.iter().enumerate() {
+                prop_assert_eq!(p[i], *x);
+            }
             let lens: Vec<usize> = p.pages().map(<[u16]>::len).collect();
             prop_assert!(lens.iter().rev().skip(1).all(|&l| l == 5));
             prop_assert!(lens.iter().all(|&l| l > 0));
