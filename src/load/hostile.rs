@@ -47,6 +47,9 @@ pub struct Latency {
     pub p99_us: u64,
     /// Largest, µs.
     pub max_us: u64,
+    /// What went wrong with the first failed request (status and body, or
+    /// the socket error), so a failure can be told apart from another.
+    pub first_failure: Option<String>,
 }
 
 /// The scenario's result.
@@ -67,7 +70,7 @@ pub struct HostileReport {
 impl HostileReport {
     /// The report as JSON.
     pub fn json(&self) -> Value {
-        let lat = |l: &Latency| json!({"ok": l.ok, "failed": l.failed, "p50_us": l.p50_us, "p99_us": l.p99_us, "max_us": l.max_us});
+        let lat = |l: &Latency| json!({"ok": l.ok, "failed": l.failed, "p50_us": l.p50_us, "p99_us": l.p99_us, "max_us": l.max_us, "first_failure": l.first_failure});
         json!({
             "write_alone": lat(&self.write[0]), "write_attacked": lat(&self.write[1]),
             "read_alone": lat(&self.read[0]), "read_attacked": lat(&self.read[1]),
@@ -89,6 +92,13 @@ impl HostileReport {
                     x.p99_us as f64 / 1e3,
                     x.max_us as f64 / 1e3
                 ));
+            }
+        }
+        for (name, l) in [("write", &self.write), ("read", &self.read)] {
+            for (phase, x) in ["alone", "attacked"].iter().zip(l.iter()) {
+                if let Some(why) = &x.first_failure {
+                    s.push_str(&format!("first failure of {name} {phase}: {why}\n"));
+                }
             }
         }
         let attacks: Vec<String> = self
@@ -114,25 +124,53 @@ struct Answer {
 /// One request on its own connection, the whole answer read back
 /// (chunked bodies decoded); `None` on a socket error or timeout.
 fn request(a: SocketAddr, method: &str, path: &str, body: &[u8]) -> Option<Answer> {
-    let mut s = TcpStream::connect_timeout(&a, Duration::from_secs(5)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    s.set_nodelay(true).ok()?;
+    request_why(a, method, path, body).ok()
+}
+
+/// [`request`], saying what went wrong: the step and the socket error, or
+/// an answer that is not HTTP.
+fn request_why(a: SocketAddr, method: &str, path: &str, body: &[u8]) -> Result<Answer, String> {
+    let io = |step: &'static str| move |e: std::io::Error| format!("{method} {path}: {step}: {e}");
+    let mut s = TcpStream::connect_timeout(&a, Duration::from_secs(5)).map_err(io("connect"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(io("set a read timeout"))?;
+    s.set_nodelay(true).map_err(io("set TCP_NODELAY"))?;
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    s.write_all(head.as_bytes()).ok()?;
-    s.write_all(body).ok()?;
+    s.write_all(head.as_bytes())
+        .map_err(io("send the headers"))?;
+    s.write_all(body).map_err(io("send the body"))?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    s.read_to_end(&mut raw).map_err(io("read the answer"))?;
+    let bad = |what: &str| format!("{method} {path}: {what} ({} bytes of answer)", raw.len());
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
     let headers = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-    let status = headers.get(9..12)?.parse().ok()?;
+    let status = headers
+        .get(9..12)
+        .and_then(|x| x.parse().ok())
+        .ok_or_else(|| bad("no status"))?;
     let mut body = raw[split + 4..].to_vec();
     if headers.contains("transfer-encoding: chunked") {
-        body = dechunk(&body)?;
+        body = dechunk(&body).ok_or_else(|| bad("a chunked body cut short"))?;
     }
-    Some(Answer { status, body })
+    Ok(Answer { status, body })
+}
+
+/// What a failed request's answer said, for [`Latency::first_failure`].
+fn failure(r: &Result<Answer, String>) -> String {
+    match r {
+        Ok(a) => format!(
+            "status {}: {}",
+            a.status,
+            String::from_utf8_lossy(&a.body[..a.body.len().min(200)])
+        ),
+        Err(e) => e.clone(),
+    }
 }
 
 /// Decodes a `Transfer-Encoding: chunked` body; `None` when it is
@@ -180,10 +218,11 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
-fn latency(h: &Histogram<u64>, ok: u64, failed: u64) -> Latency {
+fn latency(h: &Histogram<u64>, ok: u64, failed: u64, first_failure: Option<String>) -> Latency {
     Latency {
         ok,
         failed,
+        first_failure,
         p50_us: h.value_at_quantile(0.5),
         p99_us: h.value_at_quantile(0.99),
         max_us: h.max(),
@@ -285,6 +324,7 @@ fn writer(
 ) -> Latency {
     let mut h = crate::load::report::new_hist();
     let (mut ok, mut failed) = (0, 0);
+    let mut first = None;
     while !stop.load(Ordering::Relaxed) {
         let t = next_ts.fetch_add(1, Ordering::Relaxed) as i64;
         let ts = T0_US + 1_000_000_000 + t;
@@ -296,26 +336,30 @@ fn writer(
             pts.push((s, ts, v));
         }
         let started = Instant::now();
-        let r = request(a, "POST", "/write?precision=u", body.as_bytes());
+        let r = request_why(a, "POST", "/write?precision=u", body.as_bytes());
         let _ = h.record(started.elapsed().as_micros() as u64);
         match r {
-            Some(r) if r.status == 204 => {
+            Ok(r) if r.status == 204 => {
                 ok += 1;
                 if let Ok(mut g) = acked.lock() {
                     g.extend(pts);
                 }
             }
-            _ => failed += 1,
+            r => {
+                failed += 1;
+                first.get_or_insert_with(|| failure(&r));
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    latency(&h, ok, failed)
+    latency(&h, ok, failed, first)
 }
 
 /// Reads the latest values and a short range every 20 ms.
 fn reader(a: SocketAddr, stop: &AtomicBool) -> Latency {
     let mut h = crate::load::report::new_hist();
     let (mut ok, mut failed) = (0, 0);
+    let mut first = None;
     let latest: String = (0..WRITER_SERIES)
         .map(|s| format!("tag={}", enc(&series_key(s))))
         .collect::<Vec<_>>()
@@ -329,15 +373,18 @@ fn reader(a: SocketAddr, stop: &AtomicBool) -> Latency {
         };
         i += 1;
         let started = Instant::now();
-        let r = request(a, "GET", &path, b"");
+        let r = request_why(a, "GET", &path, b"");
         let _ = h.record(started.elapsed().as_micros() as u64);
         match r {
-            Some(r) if r.status == 200 => ok += 1,
-            _ => failed += 1,
+            Ok(r) if r.status == 200 => ok += 1,
+            r => {
+                failed += 1;
+                first.get_or_insert_with(|| failure(&r));
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    latency(&h, ok, failed)
+    latency(&h, ok, failed, first)
 }
 
 /// Kinds of attack (see [`attacker`]).
