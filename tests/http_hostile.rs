@@ -253,7 +253,10 @@ fn new_series_are_limited_per_request_and_per_second() {
 /// The seeded mix: a well-behaved writer and reader, alone and then
 /// beside hostile clients (slow drips, slowloris, huge reads dropped
 /// midway, pathological lines, series floods, connection churn). Nothing
-/// acknowledged is lost, no well-behaved request fails, and none waits
+/// acknowledged is lost, no well-behaved request fails (a `503` with
+/// `Retry-After`, the server's answer when churn fills the listener, is
+/// asked again once after it, as real clients do; the report counts
+/// those), and none waits
 /// long (the bound here is loose, for a debug build on a shared machine;
 /// `xtdb-load scenario hostile` measures the p99 against the 50 ms
 /// target on a release build: see the README's "Hostile input" table).

@@ -41,6 +41,9 @@ pub struct Latency {
     pub ok: u64,
     /// Requests that failed (any other status, or a socket error).
     pub failed: u64,
+    /// Requests refused `503` with `Retry-After` and asked again once
+    /// after it (counted in `ok` or `failed` by the second answer).
+    pub retried: u64,
     /// Median, µs.
     pub p50_us: u64,
     /// 99th percentile, µs.
@@ -70,7 +73,7 @@ pub struct HostileReport {
 impl HostileReport {
     /// The report as JSON.
     pub fn json(&self) -> Value {
-        let lat = |l: &Latency| json!({"ok": l.ok, "failed": l.failed, "p50_us": l.p50_us, "p99_us": l.p99_us, "max_us": l.max_us, "first_failure": l.first_failure});
+        let lat = |l: &Latency| json!({"ok": l.ok, "failed": l.failed, "retried": l.retried, "p50_us": l.p50_us, "p99_us": l.p99_us, "max_us": l.max_us, "first_failure": l.first_failure});
         json!({
             "write_alone": lat(&self.write[0]), "write_attacked": lat(&self.write[1]),
             "read_alone": lat(&self.read[0]), "read_attacked": lat(&self.read[1]),
@@ -81,13 +84,15 @@ impl HostileReport {
 
     /// A text table.
     pub fn text(&self) -> String {
-        let mut s = String::from("client  phase      ok  failed  p50 ms  p99 ms  max ms\n");
+        let mut s =
+            String::from("client  phase      ok  failed  retried  p50 ms  p99 ms  max ms\n");
         for (name, l) in [("write", &self.write), ("read", &self.read)] {
             for (phase, x) in ["alone", "attacked"].iter().zip(l.iter()) {
                 s.push_str(&format!(
-                    "{name:<7} {phase:<9} {:>5} {:>7} {:>7.2} {:>7.2} {:>7.2}\n",
+                    "{name:<7} {phase:<9} {:>5} {:>7} {:>8} {:>7.2} {:>7.2} {:>7.2}\n",
                     x.ok,
                     x.failed,
+                    x.retried,
                     x.p50_us as f64 / 1e3,
                     x.p99_us as f64 / 1e3,
                     x.max_us as f64 / 1e3
@@ -119,6 +124,8 @@ impl HostileReport {
 struct Answer {
     status: u16,
     body: Vec<u8>,
+    /// Seconds of a `Retry-After` header.
+    retry_after: Option<u64>,
 }
 
 /// One request on its own connection, the whole answer read back
@@ -158,7 +165,39 @@ fn request_why(a: SocketAddr, method: &str, path: &str, body: &[u8]) -> Result<A
     if headers.contains("transfer-encoding: chunked") {
         body = dechunk(&body).ok_or_else(|| bad("a chunked body cut short"))?;
     }
-    Ok(Answer { status, body })
+    let retry_after = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("retry-after:"))
+        .and_then(|v| v.trim().parse().ok());
+    Ok(Answer {
+        status,
+        body,
+        retry_after,
+    })
+}
+
+/// A well-behaved client's request: a `503` with `Retry-After` (the
+/// server's answer when a connection flood has filled its listener and no
+/// connection can be evicted) is retried once, after the delay it names
+/// (at most 2 s), as InfluxDB clients and Telegraf do; `retried` counts
+/// those.
+fn polite(
+    a: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    retried: &mut u64,
+) -> Result<Answer, String> {
+    let r = request_why(a, method, path, body);
+    match &r {
+        Ok(x) if x.status == 503 && x.retry_after.is_some() => {
+            *retried += 1;
+            let secs = x.retry_after.unwrap_or(1).min(2);
+            std::thread::sleep(Duration::from_secs(secs));
+            request_why(a, method, path, body)
+        }
+        _ => r,
+    }
 }
 
 /// What a failed request's answer said, for [`Latency::first_failure`].
@@ -218,10 +257,17 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
-fn latency(h: &Histogram<u64>, ok: u64, failed: u64, first_failure: Option<String>) -> Latency {
+fn latency(
+    h: &Histogram<u64>,
+    ok: u64,
+    failed: u64,
+    retried: u64,
+    first_failure: Option<String>,
+) -> Latency {
     Latency {
         ok,
         failed,
+        retried,
         first_failure,
         p50_us: h.value_at_quantile(0.5),
         p99_us: h.value_at_quantile(0.99),
@@ -325,6 +371,7 @@ fn writer(
     let mut h = crate::load::report::new_hist();
     let (mut ok, mut failed) = (0, 0);
     let mut first = None;
+    let mut retried = 0;
     while !stop.load(Ordering::Relaxed) {
         let t = next_ts.fetch_add(1, Ordering::Relaxed) as i64;
         let ts = T0_US + 1_000_000_000 + t;
@@ -336,7 +383,13 @@ fn writer(
             pts.push((s, ts, v));
         }
         let started = Instant::now();
-        let r = request_why(a, "POST", "/write?precision=u", body.as_bytes());
+        let r = polite(
+            a,
+            "POST",
+            "/write?precision=u",
+            body.as_bytes(),
+            &mut retried,
+        );
         let _ = h.record(started.elapsed().as_micros() as u64);
         match r {
             Ok(r) if r.status == 204 => {
@@ -352,7 +405,7 @@ fn writer(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    latency(&h, ok, failed, first)
+    latency(&h, ok, failed, retried, first)
 }
 
 /// Reads the latest values and a short range every 20 ms.
@@ -360,6 +413,7 @@ fn reader(a: SocketAddr, stop: &AtomicBool) -> Latency {
     let mut h = crate::load::report::new_hist();
     let (mut ok, mut failed) = (0, 0);
     let mut first = None;
+    let mut retried = 0;
     let latest: String = (0..WRITER_SERIES)
         .map(|s| format!("tag={}", enc(&series_key(s))))
         .collect::<Vec<_>>()
@@ -373,7 +427,7 @@ fn reader(a: SocketAddr, stop: &AtomicBool) -> Latency {
         };
         i += 1;
         let started = Instant::now();
-        let r = request_why(a, "GET", &path, b"");
+        let r = polite(a, "GET", &path, b"", &mut retried);
         let _ = h.record(started.elapsed().as_micros() as u64);
         match r {
             Ok(r) if r.status == 200 => ok += 1,
@@ -384,7 +438,7 @@ fn reader(a: SocketAddr, stop: &AtomicBool) -> Latency {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    latency(&h, ok, failed, first)
+    latency(&h, ok, failed, retried, first)
 }
 
 /// Kinds of attack (see [`attacker`]).
