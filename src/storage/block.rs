@@ -434,10 +434,7 @@ pub fn decode_into(
     if e.min_ts >= end || e.max_ts < start {
         return Ok(());
     }
-    let (at, len) = (e.offset as usize, e.len as usize);
-    let payload = b
-        .get(at..at + len)
-        .ok_or_else(|| "segment beyond the block".to_string())?;
+    let payload = payload(b, e)?;
     if block.encoding == RAW {
         return decode_raw(payload, e, start, end, out);
     }
@@ -457,6 +454,14 @@ pub fn decode_into(
         ));
     }
     Ok(())
+}
+
+/// Segment `e`'s payload in block `b` (a codec payload unless the block
+/// is [`RAW`]).
+pub fn payload<'a>(b: &'a [u8], e: &SegEntry) -> Result<&'a [u8], String> {
+    let (at, len) = (e.offset as usize, e.len as usize);
+    b.get(at..at.saturating_add(len))
+        .ok_or_else(|| "segment beyond the block".to_string())
 }
 
 /// Appends every point of segment `e` to `out`, in order (compaction's

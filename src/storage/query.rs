@@ -139,26 +139,8 @@ pub(crate) async fn range_pieces(
             .map(RangeAnswer::Points);
     }
     let segs = &snap.blocks;
-    let mut unique: Vec<(Rc<DataFile>, u64)> = Vec::new();
-    let mut block_of = vec![0; segs.len()];
-    let mut seen = std::collections::HashMap::new();
-    for &(_, _, which) in &runs {
-        if let Ok(i) = which {
-            let (r, file, off) = &segs[i];
-            block_of[i] = *seen.entry((r.chunk, r.slot)).or_insert_with(|| {
-                unique.push((file.clone(), *off));
-                unique.len() - 1
-            });
-        }
-    }
-    let reads = unique
-        .iter()
-        .map(|(file, off)| async move { file.read_at(*off, BLOCK_SIZE).await });
-    let mut done = stream::iter(reads).buffered(READS_IN_FLIGHT);
-    let mut blocks = Vec::with_capacity(unique.len());
-    while let Some(b) = done.next().await {
-        blocks.push(b?);
-    }
+    let (block_of, unique) = unique_blocks(segs);
+    let blocks = read_blocks(&unique).await?;
     let mut pieces = Vec::with_capacity(runs.len());
     let mut from_disk = 0u64;
     let mut encoded = 0u64;
@@ -190,10 +172,8 @@ pub(crate) async fn range_pieces(
                         pieces.push(Piece::Points(out));
                     }
                 } else {
-                    let (at, len) = (seg.offset as usize, seg.len as usize);
-                    let payload = data.get(at..at + len).ok_or_else(|| {
-                        Error::corrupt(file.path(), *off, "segment beyond the block")
-                    })?;
+                    let payload = block::payload(data, &seg)
+                        .map_err(|why| Error::corrupt(file.path(), *off, why))?;
                     encoded += 1;
                     pieces.push(Piece::Encoded {
                         count: seg.count,
@@ -408,6 +388,39 @@ fn in_time_order(points: &[Point], spans: &[(usize, usize)]) -> bool {
         .all(|w| points[w[0].1 - 1].ts < points[w[1].0].ts)
 }
 
+/// The blocks holding `segs`, each once however many of the segments it
+/// holds (compaction's aligned cuts put a day's hours in a few blocks):
+/// per segment the index of its block in the list, and the list of (file,
+/// offset) to read.
+#[allow(clippy::type_complexity)]
+fn unique_blocks(segs: &[(SegRef, Rc<DataFile>, u64)]) -> (Vec<usize>, Vec<(Rc<DataFile>, u64)>) {
+    let mut block_of = Vec::with_capacity(segs.len());
+    let mut unique: Vec<(Rc<DataFile>, u64)> = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for (r, file, off) in segs {
+        let i = *seen.entry((r.chunk, r.slot)).or_insert_with(|| {
+            unique.push((file.clone(), *off));
+            unique.len() - 1
+        });
+        block_of.push(i);
+    }
+    (block_of, unique)
+}
+
+/// Reads `blocks` ([`unique_blocks`]), [`READS_IN_FLIGHT`] at a time, in
+/// order.
+async fn read_blocks(blocks: &[(Rc<DataFile>, u64)]) -> Result<Vec<glommio::io::ReadResult>> {
+    let reads = blocks
+        .iter()
+        .map(|(file, off)| async move { file.read_at(*off, BLOCK_SIZE).await });
+    let mut done = stream::iter(reads).buffered(READS_IN_FLIGHT);
+    let mut out = Vec::with_capacity(blocks.len());
+    while let Some(b) = done.next().await {
+        out.push(b?);
+    }
+    Ok(out)
+}
+
 /// Reads the blocks of `segs` (each once, however many of the segments it
 /// holds; up to [`READS_IN_FLIGHT`] at a time) and appends each segment's
 /// points in `[start, end)` to `out`, in the order given, as soon as its
@@ -422,16 +435,7 @@ async fn decode_segments_into(
     out: &mut Vec<Point>,
     spans: &mut Vec<(usize, usize)>,
 ) -> Result<u64> {
-    let mut block_of = Vec::with_capacity(segs.len());
-    let mut unique: Vec<(Rc<DataFile>, u64)> = Vec::new();
-    let mut seen = std::collections::HashMap::new();
-    for (r, file, off) in segs {
-        let i = *seen.entry((r.chunk, r.slot)).or_insert_with(|| {
-            unique.push((file.clone(), *off));
-            unique.len() - 1
-        });
-        block_of.push(i);
-    }
+    let (block_of, unique) = unique_blocks(segs);
     let reads = unique
         .iter()
         .map(|(file, off)| async move { file.read_at(*off, BLOCK_SIZE).await });
@@ -464,26 +468,8 @@ pub(crate) async fn read_segments(
     start: i64,
     end: i64,
 ) -> Result<(Vec<Vec<Point>>, u64)> {
-    // A block holding several of the tag's segments (compaction's aligned
-    // cuts put a day's hours in a few blocks) is read once.
-    let mut block_of = Vec::with_capacity(segs.len());
-    let mut unique: Vec<(u64, u32, Rc<DataFile>, u64)> = Vec::new();
-    let mut seen = std::collections::HashMap::new();
-    for (r, file, off) in segs {
-        let i = *seen.entry((r.chunk, r.slot)).or_insert_with(|| {
-            unique.push((r.chunk, r.slot, file.clone(), *off));
-            unique.len() - 1
-        });
-        block_of.push(i);
-    }
-    let reads = unique
-        .iter()
-        .map(|(_, _, file, off)| async move { file.read_at(*off, BLOCK_SIZE).await });
-    let mut blocks = Vec::with_capacity(unique.len());
-    let mut done = stream::iter(reads).buffered(READS_IN_FLIGHT);
-    while let Some(b) = done.next().await {
-        blocks.push(b?);
-    }
+    let (block_of, unique) = unique_blocks(segs);
+    let blocks = read_blocks(&unique).await?;
     let mut runs = Vec::with_capacity(segs.len());
     for ((r, file, off), &i) in segs.iter().zip(&block_of) {
         let mut out = Vec::new();
