@@ -36,7 +36,7 @@ use futures_util::future::join_all;
 
 use crate::storage::block::{self, Part, BLOCK_SIZE, BODY, MAX_SEGMENTS};
 use crate::storage::buffer::Frozen;
-use crate::storage::chunk::{self, block_offset, Chunk, DirEntry, Kind, RollupBytes, V2_ORDER};
+use crate::storage::chunk::{self, block_offset, Chunk, DirEntry, Kind, V2_ORDER};
 use crate::storage::config::ShardConfig;
 use crate::storage::control::Control;
 use crate::storage::disk::Disk;
@@ -389,17 +389,7 @@ async fn write_plan(
 pub(crate) async fn seal(f: &Flusher, chunk: &mut Chunk, checkpoint: u64) -> Result<()> {
     let id = chunk.header.id;
     let mut entries = std::mem::take(&mut *f.disk.active_entries.borrow_mut());
-    let committed = chunk.header.committed;
-    let sealed = chunk
-        .seal(
-            committed,
-            &mut entries,
-            RollupBytes::default(),
-            &[],
-            &[],
-            checkpoint,
-        )
-        .await;
+    let sealed = chunk.seal_flush(&mut entries, checkpoint).await;
     if sealed.is_err() {
         *f.disk.active_entries.borrow_mut() = entries;
         return sealed;

@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use crate::storage::chunk::{
-    self, list_chunks, open_chunk, v1, Chunk, Entries, Found, Kind, Opened, RollupBytes,
+    self, list_chunks, open_chunk, v1, Chunk, Entries, Found, Kind, Opened,
 };
 use crate::storage::compact::run_compactor;
 use crate::storage::config::ShardConfig;
@@ -386,17 +386,7 @@ async fn load_chunks(
     for c in active {
         let mut chunk = Chunk::from_opened(&c);
         let mut entries = Entries::from(c.entries.as_slice());
-        let committed = chunk.header.committed;
-        chunk
-            .seal(
-                committed,
-                &mut entries,
-                RollupBytes::default(),
-                &[],
-                &[],
-                checkpoint,
-            )
-            .await?;
+        chunk.seal_flush(&mut entries, checkpoint).await?;
         if let Some(info) = inner.disk.index.borrow_mut().chunk_mut(c.header.id) {
             info.sealed = true;
         }

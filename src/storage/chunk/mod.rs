@@ -729,6 +729,21 @@ impl Chunk {
         Ok(())
     }
 
+    /// [`Chunk::seal`] for a flush chunk: its committed blocks, `entries`,
+    /// no rollups, claims or siblings.
+    pub async fn seal_flush(&mut self, entries: &mut Entries, checkpoint: u64) -> Result<()> {
+        let committed = self.header.committed;
+        self.seal(
+            committed,
+            entries,
+            RollupBytes::default(),
+            &[],
+            &[],
+            checkpoint,
+        )
+        .await
+    }
+
     /// Bytes the file holds on disk.
     pub fn allocated(&self) -> u64 {
         self.allocated
