@@ -9,7 +9,6 @@ mod net_common;
 use net_common as common;
 
 use std::io::{Read, Write};
-use std::time::{Duration, Instant};
 
 use common::series;
 use xtdb::net::protocol::{self, kind, Response, HEADER_LEN};
@@ -42,20 +41,11 @@ fn ranges_as_pieces_equal_plain_ranges() {
     common::client(move || async move {
         let mut cl = Client::connect(&addr).await.unwrap();
         let t0 = 1_700_000_000_000_000i64;
-        for tag in [1u32, 2] {
-            for b in plant(tag, t0, 60_000).chunks(5_000) {
-                assert_eq!(cl.write(b).await.unwrap(), b.len() as u64);
-            }
-        }
-        let until = Instant::now() + Duration::from_secs(30);
-        loop {
-            let s = cl.stats().await.unwrap();
-            if common::stat(&s, "total.blocks_written") >= 4 {
-                break;
-            }
-            assert!(Instant::now() < until, "nothing flushed within 30 s");
-            glommio::timer::sleep(Duration::from_millis(50)).await;
-        }
+        let points: Vec<Point> = [1u32, 2]
+            .iter()
+            .flat_map(|&t| plant(t, t0, 60_000))
+            .collect();
+        common::write_until_flushed(&mut cl, &points, 5_000, 4, 30).await;
         let s = 1_000_000i64;
         let ranges = [
             (i64::MIN, i64::MAX),

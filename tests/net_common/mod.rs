@@ -143,3 +143,31 @@ pub fn series(tag: u32, t0: i64, n: i64) -> Vec<Point> {
         })
         .collect()
 }
+
+/// Writes `points` through `cl` in batches of `batch`, each acknowledged
+/// in full, then waits (at most `secs`) until the server has written at
+/// least `blocks` blocks, so a test sees points both in blocks and in
+/// memory.
+pub async fn write_until_flushed(
+    cl: &mut xtdb::net::Client,
+    points: &[Point],
+    batch: usize,
+    blocks: u64,
+    secs: u64,
+) {
+    for b in points.chunks(batch) {
+        assert_eq!(cl.write(b).await.unwrap(), b.len() as u64);
+    }
+    let until = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let s = cl.stats().await.unwrap();
+        if stat(&s, "total.blocks_written") >= blocks {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "fewer than {blocks} blocks flushed within {secs} s"
+        );
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
+}
